@@ -1,0 +1,50 @@
+"""The machine's fixed address map: the one source of truth for where things live.
+
+Every board shares this map, so one firmware ELF runs on any board:
+
+    0x0000_0000 ┌──────────────────────┐
+                │ unmapped             │  a NULL (or small-offset) dereference faults
+    0x0200_0000 ├──────────────────────┤
+                │ CLINT: mtime/mtimecmp│  timer, in executed instructions
+    0x0C00_0000 ├──────────────────────┤
+                │ INTC: interrupt ctrl │  pending / enable / claim for lines 1..31
+    0x1000_0000 ├──────────────────────┤
+                │ UART                 │  TX data register, status
+    0x1000_1000 ├──────────────────────┤
+                │ DMA engine           │  src, dst, len, ctrl, status + device buffer
+    0x1100_0000 ├──────────────────────┤
+                │ hypercall doorbells  │  `sw blockaddr, 4*N(DOORBELL)` calls service N
+    0x8000_0000 ├──────────────────────┤
+                │ RAM (banks)          │  firmware loads at RAM_BASE; the rest is the
+                │                      │  allocator's (zones DMA / NORMAL)
+    0xC000_0000 ├──────────────────────┤
+                │ vmalloc / arena      │  virtual windows (no demand paging)
+                └──────────────────────┘
+
+Invariants:
+ 1. RAM_BASE and FIRMWARE_LOAD are the same on every board.
+ 2. Device windows never overlap RAM; boards may place RAM banks anywhere in
+    [RAM_BASE, VMALLOC_START).
+"""
+
+from __future__ import annotations
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT  # 4096: the page size the ABI and the allocator assume
+
+RAM_BASE = 0x8000_0000
+FIRMWARE_LOAD = RAM_BASE
+
+CLINT_BASE = 0x0200_0000
+CLINT_SIZE = 0x1_0000
+INTC_BASE = 0x0C00_0000
+INTC_SIZE = 0x1000
+UART_BASE = 0x1000_0000
+UART_SIZE = 0x1000
+DMA_BASE = 0x1000_1000
+DMA_SIZE = 0x1000
+DOORBELL_BASE = 0x1100_0000
+DOORBELL_SIZE = 0x1000  # 1024 services, one 32-bit doorbell each
+
+VMALLOC_START = 0xC000_0000
+VMALLOC_END = 0xF000_0000
