@@ -1,0 +1,369 @@
+"""The hypercall bridge: doorbell stores from firmware become allocator calls.
+
+The machine calls `Bridge.__call__(service, block)` from the doorbell's MMIO
+write callback (emulator/abi.py describes the transport and the block). The
+bridge reads the block straight from guest RAM through a memoryview, decodes
+the caller's context and call site, runs the service on the allocator and
+writes `result`/`aux` back into the block. One Python call per hypercall, no
+register reads.
+
+Every value in a block is untrusted. The bridge checks the block address,
+service number, pointers and strings before the allocator sees them; the
+allocator checks flags, sizes and handles itself and raises a `KallocError`,
+which the bridge turns into a report entry and a 0 result.
+
+Invariants:
+ 1. The callback never stops the emulator except through `machine.fatal`,
+    which ends the run (a stopped store would replay on resume).
+ 2. An error never leaves a half-done allocator operation: the allocator
+    raises before it changes state; the bridge only records.
+ 3. Site tracking is always on: every call saves its frame-pointer stack in the
+    allocator's stack depot and passes the handle as `Caller.site`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from emulator import abi
+from emulator.memlayout import DOORBELL_SIZE
+from kalloc import Caller, Context
+from kalloc.errors import BadArgumentError, KallocError
+from kalloc.physmem import BadAddress
+
+if TYPE_CHECKING:
+    from emulator.machine import Machine
+    from kalloc import Kalloc
+
+BACKTRACE_DEPTH = 16  # frames kept per site: deep enough for wrapper → libc → user chains
+_IN = struct.Struct("<11I")  # result, aux, ra, fp, ctx, a0..a5
+_OUT = struct.Struct("<II")
+_EINVAL = 22
+MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
+
+Handler = Callable[..., tuple[int, int]]
+
+
+@dataclass(slots=True)
+class IrqContextStats:
+    """Allocations and frees made from interrupt context (for the report)."""
+
+    allocs: int = 0
+    frees: int = 0
+    bytes: int = 0
+    failures: int = 0
+
+
+@dataclass(slots=True)
+class BridgeStats:
+    calls: dict[str, int] = field(default_factory=dict)
+    irq: IrqContextStats = field(default_factory=IrqContextStats)
+
+
+class Bridge:
+    """Decodes argument blocks and dispatches them to the allocator."""
+
+    def __init__(self, machine: Machine, ka: Kalloc, *, console: Callable[[bytes], None]) -> None:
+        self.machine = machine
+        self.ka = ka
+        self.phys = machine.phys
+        self.console = console
+        self.stats = BridgeStats()
+        self.bootinfo = b""
+        self._counts = [0] * (MAX_SERVICES)
+        self._table: list[Handler | None] = [None] * MAX_SERVICES
+        for svc in abi.SERVICES:
+            self._table[svc.number] = getattr(self, "svc_" + svc.name.lower())
+
+    # -- the doorbell -----------------------------------------------------------------------------
+
+    def __call__(self, service: int, block: int) -> None:
+        """Run one hypercall. Called from the MMIO write callback: record, never stop."""
+        phys = self.phys
+        if block & 3 or not phys.contains(block, abi.BLOCK_SIZE):
+            self.machine.fatal(
+                BadArgumentError(
+                    f"hypercall {self._name(service)} passed an argument block at {block:#x}, "
+                    "which is not 4-byte aligned RAM",
+                    addr=block,
+                    service=service,
+                )
+            )
+            return
+        view = phys.view(block, abi.BLOCK_SIZE)
+        _res, _aux, ra, fp, ctx, *args = _IN.unpack_from(view)
+        caller = self._caller(ra, fp, ctx)
+        handler = self._table[service] if service < len(self._table) else None
+        if handler is None:
+            self._report(
+                BadArgumentError(f"hypercall number {service} does not exist (ABI v{abi.ABI_VERSION})",
+                                 site=caller.site, service=service),
+            )
+            _OUT.pack_into(view, 0, 0, _EINVAL)
+            return
+        self._counts[service] += 1
+        try:
+            result, aux = handler(caller, *args)
+        except KallocError as err:
+            if err.site is None:
+                err.site = caller.site
+            err.fields.setdefault("service", self._name(service))
+            if err.kind == "oom" and err.severity == "error":
+                self.machine.fatal(err)  # __GFP_NOFAIL that cannot be met ends the run
+            else:
+                self._report(err)
+            result, aux = 0, 0
+        except BadAddress as exc:
+            self._report(BadArgumentError(f"{self._name(service)}: {exc}", site=caller.site))
+            result, aux = 0, 0
+        _OUT.pack_into(view, 0, result & 0xFFFF_FFFF, aux & 0xFFFF_FFFF)
+        self._drain_allocator_reports()
+
+    def _caller(self, ra: int, fp: int, ctx: int) -> Caller:
+        depth = (ctx >> abi.CTX_DEPTH_SHIFT) & abi.CTX_DEPTH_MASK
+        if depth:
+            context = Context.IRQ
+        elif not ctx & abi.CTX_MIE:
+            context = Context.IRQS_OFF
+        else:
+            context = Context.TASK
+        return Caller(context, self.ka.depot.save(self._stack(ra, fp)), depth)
+
+    def _stack(self, ra: int, fp: int) -> tuple[int, ...]:
+        """The call stack above a hypercall stub: [ra, then saved ra of each frame up the fp chain].
+
+        The stub's own frame is at `fp`: [fp-8] is its caller's frame pointer and each
+        frame keeps its return address at [fp-4] (RISC-V GCC with frame pointers).
+        """
+        phys = self.phys
+        pcs = [ra]
+        fp = self._read(phys, fp - 8)
+        while fp and len(pcs) < BACKTRACE_DEPTH:
+            ret = self._read(phys, fp - 4)
+            nxt = self._read(phys, fp - 8)
+            if not ret:
+                break
+            pcs.append(ret)
+            if nxt != 0 and nxt <= fp:  # frames grow up the stack; anything else is garbage
+                break
+            fp = nxt
+        return tuple(pcs)
+
+    @staticmethod
+    def _read(phys: Any, addr: int) -> int:
+        if addr & 3 or not phys.contains(addr, 4):
+            return 0
+        return phys.read_u32(addr)
+
+    def _report(self, err: KallocError) -> None:
+        self.machine.report(err)
+
+    def _drain_allocator_reports(self) -> None:
+        reports = self.ka.reports
+        if reports:
+            for err in reports:
+                self.machine.report(err)
+            reports.clear()
+
+    @staticmethod
+    def _name(service: int) -> str:
+        svc = abi.SERVICE_BY_NUMBER.get(service)
+        return svc.name if svc else f"#{service}"
+
+    def call_counts(self) -> dict[str, int]:
+        """Calls per service name, in ABI order (deterministic)."""
+        return {s.name: self._counts[s.number] for s in abi.SERVICES if self._counts[s.number]}
+
+    # -- helpers for services ---------------------------------------------------------------------
+
+    def _cstr(self, addr: int, what: str) -> str:
+        if not addr:
+            raise BadArgumentError(f"{what} is NULL")
+        try:
+            raw = self.phys.read_cstr(addr, 64)
+        except BadAddress as exc:
+            raise BadArgumentError(f"{what}: {exc}", addr=addr) from None
+        return raw.decode("utf-8", "replace")
+
+    def _irq_account(self, caller: Caller, addr: int | None, size: int, *, free: bool = False) -> None:
+        if caller.context is not Context.IRQ:
+            return
+        irq = self.stats.irq
+        if free:
+            irq.frees += 1
+        elif addr:
+            irq.allocs += 1
+            irq.bytes += size
+        else:
+            irq.failures += 1
+
+    # -- services (names follow emulator/abi.py: svc_<name>) ------------------------------------
+
+    def svc_nop(self, caller: Caller, *args: int) -> tuple[int, int]:
+        return 0, 0
+
+    def svc_bootinfo(self, caller: Caller, buf: int, length: int, *args: int) -> tuple[int, int]:
+        data = self.bootinfo[: min(length, len(self.bootinfo))]
+        if not self.phys.contains(buf, max(len(data), 1)):
+            raise BadArgumentError(f"BOOTINFO buffer {buf:#x}+{length} is not RAM", addr=buf)
+        self.phys.write(buf, data)
+        return len(data), 0
+
+    def svc_console_write(self, caller: Caller, buf: int, length: int, *args: int) -> tuple[int, int]:
+        if length > 1 << 20 or not self.phys.contains(buf, max(length, 1)):
+            raise BadArgumentError(f"CONSOLE_WRITE buffer {buf:#x}+{length} is not RAM", addr=buf)
+        self.console(self.phys.read(buf, length))
+        return length, 0
+
+    def svc_stats_dump(self, caller: Caller, what: int, *args: int) -> tuple[int, int]:
+        ka = self.ka
+        parts = []
+        if what & abi.STATS_BUDDYINFO:
+            parts.append(ka.buddyinfo())
+        if what & abi.STATS_ZONEINFO:
+            parts.append(ka.zoneinfo())
+        if what & abi.STATS_SLABINFO:
+            parts.append(ka.slabinfo())
+        text = "\n".join(p.rstrip("\n") for p in parts) + "\n"
+        self.console(text.encode())
+        return 0, 0
+
+    def svc_not_leak(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
+        self.ka.not_leak(ptr)
+        return 0, 0
+
+    def svc_mark(self, caller: Caller, ident: int, *args: int) -> tuple[int, int]:
+        return 0, 0
+
+    def svc_alloc_pages(self, caller: Caller, gfp: int, order: int, *args: int) -> tuple[int, int]:
+        addr = self.ka.alloc_pages(gfp, order, caller)
+        self._irq_account(caller, addr, 4096 << order if order < 32 else 0)
+        return addr or 0, 0
+
+    def svc_free_pages(self, caller: Caller, addr: int, order: int, *args: int) -> tuple[int, int]:
+        self.ka.free_pages(addr, order, caller)
+        self._irq_account(caller, addr, 0, free=True)
+        return 0, 0
+
+    def svc_alloc_pages_exact(self, caller: Caller, size: int, gfp: int, *args: int) -> tuple[int, int]:
+        addr = self.ka.alloc_pages_exact(size, gfp, caller)
+        self._irq_account(caller, addr, size)
+        return addr or 0, 0
+
+    def svc_free_pages_exact(self, caller: Caller, addr: int, size: int, *args: int) -> tuple[int, int]:
+        self.ka.free_pages_exact(addr, size, caller)
+        self._irq_account(caller, addr, 0, free=True)
+        return 0, 0
+
+    def _cache(self, handle: int) -> Any:
+        cache = self.ka.cache_by_handle(handle)
+        if cache is None:
+            raise BadArgumentError(f"cache handle {handle:#x} was never created or was destroyed")
+        return cache
+
+    def svc_cache_create(self, caller: Caller, name: int, size: int, align: int, flags: int,
+                         *args: int) -> tuple[int, int]:
+        cache = self.ka.kmem_cache_create(self._cstr(name, "cache name"), size, align, flags)
+        return cache.handle, 0
+
+    def svc_cache_alloc(self, caller: Caller, handle: int, gfp: int, *args: int) -> tuple[int, int]:
+        cache = self._cache(handle)
+        addr = self.ka.kmem_cache_alloc(cache, gfp, caller)
+        self._irq_account(caller, addr, cache.object_size)
+        return (addr, int(cache.last_alloc_fresh)) if addr else (0, 0)
+
+    def svc_cache_free(self, caller: Caller, handle: int, obj: int, *args: int) -> tuple[int, int]:
+        self.ka.kmem_cache_free(self._cache(handle), obj, caller)
+        self._irq_account(caller, obj, 0, free=True)
+        return 0, 0
+
+    def svc_cache_shrink(self, caller: Caller, handle: int, *args: int) -> tuple[int, int]:
+        return self.ka.kmem_cache_shrink(self._cache(handle)), 0
+
+    def svc_cache_destroy(self, caller: Caller, handle: int, *args: int) -> tuple[int, int]:
+        self.ka.kmem_cache_destroy(self._cache(handle))
+        return 0, 0
+
+    def svc_kmalloc(self, caller: Caller, size: int, gfp: int, *args: int) -> tuple[int, int]:
+        addr = self.ka.kmalloc(size, gfp, caller)
+        self._irq_account(caller, addr, size)
+        return addr or 0, 0
+
+    def svc_kfree(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
+        self.ka.kfree(ptr, caller)
+        if ptr:
+            self._irq_account(caller, ptr, 0, free=True)
+        return 0, 0
+
+    def svc_ksize(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
+        return self.ka.ksize(ptr), 0
+
+    def svc_krealloc(self, caller: Caller, ptr: int, size: int, gfp: int, *args: int) -> tuple[int, int]:
+        addr = self.ka.krealloc(ptr, size, gfp, caller)
+        self._irq_account(caller, addr, size)
+        return addr or 0, 0
+
+    def svc_kcalloc(self, caller: Caller, n: int, size: int, gfp: int, *args: int) -> tuple[int, int]:
+        addr = self.ka.kcalloc(n, size, gfp, caller)
+        self._irq_account(caller, addr, n * size)
+        return addr or 0, 0
+
+    def svc_malloc(self, caller: Caller, size: int, *args: int) -> tuple[int, int]:
+        return self.ka.malloc(size, caller) or 0, 0
+
+    def svc_free(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
+        self.ka.free(ptr, caller)
+        return 0, 0
+
+    def svc_calloc(self, caller: Caller, n: int, size: int, *args: int) -> tuple[int, int]:
+        return self.ka.calloc(n, size, caller) or 0, 0
+
+    def svc_realloc(self, caller: Caller, ptr: int, size: int, *args: int) -> tuple[int, int]:
+        return self.ka.realloc(ptr, size, caller) or 0, 0
+
+    def svc_aligned_alloc(self, caller: Caller, align: int, size: int, *args: int) -> tuple[int, int]:
+        return self.ka.aligned_alloc(align, size, caller) or 0, 0
+
+    def svc_malloc_usable_size(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
+        return self.ka.malloc_usable_size(ptr), 0
+
+    def svc_dma_alloc_coherent(self, caller: Caller, size: int, gfp: int, *args: int) -> tuple[int, int]:
+        got = self.ka.dma_alloc_coherent(size, gfp, caller)
+        self._irq_account(caller, got[0] if got else None, size)
+        return got if got else (0, 0)
+
+    def svc_dma_free_coherent(self, caller: Caller, size: int, cpu: int, dma: int,
+                              *args: int) -> tuple[int, int]:
+        self.ka.dma_free_coherent(size, cpu, dma, caller)
+        self._irq_account(caller, cpu, 0, free=True)
+        return 0, 0
+
+    def _pool(self, handle: int) -> Any:
+        pool = self.ka.pool_by_handle(handle)
+        if pool is None:
+            raise BadArgumentError(f"DMA pool handle {handle:#x} was never created or was destroyed")
+        return pool
+
+    def svc_dma_pool_create(self, caller: Caller, name: int, size: int, align: int, boundary: int,
+                            *args: int) -> tuple[int, int]:
+        pool = self.ka.dma_pool_create(self._cstr(name, "pool name"), size, align, boundary)
+        return pool.handle, 0
+
+    def svc_dma_pool_alloc(self, caller: Caller, handle: int, gfp: int, *args: int) -> tuple[int, int]:
+        pool = self._pool(handle)
+        got = self.ka.dma_pool_alloc(pool, gfp, caller)
+        self._irq_account(caller, got[0] if got else None, pool.size)
+        return got if got else (0, 0)
+
+    def svc_dma_pool_free(self, caller: Caller, handle: int, cpu: int, dma: int,
+                          *args: int) -> tuple[int, int]:
+        self.ka.dma_pool_free(self._pool(handle), cpu, dma, caller)
+        self._irq_account(caller, cpu, 0, free=True)
+        return 0, 0
+
+    def svc_dma_pool_destroy(self, caller: Caller, handle: int, *args: int) -> tuple[int, int]:
+        self.ka.dma_pool_destroy(self._pool(handle))
+        return 0, 0

@@ -1,0 +1,114 @@
+"""The text report: the JSON report (emulator/run.py) rendered for a person with rich.
+
+Order: the firmware's UART output, then how the run ended, the errors (each with
+where it happened and the backtrace), then the allocator's state in the formats
+people know (zoneinfo, buddyinfo, slabinfo), interrupts and hypercall counts.
+
+Invariants:
+ 1. Rendering reads the report dict only: what the text says, the JSON holds
+    (wall time aside, which is text-only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from emulator.report import format_frame
+
+_STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout"}
+
+
+def render_text(report: dict[str, Any], out: Console, *, wall_s: float | None = None, quiet: bool = False) -> None:
+    """Print `report` to `out`."""
+    uart = report.get("uart", "")
+    if uart:
+        out.print(Text(uart.rstrip("\n")), soft_wrap=True)
+    status = report["exit_code"]
+    meaning = _STATUS.get(status, "firmware exit code")
+    timing = f", {wall_s:.2f} s" if wall_s is not None else ""
+    out.rule(f"kalloc report: {report['firmware']} on board {report['board']}", style="dim")
+    out.print(
+        f"end: {report['end']} · firmware exit code {report['firmware_exit_code']} · "
+        f"{report['instructions']:,} instructions{timing} · status {status} ({meaning})",
+        markup=False,
+    )
+    _errors(report["errors"], out)
+    if quiet:
+        return
+    _zones(report, out)
+    for title in ("buddyinfo", "slabinfo"):
+        text = report.get(title)
+        if text:
+            out.print(Text(f"\n/proc/{title}", style="bold"))
+            out.print(Text(text.rstrip("\n")), soft_wrap=True)
+    _interrupts(report, out)
+
+
+def _errors(entries: list[dict[str, Any]], out: Console) -> None:
+    if not entries:
+        out.print(Text("no errors, no leaks", style="green"))
+        return
+    errors = sum(1 for e in entries if e["severity"] == "error")
+    out.print(Text(f"{errors} error(s), {len(entries) - errors} warning(s)", style="bold red" if errors else "yellow"))
+    for e in entries:
+        style = "red" if e["severity"] == "error" else "yellow"
+        out.print(Text.assemble((f"\n{e['severity'].upper()} {e['kind']}", style), f": {e['message']}"))
+        loc = e.get("location") or {}
+        if e.get("pc") is not None:
+            where = f" ({loc['file']}:{loc['line']})" if loc.get("file") else ""
+            out.print(f"  at {e['pc']:#010x} {e.get('symbol') or '??'}{where}", markup=False)
+        if e.get("instruction"):
+            out.print(f"  instruction: {e['instruction']}", markup=False)
+        if e.get("access"):
+            out.print(f"  access: {e['access']}", markup=False)
+        for frame in e.get("backtrace", [])[1:8]:
+            out.print(f"    called from {format_frame(frame)}", markup=False)
+        for key in ("alloc_site", "free_site", "caller_site"):
+            site = e.get(key)
+            if site:
+                out.print(f"  {key.replace('_', ' ')}: {format_frame(site['backtrace'][0])}", markup=False)
+        if e.get("registers"):
+            regs = e["registers"]
+            line = " ".join(f"{k}={v:#x}" for k, v in regs.items() if k in ("ra", "sp", "a0", "a1", "a2", "s0"))
+            out.print(f"  registers: {line}", markup=False)
+
+
+def _zones(report: dict[str, Any], out: Console) -> None:
+    zones = report.get("allocator", {}).get("zones", [])
+    if not zones:
+        return
+    table = Table(title="zones", title_justify="left", show_edge=False)
+    for col in ("zone", "managed", "free", "min", "low", "high", "lowest free", "largest free block"):
+        table.add_column(col, justify="right")
+    for z in zones:
+        wm = z.get("watermarks", {})
+        table.add_row(
+            str(z.get("name")),
+            f"{z.get('managed_pages', 0)} p",
+            f"{z.get('free_pages', 0)} p",
+            str(wm.get("min", "")),
+            str(wm.get("low", "")),
+            str(wm.get("high", "")),
+            f"{z.get('min_free_seen', '')} p",
+            f"{z.get('largest_free_block', '')} B",
+        )
+    out.print()
+    out.print(table)
+
+
+def _interrupts(report: dict[str, Any], out: Console) -> None:
+    irq = report.get("interrupts", {})
+    lines = irq.get("lines", {})
+    ctx = irq.get("context_allocations", {})
+    if lines or any(ctx.values()):
+        shown = ", ".join(f"line {k}: {v}" for k, v in lines.items()) or "none"
+        out.print(f"\ninterrupts: {shown}; from interrupt context: {ctx.get('allocs', 0)} allocations "
+                  f"({ctx.get('bytes', 0)} bytes), {ctx.get('frees', 0)} frees, {ctx.get('failures', 0)} failures",
+                  markup=False)
+    calls = report.get("hypercalls", {})
+    if calls:
+        out.print("hypercalls: " + ", ".join(f"{k} {v}" for k, v in calls.items()), markup=False)

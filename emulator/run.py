@@ -1,0 +1,214 @@
+"""One run: board + firmware + allocator + bridge, executed, and its report.
+
+`Session` composes the parts the way `kalloc run` (and the tests, and later the
+pytest plugin) use them: load the board and the ELF, build the machine, build
+the allocator over the machine's RAM with the firmware image reserved, connect
+the hypercall bridge, run, then collect leaks and end-of-run checks into the
+report (emulator/report.py) and the exit status.
+
+Exit status (DESIGN.md, docs/abi.md): 0 clean; 1–63 the firmware's own exit
+code (larger clamp to 63); 64 kalloc found an error; 65 CPU fault (a panic
+counts as one); 66 instruction budget or timeout; 2 usage error; 3 bad input.
+kalloc's codes win over the firmware's.
+
+Invariants:
+ 1. The JSON report is a function of (firmware bytes, board, options, seed).
+ 2. Leaks are only judged when the firmware exited by itself: after a fault
+    every live object would be "leaked", which says nothing.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from emulator import abi, memlayout
+from emulator.board import Board, load_board
+from emulator.elf import Firmware, load_firmware
+from emulator.hypercall import Bridge
+from emulator.machine import Machine, RunResult
+from emulator.report import Symbolizer, error_entry
+from kalloc import Config, Kalloc
+from kalloc.errors import KallocError, LeakError
+
+VERSION = "0.1.0"
+
+EXIT_ERROR = 64
+EXIT_FAULT = 65
+EXIT_TIMEOUT = 66
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+
+
+class BadInput(Exception):
+    """A board or ELF that cannot be used (exit status 3)."""
+
+
+@dataclass(slots=True)
+class RunOptions:
+    firmware: str | None = None  # None: the shipped demo
+    board: str = "default"
+    seed: int = 0
+    sanitize: str = "poison"
+    max_instructions: int = 500_000_000
+    timeout_s: float = 120.0
+    quantum: int = 100_000
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    report: dict[str, Any]
+    exit_status: int
+    wall_s: float
+    result: RunResult
+
+
+class Session:
+    """A booted machine with its allocator and bridge, ready to run."""
+
+    def __init__(self, options: RunOptions) -> None:
+        from emulator.sdk import default_firmware
+
+        self.options = options
+        fw_path = options.firmware or str(default_firmware())
+        try:
+            self.board: Board = load_board(options.board)
+        except (ValueError, OSError) as exc:
+            raise BadInput(f"board {options.board}: {exc}") from None
+        try:
+            self.firmware: Firmware = load_firmware(fw_path)
+            self.firmware.check_fits(self.board)
+        except (ValueError, OSError) as exc:
+            raise BadInput(f"firmware {Path(fw_path).name}: {exc}") from None
+        self.firmware_name = Path(fw_path).name
+        self.machine = Machine(
+            self.board,
+            self.firmware,
+            max_instructions=options.max_instructions,
+            timeout_s=options.timeout_s,
+            quantum=options.quantum,
+            seed=options.seed,
+        )
+        image = (memlayout.FIRMWARE_LOAD, self.firmware.image_end, "firmware")
+        self.ka = Kalloc(self.machine.phys, Config(sanitize=options.sanitize, seed=options.seed),
+                         reserved=[image])
+        self.bridge = Bridge(self.machine, self.ka, console=self.machine.console_write)
+        self.bridge.bootinfo = self._bootinfo()
+        self.machine.on_hypercall = self.bridge
+
+    def _bootinfo(self) -> bytes:
+        board = self.board
+        values: dict[str, int] = {
+            "magic": abi.BOOTINFO_MAGIC,
+            "abi_version": abi.ABI_VERSION,
+            "ram_base": min(b.base for b in self.machine.phys.banks),
+            "ram_end": max(b.end for b in self.machine.phys.banks),
+        }
+        for dev_type, key in (("uart", "uart_base"), ("clint", "clint_base"), ("intc", "intc_base"),
+                              ("dma", "dma_base")):
+            dev = board.device(dev_type)
+            values[key] = dev.base if dev else 0
+        dma = board.device("dma")
+        values["dma_irq"] = dma.irq if dma and dma.irq else 0
+        values["timer_irq"] = 0  # the CLINT timer is not an INTC line: mcause 7
+        values["test_irq"] = board.test_irq
+        banks = self.machine.phys.banks[: abi.BOOTINFO_MAX_BANKS]
+        values["nbanks"] = len(banks)
+        for i, bank in enumerate(banks):
+            values[f"bank{i}_base"] = bank.base
+            values[f"bank{i}_size"] = bank.size
+            values[f"bank{i}_flags"] = abi.BANK_DMA if bank.dma else 0
+        return struct.pack(f"<{len(abi.BOOTINFO_FIELDS)}I", *(values.get(f, 0) for f in abi.BOOTINFO_FIELDS))
+
+    def run(self) -> RunOutcome:
+        start = time.perf_counter()
+        result = self.machine.run()
+        errors: list[KallocError] = list(result.errors)
+        errors.extend(self.ka.reports)
+        self.ka.reports.clear()
+        if result.reason == "exit":
+            errors.extend(self.ka.check_poison())
+            errors.extend(self._leaks())
+        wall = time.perf_counter() - start
+        report = self._report(result, errors)
+        return RunOutcome(report, report["exit_code"], wall, result)
+
+    def _leaks(self) -> list[KallocError]:
+        """Live objects at exit, one error per allocation site (kmemleak-style)."""
+        groups: dict[int, list[Any]] = {}
+        for a in self.ka.live_allocations():
+            if not a.not_leak:
+                groups.setdefault(a.site, []).append(a)
+        leaks = []
+        for site, objs in groups.items():
+            total = sum(o.size for o in objs)
+            first = objs[0]
+            leaks.append(
+                LeakError(
+                    f"{len(objs)} object(s), {total} bytes, allocated here and never freed",
+                    addr=first.addr,
+                    site=site,
+                    count=len(objs),
+                    bytes=total,
+                    objects=[{"addr": o.addr, "size": o.size, "kind": o.kind} for o in objs[:16]],
+                )
+            )
+        return leaks
+
+    def _report(self, result: RunResult, errors: list[KallocError]) -> dict[str, Any]:
+        sym = Symbolizer(self.firmware, self.ka.depot)
+        entries = [error_entry(e, sym) for e in errors]
+        stats = self.ka.stats()
+        exit_code = exit_status(result, errors)
+        leaks = [e for e in entries if e["kind"] == "leak"]
+        opts = asdict(self.options)
+        opts.pop("firmware")
+        opts.pop("timeout_s")
+        return {
+            "kalloc_version": VERSION,
+            "abi_version": abi.ABI_VERSION,
+            "board": self.board.name,
+            "firmware": self.firmware_name,
+            "options": opts,
+            "exit_code": exit_code,
+            "firmware_exit_code": result.exit_code,
+            "end": result.reason,
+            "instructions": result.instructions,
+            "uart": result.uart,
+            "errors": entries,
+            "leaks": {
+                "count": sum(e.get("count", 0) for e in leaks),
+                "bytes": sum(e.get("bytes", 0) for e in leaks),
+                "sites": len(leaks),
+            },
+            "warnings_firmware": list(self.firmware.warnings),
+            "interrupts": {
+                "lines": {str(k): v for k, v in sorted(result.irq_counts.items())},
+                "context_allocations": asdict(self.bridge.stats.irq),
+            },
+            "hypercalls": self.bridge.call_counts(),
+            "allocator": stats,
+            "buddyinfo": self.ka.buddyinfo(),
+            "slabinfo": self.ka.slabinfo(),
+            "zoneinfo": self.ka.zoneinfo(),
+        }
+
+
+def exit_status(result: RunResult, errors: list[KallocError]) -> int:
+    """The process exit status for a run (module docstring)."""
+    if result.reason in ("budget", "timeout", "wfi"):
+        return EXIT_TIMEOUT
+    if result.reason in ("fault", "panic"):
+        return EXIT_FAULT
+    if any(e.severity == "error" for e in errors) or result.reason != "exit":
+        return EXIT_ERROR
+    code = result.exit_code or 0
+    return min(max(code, 0), 63) if code >= 0 else 63
+
+
+def run(options: RunOptions) -> RunOutcome:
+    """Boot, run and report in one call."""
+    return Session(options).run()

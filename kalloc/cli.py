@@ -1,0 +1,94 @@
+"""The `kalloc` command line: the one place that composes the allocator and the machine.
+
+Commands: `run` (boot a board, run firmware, report), `boards` (list shipped
+boards), `sdk` (where the firmware SDK is installed). Options, report format and
+exit codes are contracts (DESIGN.md, docs/abi.md, docs/user-guide.md).
+
+Invariants:
+ 1. No Python traceback for bad input or misbehaving firmware: bad board/ELF →
+    one line on stderr and status 3; usage errors → status 2 (click's own).
+ 2. `--json -` writes only the JSON to stdout (the text report goes to stderr).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from emulator.render import render_text
+from emulator.report import dumps
+from emulator.run import EXIT_BAD_INPUT, BadInput, RunOptions, Session
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="kalloc")
+def main() -> None:
+    """kalloc: a kernel-style allocator for firmware on an emulated RISC-V machine."""
+
+
+@main.command()
+@click.argument("firmware", required=False, type=click.Path(dir_okay=False))
+@click.option("--board", default="default", show_default=True, help="Shipped board name or path to a .toml.")
+@click.option("--json", "json_path", metavar="FILE", help="Write the JSON report to FILE ('-' for stdout).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for every random choice.")
+@click.option("--sanitize", type=click.Choice(["poison", "kasan", "off"]), default="poison", show_default=True,
+              help="Memory-error detection mode.")
+@click.option("--max-instructions", default=500_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Instruction budget; exhausting it ends the run (status 66).")
+@click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Wall-clock limit in seconds (status 66).")
+@click.option("--quantum", default=100_000, show_default=True, type=click.IntRange(min=100),
+              help="Instructions per emulation slice (devices and interrupts are serviced between slices).")
+@click.option("-q", "--quiet", is_flag=True, help="No text report; the UART output and errors only.")
+def run(firmware: str | None, board: str, json_path: str | None, seed: int, sanitize: str,
+        max_instructions: int, timeout_s: float, quantum: int, quiet: bool) -> None:
+    """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
+
+    Exit status: 0 clean; 1-63 the firmware's exit code; 64 kalloc found an
+    error; 65 CPU fault; 66 budget or timeout; 2 usage; 3 bad ELF or board.
+    """
+    options = RunOptions(firmware=firmware, board=board, seed=seed, sanitize=sanitize,
+                         max_instructions=max_instructions, timeout_s=timeout_s, quantum=quantum)
+    err = Console(stderr=True, highlight=False)
+    try:
+        session = Session(options)
+    except BadInput as exc:
+        err.print(f"kalloc: error: {exc}", markup=False)
+        sys.exit(EXIT_BAD_INPUT)
+    outcome = session.run()
+    to_stdout = json_path == "-"
+    out = err if to_stdout else Console(highlight=False)
+    render_text(outcome.report, out, wall_s=outcome.wall_s, quiet=quiet)
+    if json_path:
+        text = dumps(outcome.report)
+        if to_stdout:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            Path(json_path).write_text(text)
+    sys.exit(outcome.exit_status)
+
+
+@main.command()
+def boards() -> None:
+    """List the shipped boards."""
+    from emulator.board import list_boards
+
+    console = Console(highlight=False)
+    for name, description in list_boards():
+        console.print(f"{name:<10} {description}", markup=False)
+
+
+@main.command()
+def sdk() -> None:
+    """Print the firmware SDK directory (for `make -C "$(kalloc sdk)" APP=... OUT=...`)."""
+    from emulator.sdk import sdk_dir
+
+    click.echo(str(sdk_dir()))
+
+
+if __name__ == "__main__":
+    main()
