@@ -56,6 +56,7 @@ Invariants (each checked by `validate`, each failure a one-line `BoardError`):
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -201,7 +202,7 @@ def parse_size(value: Any, what: str) -> int:
         if m:
             n = int(m.group(1).replace("_", ""), 0)
             return n * (_UNITS[m.group(2)[0]] if m.group(2) else 1)
-    raise BoardError(f"{what}: expected a size such as 4096 or \"4MiB\", got {value!r}")
+    raise BoardError(f'{what}: expected a size such as 4096 or "4MiB", got {value!r}')
 
 
 def _req(table: dict[str, Any], key: str, where: str) -> Any:
@@ -337,7 +338,7 @@ def _validate_ram(board: Board, src: str) -> None:
                 f"[{ml.RAM_BASE:#x}, {ml.VMALLOC_START:#x})"
             )
     banks = sorted(board.ram, key=lambda b: b.base)
-    for a, b in zip(banks, banks[1:]):
+    for a, b in itertools.pairwise(banks):
         if a.end > b.base:
             raise BoardError(f"{src}: RAM banks '{a.name}' and '{b.name}' overlap")
     if banks[0].base != ml.RAM_BASE:
@@ -358,7 +359,9 @@ def _validate_devices(board: Board, src: str) -> None:
             raise BoardError(f"{where}: a second device of type '{d.type}' (one of each is supported)")
         seen_types.add(d.type)
         if d.size < DEVICE_TYPES[d.type]:
-            raise BoardError(f"{where}: size {d.size:#x} is too small for a {d.type} ({DEVICE_TYPES[d.type]:#x})")
+            raise BoardError(
+                f"{where}: size {d.size:#x} is too small for a {d.type} ({DEVICE_TYPES[d.type]:#x})"
+            )
         if d.base % ml.PAGE_SIZE or d.size % ml.PAGE_SIZE:
             raise BoardError(f"{where}: window [{d.base:#x}, {d.end:#x}) is not page-aligned")
         if d.end > 1 << 32:
@@ -370,7 +373,7 @@ def _validate_devices(board: Board, src: str) -> None:
             if _overlap(d.base, d.end, lo, hi):
                 raise BoardError(f"{where}: window overlaps {what} at {lo:#x}")
     devs = sorted(board.devices, key=lambda d: d.base)
-    for a, b in zip(devs, devs[1:]):
+    for a, b in itertools.pairwise(devs):
         if a.end > b.base:
             raise BoardError(f"{src}: devices '{a.name}' and '{b.name}' overlap")
     if len({d.name for d in devs}) != len(devs):
@@ -415,7 +418,8 @@ def _validate_dma(board: Board, src: str) -> None:
         for m in board.dma_masters:
             if b.dma and not m.reaches(b.base, b.size):
                 raise BoardError(
-                    f"{src}: ram bank '{b.name}' is marked dma but DMA master '{m.name}' cannot reach all of it"
+                    f"{src}: ram bank '{b.name}' is marked dma but DMA master '{m.name}' "
+                    "cannot reach all of it"
                 )
 
 
