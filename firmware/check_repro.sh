@@ -1,0 +1,48 @@
+#!/bin/sh
+# check_repro.sh — rebuilds the shipped ELFs in a temporary directory and
+# compares them byte for byte with the committed ones in firmware/build/.
+#
+# Only meaningful with the toolchain recorded in firmware/TOOLCHAIN (line 1:
+# `riscv64-unknown-elf-gcc --version | head -1`, line 2: the picolibc
+# package and version); with any other it says so and skips the comparison.
+# Exit status: 0 identical or skipped, 1 some ELF differs or is missing.
+set -eu
+
+fw=$(cd "$(dirname "$0")" && pwd)
+cc="${CROSS:-riscv64-unknown-elf-}gcc"
+
+want_cc=$(sed -n 1p "$fw/TOOLCHAIN")
+want_libc=$(sed -n 2p "$fw/TOOLCHAIN")
+have_cc=$("$cc" --version 2>/dev/null | head -1 || true)
+have_libc=$(dpkg-query -W -f '${Package} ${Version}' picolibc-riscv64-unknown-elf 2>/dev/null || true)
+if [ "$want_cc" != "$have_cc" ] || [ "$want_libc" != "$have_libc" ]; then
+    echo "toolchain differs, skipping byte comparison"
+    echo "  recorded:  $want_cc / $want_libc"
+    echo "  installed: ${have_cc:-none} / ${have_libc:-none}"
+    exit 0
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+make -s -C "$fw" BUILD="$tmp" elfs >/dev/null
+
+status=0
+for built in "$tmp"/*.elf "$tmp"/tests/*.elf; do
+    rel=${built#"$tmp"/}
+    if [ ! -f "$fw/build/$rel" ]; then
+        echo "not committed: firmware/build/$rel"
+        status=1
+    elif ! cmp -s "$built" "$fw/build/$rel"; then
+        echo "differs from its rebuild: firmware/build/$rel"
+        status=1
+    fi
+done
+for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf; do
+    rel=${committed#"$fw"/build/}
+    if [ ! -f "$tmp/$rel" ]; then
+        echo "no source builds it any more: firmware/build/$rel"
+        status=1
+    fi
+done
+[ $status -eq 0 ] && echo "firmware ELFs are reproducible: rebuild is byte-identical"
+exit $status

@@ -1,0 +1,17 @@
+/* null_deref.c — loads from address 0 inside do_null_deref(): a fault report
+ * naming do_null_deref, exit status 65. */
+#include <stdio.h>
+
+/* volatile, so GCC cannot see the NULL and replace the load with a trap */
+static int *volatile null_pointer;
+
+__attribute__((noinline)) int do_null_deref(int *p)
+{
+    return *(volatile int *)p;
+}
+
+int main(void)
+{
+    printf("about to load from NULL\n");
+    return do_null_deref(null_pointer);
+}
