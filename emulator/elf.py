@@ -7,7 +7,8 @@ the machine and the reports need, in plain Python structures:
                `data` is the file image (len <= memsz; the rest is bss, zeroed)
     symbols    two parallel lists sorted by address: _sym_addrs[i] -> _syms[i] =
                (addr, size, name); function and object symbols, plus untyped labels
-               in code (hand-written assembly), never section or mapping symbols
+               in loaded sections (hand-written assembly), never section or mapping
+               symbols; `symbol_addr` also knows absolute (linker script) symbols
     lines      built on first use: sorted row addresses -> (file, line) or None for
                the gap after an end_sequence; one bisect per lookup
 
@@ -303,27 +304,32 @@ def _read_symbols(fw: Firmware, elf: ELFFile) -> None:
     if symtab is None:
         fw.warnings.append(f"{fw.name}: no symbol table: reports show raw addresses")
         return
-    exec_ranges = [(s["sh_addr"], s["sh_addr"] + s["sh_size"]) for s in elf.iter_sections()
-                   if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR]  # fmt: skip
+    alloc = [(s["sh_addr"], s["sh_addr"] + s["sh_size"]) for s in elf.iter_sections()
+             if s["sh_flags"] & SH_FLAGS.SHF_ALLOC]  # fmt: skip
     best: dict[int, tuple[int, int, str]] = {}  # addr -> (rank, size, name)
     for sym in symtab.iter_symbols():
         name = sym.name
         st_type = sym["st_info"]["type"]
-        if not name or name.startswith(("$", ".L")) or sym["st_shndx"] in ("SHN_UNDEF", "SHN_ABS"):
+        if not name or name.startswith(("$", ".L")) or sym["st_shndx"] == "SHN_UNDEF":
             continue
         addr, size = sym["st_value"], sym["st_size"]
+        if st_type in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
+            fw._by_name.setdefault(name, addr)  # linker symbols (__stack_top, ...) included
         if st_type == "STT_FUNC":
             rank = 3
         elif st_type == "STT_OBJECT":
             rank = 2
-        elif st_type == "STT_NOTYPE" and any(lo <= addr < hi for lo, hi in exec_ranges):
+        elif (
+            st_type == "STT_NOTYPE"
+            and sym["st_shndx"] != "SHN_ABS"
+            and any(lo <= addr < hi for lo, hi in alloc)
+        ):
             rank = 1  # a label in hand-written assembly
         else:
             continue
         old = best.get(addr)  # one name per address: the best-typed, then the largest
         if old is None or (rank, size) > (old[0], old[1]):
             best[addr] = (rank, size, name)
-        fw._by_name.setdefault(name, addr)
     fw._syms = sorted((addr, v[1], v[2]) for addr, v in best.items())
     fw._sym_addrs = [s[0] for s in fw._syms]
 

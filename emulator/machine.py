@@ -354,10 +354,12 @@ class Machine:
             return self._fault_error(f"the CPU stopped: {exc}", pc)
         access, addr, size, pc = self._mem_fault
         verb, what = _ACCESS.get(access, ("access", "bad"))
-        if verb == "fetch":
+        if verb == "fetch":  # pc is the target; ra is most likely the call site (jalr)
             regs = self.isa.read_regs(self.uc)
-            msg = f"jump to {what} address {addr:#x} (from {regs['ra']:#x}?)"
-            err = self._fault_error(msg, addr, {"type": verb, "addr": addr, "size": size})
+            err = self._fault_error(f"jump to {what} address {addr:#x} (ra = {regs['ra']:#x})", addr,
+                                    {"type": verb, "addr": addr, "size": size})  # fmt: skip
+            if regs["ra"]:
+                err.fields["backtrace"] = [addr, *self._backtrace(regs["ra"], regs)]
             return err
         msg = f"{verb} of {size} bytes at {what} address {addr:#x}"
         return self._fault_error(msg, pc, {"type": verb, "addr": addr, "size": size})

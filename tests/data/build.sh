@@ -15,7 +15,8 @@ mkdir -p obj
 trap 'rm -rf obj' EXIT
 # shellcheck disable=SC2086
 $CC $CFLAGS -c -o obj/start.o start.S
-for src in exit.S uart.S unmapped.S loop.S timer.S wfi.S wfi_dead.S dma.S doorbell.S ecalls.S illegal.c; do
+for src in exit.S uart.S unmapped.S loop.S timer.S wfi.S wfi_dead.S dma.S doorbell.S ecalls.S \
+           illegal.c counters.S jump.S irqcount.S; do
     name="${src%.*}"
     # shellcheck disable=SC2086
     $CC $CFLAGS -c -o "obj/$name.o" "$src"
