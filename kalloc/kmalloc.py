@@ -1,0 +1,251 @@
+"""The kmalloc family: general-purpose kernel allocations from size-class caches.
+
+Size classes are Linux's kmalloc caches (mm/slab_common.c kmalloc_info[],
+KMALLOC_MIN_SIZE 8, KMALLOC_SHIFT_HIGH = PAGE_SHIFT + 1):
+
+    kmalloc-8 16 32 64 96 128 192 256 512 1k 2k 4k 8k
+
+A request goes to the smallest class that holds it (kmalloc_index(): the
+size_index table up to 192, powers of two above), so 65..96 bytes use
+kmalloc-96 and 129..192 use kmalloc-192. __GFP_DMA requests use the
+dma-kmalloc-* twins, whose slabs come from ZONE_DMA. Requests above 8 KiB go
+straight to the page allocator as one block of get_order(size) pages
+(kmalloc_large()).
+
+Zero size: kmalloc(0) returns ZERO_SIZE_PTR (16), Linux's distinct non-NULL
+"no memory" pointer; kfree(16) and kfree(0) do nothing and ksize(16) is 0.
+Dereferencing 16 faults (the machine leaves low memory unmapped).
+
+Alignment: every object is 16-byte aligned (kmalloc-8's 8), in every sanitize
+mode. Linux also aligns power-of-two classes to their size; kalloc does not,
+because with red zones that would double every slab (see docs/allocator.md).
+kmem_cache_create(align=) and aligned_alloc() give larger alignments.
+
+ksize() returns the class size, and unlocks the tail: after it the caller may
+use the whole class without tripping the red zone (as SLUB's ksize() sets
+orig_size to the object size).
+
+Invariants:
+ 1. KMALLOC_CLASSES is increasing; _kmalloc_by_size[n] is the smallest class >= n.
+ 2. A kmalloc object is either a LIVE slot of a kmalloc cache or the head of a
+    page block of get_order(size) pages; both carry kind "kmalloc".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kalloc import gfp as G
+from kalloc.config import TASK, Caller, Context
+from kalloc.debug import POISON_INUSE, RED_ACTIVE
+from kalloc.errors import BadArgumentError
+from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
+from kalloc.slab import Slab
+from kalloc.stats import KIND_CACHE, KIND_KMALLOC, KIND_MALLOC
+
+if TYPE_CHECKING:
+    from kalloc.allocator import Kalloc
+    from kalloc.slab import KmemCache
+
+ZERO_SIZE_PTR = 16  # include/linux/slab.h: ((void *)16)
+KMALLOC_MIN_SIZE = 8
+KMALLOC_CLASSES: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
+KMALLOC_MAX_CACHE_SIZE = KMALLOC_CLASSES[-1]  # 2 * PAGE_SIZE, as SLUB's KMALLOC_SHIFT_HIGH
+KMALLOC_ALIGN = 16  # every class from 16 up; kmalloc-8 objects are 8-aligned
+
+
+def kmalloc_index(size: int) -> int:
+    """Class size for a request of 1..KMALLOC_MAX_CACHE_SIZE bytes (Linux's kmalloc_index)."""
+    if size <= 8:
+        return 8
+    if 64 < size <= 96:
+        return 96
+    if 128 < size <= 192:
+        return 192
+    return 1 << (size - 1).bit_length()
+
+
+def class_name(size: int) -> str:
+    """kmalloc-96, kmalloc-1k, kmalloc-8k (the names /proc/slabinfo shows)."""
+    return f"{size >> 10}k" if size >= 1024 else str(size)
+
+
+class KmallocApi:
+    """kmalloc, kfree, ksize, krealloc, kzalloc, kcalloc (mixed into Kalloc)."""
+
+    def _init_kmalloc(self: Kalloc) -> None:
+        """create_kmalloc_caches(): the normal and DMA classes, and the size -> cache tables."""
+        normal: dict[int, KmemCache] = {}
+        dma: dict[int, KmemCache] = {}
+        for prefix, table, flags in (("kmalloc-", normal, 0), ("dma-kmalloc-", dma, 0x4000)):
+            for size in KMALLOC_CLASSES:
+                align = 8 if size < KMALLOC_ALIGN else KMALLOC_ALIGN
+                cache = self._make_cache(prefix + class_name(size), size, align, flags, None, internal=True)
+                assert cache is not None, "a kmalloc class does not fit in a slab"
+                table[size] = cache
+        self._kmalloc_by_size: list[KmemCache] = [
+            normal[kmalloc_index(max(n, 1))] for n in range(KMALLOC_MAX_CACHE_SIZE + 1)
+        ]
+        self._kmalloc_dma_by_size: list[KmemCache] = [
+            dma[kmalloc_index(max(n, 1))] for n in range(KMALLOC_MAX_CACHE_SIZE + 1)
+        ]
+        self._aligned_caches: dict[int, KmemCache] = {}
+
+    def kmalloc(self: Kalloc, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+        """Allocate `size` bytes; returns the address, ZERO_SIZE_PTR for 0, or None.
+
+        Pair with kfree(). Context: GFP_ATOMIC / GFP_NOWAIT from interrupts.
+        Raises BadArgumentError for unknown GFP bits or a size beyond 32 bits.
+        Sizes above the largest buddy block fail with an oom report.
+        """
+        if gfp & ~G.KNOWN_MASK or gfp < 0:
+            self._check_gfp(gfp, caller)
+        if gfp & G.DIRECT_RECLAIM and caller.context is not Context.TASK:
+            self._invalid_context(gfp, caller, "kmalloc")
+        if 0 < size <= KMALLOC_MAX_CACHE_SIZE:
+            cache = self._kmalloc_dma_by_size[size] if gfp & G.DMA else self._kmalloc_by_size[size]
+            return self._slab_alloc(cache, size, gfp, caller, KIND_KMALLOC)
+        return self._kmalloc_checked(size, gfp, caller)
+
+    def _kmalloc_checked(self: Kalloc, size: int, gfp: int, caller: Caller) -> int | None:
+        """kmalloc() after its argument and context checks."""
+        if 0 < size <= KMALLOC_MAX_CACHE_SIZE:
+            cache = self._kmalloc_dma_by_size[size] if gfp & G.DMA else self._kmalloc_by_size[size]
+            return self._slab_alloc(cache, size, gfp, caller, KIND_KMALLOC)
+        self._check_size(size, caller)
+        if size == 0:
+            return ZERO_SIZE_PTR
+        return self._kmalloc_large(size, gfp, caller, KIND_KMALLOC)
+
+    def _kmalloc_large(self: Kalloc, size: int, gfp: int, caller: Caller, kind: int) -> int | None:
+        """kmalloc_large(): a block of get_order(size) pages, kind kmalloc."""
+        order = get_order(size)
+        if order > self.config.max_order:
+            self._too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
+            return None
+        pfn = self._alloc_block(gfp, order, caller, size)
+        if pfn is None:
+            return None
+        return self._commit_pages(pfn, gfp, size, kind, caller)
+
+    def kzalloc(self: Kalloc, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+        """kmalloc(size, gfp | __GFP_ZERO)."""
+        return self.kmalloc(size, gfp | G.ZERO, caller)
+
+    def kcalloc(self: Kalloc, n: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+        """Zeroed array of n elements; n * size beyond 32 bits fails (NULL, oom report)."""
+        self._check_gfp(gfp, caller)
+        self._check_size(n, caller, "n")
+        self._check_size(size, caller)
+        if n * size > 0xFFFF_FFFF:
+            self._too_large(gfp, n * size, caller, f"kcalloc({n}, {size}) overflows 32 bits")
+            return None
+        return self.kmalloc(n * size, gfp | G.ZERO, caller)
+
+    def kfree(self: Kalloc, addr: int, caller: Caller = TASK) -> None:
+        """Free a kmalloc object. kfree(0) and kfree(ZERO_SIZE_PTR) do nothing. Context: any.
+
+        Raises InvalidFreeError (never allocated, interior pointer, memory of
+        another API such as malloc, a cache, pages or a DMA pool) or
+        DoubleFreeError (with the previous free's site).
+        """
+        if addr == 0 or addr == ZERO_SIZE_PTR:
+            return
+        rec = self._live.get(addr)
+        if rec is None or rec[1] != KIND_KMALLOC:
+            raise self._diagnose_free(addr, "kfree", caller)
+        slab = self._page_owner.get(addr >> PAGE_SHIFT)
+        if slab is None:
+            self._release_pages(addr, rec, caller)
+        else:
+            self._slab_free(slab, addr, rec, caller)  # type: ignore[arg-type]
+
+    def ksize(self: Kalloc, addr: int) -> int:
+        """Usable size of a kmalloc, malloc or cache object (its class or pages); 0 for 0 and 16.
+
+        The caller may then use all of it: the tail red zone is lifted.
+        Raises BadArgumentError for anything else.
+        """
+        if addr == 0 or addr == ZERO_SIZE_PTR:
+            return 0
+        rec = self._live.get(addr)
+        if rec is None or rec[1] not in (KIND_KMALLOC, KIND_MALLOC, KIND_CACHE):
+            raise BadArgumentError(f"ksize() of {addr:#x}, which is not a live kmalloc object", addr=addr)
+        usable = self._usable(addr, rec)
+        if rec[0] < usable and addr not in self._ksized:
+            self._ksized.add(addr)
+            if self.listeners:
+                self._notify("resize", addr, usable, usable)
+        return usable
+
+    def krealloc(self: Kalloc, addr: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+        """Resize a kmalloc object, as Linux's krealloc().
+
+        addr 0 or ZERO_SIZE_PTR: kmalloc(size). size 0: kfree(addr), returns
+        ZERO_SIZE_PTR. If the object's usable size holds `size` it stays in
+        place (except under sanitize="kasan", where it always moves); otherwise
+        a new object gets min(old, new) bytes copied and the old one is freed.
+        On failure returns None and the old object is untouched.
+        """
+        self._check_gfp(gfp, caller)
+        self._check_size(size, caller)
+        if addr == 0 or addr == ZERO_SIZE_PTR:
+            return self.kmalloc(size, gfp, caller)
+        rec = self._live.get(addr)
+        if rec is None or rec[1] != KIND_KMALLOC:
+            raise self._diagnose_free(addr, "krealloc", caller)
+        if size == 0:
+            self.kfree(addr, caller)
+            return ZERO_SIZE_PTR
+        if gfp & G.DIRECT_RECLAIM and caller.context is not Context.TASK:
+            self._invalid_context(gfp, caller, "krealloc")
+        if not self._kasan and size <= self._usable(addr, rec):
+            self._resize_in_place(addr, rec, size, gfp)
+            return addr
+        new = self._kmalloc_checked(size, gfp & ~G.ZERO, caller)
+        if new is None:
+            return None
+        self._move_contents(new, addr, rec, size, gfp)
+        self.kfree(addr, caller)
+        return new
+
+    # ---------------------------------------------------------------- shared by krealloc and realloc
+
+    def _resize_in_place(
+        self: Kalloc, addr: int, rec: tuple[int, int, int, int], size: int, gfp: int
+    ) -> None:
+        """Give a live object a new requested size that fits its slot or pages.
+
+        Growth reads 0x5a (or zeros for __GFP_ZERO); the new tail is a 0xcc red
+        zone again, even if ksize() had lifted it.
+        """
+        old = rec[0]
+        if size > old:
+            if gfp & G.ZERO:
+                self.phys.fill(addr + old, size - old, 0)
+            elif self._debug and addr not in self._ksized:
+                self.phys.fill(addr + old, size - old, POISON_INUSE)
+        if self._debug:
+            end = self._guard_end(addr, size)
+            self.phys.fill(addr + size, end - size, RED_ACTIVE)
+        self._ksized.discard(addr)
+        self._live[addr] = (size, rec[1], rec[2], rec[3])
+        if self.listeners:
+            self._notify("resize", addr, size, self._usable(addr, rec))
+
+    def _guard_end(self: Kalloc, addr: int, size: int) -> int:
+        """End of the tail red zone of an object of `size` at addr (== size: no tail guard)."""
+        owner = self._page_owner.get(addr >> PAGE_SHIFT)
+        if isinstance(owner, Slab):
+            return owner.cache.size if owner.cache.redzone else size
+        return pages_for(size) * PAGE_SIZE
+
+    def _move_contents(
+        self: Kalloc, new: int, old: int, rec: tuple[int, int, int, int], size: int, gfp: int
+    ) -> None:
+        """Copy min(old size, size) bytes from old to new; zero the growth for __GFP_ZERO."""
+        n = min(rec[0], size)
+        if n:
+            self.phys.view(new, n)[:] = self.phys.view(old, n)
+        if gfp & G.ZERO and size > n:
+            self.phys.fill(new + n, size - n, 0)

@@ -1,0 +1,225 @@
+"""The C library face: malloc, free, calloc, realloc, aligned_alloc, malloc_usable_size.
+
+Built on the kmalloc size classes, with the policies C leaves to the
+implementation fixed and documented here (and in docs/allocator.md):
+
+    alignment     16 bytes for every request of 16 bytes or more (RV32's
+                  max_align_t is 16: long double is 128-bit), 8 below (an
+                  object smaller than 16 bytes cannot need 16).
+    small         1..8192 bytes: the kmalloc class caches (kind "malloc").
+    large         above 8192 bytes: exactly ceil(size / 4096) pages, no
+                  power-of-two waste (alloc_pages_exact's split).
+    largest       Config.heap_max (default 1 GiB) and the buddy's largest
+                  block (PAGE_SIZE << max_order, 4 MiB by default); above
+                  either, NULL with an oom warning.
+    zero size     Config.zero_size_policy "unique" (default): malloc(0),
+                  calloc(0, n) and aligned_alloc(a, 0) return a unique
+                  pointer to a zero-size object that must be freed; every
+                  access to it is out of bounds. "null": they return NULL.
+    realloc(p,0)  "unique": shrinks p to a zero-size object and returns a
+                  non-NULL pointer (p itself or a moved copy) that must be
+                  freed. "null": returns NULL and leaves p allocated. Neither
+                  frees p while returning NULL, so code that treats NULL as
+                  "failed, p still valid" and frees p later cannot double
+                  free (the failure behind the 2019 WhatsApp double free). The
+                  price is a small leak in code that assumed realloc(p, 0)
+                  freed p, which the leak report names.
+    realloc       NULL p: malloc. In place when the new size lands in the
+                  same class (or page count); otherwise move: copy min(old,
+                  new) bytes, free the old object. A shrink never fails (if
+                  no smaller object is available it stays in place). On
+                  failure: NULL, p untouched. Under sanitize="kasan" it
+                  always moves, so stale pointers to the old copy are caught.
+    calloc        n * size above 2^32 - 1 (the firmware's size_t) or above
+                  heap_max: NULL with an oom warning. Zeroed.
+    aligned_alloc C17 with DR 460: any size, alignment a power of two up to
+                  PAGE_SIZE << max_order; otherwise NULL (no report, as C
+                  expects callers to probe). <= 16: a kmalloc class; up to
+                  2048: a naturally aligned "aligned-N" cache; above: pages.
+    free(NULL)    no-op.
+    mixing        malloc memory must be freed with free and kmalloc memory
+                  with kfree: a crossed pair is an invalid-free (like ASan's
+                  alloc-dealloc-mismatch). ksize and malloc_usable_size
+                  accept both.
+
+malloc and friends allocate as GFP_KERNEL: calling them from an interrupt or
+with interrupts disabled is reported as invalid-context (the C heap is not
+interrupt-safe on a real board either).
+
+Invariants:
+ 1. Every malloc object has kind "malloc" and lives in a kmalloc class slot,
+    an aligned-N slot, or at the head of exactly pages_for(size) pages.
+ 2. The usable size of an object is >= its requested size.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kalloc import gfp as G
+from kalloc.config import TASK, Caller, Context
+from kalloc.errors import BadArgumentError
+from kalloc.kmalloc import KMALLOC_MAX_CACHE_SIZE, class_name, kmalloc_index
+from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
+from kalloc.slab import Slab
+from kalloc.stats import KIND_KMALLOC, KIND_MALLOC
+
+if TYPE_CHECKING:
+    from kalloc.allocator import Kalloc
+    from kalloc.slab import KmemCache
+
+MALLOC_ALIGN = 16
+ALIGNED_CACHE_MAX = 2048  # larger aligned requests take whole pages
+SIZE_MAX_32 = 0xFFFF_FFFF
+_GFP_MALLOC = G.GFP_KERNEL
+
+
+class LibcApi:
+    """The C allocation functions (mixed into Kalloc)."""
+
+    def malloc(self: Kalloc, size: int, caller: Caller = TASK) -> int | None:
+        """Allocate `size` bytes (see the module policies); returns the address or None. Pair with free()."""
+        self._check_size(size, caller)
+        if caller.context is not Context.TASK:
+            self._invalid_context(_GFP_MALLOC, caller, "malloc")
+        if size == 0 and self.config.zero_size_policy == "null":
+            return None
+        return self._malloc_sized(size, _GFP_MALLOC, caller)
+
+    def _malloc_sized(self: Kalloc, size: int, gfp: int, caller: Caller) -> int | None:
+        if size > self.config.heap_max:
+            self._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({self.config.heap_max})")
+            return None
+        if size <= KMALLOC_MAX_CACHE_SIZE:
+            return self._slab_alloc(self._kmalloc_by_size[size], size, gfp, caller, KIND_MALLOC)
+        return self._malloc_pages(size, 0, gfp, caller)
+
+    def _malloc_pages(self: Kalloc, size: int, align_order: int, gfp: int, caller: Caller) -> int | None:
+        """ceil(size / 4096) pages (at least one), aligned to PAGE_SIZE << align_order."""
+        npages = pages_for(max(size, 1))
+        order = max(get_order(npages * PAGE_SIZE), align_order)
+        if order > self.config.max_order:
+            self._too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
+            return None
+        pfn = self._alloc_block(gfp, order, caller, size)
+        if pfn is None:
+            return None
+        self._buddy.trim(pfn, npages)
+        return self._commit_pages(pfn, gfp, size, KIND_MALLOC, caller)
+
+    def free(self: Kalloc, addr: int, caller: Caller = TASK) -> None:
+        """Free what malloc, calloc, realloc or aligned_alloc returned; free(0) does nothing. Context: any.
+
+        Raises InvalidFreeError (never allocated, interior pointer, kmalloc or
+        other API memory) or DoubleFreeError.
+        """
+        if addr == 0:
+            return
+        rec = self._live.get(addr)
+        if rec is None or rec[1] != KIND_MALLOC:
+            raise self._diagnose_free(addr, "free", caller)
+        self._free_heap(addr, rec, caller)
+
+    def _free_heap(self: Kalloc, addr: int, rec: tuple[int, int, int, int], caller: Caller) -> None:
+        slab = self._page_owner.get(addr >> PAGE_SHIFT)
+        if slab is None:
+            self._release_pages(addr, rec, caller)
+        else:
+            assert isinstance(slab, Slab)
+            self._slab_free(slab, addr, rec, caller)
+
+    def calloc(self: Kalloc, n: int, size: int, caller: Caller = TASK) -> int | None:
+        """Zeroed array of n objects; n * size overflowing 32 bits or heap_max gives None."""
+        self._check_size(n, caller, "n")
+        self._check_size(size, caller)
+        if caller.context is not Context.TASK:
+            self._invalid_context(_GFP_MALLOC, caller, "calloc")
+        total = n * size
+        if total > SIZE_MAX_32:
+            self._too_large(_GFP_MALLOC, total, caller, f"calloc({n}, {size}) overflows 32 bits")
+            return None
+        if total == 0 and self.config.zero_size_policy == "null":
+            return None
+        return self._malloc_sized(total, _GFP_MALLOC | G.ZERO, caller)
+
+    def realloc(self: Kalloc, addr: int, size: int, caller: Caller = TASK) -> int | None:
+        """Resize a malloc object (see the module's realloc and realloc(p, 0) policies)."""
+        self._check_size(size, caller)
+        if addr == 0:
+            return self.malloc(size, caller)
+        rec = self._live.get(addr)
+        if rec is None or rec[1] != KIND_MALLOC:
+            raise self._diagnose_free(addr, "realloc", caller)
+        if caller.context is not Context.TASK:
+            self._invalid_context(_GFP_MALLOC, caller, "realloc")
+        if size == 0 and self.config.zero_size_policy == "null":
+            return None
+        if size > self.config.heap_max:
+            self._too_large(
+                _GFP_MALLOC, size, caller, f"{size} bytes exceed heap_max ({self.config.heap_max})"
+            )
+            return None
+        usable = self._usable(addr, rec)
+        if not self._kasan and self._malloc_usable_for(size) == usable:
+            self._resize_in_place(addr, rec, size, 0)
+            return addr
+        shrink = size <= usable
+        new = self._malloc_sized(size, _GFP_MALLOC | (G.NOWARN if shrink else 0), caller)
+        if new is None:
+            if shrink:
+                self._resize_in_place(addr, rec, size, 0)
+                return addr
+            return None
+        self._move_contents(new, addr, rec, size, 0)
+        self._free_heap(addr, rec, caller)
+        return new
+
+    @staticmethod
+    def _malloc_usable_for(size: int) -> int:
+        """The usable size malloc(size) would give."""
+        if size <= KMALLOC_MAX_CACHE_SIZE:
+            return kmalloc_index(max(size, 1))
+        return pages_for(size) * PAGE_SIZE
+
+    def aligned_alloc(self: Kalloc, align: int, size: int, caller: Caller = TASK) -> int | None:
+        """C17 aligned_alloc: `size` bytes aligned to `align`; None for a bad alignment. Pair with free()."""
+        self._check_size(size, caller)
+        max_align = PAGE_SIZE << self.config.max_order
+        if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
+            return None
+        if caller.context is not Context.TASK:
+            self._invalid_context(_GFP_MALLOC, caller, "aligned_alloc")
+        if size == 0 and self.config.zero_size_policy == "null":
+            return None
+        if size > self.config.heap_max:
+            self._too_large(
+                _GFP_MALLOC, size, caller, f"{size} bytes exceed heap_max ({self.config.heap_max})"
+            )
+            return None
+        need = max(size, align)
+        if align <= MALLOC_ALIGN and need <= KMALLOC_MAX_CACHE_SIZE:
+            return self._slab_alloc(self._kmalloc_by_size[need], size, _GFP_MALLOC, caller, KIND_MALLOC)
+        if need <= ALIGNED_CACHE_MAX:
+            cache = self._aligned_cache(1 << (need - 1).bit_length())
+            return self._slab_alloc(cache, size, _GFP_MALLOC, caller, KIND_MALLOC)
+        return self._malloc_pages(size, get_order(align), _GFP_MALLOC, caller)
+
+    def _aligned_cache(self: Kalloc, cls: int) -> KmemCache:
+        """The naturally aligned cache of `cls`-byte objects, made on first use."""
+        cache = self._aligned_caches.get(cls)
+        if cache is None:
+            cache = self._make_cache(f"aligned-{class_name(cls)}", cls, cls, 0, None, internal=True)
+            assert cache is not None
+            self._aligned_caches[cls] = cache
+        return cache
+
+    def malloc_usable_size(self: Kalloc, addr: int) -> int:
+        """Usable bytes of a malloc (or kmalloc) object; 0 for NULL. The whole of it may then be used."""
+        if addr == 0:
+            return 0
+        rec = self._live.get(addr)
+        if rec is None or rec[1] not in (KIND_MALLOC, KIND_KMALLOC):
+            raise BadArgumentError(
+                f"malloc_usable_size() of {addr:#x}, which is not a live heap object", addr=addr
+            )
+        return self.ksize(addr)

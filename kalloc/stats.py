@@ -1,0 +1,264 @@
+"""What is allocated and how much: the live-object record and the /proc-style statistics.
+
+`Allocation` is the public record of one live object (live_allocations(),
+lookup()). `StatsApi` is the part of `Kalloc` that reports: stats() as a
+JSON-able dict, and the text formats people know, byte for byte where Linux
+defines them:
+
+    buddyinfo()  /proc/buddyinfo (mm/vmstat.c frag_show_print)
+    slabinfo()   /proc/slabinfo version 2.1 (mm/slab_common.c cache_show)
+    zoneinfo()   the watermark part of /proc/zoneinfo (zoneinfo_show_print)
+    poolinfo()   a DMA pool's sysfs "pools" file (mm/dmapool.c pools_show)
+
+Fragmentation is Mel Gorman's unusable free space index: for order j, the
+fraction of free memory in blocks too small to serve an order-j request,
+Fu(j) = (free_pages - sum_{i>=j} 2^i * k_i) / free_pages, reported like
+Linux's debugfs extfrag/unusable_index in thousandths (0.000 .. 1.000).
+
+Invariants:
+ 1. Every output is deterministic: built from ints in a fixed order (zones by
+    index, caches newest first as /proc/slabinfo lists them, pools by handle),
+    with no object ids and no wall-clock times.
+ 2. stats() holds only JSON-able values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kalloc.page import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from kalloc.allocator import Kalloc
+    from kalloc.zone import Zone
+
+# Kind codes of a live record; the kind text is KIND_NAMES[code] (":<name>" added
+# for caches and pools).
+KIND_KMALLOC = 0
+KIND_MALLOC = 1
+KIND_PAGES = 2
+KIND_PAGES_EXACT = 3
+KIND_DMA_COHERENT = 4
+KIND_CACHE = 5
+KIND_DMA_POOL = 6
+KIND_NAMES: tuple[str, ...] = (
+    "kmalloc",
+    "malloc",
+    "pages",
+    "pages_exact",
+    "dma_coherent",
+    "cache",
+    "dma_pool",
+)
+# The API that allocates each kind, for "wrong API pair" messages.
+KIND_ALLOC_API: tuple[str, ...] = (
+    "kmalloc",
+    "malloc",
+    "alloc_pages",
+    "alloc_pages_exact",
+    "dma_alloc_coherent",
+    "kmem_cache_alloc",
+    "dma_pool_alloc",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One live object.
+
+    addr: first byte; size: bytes requested; kind: "kmalloc", "malloc",
+    "pages", "pages_exact", "dma_coherent", "cache:<name>" or
+    "dma_pool:<name>"; site: stack-depot handle of the allocation; not_leak:
+    marked by kmemleak_not_leak; gfp: the request's GFP flags; usable: bytes
+    the caller may use (ksize / malloc_usable_size).
+    """
+
+    addr: int
+    size: int
+    kind: str
+    site: int
+    not_leak: bool
+    gfp: int
+    usable: int
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.size
+
+
+def unusable_index(free_blocks: list[int]) -> list[int]:
+    """Unusable free space index per order, in thousandths (Linux's unusable_free_index())."""
+    free_pages = sum(n << o for o, n in enumerate(free_blocks))
+    out = []
+    for order in range(len(free_blocks)):
+        if free_pages == 0:
+            out.append(0)
+            continue
+        suitable = sum(n << o for o, n in enumerate(free_blocks) if o >= order)
+        out.append((free_pages - suitable) * 1000 // free_pages)
+    return out
+
+
+def _thousandths(v: int) -> float:
+    return round(v / 1000, 3)
+
+
+class StatsApi:
+    """Statistics and /proc formats (mixed into Kalloc)."""
+
+    def stats(self: Kalloc) -> dict[str, Any]:
+        """Everything countable, as a JSON-able dict (see docs/allocator.md, "Statistics")."""
+        zones = self._buddy.populated_zones
+        return {
+            "config": {
+                "max_order": self.config.max_order,
+                "min_free_kbytes": self.min_free_kbytes,
+                "sanitize": self.config.sanitize,
+                "redzone": self.config.redzone,
+                "struct_page_size": self.config.struct_page_size,
+                "zero_size_policy": self.config.zero_size_policy,
+            },
+            "zones": [self._zone_stats(z) for z in zones],
+            "buddyinfo": {z.name: z.nr_free_blocks() for z in zones},
+            "fragmentation": {
+                z.name: {
+                    "unusable_index": [_thousandths(v) for v in unusable_index(z.nr_free_blocks())],
+                    "largest_free_block": (PAGE_SIZE << z.largest_free_order()) if z.nr_free else 0,
+                }
+                for z in zones
+            },
+            "slabinfo": [self._slab_row(c) for c in reversed(self._all_caches) if not c.destroyed],
+            "dma_pools": [self._pool_row(p) for p in self._all_pools if not p.destroyed],
+            "totals": self._totals(),
+        }
+
+    def _zone_stats(self: Kalloc, z: Zone) -> dict[str, Any]:
+        return {
+            "name": z.name,
+            "start_pfn": z.start_pfn,
+            "end_pfn": z.end_pfn,
+            "pages": {
+                "spanned": z.spanned,
+                "present": z.present,
+                "managed": z.managed,
+                "free": z.nr_free,
+                "reserved": dict(self._buddy.zone_reserved[z.idx]),
+            },
+            "watermarks": {"min": z.wmark_min, "low": z.wmark_low, "high": z.wmark_high},
+            "lowmem_reserve": list(z.lowmem_reserve),
+            "min_free_seen": z.min_free_seen,
+            "low_wmark_hits": z.low_wmark_hits,
+            "largest_free_order": z.largest_free_order(),
+        }
+
+    def _slab_row(self: Kalloc, c: Any) -> dict[str, Any]:
+        nslabs = len(c.slabs)
+        return {
+            "name": c.name,
+            "active_objs": c.active_objs(),
+            "num_objs": c.num_objs(),
+            "objsize": c.stride,
+            "object_size": c.size,
+            "align": c.align,
+            "objperslab": c.nobjs,
+            "pagesperslab": 1 << c.order,
+            "active_slabs": nslabs,
+            "num_slabs": nslabs,
+            "empty_slabs": len(c.empty) + (1 if c.cpu is not None and c.cpu.inuse == 0 else 0),
+            "handle": c.handle,
+        }
+
+    def _pool_row(self: Kalloc, p: Any) -> dict[str, Any]:
+        return {
+            "name": p.name,
+            "handle": p.handle,
+            "size": p.size,
+            "align": p.align,
+            "boundary": p.boundary,
+            "allocation": p.allocation,
+            "blocks_per_page": len(p.offsets),
+            "pages": len(p.pages) << p.order,
+            "active_blocks": p.active_blocks(),
+            "total_blocks": len(p.pages) * len(p.offsets),
+        }
+
+    def _totals(self: Kalloc) -> dict[str, Any]:
+        b = self._buddy
+        slab_pages = sum(len(c.slabs) << c.order for c in self._all_caches)
+        pool_pages = sum(len(p.pages) << p.order for p in self._all_pools)
+        return {
+            "ram_bytes": b.ram_bytes,
+            "free_bytes": b.free_pages * PAGE_SIZE,
+            "used_bytes": b.used_pages * PAGE_SIZE,
+            "high_water_used_bytes": b.used_high_water * PAGE_SIZE,
+            "reserved_bytes": b.reserved_bytes(),
+            "metadata_bytes": {"memmap": b.memmap_bytes, "slab": 0},
+            "slab_bytes": slab_pages * PAGE_SIZE,
+            "dma_pool_bytes": pool_pages * PAGE_SIZE,
+            "live_objects": len(self._live),
+            "live_requested_bytes": sum(r[0] for r in self._live.values()),
+            "quarantine_bytes": self._quarantine.nbytes if self._quarantine is not None else 0,
+            "reports": len(self.reports),
+        }
+
+    # ---------------------------------------------------------------- text formats
+
+    def buddyinfo(self: Kalloc) -> str:
+        """/proc/buddyinfo: free block counts per order, one line per populated zone."""
+        lines = []
+        for z in self._buddy.populated_zones:
+            counts = "".join(f"{n:6d} " for n in z.nr_free_blocks())
+            lines.append(f"Node 0, zone {z.name:>8s} {counts}")
+        return "\n".join(lines) + "\n"
+
+    def slabinfo(self: Kalloc) -> str:
+        """/proc/slabinfo, version 2.1 (SLUB: the tunables are 0, active_slabs == num_slabs)."""
+        lines = [
+            "slabinfo - version: 2.1",
+            "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
+            " : tunables <limit> <batchcount> <sharedfactor>"
+            " : slabdata <active_slabs> <num_slabs> <sharedavail>",
+        ]
+        for c in reversed(self._all_caches):
+            if c.destroyed:
+                continue
+            r = self._slab_row(c)
+            lines.append(
+                f"{r['name']:<17s} {r['active_objs']:6d} {r['num_objs']:6d} {r['objsize']:6d}"
+                f" {r['objperslab']:4d} {r['pagesperslab']:4d} : tunables {0:4d} {0:4d} {0:4d}"
+                f" : slabdata {r['active_slabs']:6d} {r['num_slabs']:6d} {0:6d}"
+            )
+        return "\n".join(lines) + "\n"
+
+    def zoneinfo(self: Kalloc) -> str:
+        """The watermark lines of /proc/zoneinfo for every populated zone."""
+        out = []
+        for z in self._buddy.populated_zones:
+            protection = ", ".join(str(v) for v in z.lowmem_reserve)
+            out.append(
+                f"Node 0, zone {z.name:>8s}\n"
+                f"  pages free     {z.nr_free}\n"
+                f"        min      {z.wmark_min}\n"
+                f"        low      {z.wmark_low}\n"
+                f"        high     {z.wmark_high}\n"
+                f"        spanned  {z.spanned}\n"
+                f"        present  {z.present}\n"
+                f"        managed  {z.managed}\n"
+                f"        protection: ({protection})\n"
+                f"  start_pfn:           {z.start_pfn}\n"
+            )
+        return "".join(out)
+
+    def poolinfo(self: Kalloc) -> str:
+        """DMA pools as mm/dmapool.c's sysfs file: name, blocks in use, total blocks, size, pages."""
+        lines = ["poolinfo - 0.1"]
+        for p in self._all_pools:
+            if p.destroyed:
+                continue
+            r = self._pool_row(p)
+            lines.append(
+                f"{r['name']:<16s} {r['active_blocks']:4d} {r['total_blocks']:4d}"
+                f" {r['size']:4d} {r['pages']:2d}"
+            )
+        return "\n".join(lines) + "\n"
