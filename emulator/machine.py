@@ -172,7 +172,8 @@ class Machine:
         self._exact = True
         self._exit_code: int | None = None
         self._wfi_pc = 0
-        self._burst = self.quantum
+        self._burst = self.quantum  # next slice length while no interrupt waits (see _next_count)
+        self._masked_burst = 1  # next slice length while an interrupt waits for mstatus.MIE
         self._was_masked = False
         self.isa.set_pc(self.uc, firmware.entry)
 
@@ -417,9 +418,10 @@ class Machine:
         instruction and double, so the interrupt is taken within a few instructions of
         the `csrsi mstatus` that unmasks it (the usual check-then-wfi idle loop).
         """
+        was_masked, self._was_masked = self._was_masked, masked
         if masked:
-            self._burst = 1 if not self._was_masked else min(2 * self._burst, self.quantum)
-        self._was_masked = masked
+            self._masked_burst = min(2 * self._masked_burst, self.quantum) if was_masked else 1
+            return self._masked_burst
         return self._burst
 
     def _can_wake(self) -> bool:
@@ -484,6 +486,7 @@ class Machine:
             return stop.reason
         self._wfi_pc = stop.pc
         self._burst = min(WFI_BURST, self.quantum)
+        self._was_masked = False  # after wfi, the unmasking may be the very next instruction
         self.isa.set_pc(uc, stop.pc + 4)
         return self._ending or self._idle()
 

@@ -1,6 +1,6 @@
 # Fills the DMA engine's device buffer with a pattern, copies `dma_len` bytes of it to
-# `dma_dst` (both patchable by a test before the run), sleeps until the completion
-# interrupt, and checks the result.
+# `dma_dst` (both patchable by a test before the run) three times, each time sleeping
+# until the completion interrupt, and checks the result.
 # Exit: 0 copied and verified; 3 the engine reported an error; 4 data mismatch;
 # 5 the handler claimed the wrong line.
 #include "mmio.h"
@@ -24,6 +24,9 @@ main:
     sw      t1, 4(t0)
     li      t0, 0x800           # mie.MEIE
     csrs    mie, t0
+    csrci   mstatus, 8          # interrupts off: the wait loop opens them for one instruction
+    li      s1, 0               # transfers completed so far
+next:
     li      t0, DMA_BASE
     li      t1, DMA_BUF
     sw      t1, 0(t0)           # src
@@ -35,12 +38,17 @@ main:
     sw      t1, 8(t0)           # len
     li      t1, 1
     sw      t1, 12(t0)          # ctrl: start
+    addi    s1, s1, 1
+    la      t2, dma_spin        # keep busy with interrupts off while the transfer runs: the
+    lw      t3, 0(t2)           # completion is pending (masked) before the loop reaches wfi
+6:  addi    t3, t3, -1
+    bnez    t3, 6b
     la      t0, done
-2:  csrci   mstatus, 8          # check-then-sleep with interrupts off: no lost wakeup
-    lw      t1, 0(t0)
-    bnez    t1, 3f
+2:  lw      t1, 0(t0)           # the SDK's idle loop: test with interrupts off, sleep,
+    bgeu    t1, s1, 3f          # then let the pending interrupt in between csrsi and csrci
     wfi
-    csrsi   mstatus, 8          # the pending interrupt is taken here
+    csrsi   mstatus, 8
+    csrci   mstatus, 8
     j       2b
 3:  la      t0, line
     lw      t1, 0(t0)
@@ -52,6 +60,8 @@ main:
     li      a0, 3
     li      t2, 2
     bne     t1, t2, 9f
+    li      t2, 3               # three transfers, each waited for
+    bne     s1, t2, next
     la      t0, dma_dst         # compare dma_len bytes, word by word
     lw      t0, 0(t0)
     la      t1, dma_len
@@ -86,7 +96,8 @@ trap:
     la      t0, status
     sw      t1, 0(t0)
     la      t0, done
-    li      t1, 1
+    lw      t1, 0(t0)
+    addi    t1, t1, 1
     sw      t1, 0(t0)
     lw      t0, 0(sp)
     lw      t1, 4(sp)
@@ -95,9 +106,10 @@ trap:
 
     .data
     .align 2
-    .globl dma_dst, dma_len
+    .globl dma_dst, dma_len, dma_spin
 dma_dst: .word 0x80200000
 dma_len: .word 256
+dma_spin: .word 300
     .bss
     .align 2
 done:   .space 4
