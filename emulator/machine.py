@@ -7,10 +7,13 @@ it in slices until the firmware exits or something ends the run.
 
 Time: `machine.instructions` is the machine's clock: instructions executed plus idle
 time skipped in `wfi`. Each slice is `emu_start(pc, UNTIL, count=n)` with
-n = min(quantum, next device deadline - now, budget left); devices are serviced and
-interrupts delivered only between slices (DESIGN.md). The quantum (100k by default)
-keeps the per-slice cost small: a counted slice runs ~6x slower than free-running, and
-each boundary costs a few register reads.
+n = min(burst, next device deadline - now, budget left); devices are serviced and
+interrupts delivered only between slices (DESIGN.md). The burst is the quantum (100k
+by default: a counted slice runs ~6x slower than free-running, and each boundary costs
+a few register reads), shortened where short slices pay (`_next_count`): after a wfi,
+and while an interrupt is pending but masked by mstatus.MIE, so it is taken within a
+few instructions of being unmasked. A deadline created inside a slice (an mtimecmp
+write, a DMA start) is seen at the next boundary: at most one burst late.
 
 Exact stops through the idle sled (memlayout.IDLE_SLED_BASE): Unicorn does not say how
 many instructions ran when a slice stops early, so the machine never stops a slice
