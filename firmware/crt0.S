@@ -43,11 +43,14 @@ _start:
      * registers as roots, and a stale pointer left in a dead frame would hide
      * a real leak. sp is back at the top (this code pushed nothing).
      */
-    la      a1, __kalloc_stack_bottom
+    la      a1, __kalloc_stack_bottom   /* 16-byte aligned, a multiple of 16 long */
     la      a2, __kalloc_stack_top
 3:  bgeu    a1, a2, 4f
     sw      zero, 0(a1)
-    addi    a1, a1, 4
+    sw      zero, 4(a1)
+    sw      zero, 8(a1)
+    sw      zero, 12(a1)
+    addi    a1, a1, 16
     j       3b
 4:
     li      ra, 0

@@ -54,15 +54,6 @@ static void phase(unsigned int n, const char *title)
     printf("\n[%u] %s\n", n, title);
 }
 
-/* Busy-wait for `cond` to become true, for at most `limit` spins. The flag
- * is set by an interrupt handler, so time has to pass: a spin is a few
- * instructions, and time is instructions. */
-#define SPIN_UNTIL(cond, limit)                                                   \
-    do {                                                                          \
-        for (unsigned long spin_ = 0; !(cond) && spin_ < (limit); spin_++)        \
-            __asm__ volatile("" : : : "memory");                                  \
-    } while (0)
-
 /* ---- the timer: GFP_ATOMIC allocations from interrupt context ---------- */
 
 struct tick_record {
@@ -117,11 +108,12 @@ static unsigned int ring_drain(void)
     return n;
 }
 
+/* Sleeps (wfi: the machine skips the idle time) until n more ticks. */
 static void wait_ticks(unsigned int n)
 {
     unsigned int target = ticks + n;
 
-    SPIN_UNTIL(ticks >= target, (unsigned long)n * TICK);
+    kalloc_wait_until(ticks >= target);
 }
 
 /* ---- 1. a slab cache with a constructor -------------------------------- */
@@ -362,8 +354,8 @@ static int dma_transfer(dma_addr_t src, dma_addr_t dst, uint32_t len)
     unsigned int target = dma_done + 1;
 
     dma_engine_start(src, dst, len);
-    SPIN_UNTIL(dma_done >= target, 100000);
-    return dma_done >= target;
+    kalloc_wait_until(dma_done >= target);      /* the completion IRQ counts it */
+    return dma_engine_status() == KALLOC_DMA_DONE;
 }
 
 static int dma_round(unsigned int round)

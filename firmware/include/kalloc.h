@@ -362,8 +362,26 @@ static inline int irqs_disabled(void)
 /* Linux's spelling: local_irq_save(flags) assigns flags. */
 #define local_irq_save(flags) do { (flags) = __kalloc_irq_save(); } while (0)
 
-/* Sleeps until an interrupt is pending (the machine fast-forwards time). */
+/* Sleeps until an interrupt is pending, even one masked by mstatus.MIE; the
+ * machine fast-forwards time to the next event instead of running a loop. */
 static inline void kalloc_wfi(void) { __asm__ volatile("wfi" : : : "memory"); }
+
+/* Sleeps until `cond` (set by an interrupt handler) is true: the race-free
+ * idle loop. cond is tested with interrupts off, so a wake-up cannot slip in
+ * between the test and the wfi; the pending interrupt is taken as soon as
+ * they are on again. A wait that nothing can end stops the run with a report
+ * ("wfi with nothing to wake it") rather than spinning to the budget. */
+#define kalloc_wait_until(cond)                                                   \
+    do {                                                                          \
+        unsigned long wait_flags_;                                                \
+        local_irq_save(wait_flags_);                                              \
+        while (!(cond)) {                                                         \
+            kalloc_wfi();                                                         \
+            local_irq_enable();                                                   \
+            local_irq_disable();                                                  \
+        }                                                                         \
+        local_irq_restore(wait_flags_);                                           \
+    } while (0)
 
 /* ------------------------------------------------------------------ */
 /* DMA engine and UART                                                 */

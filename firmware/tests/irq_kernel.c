@@ -22,8 +22,7 @@ int main(void)
 {
     request_irq(KALLOC_IRQ_TIMER, on_timer, NULL);
     kalloc_timer_set(1000);
-    for (long i = 0; i < 1000000 && !fired; i++)
-        __asm__ volatile("" : : : "memory");
+    kalloc_wait_until(fired);
     printf("timer fired: %d\n", fired);
     kfree(from_irq);
     return 0;
