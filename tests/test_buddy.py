@@ -266,7 +266,7 @@ def test_gfp_high_alone_gets_half_the_reserve() -> None:
 
 def test_normal_request_falls_back_to_dma_only_above_lowmem_reserve() -> None:
     ka = Kalloc.standalone()
-    dma, normal = ka._buddy.zones
+    dma, _normal = ka._buddy.zones
     got = _drain(ka, KERNEL)
     in_dma = [a for a in got if zone_of(ka, a) == "DMA"]
     assert len(in_dma) == dma.managed - dma.wmark_min - dma.lowmem_reserve[ZONE_NORMAL]
@@ -458,4 +458,4 @@ def test_check_names_broken_invariants() -> None:
 
 
 def test_task_default_caller() -> None:
-    assert TASK == Caller() and TASK.context is Context.TASK and TASK.site == 0
+    assert Caller() == TASK and TASK.context is Context.TASK and TASK.site == 0
