@@ -204,3 +204,58 @@ def test_header_parser_sees_the_whole_header(defs: dict[str, str]) -> None:
     """Guards the parser: a define it silently skipped would hide a mismatch."""
     raw = [ln for ln in _text().splitlines() if re.match(r"\s*#\s*define\s+\w+\s+\S", ln)]
     assert len(raw) == len(defs)
+
+
+# -- the committed firmware keeps the frame-pointer convention ---------------------------------
+
+BUILD = HEADER.parents[1] / "build"
+
+
+def _wrapper_prologues(elf_path: Path) -> dict[str, tuple[int, int | None, int | None, int | None]]:
+    """name -> (frame size, sp offset of ra, of s0, n in `s0 = sp + n`) for each SDK wrapper."""
+    capstone = pytest.importorskip("capstone")
+    from elftools.elf.elffile import ELFFile
+
+    with elf_path.open("rb") as fh:
+        elf = ELFFile(fh)
+        syms = list(elf.get_section_by_name(".symtab").iter_symbols())
+        text = elf.get_section_by_name(".text")
+        base, code = text["sh_addr"], text.data()
+    by_name = {s.name: s["st_value"] for s in syms}
+    lo, hi = by_name["__kalloc_api_start"], by_name["__kalloc_api_end"]
+    md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
+    out = {}
+    for s in syms:
+        if s["st_info"]["type"] != "STT_FUNC" or not lo <= s["st_value"] < hi:
+            continue
+        start = s["st_value"] - base
+        frame = ra = s0 = fp = None
+        for insn in md.disasm(code[start : start + s["st_size"]], s["st_value"]):
+            op = insn.mnemonic.removeprefix("c.")
+            args = [a.strip() for a in insn.op_str.split(",")]
+            if frame is None and args[0] == "sp" and (op == "addi16sp" or (op == "addi" and args[1] == "sp")):
+                frame = -int(args[-1], 0)  # the prologue's `addi sp, sp, -N`
+            elif op in ("sw", "swsp") and args[0] in ("ra", "s0") and args[1].endswith("(sp)"):
+                slot = int(args[1].removesuffix("(sp)"), 0)
+                ra, s0 = (slot, s0) if args[0] == "ra" else (ra, slot)
+            elif op in ("addi", "addi4spn") and args[:2] == ["s0", "sp"]:
+                fp = int(args[-1], 0)
+        out[s.name] = (frame or 0, ra, s0, fp)
+    return out
+
+
+@pytest.mark.parametrize("elf", ["demo.elf", "tests/mallocs.elf"])
+def test_wrappers_keep_ra_at_fp_minus_4_and_fp_at_fp_minus_8(elf: str) -> None:
+    """The bridge walks [fp-4] = return address, [fp-8] = caller's fp from block.fp.
+
+    GCC gives a *leaf* function only an s0 slot (at fp-4); the wrappers must not
+    be compiled that way, or every allocation site would be read one slot off.
+    """
+    prologues = _wrapper_prologues(BUILD / elf)
+    assert "kmalloc" in prologues or "malloc" in prologues, "no SDK wrapper found between the api symbols"
+    bad = {
+        name: p
+        for name, p in prologues.items()
+        if not (p[0] and p[3] == p[0] and p[1] == p[0] - 4 and p[2] == p[0] - 8)
+    }
+    assert not bad, f"wrappers without the (ra @ fp-4, s0 @ fp-8) frame: {bad}"
