@@ -223,7 +223,10 @@ class Firmware:
                 rows = _line_rows(prog)
         except (ELFError, ValueError, KeyError, IndexError, AttributeError):
             rows = []
-        rows.sort(key=lambda r: r[0])
+        # An end_sequence row may share its address with the first row of the next
+        # sequence (one per function with -ffunction-sections): the gap marker goes first
+        # so the lookup lands on the real row; the stable sort keeps each sequence's order.
+        rows.sort(key=lambda r: (r[0], r[1] is not None))
         return [r[0] for r in rows], [r[1] for r in rows]
 
 

@@ -45,6 +45,16 @@ def test_symbolize_gives_function_file_and_line() -> None:
     assert str(loc).startswith("inner+0x")
 
 
+def test_symbolize_the_first_row_of_a_sequence() -> None:
+    """main is linked first but its line sequence comes last: its end_sequence row shares
+    the address of inner's first row, which must still be found."""
+    fw = load_firmware(DATA / "illegal.elf")
+    inner, main = fw.symbol_addr("inner"), fw.symbol_addr("main")
+    assert inner is not None and main is not None and main < inner
+    loc = fw.symbolize(inner)
+    assert (loc.symbol, loc.offset, loc.file, loc.line) == ("inner", 0, "illegal.c", 5)
+
+
 def test_symbolize_assembly_and_unknown_pcs() -> None:
     fw = load_firmware(DATA / "timer.elf")
     trap = fw.symbol_addr("trap")

@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")"
 CC=${CC:-riscv64-unknown-elf-gcc}
 HERE=$(pwd)
-CFLAGS="-march=rv32imac_zicsr -mabi=ilp32 -g -O1 -fno-omit-frame-pointer
+CFLAGS="-march=rv32imac_zicsr -mabi=ilp32 -g -O1 -fno-omit-frame-pointer -ffunction-sections
         -ffile-prefix-map=$HERE=. -Wa,--debug-prefix-map=$HERE=."
 LDFLAGS="-march=rv32imac_zicsr -mabi=ilp32 -nostdlib -nostartfiles -static
          -Wl,--build-id=none -Wl,--no-warn-rwx-segments -T link.ld"
