@@ -49,20 +49,30 @@ class Symbolizer:
         self.depot = depot
         self._cache: dict[int, dict[str, Any]] = {}
 
-    def frame(self, pc: int) -> dict[str, Any]:
-        hit = self._cache.get(pc)
+    def frame(self, pc: int, *, returns: bool = False) -> dict[str, Any]:
+        """One frame. `returns`: pc is a return address, so the call is at pc-1.
+
+        A call that ends a function (to something that never returns) has its return
+        address in the next function; looking up pc-1 names the caller correctly.
+        """
+        key = -pc if returns else pc
+        hit = self._cache.get(key)
         if hit is None:
             symbol = file = line = None
             if self.firmware is not None:
-                loc = self.firmware.symbolize(pc)
+                loc = self.firmware.symbolize(pc - 1 if returns and pc else pc)
                 symbol, file, line = loc.symbol, loc.file, loc.line
             hit = {"pc": pc, "symbol": symbol, "file": file, "line": line}
-            self._cache[pc] = hit
+            self._cache[key] = hit
         return dict(hit)
+
+    def trace(self, pcs: Iterable[int], *, first_is_return: bool) -> list[dict[str, Any]]:
+        """Frames for a raw backtrace: every entry after the first is a return address."""
+        return [self.frame(pc, returns=first_is_return or i > 0) for i, pc in enumerate(pcs)]
 
     def user_frames(self, pcs: Iterable[int]) -> list[dict[str, Any]]:
         """Frames from the first one outside the allocator wrappers, outward."""
-        frames = [self.frame(pc) for pc in pcs]
+        frames = self.trace(pcs, first_is_return=True)
         i = 0
         while i < len(frames) - 1 and frames[i]["symbol"] in WRAPPERS:
             i += 1
@@ -102,8 +112,8 @@ def error_entry(err: KallocError, sym: Symbolizer) -> dict[str, Any]:
     raw_pc = fields.pop("pc", None)
     site = sym.site(err.site)
     if raw_pc is not None:
-        frames = [sym.frame(pc) for pc in (raw_bt or [raw_pc])]
-        if not frames or frames[0]["pc"] != raw_pc:
+        frames = sym.trace(raw_bt or [raw_pc], first_is_return=False)
+        if frames[0]["pc"] != raw_pc:
             frames.insert(0, sym.frame(raw_pc))
         top = frames[0]
     elif site is not None:

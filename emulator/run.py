@@ -114,7 +114,7 @@ class Session:
         dma = board.device("dma")
         values["dma_irq"] = dma.irq if dma and dma.irq else 0
         values["timer_irq"] = 0  # the CLINT timer is not an INTC line: mcause 7
-        values["test_irq"] = board.test_irq
+        values["test_irq"] = board.test_irq or 0
         banks = self.machine.phys.banks[: abi.BOOTINFO_MAX_BANKS]
         values["nbanks"] = len(banks)
         for i, bank in enumerate(banks):
