@@ -67,7 +67,7 @@ static inline __attribute__((always_inline)) uint32_t kh_ctx(void)
  */
 static inline __attribute__((always_inline)) struct kh_ret
 kh_call(uint32_t n, void *ra, void *fp, int nargs,
-        uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3)
+        uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t a4)
 {
     struct kh_block b;
 
@@ -80,6 +80,7 @@ kh_call(uint32_t n, void *ra, void *fp, int nargs,
     if (nargs > 1) b.arg[1] = a1;
     if (nargs > 2) b.arg[2] = a2;
     if (nargs > 3) b.arg[3] = a3;
+    if (nargs > 4) b.arg[4] = a4;
     /* The block must be in memory before the store that hands it over, and
      * result/aux must be re-read after it: the host writes them. */
     __asm__ volatile("" : : : "memory");
@@ -91,10 +92,12 @@ kh_call(uint32_t n, void *ra, void *fp, int nargs,
 /* ra/fp are taken in the wrapper that expands the macro. */
 #define KH_A(x) ((uint32_t)(uintptr_t)(x))
 #define KH_SITE __builtin_return_address(0), __builtin_frame_address(0)
-#define KH_CALL0(n) kh_call((n), KH_SITE, 0, 0, 0, 0, 0)
-#define KH_CALL1(n, a) kh_call((n), KH_SITE, 1, KH_A(a), 0, 0, 0)
-#define KH_CALL2(n, a, b) kh_call((n), KH_SITE, 2, KH_A(a), KH_A(b), 0, 0)
-#define KH_CALL3(n, a, b, c) kh_call((n), KH_SITE, 3, KH_A(a), KH_A(b), KH_A(c), 0)
-#define KH_CALL4(n, a, b, c, d) kh_call((n), KH_SITE, 4, KH_A(a), KH_A(b), KH_A(c), KH_A(d))
+#define KH_CALL0(n) kh_call((n), KH_SITE, 0, 0, 0, 0, 0, 0)
+#define KH_CALL1(n, a) kh_call((n), KH_SITE, 1, KH_A(a), 0, 0, 0, 0)
+#define KH_CALL2(n, a, b) kh_call((n), KH_SITE, 2, KH_A(a), KH_A(b), 0, 0, 0)
+#define KH_CALL3(n, a, b, c) kh_call((n), KH_SITE, 3, KH_A(a), KH_A(b), KH_A(c), 0, 0)
+#define KH_CALL4(n, a, b, c, d) kh_call((n), KH_SITE, 4, KH_A(a), KH_A(b), KH_A(c), KH_A(d), 0)
+#define KH_CALL5(n, a, b, c, d, e) \
+    kh_call((n), KH_SITE, 5, KH_A(a), KH_A(b), KH_A(c), KH_A(d), KH_A(e))
 
 #endif /* KALLOC_SDK_HCALL_H */

@@ -38,7 +38,7 @@ static void (*ctor_lookup(uint32_t handle))(void *)
 KH_API struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align,
                                             unsigned long flags, void (*ctor)(void *))
 {
-    uint32_t handle = KH_CALL4(KH_CACHE_CREATE, name, size, align, flags).result;
+    uint32_t handle = KH_CALL5(KH_CACHE_CREATE, name, size, align, flags, ctor).result;
     unsigned long irqflags;
     struct ctor_slot *slot;
 

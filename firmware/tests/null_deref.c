@@ -5,9 +5,14 @@
 /* volatile, so GCC cannot see the NULL and replace the load with a trap */
 static int *volatile null_pointer;
 
+/* Not a leaf (it calls printf), so its frame holds ra: in a leaf, GCC may
+ * restore s0 before the faulting load and the walk would skip main. */
 __attribute__((noinline)) int do_null_deref(int *p)
 {
-    return *(volatile int *)p;
+    int v = *(volatile int *)p;
+
+    printf("loaded %d\n", v);              /* never reached */
+    return v;
 }
 
 int main(void)
