@@ -80,7 +80,8 @@ SERVICES: tuple[Service, ...] = (
     Service(18, "ALLOC_PAGES_EXACT", ("size", "gfp"), "ceil(size/4096) pages; result = address or 0"),
     Service(19, "FREE_PAGES_EXACT", ("addr", "size"), "frees what ALLOC_PAGES_EXACT returned"),
     # slab caches
-    Service(24, "CACHE_CREATE", ("name", "size", "align", "flags"), "result = cache handle or 0"),
+    Service(24, "CACHE_CREATE", ("name", "size", "align", "flags", "ctor"),
+            "result = cache handle or 0; ctor != 0: the firmware constructs objects (aux of CACHE_ALLOC)"),
     Service(25, "CACHE_ALLOC", ("cache", "gfp"), "result = object; aux = 1 if the ctor must run"),
     Service(26, "CACHE_FREE", ("cache", "obj"), "frees an object of this cache"),
     Service(27, "CACHE_SHRINK", ("cache",), "frees empty slabs; result = pages released"),

@@ -33,6 +33,7 @@ from emulator.memlayout import DOORBELL_SIZE
 from kalloc import Caller, Context
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc.physmem import BadAddress
+from kalloc.slab import SLAB_KALLOC_CTOR
 
 if TYPE_CHECKING:
     from emulator.machine import Machine
@@ -119,6 +120,16 @@ class Bridge:
         except BadAddress as exc:
             self._report(BadArgumentError(f"{self._name(service)}: {exc}", site=caller.site))
             result, aux = 0, 0
+        except Exception as exc:  # a bug in kalloc itself: end the run with a report, not a traceback
+            self.machine.fatal(
+                BadArgumentError(
+                    f"internal error in kalloc while serving {self._name(service)}: "
+                    f"{type(exc).__name__}: {exc}",
+                    site=caller.site,
+                    internal=True,
+                )
+            )
+            return
         _OUT.pack_into(view, 0, result & 0xFFFF_FFFF, aux & 0xFFFF_FFFF)
         self._drain_allocator_reports()
 
@@ -264,15 +275,19 @@ class Bridge:
             raise BadArgumentError(f"cache handle {handle:#x} was never created or was destroyed")
         return cache
 
-    def svc_cache_create(self, caller: Caller, name: int, size: int, align: int, flags: int,
+    def svc_cache_create(self, caller: Caller, name: int, size: int, align: int, flags: int, ctor: int,
                          *args: int) -> tuple[int, int]:
+        # A firmware ctor runs in the firmware (CACHE_ALLOC's aux says when); the allocator
+        # only needs to know there is one, so it keeps constructed objects unpoisoned (SLUB).
+        if ctor:
+            flags |= SLAB_KALLOC_CTOR
         cache = self.ka.kmem_cache_create(self._cstr(name, "cache name"), size, align, flags)
         return cache.handle, 0
 
     def svc_cache_alloc(self, caller: Caller, handle: int, gfp: int, *args: int) -> tuple[int, int]:
         cache = self._cache(handle)
         addr = self.ka.kmem_cache_alloc(cache, gfp, caller)
-        self._irq_account(caller, addr, cache.object_size)
+        self._irq_account(caller, addr, cache.size)
         return (addr, int(cache.last_alloc_fresh)) if addr else (0, 0)
 
     def svc_cache_free(self, caller: Caller, handle: int, obj: int, *args: int) -> tuple[int, int]:
