@@ -74,7 +74,9 @@ class PhysMem:
         return b is not None and addr + n <= b.end
 
     def view(self, addr: int, n: int) -> memoryview:
-        """A writable view of [addr, addr+n) inside one bank."""
+        """A writable view of [addr, addr+n) inside one bank (n == 0: an empty view)."""
+        if n == 0:
+            return memoryview(bytearray())
         b = self.bank_of(addr)
         if b is None or n < 0 or addr + n > b.end:
             raise BadAddress(f"{addr:#x}+{n} is not inside one RAM bank")
