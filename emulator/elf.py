@@ -202,12 +202,11 @@ class Firmware:
             elf = ELFFile(io.BytesIO(self._raw))
             if elf.has_dwarf_info():
                 self._dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
-                aranges = self._dwarf.get_aranges()
-                if aranges is not None:
-                    ranges = [(e.begin_addr, e.begin_addr + e.length, e.info_offset) for e in aranges.entries]
-                else:
-                    ranges = [(lo, hi, cu.cu_offset) for cu in self._dwarf.iter_CUs()
-                              for lo, hi in _cu_pc_ranges(cu)]  # fmt: skip
+                # Each CU's own DW_AT_low_pc/high_pc or DW_AT_ranges: .debug_aranges is
+                # not trustworthy with --gc-sections (a discarded function leaves a (0, n)
+                # entry that ends pyelftools' reading of that CU's set early).
+                ranges = [(lo, hi, cu.cu_offset) for cu in self._dwarf.iter_CUs()
+                          for lo, hi in _cu_pc_ranges(self._dwarf, cu)]  # fmt: skip
         except (ELFError, ValueError, KeyError, IndexError, AttributeError):
             ranges = []  # no usable line info: reports fall back to symbol+offset
         ranges = sorted(r for r in ranges if r[1] > r[0])
@@ -230,9 +229,30 @@ class Firmware:
         return [r[0] for r in rows], [r[1] for r in rows]
 
 
-def _cu_pc_ranges(cu: Any) -> list[tuple[int, int]]:
-    """[low_pc, high_pc) of a CU without .debug_aranges (DW_AT_ranges is not followed)."""
-    top = cu.get_top_DIE().attributes
+def _cu_pc_ranges(dwarf: Any, cu: Any) -> list[tuple[int, int]]:
+    """[low, high) address ranges of a CU: DW_AT_ranges if present, else low_pc/high_pc."""
+    top_die = cu.get_top_DIE()
+    top = top_die.attributes
+    if "DW_AT_ranges" in top:
+        rl = dwarf.range_lists()
+        if rl is None:
+            return []
+        base = top["DW_AT_low_pc"].value if "DW_AT_low_pc" in top else 0
+        out = []
+        if top["DW_AT_ranges"].form == "DW_FORM_rnglistx":
+            return []  # not emitted by GCC for CUs; such a CU falls back to symbol+offset
+        entries = rl.get_range_list_at_offset(top["DW_AT_ranges"].value, cu=cu)
+        for entry in entries:
+            kind = type(entry).__name__
+            if kind == "BaseAddressEntry":
+                base = entry.base_address
+            elif hasattr(entry, "begin_offset"):
+                lo, hi = entry.begin_offset, entry.end_offset
+                if not getattr(entry, "is_absolute", False):
+                    lo, hi = lo + base, hi + base
+                if lo and hi > lo:  # (0, n): a function --gc-sections discarded
+                    out.append((lo, hi))
+        return out
     if "DW_AT_low_pc" not in top or "DW_AT_high_pc" not in top:
         return []
     lo = top["DW_AT_low_pc"].value
