@@ -329,9 +329,19 @@ class Machine:
     def _backtrace(self, pc: int, regs: dict[str, int] | None = None) -> list[int]:
         """The fp-chain backtrace of the CPU's current state, starting at pc."""
         regs = regs or self.isa.read_regs(self.uc)
-        return self.isa.backtrace(self.phys.read_u32, pc, regs["ra"], regs["s0"],
-                                  in_ram=lambda a: self.phys.contains(a, 8),
-                                  is_code=self.firmware.is_code)  # fmt: skip
+        ra = regs["ra"]
+        pcs = self.isa.backtrace(self.phys.read_u32, pc, ra, regs["s0"],
+                                 in_ram=lambda a: self.phys.contains(a, 8),
+                                 is_code=self.firmware.is_code)  # fmt: skip
+        # A leaf's epilogue may restore s0 before the faulting instruction: the walk then
+        # starts at the caller's caller. ra still returns into the direct caller; in any
+        # other state ra is either pcs[1] or points back into the faulting function.
+        fw = self.firmware
+        if len(pcs) > 1 and ra != pcs[1] and fw.is_code(ra):
+            here, there = fw.symbol_at(pc), fw.symbol_at(ra - 1)
+            if here is None or there is None or here[0] != there[0]:
+                pcs.insert(1, ra)
+        return pcs
 
     def _instruction_at(self, pc: int) -> str:
         bank = self.phys.bank_of(pc)
