@@ -100,8 +100,11 @@ class Bridge:
         handler = self._table[service] if service < len(self._table) else None
         if handler is None:
             self._report(
-                BadArgumentError(f"hypercall number {service} does not exist (ABI v{abi.ABI_VERSION})",
-                                 site=caller.site, service=service),
+                BadArgumentError(
+                    f"hypercall number {service} does not exist (ABI v{abi.ABI_VERSION})",
+                    site=caller.site,
+                    service=service,
+                ),
             )
             _OUT.pack_into(view, 0, 0, _EINVAL)
             return
@@ -275,8 +278,9 @@ class Bridge:
             raise BadArgumentError(f"cache handle {handle:#x} was never created or was destroyed")
         return cache
 
-    def svc_cache_create(self, caller: Caller, name: int, size: int, align: int, flags: int, ctor: int,
-                         *args: int) -> tuple[int, int]:
+    def svc_cache_create(
+        self, caller: Caller, name: int, size: int, align: int, flags: int, ctor: int, *args: int
+    ) -> tuple[int, int]:
         # A firmware ctor runs in the firmware (CACHE_ALLOC's aux says when); the allocator
         # only needs to know there is one, so it keeps constructed objects unpoisoned (SLUB).
         if ctor:
@@ -350,8 +354,9 @@ class Bridge:
         self._irq_account(caller, got[0] if got else None, size)
         return got if got else (0, 0)
 
-    def svc_dma_free_coherent(self, caller: Caller, size: int, cpu: int, dma: int,
-                              *args: int) -> tuple[int, int]:
+    def svc_dma_free_coherent(
+        self, caller: Caller, size: int, cpu: int, dma: int, *args: int
+    ) -> tuple[int, int]:
         self.ka.dma_free_coherent(size, cpu, dma, caller)
         self._irq_account(caller, cpu, 0, free=True)
         return 0, 0
@@ -362,8 +367,9 @@ class Bridge:
             raise BadArgumentError(f"DMA pool handle {handle:#x} was never created or was destroyed")
         return pool
 
-    def svc_dma_pool_create(self, caller: Caller, name: int, size: int, align: int, boundary: int,
-                            *args: int) -> tuple[int, int]:
+    def svc_dma_pool_create(
+        self, caller: Caller, name: int, size: int, align: int, boundary: int, *args: int
+    ) -> tuple[int, int]:
         pool = self.ka.dma_pool_create(self._cstr(name, "pool name"), size, align, boundary)
         return pool.handle, 0
 
@@ -373,8 +379,9 @@ class Bridge:
         self._irq_account(caller, got[0] if got else None, pool.size)
         return got if got else (0, 0)
 
-    def svc_dma_pool_free(self, caller: Caller, handle: int, cpu: int, dma: int,
-                          *args: int) -> tuple[int, int]:
+    def svc_dma_pool_free(
+        self, caller: Caller, handle: int, cpu: int, dma: int, *args: int
+    ) -> tuple[int, int]:
         self.ka.dma_pool_free(self._pool(handle), cpu, dma, caller)
         self._irq_account(caller, cpu, 0, free=True)
         return 0, 0

@@ -22,7 +22,9 @@ from emulator.report import format_frame
 _STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout"}
 
 
-def render_text(report: dict[str, Any], out: Console, *, wall_s: float | None = None, quiet: bool = False) -> None:
+def render_text(
+    report: dict[str, Any], out: Console, *, wall_s: float | None = None, quiet: bool = False
+) -> None:
     """Print `report` to `out`."""
     uart = report.get("uart", "")
     if uart:
@@ -53,7 +55,11 @@ def _errors(entries: list[dict[str, Any]], out: Console) -> None:
         out.print(Text("no errors, no leaks", style="green"))
         return
     errors = sum(1 for e in entries if e["severity"] == "error")
-    out.print(Text(f"{errors} error(s), {len(entries) - errors} warning(s)", style="bold red" if errors else "yellow"))
+    out.print(
+        Text(
+            f"{errors} error(s), {len(entries) - errors} warning(s)", style="bold red" if errors else "yellow"
+        )
+    )
     for e in entries:
         style = "red" if e["severity"] == "error" else "yellow"
         out.print(Text.assemble((f"\n{e['severity'].upper()} {e['kind']}", style), f": {e['message']}"))
@@ -73,7 +79,9 @@ def _errors(entries: list[dict[str, Any]], out: Console) -> None:
                 out.print(f"  {key.replace('_', ' ')}: {format_frame(site['backtrace'][0])}", markup=False)
         if e.get("registers"):
             regs = e["registers"]
-            line = " ".join(f"{k}={v:#x}" for k, v in regs.items() if k in ("ra", "sp", "a0", "a1", "a2", "s0"))
+            line = " ".join(
+                f"{k}={v:#x}" for k, v in regs.items() if k in ("ra", "sp", "a0", "a1", "a2", "s0")
+            )
             out.print(f"  registers: {line}", markup=False)
 
 
@@ -106,9 +114,11 @@ def _interrupts(report: dict[str, Any], out: Console) -> None:
     ctx = irq.get("context_allocations", {})
     if lines or any(ctx.values()):
         shown = ", ".join(f"line {k}: {v}" for k, v in lines.items()) or "none"
-        out.print(f"\ninterrupts: {shown}; from interrupt context: {ctx.get('allocs', 0)} allocations "
-                  f"({ctx.get('bytes', 0)} bytes), {ctx.get('frees', 0)} frees, {ctx.get('failures', 0)} failures",
-                  markup=False)
+        out.print(
+            f"\ninterrupts: {shown}; from interrupt context: {ctx.get('allocs', 0)} allocations "
+            f"({ctx.get('bytes', 0)} bytes), {ctx.get('frees', 0)} frees, {ctx.get('failures', 0)} failures",
+            markup=False,
+        )
     calls = report.get("hypercalls", {})
     if calls:
         out.print("hypercalls: " + ", ".join(f"{k} {v}" for k, v in calls.items()), markup=False)

@@ -48,6 +48,15 @@ class Symbolizer:
         self.firmware = firmware
         self.depot = depot
         self._cache: dict[int, dict[str, Any]] = {}
+        # The SDK links every hypercall wrapper between these two symbols.
+        lo = firmware.symbol_addr("__kalloc_api_start") if firmware else None
+        hi = firmware.symbol_addr("__kalloc_api_end") if firmware else None
+        self._api = (lo, hi) if lo is not None and hi is not None else (0, 0)
+
+    def is_wrapper(self, frame: dict[str, Any]) -> bool:
+        """True for frames inside the allocator's own wrappers (never an allocation site)."""
+        pc = frame["pc"] - 1 if frame["pc"] else 0
+        return self._api[0] <= pc < self._api[1] or frame["symbol"] in WRAPPERS
 
     def frame(self, pc: int, *, returns: bool = False) -> dict[str, Any]:
         """One frame. `returns`: pc is a return address, so the call is at pc-1.
@@ -74,7 +83,7 @@ class Symbolizer:
         """Frames from the first one outside the allocator wrappers, outward."""
         frames = self.trace(pcs, first_is_return=True)
         i = 0
-        while i < len(frames) - 1 and frames[i]["symbol"] in WRAPPERS:
+        while i < len(frames) - 1 and self.is_wrapper(frames[i]):
             i += 1
         return frames[i:]
 

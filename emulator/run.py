@@ -93,8 +93,9 @@ class Session:
             seed=options.seed,
         )
         image = (memlayout.FIRMWARE_LOAD, self.firmware.image_end, "firmware")
-        self.ka = Kalloc(self.machine.phys, Config(sanitize=options.sanitize, seed=options.seed),
-                         reserved=[image])
+        self.ka = Kalloc(
+            self.machine.phys, Config(sanitize=options.sanitize, seed=options.seed), reserved=[image]
+        )
         self.bridge = Bridge(self.machine, self.ka, console=self.machine.console_write)
         self.bridge.bootinfo = self._bootinfo()
         self.machine.on_hypercall = self.bridge
@@ -107,8 +108,12 @@ class Session:
             "ram_base": min(b.base for b in self.machine.phys.banks),
             "ram_end": max(b.end for b in self.machine.phys.banks),
         }
-        for dev_type, key in (("uart", "uart_base"), ("clint", "clint_base"), ("intc", "intc_base"),
-                              ("dma", "dma_base")):
+        for dev_type, key in (
+            ("uart", "uart_base"),
+            ("clint", "clint_base"),
+            ("intc", "intc_base"),
+            ("dma", "dma_base"),
+        ):
             dev = board.device(dev_type)
             values[key] = dev.base if dev else 0
         dma = board.device("dma")

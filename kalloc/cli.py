@@ -34,24 +34,61 @@ def main() -> None:
 @click.option("--board", default="default", show_default=True, help="Shipped board name or path to a .toml.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the JSON report to FILE ('-' for stdout).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for every random choice.")
-@click.option("--sanitize", type=click.Choice(["poison", "kasan", "off"]), default="poison", show_default=True,
-              help="Memory-error detection mode.")
-@click.option("--max-instructions", default=500_000_000, show_default=True, type=click.IntRange(min=1),
-              help="Instruction budget; exhausting it ends the run (status 66).")
-@click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=click.FloatRange(min=0.01),
-              help="Wall-clock limit in seconds (status 66).")
-@click.option("--quantum", default=100_000, show_default=True, type=click.IntRange(min=100),
-              help="Instructions per emulation slice (devices and interrupts are serviced between slices).")
+@click.option(
+    "--sanitize",
+    type=click.Choice(["poison", "kasan", "off"]),
+    default="poison",
+    show_default=True,
+    help="Memory-error detection mode.",
+)
+@click.option(
+    "--max-instructions",
+    default=500_000_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Instruction budget; exhausting it ends the run (status 66).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Wall-clock limit in seconds (status 66).",
+)
+@click.option(
+    "--quantum",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(min=100),
+    help="Instructions per emulation slice (devices and interrupts are serviced between slices).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No text report; the UART output and errors only.")
-def run(firmware: str | None, board: str, json_path: str | None, seed: int, sanitize: str,
-        max_instructions: int, timeout_s: float, quantum: int, quiet: bool) -> None:
+def run(
+    firmware: str | None,
+    board: str,
+    json_path: str | None,
+    seed: int,
+    sanitize: str,
+    max_instructions: int,
+    timeout_s: float,
+    quantum: int,
+    quiet: bool,
+) -> None:
     """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
 
     Exit status: 0 clean; 1-63 the firmware's exit code; 64 kalloc found an
     error; 65 CPU fault; 66 budget or timeout; 2 usage; 3 bad ELF or board.
     """
-    options = RunOptions(firmware=firmware, board=board, seed=seed, sanitize=sanitize,
-                         max_instructions=max_instructions, timeout_s=timeout_s, quantum=quantum)
+    options = RunOptions(
+        firmware=firmware,
+        board=board,
+        seed=seed,
+        sanitize=sanitize,
+        max_instructions=max_instructions,
+        timeout_s=timeout_s,
+        quantum=quantum,
+    )
     err = Console(stderr=True, highlight=False)
     try:
         session = Session(options)

@@ -47,7 +47,7 @@ class PhysMem:
 
     def __init__(self, banks: list[RamBank]) -> None:
         self.banks = sorted(banks, key=lambda b: b.base)
-        for a, b in zip(self.banks, self.banks[1:]):
+        for a, b in zip(self.banks, self.banks[1:], strict=False):
             if a.end > b.base:
                 raise ValueError(f"RAM banks {a.name} and {b.name} overlap")
         self._bases = [b.base for b in self.banks]

@@ -31,8 +31,12 @@ def test_sdk_names_the_sdk_directory():
 
 
 def test_run_default_writes_json_to_stdout():
-    proc = subprocess.run([sys.executable, "-m", "kalloc.cli", "run", "--json", "-"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kalloc.cli", "run", "--json", "-"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     for key in ("exit_code", "uart", "instructions", "errors", "allocator", "buddyinfo", "slabinfo", "leaks"):

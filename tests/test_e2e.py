@@ -32,7 +32,15 @@ def test_demo_runs_clean_and_exits_zero():
     assert rep["instructions"] > 0
     # the demo goes through every part of the allocator
     calls = rep["hypercalls"]
-    for svc in ("KMALLOC", "KFREE", "CACHE_ALLOC", "ALLOC_PAGES", "MALLOC", "DMA_ALLOC_COHERENT", "DMA_POOL_ALLOC"):
+    for svc in (
+        "KMALLOC",
+        "KFREE",
+        "CACHE_ALLOC",
+        "ALLOC_PAGES",
+        "MALLOC",
+        "DMA_ALLOC_COHERENT",
+        "DMA_POOL_ALLOC",
+    ):
         assert calls.get(svc, 0) > 0, svc
     assert rep["allocator"]["zones"]
 
