@@ -42,11 +42,10 @@ def render_text(
     if quiet:
         return
     _zones(report, out)
-    for title in ("buddyinfo", "slabinfo"):
-        text = report.get(title)
-        if text:
-            out.print(Text(f"\n/proc/{title}", style="bold"))
-            out.print(Text(text.rstrip("\n")), soft_wrap=True)
+    out.print(Text("\n/proc/buddyinfo", style="bold"))
+    out.print(Text(report["buddyinfo"].rstrip("\n")), soft_wrap=True)
+    out.print(Text("\n/proc/slabinfo (caches that held objects)", style="bold"))
+    out.print(Text(_slabinfo_in_use(report["slabinfo"])), soft_wrap=True)
     _interrupts(report, out)
 
 
@@ -86,26 +85,45 @@ def _errors(entries: list[dict[str, Any]], out: Console) -> None:
 
 
 def _zones(report: dict[str, Any], out: Console) -> None:
-    zones = report.get("allocator", {}).get("zones", [])
+    alloc = report.get("allocator", {})
+    zones = alloc.get("zones", [])
     if not zones:
         return
-    table = Table(title="zones", title_justify="left", show_edge=False)
+    frag = alloc.get("fragmentation", {})
+    table = Table(title="zones (pages of 4 KiB)", title_justify="left", show_edge=False)
     for col in ("zone", "managed", "free", "min", "low", "high", "lowest free", "largest free block"):
         table.add_column(col, justify="right")
     for z in zones:
-        wm = z.get("watermarks", {})
+        wm, pages = z.get("watermarks", {}), z.get("pages", {})
+        largest = frag.get(z["name"], {}).get("largest_free_block", 0)
         table.add_row(
-            str(z.get("name")),
-            f"{z.get('managed_pages', 0)} p",
-            f"{z.get('free_pages', 0)} p",
+            z["name"],
+            str(pages.get("managed", "")),
+            str(pages.get("free", "")),
             str(wm.get("min", "")),
             str(wm.get("low", "")),
             str(wm.get("high", "")),
-            f"{z.get('min_free_seen', '')} p",
-            f"{z.get('largest_free_block', '')} B",
+            str(z.get("min_free_seen", "")),
+            f"{largest // 1024} KiB",
         )
     out.print()
     out.print(table)
+    t = alloc.get("totals", {})
+    if t:
+        reserved = ", ".join(f"{k} {v // 1024} KiB" for k, v in t.get("reserved_bytes", {}).items())
+        out.print(
+            f"RAM {t['ram_bytes'] // 1024} KiB: free {t['free_bytes'] // 1024} KiB, "
+            f"used {t['used_bytes'] // 1024} KiB (high water {t['high_water_used_bytes'] // 1024} KiB), "
+            f"reserved: {reserved}",
+            markup=False,
+        )
+
+
+def _slabinfo_in_use(text: str) -> str:
+    """/proc/slabinfo without the caches that never held an object (the header kept)."""
+    lines = text.rstrip("\n").splitlines()
+    keep = [ln for ln in lines if ln.startswith(("slabinfo", "#")) or ln.split()[2:3] != ["0"]]
+    return "\n".join(keep)
 
 
 def _interrupts(report: dict[str, Any], out: Console) -> None:
