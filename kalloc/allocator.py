@@ -246,7 +246,13 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         return pfn
 
     def _reclaim(self) -> int:
-        """Reclaim without demand paging: drain the quarantine, free every empty slab. Returns pages freed."""
+        """Reclaim without demand paging: drain the quarantine, free every empty slab.
+
+        Like kmem_cache_shrink() on every cache: the empty slabs kept on the
+        lists (min_partial) and each cache's current slab when it is empty.
+        (Linux's reclaim leaves SLUB alone; on a board of a few hundred KiB an
+        idle order-3 slab is too much to keep.) Returns pages freed.
+        """
         before = self._buddy.used_pages
         if self._quarantine is not None:
             for entry in self._quarantine.drain():
@@ -302,7 +308,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         if gfp & _ZERO or kind == KIND_DMA_COHERENT:
             self.phys.fill(addr, nbytes, 0)
         elif self._debug:
-            self.phys.fill(addr, size, POISON_INUSE)
+            self.phys.fill(addr, size if kind in _HEAP_KINDS else nbytes, POISON_INUSE)
         if self._debug and kind in _HEAP_KINDS:
             self.phys.fill(addr + size, pages_for(size) * PAGE_SIZE - size, RED_ACTIVE)
         self._live[addr] = (size, kind, caller.site, gfp)

@@ -100,6 +100,8 @@ class KmallocApi:
         """
         if gfp & ~G.KNOWN_MASK or gfp < 0:
             self._check_gfp(gfp, caller)
+        if not 0 < size <= KMALLOC_MAX_CACHE_SIZE:
+            self._check_size(size, caller)
         if gfp & G.DIRECT_RECLAIM and caller.context is not Context.TASK:
             self._invalid_context(gfp, caller, "kmalloc")
         if 0 < size <= KMALLOC_MAX_CACHE_SIZE:

@@ -325,7 +325,7 @@ class KmemCache:
             self.cpu = None
 
     def take_empty(self) -> list[Slab]:
-        """Remove and return every empty slab (shrink), the current one included if empty."""
+        """Remove and return every empty slab, the current one included if empty (flush_all)."""
         out = self.empty
         self.empty = []
         if self.cpu is not None and self.cpu.inuse == 0:

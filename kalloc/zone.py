@@ -114,13 +114,15 @@ def default_min_free_kbytes(lowmem_kbytes: int) -> int:
     Linux's init_per_zone_wmark_min() (mm/page_alloc.c) sets
     min_free_kbytes = int_sqrt(lowmem_kbytes * 16), clamped to [128, 262144].
     The 128 KiB floor is half of a 256 KiB board, so kalloc also caps the
-    reserve at 1/32 of RAM (3%, which is what Linux's formula itself gives at
-    16 MiB, where sqrt and the cap meet): 256 KiB -> 8 KiB, 4 MiB -> 128 KiB,
-    16 MiB -> 512 KiB, 1 GiB -> 4 MiB (Linux: 4 MiB too).
+    reserve at 1/8 of RAM. The cap only bites below 1 MiB, where Linux's
+    formula and floor give 1/8 or more (sqrt(16 * 1024) = 128 KiB at 1 MiB):
+    256 KiB -> 32 KiB, 512 KiB -> 64 KiB, 1 MiB -> 128 KiB, 16 MiB -> 512 KiB,
+    1 GiB -> 4 MiB: Linux's own values from 1 MiB up. Below the cap the
+    reserve is still a few pages, enough for an interrupt handler's atomic
+    allocations when everything else is taken.
     """
-    cap = lowmem_kbytes // 32
-    value = math.isqrt(lowmem_kbytes * 16)
-    return max(min(128, cap), min(value, 262144, cap))
+    value = max(128, min(math.isqrt(lowmem_kbytes * 16), 262144))
+    return min(value, lowmem_kbytes // 8)
 
 
 def setup_watermarks(zones: list[Zone], min_free_kbytes: int) -> None:
