@@ -23,6 +23,12 @@ Usage at a REPL:
     >>> ka.ksize(p)
     128
     >>> ka.kfree(p)
+
+Invariants:
+ 1. Importing kalloc imports nothing from emulator/ or unicorn (kalloc.cli, the
+    command line, is the one module that composes both, and is not imported here).
+ 2. Everything a caller needs for the API is exported here; docs/allocator.md
+    explains it.
 """
 
 from kalloc import gfp
