@@ -221,6 +221,25 @@ class AllocatorMachine(RuleBasedStateMachine):
     def realloc_null(self, size: int) -> None:
         self._add(self.ka.realloc(0, size), Obj("malloc", size, self._fill()))
 
+    @precondition(lambda self: any(o.kind in ("kmalloc", "malloc") for o in self.model.values()))
+    @rule(i=PICK)
+    def use_all_of_ksize(self, i: int) -> None:
+        """ksize / malloc_usable_size unlock the whole class: writing it is no overflow."""
+        addr = self._pick(i, ("kmalloc", "malloc"))
+        assert addr is not None
+        obj = self.model[addr]
+        usable = self.ka.ksize(addr) if obj.kind == "kmalloc" else self.ka.malloc_usable_size(addr)
+        assert usable >= obj.size
+        self.ka.phys.fill(addr, usable, obj.fill)
+
+    @precondition(lambda self: bool(self.model))
+    @rule(i=PICK)
+    def not_leak(self, i: int) -> None:
+        addrs = sorted(self.model)
+        addr = addrs[i % len(addrs)]
+        self.ka.not_leak(addr)
+        assert self.ka.lookup(addr).not_leak
+
     # ---------------------------------------------------------------- pages
 
     @rule(order=st.integers(0, 5), flags=GFPS, caller=CALLERS)
@@ -470,6 +489,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         live = {a.addr: a for a in self.ka.live_allocations()}
         assert live.keys() == self.model.keys()
         for addr, obj in self.model.items():
+            assert self.ka.lookup(addr) == live[addr]
             assert live[addr].size == obj.size or obj.kind == "pages"
             assert live[addr].usable >= obj.size
             assert self.ka.phys.read(addr, obj.size) == bytes([obj.fill]) * obj.size, hex(addr)
