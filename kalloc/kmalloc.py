@@ -40,7 +40,7 @@ from kalloc.config import TASK, Caller, Context
 from kalloc.debug import POISON_INUSE, RED_ACTIVE
 from kalloc.errors import BadArgumentError
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
-from kalloc.slab import Slab
+from kalloc.slab import SLAB_CACHE_DMA, Slab
 from kalloc.stats import KIND_CACHE, KIND_KMALLOC, KIND_MALLOC
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class KmallocApi:
         """create_kmalloc_caches(): the normal and DMA classes, and the size -> cache tables."""
         normal: dict[int, KmemCache] = {}
         dma: dict[int, KmemCache] = {}
-        for prefix, table, flags in (("kmalloc-", normal, 0), ("dma-kmalloc-", dma, 0x4000)):
+        for prefix, table, flags in (("kmalloc-", normal, 0), ("dma-kmalloc-", dma, SLAB_CACHE_DMA)):
             for size in KMALLOC_CLASSES:
                 align = 8 if size < KMALLOC_ALIGN else KMALLOC_ALIGN
                 cache = self._make_cache(prefix + class_name(size), size, align, flags, None, internal=True)
