@@ -18,6 +18,10 @@ import mmap
 from dataclasses import dataclass
 
 
+_PATTERN_SIZE = 1 << 20  # fill patterns are cached and copied in 1 MiB pieces: no per-call allocation
+_patterns: dict[int, memoryview] = {}
+
+
 class BadAddress(ValueError):
     """An address (range) that is not RAM."""
 
@@ -90,8 +94,19 @@ class PhysMem:
         self.view(addr, len(data))[:] = data
 
     def fill(self, addr: int, n: int, byte: int) -> None:
-        if n:
-            self.view(addr, n)[:] = bytes([byte]) * n
+        """Set n bytes to `byte` (poisoning and zeroing: the hot bulk operation)."""
+        if not n:
+            return
+        view = self.view(addr, n)
+        pattern = _patterns.get(byte)
+        if pattern is None:
+            pattern = _patterns[byte] = memoryview(bytes([byte]) * _PATTERN_SIZE)
+        if n <= _PATTERN_SIZE:
+            view[:] = pattern[:n]
+            return
+        for off in range(0, n, _PATTERN_SIZE):
+            chunk = min(_PATTERN_SIZE, n - off)
+            view[off : off + chunk] = pattern[:chunk]
 
     def read_u32(self, addr: int) -> int:
         return int.from_bytes(self.view(addr, 4), "little")
