@@ -87,6 +87,12 @@ class Device:
         self.size = spec.size
         self.irq = spec.irq
         self.clock = clock
+        # Set by write() when the store may have moved deadline() earlier (an mtimecmp
+        # write, a DMA start): the machine then ends the slice right after the store.
+        self.poked = False
+
+    def stamp(self, now: int) -> None:
+        """Called after a slice cut at a store that poked: `now` is the store's exact time."""
 
     def read(self, offset: int, size: int) -> int:
         return 0
@@ -166,6 +172,10 @@ class Clint(Device):
                 self.mtimecmp = (word << 32) | (self.mtimecmp & 0xFFFF_FFFF)
             else:
                 self.mtimecmp = (self.mtimecmp & ~0xFFFF_FFFF) | word
+            self.poked = True
+
+    def is_mtime(self, offset: int) -> bool:
+        return self.MTIME <= offset < self.MTIME + 8
 
     def pending(self, now: int) -> bool:
         """mip.MTIP: the timer interrupt is asserted (level)."""
@@ -319,6 +329,14 @@ class DmaEngine(Device):
                      now + max(1, length * self.cycles_per_byte))  # fmt: skip
         self.current = t
         self.status = DMA_BUSY
+        self.poked = True
+
+    def stamp(self, now: int) -> None:
+        """The start store ran at `now`, not at the slice start: re-base the transfer."""
+        t = self.current
+        if t is not None and t.started < now:
+            t.due += now - t.started
+            t.started = now
 
     # boundaries
 

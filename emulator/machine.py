@@ -68,6 +68,10 @@ NOP = (0x0000_0013).to_bytes(4, "little")  # addi x0, x0, 0
 SLED_LEN = IDLE_SLED_SIZE // 4  # instructions per lap: SLED_LEN - 1 nops and a jump back
 SLED_JUMP = IDLE_SLED_BASE + 4 * (SLED_LEN - 1)
 WFI_BURST = 256  # first slice after a wfi: an idle loop's wake-up work is short
+# After an mtime read was replayed at an exact boundary, the next slice is this short and
+# mtime reads inside it are not cut again: kalloc_now() reads mtime three times (hi, lo,
+# hi), so every read sees the time within READ_WINDOW instructions, for 2 boundaries.
+READ_WINDOW = 64
 
 _ACCESS = {  # Unicorn memory-hook access type -> (verb, what went wrong)
     unicorn.UC_MEM_READ_UNMAPPED: ("read", "unmapped"),
@@ -109,8 +113,10 @@ class _Stop:
     """Why a hook sent the CPU into the idle sled (or stopped it)."""
 
     reason: str  # "exit" | "panic" | "fault" | "fatal" | "wfi"
-    pc: int = 0  # wfi: the wfi's address
+    pc: int = 0  # wfi: the wfi's address; cut: where to resume
     exit_code: int | None = None
+    replay: bool = False  # cut: the instruction at pc was aborted and runs again (not counted)
+    device: Device | None = None  # cut: the device whose store poked, to stamp
 
 
 class Machine:
@@ -178,6 +184,10 @@ class Machine:
         self._burst = self.quantum  # next slice length while no interrupt waits (see _next_count)
         self._masked_burst = 1  # next slice length while an interrupt waits for mstatus.MIE
         self._was_masked = False
+        self._slice_end = 0  # start + count of the running slice
+        self._read_exact = False  # this slice is a READ_WINDOW: mtime reads are not cut
+        self._read_window = False  # the next slice must be a READ_WINDOW
+        self.cuts = 0  # slices ended early at a poking store or an mtime read (exact)
         self.isa.set_pc(self.uc, firmware.entry)
 
     # -- building the machine -------------------------------------------------------
@@ -263,10 +273,38 @@ class Machine:
     # -- callbacks (record and queue only; module invariant 1) ------------------------------
 
     def _mmio_read(self, uc: unicorn.Uc, offset: int, size: int, dev: Device | None) -> int:
+        if dev is self.clint and dev is not None and dev.is_mtime(offset) and not self._read_exact:
+            self._cut(replay=True)  # the load runs again at a boundary, where time is exact
+            return 0
         return dev.read(offset, size) if dev is not None else 0
 
     def _mmio_write(self, uc: unicorn.Uc, offset: int, size: int, value: int, dev: Device) -> None:
         dev.write(offset, size, value)
+        if dev.poked:
+            dev.poked = False
+            deadline = dev.deadline()
+            # a DMA start is always cut, so the transfer is timed from the exact store
+            if deadline is not None and (deadline < self._slice_end or dev is self.dma):
+                self._cut(replay=False, device=dev)
+
+    def _cut(self, *, replay: bool, device: Device | None = None) -> None:
+        """End the slice at the current MMIO access, exactly (module docstring, "Cuts").
+
+        Sends the CPU into the idle sled from inside the callback: Unicorn abandons the
+        instruction there (the store's device effect is done; nothing after it runs),
+        and the sled counts the rest of the slice. No emu_stop, so nothing replays that
+        we did not choose: a store resumes after itself, a replayed mtime load at itself.
+        """
+        if not self._running or self._stop is not None:
+            return
+        pc = self.isa.pc(self.uc)
+        if not replay:
+            try:
+                pc += 4 if self.phys.read(pc, 2)[0] & 3 == 3 else 2
+            except ValueError:
+                return  # code outside RAM: leave the deadline to the next boundary
+        self._stop = _Stop("cut", pc=pc, replay=replay, device=device)
+        self.isa.set_pc(self.uc, IDLE_SLED_BASE)
 
     def _doorbell(self, uc: unicorn.Uc, offset: int, size: int, value: int, _ud: Any) -> None:
         if offset & 3 or size != 4:
@@ -468,6 +506,8 @@ class Machine:
         uc = self.uc
         start = self.clock.now
         self._stop, self._laps, self._mem_fault = None, 0, None
+        self._slice_end = start + count
+        self._read_exact, self._read_window = self._read_window, False
         self._running = True
         try:
             uc.emu_start(self.isa.pc(uc), UNTIL, count=count)
@@ -492,6 +532,15 @@ class Machine:
             return self._ending
         in_sled = self._laps * SLED_LEN + (self.isa.pc(uc) - IDLE_SLED_BASE) // 4
         self.clock.now = start + count - in_sled
+        if stop.reason == "cut":
+            self.cuts += 1
+            if stop.replay:  # the aborted load was counted; it runs again next slice
+                self.clock.now -= 1
+                self._read_window = True
+            self.isa.set_pc(uc, stop.pc)
+            if stop.device is not None:
+                stop.device.stamp(self.clock.now)
+            return self._ending
         if stop.reason == "exit":
             self._exit_code = stop.exit_code
             return "exit"
@@ -530,6 +579,8 @@ class Machine:
                 break
             masked = self._deliver_interrupt()
             count = min(self._next_count(masked), self.max_instructions - now)
+            if self._read_window:
+                count = min(count, READ_WINDOW)
             deadline = self._next_deadline()
             if deadline is not None:
                 count = min(count, deadline - now)
