@@ -56,6 +56,9 @@ class RunOptions:
     max_instructions: int = 500_000_000
     timeout_s: float = 120.0
     quantum: int = 100_000
+    irq_every: int = 0  # the test-interrupt injector (issue 4): period, jitter, explicit times
+    irq_jitter: int = 0
+    irq_at: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -84,14 +87,20 @@ class Session:
         except (ValueError, OSError) as exc:
             raise BadInput(f"firmware {Path(fw_path).name}: {exc}") from None
         self.firmware_name = Path(fw_path).name
-        self.machine = Machine(
-            self.board,
-            self.firmware,
-            max_instructions=options.max_instructions,
-            timeout_s=options.timeout_s,
-            quantum=options.quantum,
-            seed=options.seed,
-        )
+        try:
+            self.machine = Machine(
+                self.board,
+                self.firmware,
+                max_instructions=options.max_instructions,
+                timeout_s=options.timeout_s,
+                quantum=options.quantum,
+                seed=options.seed,
+                irq_at=options.irq_at,
+                irq_every=options.irq_every,
+                irq_jitter=options.irq_jitter,
+            )
+        except ValueError as exc:  # the injector on a board without a test line
+            raise BadInput(f"board {options.board}: {exc}") from None
         image = (memlayout.FIRMWARE_LOAD, self.firmware.image_end, "firmware")
         self.ka = Kalloc(
             self.machine.phys, Config(sanitize=options.sanitize, seed=options.seed), reserved=[image]

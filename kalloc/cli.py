@@ -63,6 +63,27 @@ def main() -> None:
     type=click.IntRange(min=100),
     help="Instructions per emulation slice (devices and interrupts are serviced between slices).",
 )
+@click.option(
+    "--irq-every",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Raise the board's test interrupt line every N instructions (0: never).",
+)
+@click.option(
+    "--irq-jitter",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Add 0..N instructions (drawn from --seed) to each --irq-every time.",
+)
+@click.option(
+    "--irq-at",
+    default="",
+    metavar="N,N,...",
+    callback=lambda _ctx, _param, value: _parse_irq_at(value),
+    help="Also raise the test line at these instruction counts.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No text report; the UART output and errors only.")
 def run(
     firmware: str | None,
@@ -73,6 +94,9 @@ def run(
     max_instructions: int,
     timeout_s: float,
     quantum: int,
+    irq_every: int,
+    irq_jitter: int,
+    irq_at: tuple[int, ...],
     quiet: bool,
 ) -> None:
     """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
@@ -88,6 +112,9 @@ def run(
         max_instructions=max_instructions,
         timeout_s=timeout_s,
         quantum=quantum,
+        irq_every=irq_every,
+        irq_jitter=irq_jitter,
+        irq_at=irq_at,
     )
     err = Console(stderr=True, highlight=False)
     try:
@@ -107,6 +134,17 @@ def run(
         else:
             Path(json_path).write_text(text)
     sys.exit(outcome.exit_status)
+
+
+def _parse_irq_at(value: str) -> tuple[int, ...]:
+    """--irq-at "1000,25000" -> (1000, 25000); a usage error (status 2) otherwise."""
+    try:
+        times = tuple(int(v, 0) for v in value.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of instruction counts") from None
+    if any(t < 0 for t in times):
+        raise click.BadParameter("instruction counts must be non-negative")
+    return times
 
 
 @main.command()
