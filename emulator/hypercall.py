@@ -32,7 +32,7 @@ from emulator import abi
 from emulator.memlayout import DOORBELL_SIZE
 from kalloc import Caller, Context
 from kalloc.errors import BadArgumentError, KallocError
-from kalloc.physmem import BadAddress
+from kalloc.physmem import BadAddress, RamBank
 from kalloc.slab import SLAB_KALLOC_CTOR
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 BACKTRACE_DEPTH = 16  # frames kept per site: deep enough for wrapper → libc → user chains
 _IN = struct.Struct("<11I")  # result, aux, ra, fp, ctx, a0..a5
 _OUT = struct.Struct("<II")
+_PAIR = struct.Struct("<II")  # [fp-8], [fp-4]
 _EINVAL = 22
 MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
 
@@ -74,6 +75,7 @@ class Bridge:
         self.console = console
         self.stats = BridgeStats()
         self.bootinfo = b""
+        self._contexts: dict[int, tuple[Context, int]] = {}
         self._counts = [0] * (MAX_SERVICES)
         self._table: list[Handler | None] = [None] * MAX_SERVICES
         for svc in abi.SERVICES:
@@ -83,8 +85,8 @@ class Bridge:
 
     def __call__(self, service: int, block: int) -> None:
         """Run one hypercall. Called from the MMIO write callback: record, never stop."""
-        phys = self.phys
-        if block & 3 or not phys.contains(block, abi.BLOCK_SIZE):
+        bank = self.phys.bank_of(block)
+        if block & 3 or bank is None or block + abi.BLOCK_SIZE > bank.end:
             self.machine.fatal(
                 BadArgumentError(
                     f"hypercall {self._name(service)} passed an argument block at {block:#x}, "
@@ -94,9 +96,10 @@ class Bridge:
                 )
             )
             return
-        view = phys.view(block, abi.BLOCK_SIZE)
-        _res, _aux, ra, fp, ctx, *args = _IN.unpack_from(view)
-        caller = self._caller(ra, fp, ctx)
+        # Straight from the bank's buffer: no view objects on the hot path.
+        buf, off = bank.buf, block - bank.base
+        _res, _aux, ra, fp, ctx, *args = _IN.unpack_from(buf, off)
+        caller = self._caller(ra, fp, ctx, bank)
         handler = self._table[service] if service < len(self._table) else None
         if handler is None:
             self._report(
@@ -106,7 +109,7 @@ class Bridge:
                     service=service,
                 ),
             )
-            _OUT.pack_into(view, 0, 0, _EINVAL)
+            _OUT.pack_into(buf, off, 0, _EINVAL)
             return
         self._counts[service] += 1
         try:
@@ -133,44 +136,46 @@ class Bridge:
                 )
             )
             return
-        _OUT.pack_into(view, 0, result & 0xFFFF_FFFF, aux & 0xFFFF_FFFF)
+        _OUT.pack_into(buf, off, result & 0xFFFF_FFFF, aux & 0xFFFF_FFFF)
         self._drain_allocator_reports()
 
-    def _caller(self, ra: int, fp: int, ctx: int) -> Caller:
-        depth = (ctx >> abi.CTX_DEPTH_SHIFT) & abi.CTX_DEPTH_MASK
-        if depth:
-            context = Context.IRQ
-        elif not ctx & abi.CTX_MIE:
-            context = Context.IRQS_OFF
-        else:
-            context = Context.TASK
-        return Caller(context, self.ka.depot.save(self._stack(ra, fp)), depth)
+    def _caller(self, ra: int, fp: int, ctx: int, bank: RamBank) -> Caller:
+        context = self._contexts.get(ctx)
+        if context is None:
+            depth = (ctx >> abi.CTX_DEPTH_SHIFT) & abi.CTX_DEPTH_MASK
+            if depth:
+                context = (Context.IRQ, depth)
+            elif not ctx & abi.CTX_MIE:
+                context = (Context.IRQS_OFF, 0)
+            else:
+                context = (Context.TASK, 0)
+            self._contexts[ctx] = context
+        return Caller(context[0], self.ka.depot.save(self._stack(ra, fp, bank)), context[1])
 
-    def _stack(self, ra: int, fp: int) -> tuple[int, ...]:
+    @staticmethod
+    def _stack(ra: int, fp: int, bank: RamBank) -> tuple[int, ...]:
         """The call stack above a hypercall stub: [ra, then saved ra of each frame up the fp chain].
 
         The stub's own frame is at `fp`: [fp-8] is its caller's frame pointer and each
-        frame keeps its return address at [fp-4] (RISC-V GCC with frame pointers).
+        frame keeps its return address at [fp-4] (RISC-V GCC with frame pointers). The
+        stack is in the block's bank; a frame pointer outside it ends the walk.
         """
-        phys = self.phys
+        lo, hi, buf = bank.base + 8, bank.end, bank.buf
         pcs = [ra]
-        fp = self._read(phys, fp - 8)
+        if fp & 3 or not lo <= fp <= hi:
+            return (ra,)
+        fp = _PAIR.unpack_from(buf, fp - lo)[0]
         while fp and len(pcs) < BACKTRACE_DEPTH:
-            ret = self._read(phys, fp - 4)
-            nxt = self._read(phys, fp - 8)
+            if fp & 3 or not lo <= fp <= hi:
+                break
+            nxt, ret = _PAIR.unpack_from(buf, fp - lo)  # [fp-8], [fp-4]
             if not ret:
                 break
             pcs.append(ret)
-            if nxt != 0 and nxt <= fp:  # frames grow up the stack; anything else is garbage
+            if nxt and nxt <= fp:  # frames grow up the stack; anything else is garbage
                 break
             fp = nxt
         return tuple(pcs)
-
-    @staticmethod
-    def _read(phys: Any, addr: int) -> int:
-        if addr & 3 or not phys.contains(addr, 4):
-            return 0
-        return phys.read_u32(addr)
 
     def _report(self, err: KallocError) -> None:
         self.machine.report(err)
