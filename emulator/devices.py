@@ -201,6 +201,7 @@ class Intc(Device):
         self.enable = 0
         self.raised: dict[int, int] = {}  # line -> times raised
         self.claimed: dict[int, int] = {}  # line -> times claimed (taken by a handler)
+        self.last_claimed = 0  # the line the running external-interrupt handler claimed
 
     def read(self, offset: int, size: int) -> int:
         if offset & ~3 == self.PENDING:
@@ -227,6 +228,7 @@ class Intc(Device):
             return 0
         line = (active & -active).bit_length() - 1
         self.pending &= ~(1 << line)
+        self.last_claimed = line
         self.claimed[line] = self.claimed.get(line, 0) + 1
         return line
 
@@ -252,6 +254,8 @@ class Transfer:
     due: int
     status: int = DMA_BUSY
     errors: list[str] = field(default_factory=list)
+    pc: int | None = None  # the firmware store that started it (set by the machine's cut)
+    backtrace: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"src": self.src, "dst": self.dst, "len": self.length, "started": self.started,
@@ -295,6 +299,7 @@ class DmaEngine(Device):
         self.current: Transfer | None = None
         self.transfers: list[Transfer] = []
         self.ignored_starts = 0  # starts while busy: ignored, as on most simple engines
+        self.completing: Transfer | None = None
         self.check: CheckFn = self.default_check
 
     # MMIO (record only)
@@ -348,7 +353,9 @@ class DmaEngine(Device):
         if t is None or now < t.due:
             return
         self.current = None
+        self.completing = t  # for a composer's check: which transfer it is judging
         t.status = DMA_DONE if self._complete(t) else DMA_ERROR
+        self.completing = None
         self.status = t.status
         self.transfers.append(t)
         if self.irq is not None:

@@ -63,6 +63,7 @@ class IrqContextStats:
 class BridgeStats:
     calls: dict[str, int] = field(default_factory=dict)
     irq: IrqContextStats = field(default_factory=IrqContextStats)
+    lines: dict[int, IrqContextStats] = field(default_factory=dict)  # the same, per interrupt line
 
 
 class Bridge:
@@ -210,14 +211,18 @@ class Bridge:
     def _irq_account(self, caller: Caller, addr: int | None, size: int, *, free: bool = False) -> None:
         if caller.context is not Context.IRQ:
             return
-        irq = self.stats.irq
-        if free:
-            irq.frees += 1
-        elif addr:
-            irq.allocs += 1
-            irq.bytes += size
-        else:
-            irq.failures += 1
+        line = self.machine.irq_line()
+        per_line = self.stats.lines.get(line)
+        if per_line is None:
+            per_line = self.stats.lines[line] = IrqContextStats()
+        for irq in (self.stats.irq, per_line):
+            if free:
+                irq.frees += 1
+            elif addr:
+                irq.allocs += 1
+                irq.bytes += size
+            else:
+                irq.failures += 1
 
     # -- services (names follow emulator/abi.py: svc_<name>) ------------------------------------
 

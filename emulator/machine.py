@@ -117,6 +117,7 @@ class _Stop:
     exit_code: int | None = None
     replay: bool = False  # cut: the instruction at pc was aborted and runs again (not counted)
     device: Device | None = None  # cut: the device whose store poked, to stamp
+    store_pc: int = 0  # cut: the MMIO access's own pc
 
 
 class Machine:
@@ -188,6 +189,7 @@ class Machine:
         self._read_exact = False  # this slice is a READ_WINDOW: mtime reads are not cut
         self._read_window = False  # the next slice must be a READ_WINDOW
         self.cuts = 0  # slices ended early at a poking store or an mtime read (exact)
+        self._irq_timer = False  # the last interrupt taken was the timer's
         self.isa.set_pc(self.uc, firmware.entry)
 
     # -- building the machine -------------------------------------------------------
@@ -259,6 +261,13 @@ class Machine:
         if self._running:
             self.uc.emu_stop()
 
+    def irq_line(self) -> int:
+        """The line whose handler runs now (meaningful only in interrupt context): the timer's
+        when the timer was the last interrupt taken, else the line the handler claimed."""
+        if self._irq_timer or self.intc is None:
+            return self.clint.irq or 0 if self.clint is not None else 0
+        return self.intc.last_claimed
+
     def uart_output(self) -> str:
         return self.uart.text()
 
@@ -303,7 +312,7 @@ class Machine:
                 pc += 4 if self.phys.read(pc, 2)[0] & 3 == 3 else 2
             except ValueError:
                 return  # code outside RAM: leave the deadline to the next boundary
-        self._stop = _Stop("cut", pc=pc, replay=replay, device=device)
+        self._stop = _Stop("cut", pc=pc, replay=replay, device=device, store_pc=self.isa.pc(self.uc))
         self.isa.set_pc(self.uc, IDLE_SLED_BASE)
 
     def _doorbell(self, uc: unicorn.Uc, offset: int, size: int, value: int, _ud: Any) -> None:
@@ -454,9 +463,11 @@ class Machine:
             return True
         if ext:
             self.isa.enter_interrupt(self.uc, CAUSE_EXTERNAL)
+            self._irq_timer = False
         else:
             self.isa.enter_interrupt(self.uc, CAUSE_TIMER)
             self._timer_taken += 1
+            self._irq_timer = True
         return False
 
     def _next_count(self, masked: bool) -> int:
@@ -540,6 +551,9 @@ class Machine:
             self.isa.set_pc(uc, stop.pc)
             if stop.device is not None:
                 stop.device.stamp(self.clock.now)
+                if stop.device is self.dma and self.dma.current is not None:  # who started it
+                    self.dma.current.pc = stop.store_pc
+                    self.dma.current.backtrace = self._backtrace(stop.store_pc)
             return self._ending
         if stop.reason == "exit":
             self._exit_code = stop.exit_code
