@@ -136,6 +136,45 @@ def run(
     sys.exit(outcome.exit_status)
 
 
+@main.command()
+@click.option("--board", default="default", show_default=True, help="Board the workloads run on.")
+@click.option("--reps", default=5, show_default=True, type=click.IntRange(min=1), help="Interleaved runs.")
+@click.option("--quick", is_flag=True, help="Few runs and iterations: checks that every figure is produced.")
+@click.option("--only", multiple=True, type=click.Choice(["allocation", "emulation", "sanitizers", "scale",
+                                                          "utilization"]), help="Run only these parts.")
+@click.option("--json", "json_path", metavar="FILE", help="Write the figures as JSON ('-' for stdout).")
+def bench(board: str, reps: int, quick: bool, only: tuple[str, ...], json_path: str | None) -> None:
+    """Measure the performance figures, each as a side-by-side ratio (docs/performance.md)."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from emulator.bench import SUITE, BenchSettings, run_suite, to_json
+
+    settings = BenchSettings(board=board, reps=2 if quick else reps)
+    if quick:
+        settings.iters, settings.compute_iters = (20, 220), 2000
+    err = Console(stderr=True, highlight=False)
+    parts = [p for p in SUITE if not only or p in only]
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=None)
+        figures = run_suite(settings, list(parts), tick=lambda: progress.advance(task))
+    table = Table(title=f"kalloc bench (board {board}, {settings.reps} interleaved repetitions, medians)")
+    for col in ("figure", "value", "target", "", "note"):
+        table.add_column(col)
+    for f in figures:
+        value = "n/a" if f.value is None else f"{f.value:.3g} {f.unit}"
+        mark = "" if f.ok is None else ("ok" if f.ok else "MISSED")
+        table.add_row(f.name, value, f.target, mark, f.note)
+    out = err if json_path == "-" else Console(highlight=False)
+    out.print(table)
+    if json_path:
+        text = to_json(settings)
+        if json_path == "-":
+            sys.stdout.write(text)
+        else:
+            Path(json_path).write_text(text)
+
+
 def _parse_irq_at(value: str) -> tuple[int, ...]:
     """--irq-at "1000,25000" -> (1000, 25000); a usage error (status 2) otherwise."""
     try:

@@ -1,0 +1,23 @@
+"""`kalloc bench --quick` runs and produces every figure (no timing is asserted: see docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from kalloc.cli import main
+
+
+def test_bench_quick_produces_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(main, ["bench", "--quick", "--json", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    figures = {f["name"]: f for f in json.loads(out.read_text())["figures"]}
+    for needle in ("hypercall floor", "kmalloc+kfree", "kmem_cache_alloc", "alloc_pages", "malloc+realloc",
+                   "emulation speed", "poison / off", "kasan", "1024 MiB board", "1 GiB board / 16 MiB",
+                   "resident memory", "utilization"):  # fmt: skip
+        assert any(needle in name for name in figures), needle
+    measured = [f for f in figures.values() if f["value"] is not None]
+    assert len(measured) >= 12
+    assert figures["hypercall floor (empty round trip)"]["unit"] == "µs"
