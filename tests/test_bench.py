@@ -18,6 +18,9 @@ def test_bench_quick_produces_every_figure(tmp_path):
                    "emulation speed", "poison / off", "kasan", "1024 MiB board", "1 GiB board / 16 MiB",
                    "resident memory", "utilization"):  # fmt: skip
         assert any(needle in name for name in figures), needle
-    measured = [f for f in figures.values() if f["value"] is not None]
-    assert len(measured) >= 12
+    # ratios to the floor may be n/a in --quick (too few iterations to rise above the noise);
+    # these never depend on a difference of two timings:
+    for name, f in figures.items():
+        if any(k in name for k in ("boot", "emulation speed", "slowdown")):
+            assert f["value"] is not None and f["value"] > 0, name
     assert figures["hypercall floor (empty round trip)"]["unit"] == "µs"
