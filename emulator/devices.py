@@ -259,7 +259,8 @@ class Transfer:
 
     def as_dict(self) -> dict[str, Any]:
         return {"src": self.src, "dst": self.dst, "len": self.length, "started": self.started,
-                "done": self.due, "status": ("idle", "busy", "done", "error")[self.status]}  # fmt: skip
+                "done": self.due, "status": ("idle", "busy", "done", "error")[self.status],
+                "pc": self.pc}  # fmt: skip
 
 
 class DmaEngine(Device):

@@ -76,6 +76,11 @@ def _errors(entries: list[dict[str, Any]], out: Console) -> None:
             site = e.get(key)
             if site:
                 out.print(f"  {key.replace('_', ' ')}: {format_frame(site['backtrace'][0])}", markup=False)
+        if e.get("interrupted"):  # an interrupt-context error: where the interrupt landed
+            frames = e["interrupted"]["backtrace"]
+            out.print(f"  interrupted: {format_frame(frames[0])}", markup=False)
+            for frame in frames[1:4]:
+                out.print(f"    called from {format_frame(frame)}", markup=False)
         if e.get("registers"):
             regs = e["registers"]
             line = " ".join(
@@ -130,7 +135,9 @@ def _interrupts(report: dict[str, Any], out: Console) -> None:
     irq = report.get("interrupts", {})
     lines = irq.get("lines", {})
     ctx = irq.get("context_allocations", {})
-    if lines or any(ctx.values()):
+    if _irq_dma_tables(report, out):
+        pass
+    elif lines or any(ctx.values()):
         shown = ", ".join(f"line {k}: {v}" for k, v in lines.items()) or "none"
         out.print(
             f"\ninterrupts: {shown}; from interrupt context: {ctx.get('allocs', 0)} allocations "
@@ -140,3 +147,43 @@ def _interrupts(report: dict[str, Any], out: Console) -> None:
     calls = report.get("hypercalls", {})
     if calls:
         out.print("hypercalls: " + ", ".join(f"{k} {v}" for k, v in calls.items()), markup=False)
+
+
+def _irq_dma_tables(report: dict[str, Any], out: Console) -> bool:
+    """Interrupts per line (what their handlers allocated), the lowest free-page level of
+    each zone, and the DMA engine's transfers. False when the report has no per-line data."""
+    irq = report.get("interrupts", {})
+    per_line = irq.get("per_line")
+    if per_line is None:
+        return False
+    names = {"0": "timer"}
+    title = "interrupts (allocations made in the handlers)"
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for col in ("line", "raised", "taken", "allocs", "bytes", "frees", "failures"):
+        table.add_column(col, justify="right")
+    for line, st in per_line.items():
+        label = f"{line} ({names[line]})" if line in names else line
+        cols = ("raised", "count", "allocs", "bytes", "frees", "failures")
+        table.add_row(label, *(str(st[k]) for k in cols))
+    out.print()
+    if per_line:
+        out.print(table)
+    else:
+        out.print("interrupts: none taken", markup=False)
+    lowest = irq.get("lowest_free_pages", {})
+    if lowest:
+        shown = ", ".join(f"{z} {n}" for z, n in lowest.items())
+        out.print(f"lowest free pages reached (zone: pages): {shown}", markup=False)
+    injected = irq.get("injected")
+    if injected:
+        times = injected["times"]
+        shown = ", ".join(str(t) for t in times[:8]) + (", ..." if len(times) > 8 else "")
+        out.print(f"injected on line {injected['line']}: {len(times)} times ({shown})", markup=False)
+    dma = report.get("dma")
+    if dma and dma.get("transfers"):
+        out.print(
+            f"DMA: {dma['transfers']} transfers, {dma['completed']} completed ({dma['bytes']} bytes), "
+            f"{dma['failed']} failed, {dma['errors']} DMA error report(s)",
+            markup=False,
+        )
+    return True

@@ -27,8 +27,10 @@ from typing import Any
 
 from emulator import abi, memlayout
 from emulator.board import Board, load_board
+from emulator.dmacheck import DmaCheck
 from emulator.elf import Firmware, load_firmware
 from emulator.hypercall import Bridge
+from emulator.irqreport import annotate_interrupt_context, dma_section, interrupts_section
 from emulator.machine import Machine, RunResult
 from emulator.report import Symbolizer, error_entry
 from kalloc import Config, Kalloc, kmemleak
@@ -108,6 +110,10 @@ class Session:
         self.bridge = Bridge(self.machine, self.ka, console=self.machine.console_write)
         self.bridge.bootinfo = self._bootinfo()
         self.machine.on_hypercall = self.bridge
+        if self.machine.dma is not None:  # transfers judged against the allocator (issue 4)
+            sanitize = self.ka.config.sanitize != "off"
+            self.machine.dma.check = DmaCheck(self.machine.dma, self.ka, sanitize=sanitize,
+                                              exempt=((image[0], image[1]),))  # fmt: skip
         self.still_reachable: list[Any] = []
 
     def _bootinfo(self) -> bytes:
@@ -186,6 +192,8 @@ class Session:
     def _report(self, result: RunResult, errors: list[KallocError]) -> dict[str, Any]:
         sym = Symbolizer(self.firmware, self.ka.depot)
         entries = [error_entry(e, sym) for e in errors]
+        for entry, err in zip(entries, errors, strict=True):
+            annotate_interrupt_context(entry, err, sym, self.firmware)
         stats = self.ka.stats()
         exit_code = exit_status(result, errors)
         leaks = [e for e in entries if e["kind"] == "leak"]
@@ -217,7 +225,9 @@ class Session:
             "interrupts": {
                 "lines": {str(k): v for k, v in sorted(result.irq_counts.items())},
                 "context_allocations": asdict(self.bridge.stats.irq),
+                **interrupts_section(result, self.machine, self.bridge.stats.lines, self.ka),
             },
+            "dma": dma_section(result, self.machine, errors),
             "hypercalls": self.bridge.call_counts(),
             "allocator": stats,
             "buddyinfo": self.ka.buddyinfo(),
