@@ -92,6 +92,24 @@ static void on_timer(unsigned int irq, void *arg)
         kalloc_timer_set(TICK);
 }
 
+/* The test line: raised only by the host's injector (kalloc run --irq-every /
+ * --irq-at), to shake the timing. Its handler allocates, checks and frees. */
+static volatile unsigned int test_irqs, test_irq_bad;
+
+static void on_test_irq(unsigned int irq, void *arg)
+{
+    unsigned char *p = kmalloc(32, GFP_ATOMIC);
+
+    (void)irq;
+    (void)arg;
+    test_irqs++;
+    if (!p)
+        return;                 /* under pressure the reserve may be gone: fine */
+    memset(p, 0xa5, 32);
+    test_irq_bad += p[0] != 0xa5 || p[31] != 0xa5;
+    kfree(p);
+}
+
 /* Frees what the handler allocated; returns how many records. */
 static unsigned int ring_drain(void)
 {
@@ -482,6 +500,11 @@ static void phase_teardown(void)
 
     ticking = 0;
     free_irq(KALLOC_IRQ_TIMER);
+    if (kalloc_bootinfo.test_irq) {
+        free_irq(kalloc_bootinfo.test_irq);
+        printf("  injected test interrupts handled: %u\n", test_irqs);
+        check(test_irq_bad == 0, "the test line's handler saw its own data");
+    }
     printf("  timer: %u ticks, %u GFP_ATOMIC records freed by main, %u skipped (ring full)\n",
            ticks, tick_allocs, tick_full);
     check(tick_allocs > 0, "the timer handler allocated");
@@ -508,6 +531,8 @@ int main(void)
     ticking = 1;
     request_irq(KALLOC_IRQ_TIMER, on_timer, NULL);
     kalloc_timer_set(TICK);
+    if (kalloc_bootinfo.test_irq)
+        request_irq(kalloc_bootinfo.test_irq, on_test_irq, NULL);
 
     phase_slab();
     ring_drain();
