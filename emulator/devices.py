@@ -14,7 +14,9 @@ Two kinds of code live in each device, and they must not mix:
         interrupt lines.
 
 Time is `Clock.now`: the instruction count at the start of the current slice (the only
-time the machine knows inside a slice), so an `mtime` read mid-slice sees that value.
+time the machine knows inside a slice). The machine makes that exact where it matters:
+it ends the slice at an `mtime` read (replayed at the boundary) and after a store that
+sets `poked` (machine.py, "Cuts").
 
 Register maps (offsets from the device's base; all registers 32-bit, little endian):
 

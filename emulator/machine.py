@@ -12,8 +12,16 @@ interrupts delivered only between slices (DESIGN.md). The burst is the quantum (
 by default: a counted slice runs ~6x slower than free-running, and each boundary costs
 a few register reads), shortened where short slices pay (`_next_count`): after a wfi,
 and while an interrupt is pending but masked by mstatus.MIE, so it is taken within a
-few instructions of being unmasked. A deadline created inside a slice (an mtimecmp
-write, a DMA start) is seen at the next boundary: at most one burst late.
+few instructions of being unmasked.
+
+Cuts (exact mid-slice boundaries): a store that moves a deadline earlier than the
+slice's end (an mtimecmp write; every DMA start) and an mtime read (outside a
+READ_WINDOW slice) end the slice right there. The MMIO callback points the PC into the
+idle sled (no emu_stop: Unicorn abandons the instruction after its device effect, and
+nothing replays that we did not choose): a store resumes at the next instruction, an
+mtime load is replayed at the boundary, where time is exact. Measured on the demo:
+timer interrupts taken 0-1 instructions after mtimecmp (was up to a quantum), DMA
+completions on time, mtime reads within READ_WINDOW instructions.
 
 Exact stops through the idle sled (memlayout.IDLE_SLED_BASE): Unicorn does not say how
 many instructions ran when a slice stops early, so the machine never stops a slice
