@@ -106,6 +106,11 @@ SERVICES: tuple[Service, ...] = (
     Service(51, "DMA_POOL_ALLOC", ("pool", "gfp"), "result = cpu address; aux = dma address"),
     Service(52, "DMA_POOL_FREE", ("pool", "cpu", "dma"), "frees a pool block"),
     Service(53, "DMA_POOL_DESTROY", ("pool",), "destroys an empty pool"),
+    # KASAN (compiled mode: firmware built with -fsanitize=kernel-address, docs/abi.md)
+    Service(64, "ASAN_REPORT", ("addr", "size", "flags", "pc"),
+            "a bad access found by the SDK's __asan_* checks; flags bit 0 write, bit 1 via mem*/str*"),
+    Service(65, "KASAN_SHADOW", ("buf", "len"),
+            "fills struct kalloc_kasan_bank[] (base, size, shadow); result = banks (0: no shadow)"),
 )
 
 SERVICE_BY_NUMBER: dict[int, Service] = {s.number: s for s in SERVICES}
@@ -133,3 +138,9 @@ BOOTINFO_FIELDS: tuple[str, ...] = (
     "nbanks",
 ) + tuple(f"bank{i}_{f}" for i in range(BOOTINFO_MAX_BANKS) for f in ("base", "size", "flags"))
 BOOTINFO_SIZE = 4 * len(BOOTINFO_FIELDS)
+
+# KASAN shadow (services ASAN_REPORT, KASAN_SHADOW)
+ASAN_WRITE = 1 << 0  # ASAN_REPORT flags: the access was a store
+ASAN_RANGE = 1 << 1  # ASAN_REPORT flags: found by a range-checked mem*/str* function
+KASAN_BANK_SIZE = 12  # struct kalloc_kasan_bank: u32 base, size, shadow
+

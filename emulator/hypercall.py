@@ -80,7 +80,14 @@ class Bridge:
         self._counts = [0] * (MAX_SERVICES)
         self._table: list[Handler | None] = [None] * MAX_SERVICES
         for svc in abi.SERVICES:
-            self._table[svc.number] = getattr(self, "svc_" + svc.name.lower())
+            self._table[svc.number] = getattr(self, "svc_" + svc.name.lower(), None)
+        # Called before every service with (service, caller, args); a (result, aux) answer
+        # replaces the service (fault injection, emulator/faultinject.py). None: no hook.
+        self.intercept: Callable[[int, Caller, list[int]], tuple[int, int] | None] | None = None
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Serve abi service `name` with handler(caller, *args) -> (result, aux) (emulator/kasan.py)."""
+        self._table[abi.SERVICE_BY_NAME[name].number] = handler
 
     # -- the doorbell -----------------------------------------------------------------------------
 
@@ -113,6 +120,12 @@ class Bridge:
             _OUT.pack_into(buf, off, 0, _EINVAL)
             return
         self._counts[service] += 1
+        if self.intercept is not None:
+            answer = self.intercept(service, caller, args)
+            if answer is not None:
+                _OUT.pack_into(buf, off, answer[0] & 0xFFFF_FFFF, answer[1] & 0xFFFF_FFFF)
+                self._drain_allocator_reports()
+                return
         try:
             result, aux = handler(caller, *args)
         except KallocError as err:

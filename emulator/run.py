@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator import abi, memlayout
+from emulator import abi, faultinject, kasan, memlayout
 from emulator.board import Board, load_board
 from emulator.dmacheck import DmaCheck
 from emulator.elf import Firmware, load_firmware
@@ -35,6 +35,7 @@ from emulator.machine import Machine, RunResult
 from emulator.report import Symbolizer, error_entry
 from kalloc import Config, Kalloc, kmemleak
 from kalloc.errors import KallocError, LeakError
+from kalloc.failslab import FailConfig
 
 VERSION = "0.1.0"
 
@@ -61,6 +62,12 @@ class RunOptions:
     irq_every: int = 0  # the test-interrupt injector (issue 4): period, jitter, explicit times
     irq_jitter: int = 0
     irq_at: tuple[int, ...] = ()
+    quarantine: int | None = None  # issue 5: kasan quarantine bytes (None: the allocator's default)
+    fail_nth: tuple[int, ...] = ()  # issue 5: fault injection (emulator/faultinject.py)
+    fail_prob: float = 0.0
+    fail_site: str | None = None
+    fail_context: str = "any"
+    fail_cache: str | None = None
 
 
 @dataclass(slots=True)
@@ -104,12 +111,27 @@ class Session:
         except ValueError as exc:  # the injector on a board without a test line
             raise BadInput(f"board {options.board}: {exc}") from None
         image = (memlayout.FIRMWARE_LOAD, self.firmware.image_end, "firmware")
-        self.ka = Kalloc(
-            self.machine.phys, Config(sanitize=options.sanitize, seed=options.seed), reserved=[image]
-        )
+        reserved = [image]
+        self.kasan_mode = kasan.mode_for(options.sanitize, self.firmware)  # compiled / hook / None
+        shadow = None
+        if self.kasan_mode == "compiled":  # the guest shadow: reserved RAM, label "shadow"
+            try:
+                shadow = kasan.shadow_reservation(self.machine.phys, self.firmware.image_end)
+            except ValueError as exc:
+                raise BadInput(f"board {options.board}: {exc}") from None
+            reserved.append(shadow)
+        config = Config(sanitize=options.sanitize, seed=options.seed, quarantine_bytes=options.quarantine)
+        self.ka = Kalloc(self.machine.phys, config, reserved=reserved)
         self.bridge = Bridge(self.machine, self.ka, console=self.machine.console_write)
         self.bridge.bootinfo = self._bootinfo()
         self.machine.on_hypercall = self.bridge
+        self.kasan = kasan.install(self, self.kasan_mode, shadow)
+        try:
+            self.faults = faultinject.install(self, FailConfig(
+                nth=options.fail_nth, probability=options.fail_prob, site=options.fail_site,
+                context=options.fail_context, cache=options.fail_cache, seed=options.seed))  # fmt: skip
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
         if self.machine.dma is not None:  # transfers judged against the allocator (issue 4)
             sanitize = self.ka.config.sanitize != "off"
             self.machine.dma.check = DmaCheck(self.machine.dma, self.ka, sanitize=sanitize,
@@ -153,6 +175,8 @@ class Session:
         if result.reason == "exit":
             errors.extend(self.ka.check_poison())
             errors.extend(self._leaks())
+        if self.faults is not None:
+            self.faults.link_fault(errors)
         wall = time.perf_counter() - start
         report = self._report(result, errors)
         return RunOutcome(report, report["exit_code"], wall, result)

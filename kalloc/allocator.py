@@ -632,7 +632,9 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         """What lies at addr, for reports: a live or freed object (with sites), or None.
 
         Returns {"state": "live" | "free" | "quarantined", "object": {addr, size,
-        kind}, "offset": addr - object start, "alloc_site", "free_site"}.
+        kind}, "offset": addr - object start, "alloc_site", "free_site"}. Free
+        slab objects and DMA pool blocks, and page-level objects freed and not
+        reused since, are "free" (a never-used slot has free_site 0).
         """
         hit = self._container(addr)
         if hit:
@@ -657,6 +659,37 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
                     "alloc_site": owner.alloc_site[idx],
                     "free_site": owner.free_site[idx],
                 }
+            return None
+        if isinstance(owner, PoolPage):
+            pool = owner.pool
+            idx = pool.block_index_containing(addr - owner.base)
+            if idx is not None and owner.obj[idx] == OBJ_FREE:
+                start = owner.base + pool.offsets[idx]
+                return {
+                    "state": "free",
+                    "object": {"addr": start, "size": pool.size, "kind": f"dma_pool:{pool.name}"},
+                    "offset": addr - start,
+                    "alloc_site": owner.alloc_site[idx],
+                    "free_site": owner.free_site[idx],
+                }
+            return None
+        return self._describe_freed_pages(addr)
+
+    def _describe_freed_pages(self, addr: int) -> dict | None:
+        """A page-level object freed (and its head not reallocated) whose pages hold addr."""
+        if owner_free := self._freed:
+            for k in range(self.config.max_order + 1):
+                head = addr & ~((PAGE_SIZE << k) - 1)
+                rec = owner_free.get(head)
+                if rec is not None and addr < head + pages_for(max(rec[1], 1)) * PAGE_SIZE:
+                    kind, size, alloc_site, free_site = rec
+                    return {
+                        "state": "free",
+                        "object": {"addr": head, "size": size, "kind": KIND_NAMES[kind]},
+                        "offset": addr - head,
+                        "alloc_site": alloc_site,
+                        "free_site": free_site,
+                    }
         return None
 
     # ================================================================ misuse diagnosis

@@ -46,6 +46,7 @@ from kalloc.errors import (
     InvalidContextError,
     InvalidFreeError,
     LeakError,
+    OutOfBoundsError,
     UseAfterFreeError,
 )
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order
@@ -303,6 +304,10 @@ class DmaApi:
         if damage is None:
             return
         addr = page.base + off
+        if not page.free_site[idx]:  # never handed out: an overflow from the block before it
+            self._pool_report_overflow(pool, page, idx, damage, caller)
+            page.mv[off : off + pool.size] = pool.poison_free
+            return
         self.reports.append(
             UseAfterFreeError(
                 f"write to a free block of DMA pool {pool.name!r}: {damage['count']} byte(s) changed"
@@ -316,6 +321,25 @@ class DmaApi:
             )
         )
         page.mv[off : off + pool.size] = pool.poison_free
+
+    def _pool_report_overflow(
+        self: Kalloc, pool: DmaPool, page: PoolPage, idx: int, damage: dict, caller: Caller
+    ) -> None:
+        """Damage in a never-used block: out-of-bounds, blamed on the block below it if any."""
+        off = pool.offsets[idx]
+        prev = idx - 1 if idx > 0 and page.alloc_site[idx - 1] else None
+        obj_off = pool.offsets[prev] if prev is not None else off
+        self.reports.append(
+            OutOfBoundsError(
+                f"write past a block of DMA pool {pool.name!r}: {damage['count']} byte(s) changed in the"
+                f" never-used block after it (offset {off - obj_off + damage['offset']} of the block)",
+                addr=page.base + off + damage["offset"],
+                site=caller.site,
+                object={"addr": page.base + obj_off, "size": pool.size, "kind": f"dma_pool:{pool.name}"},
+                alloc_site=page.alloc_site[prev] if prev is not None else 0,
+                **{**damage, "offset": off - obj_off + damage["offset"]},
+            )
+        )
 
     def dma_pool_free(self: Kalloc, pool: DmaPool, cpu: int, dma: int, caller: Caller = TASK) -> None:
         """Return a block to `pool`; cpu 0 is a no-op. Context: any.
@@ -370,6 +394,11 @@ class DmaApi:
                 pool=pool.name,
             )
         for pfn in list(pool.pages):
+            if self._debug:  # like discard_slab()'s padding check: last chance to see damage
+                page = pool.pages[pfn]
+                for idx, state in enumerate(page.obj):
+                    if state == OBJ_FREE:
+                        self._pool_check_poison(pool, page, idx, TASK)
             for p in range(pfn, pfn + (1 << pool.order)):
                 del self._page_owner[p]
             self._buddy.free(pfn)

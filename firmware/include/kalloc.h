@@ -85,6 +85,8 @@ extern "C" {
 #define KH_DMA_POOL_ALLOC 51
 #define KH_DMA_POOL_FREE 52
 #define KH_DMA_POOL_DESTROY 53
+#define KH_ASAN_REPORT 64
+#define KH_KASAN_SHADOW 65
 /* END SERVICES */
 
 /* kalloc_stats_dump() selectors */
@@ -126,6 +128,18 @@ struct kalloc_bootinfo {
 
 /* Filled once by the SDK before main(); read-only for the firmware. */
 extern struct kalloc_bootinfo kalloc_bootinfo;
+
+/* KASAN shadow (KH_KASAN_SHADOW): for each RAM bank, the shadow byte of
+ * address a is ((int8_t *)shadow)[(a - base) >> 3] (docs/abi.md). */
+#define KH_ASAN_WRITE 0x1              /* KH_ASAN_REPORT flags: a store */
+#define KH_ASAN_RANGE 0x2              /* found by a range-checked string function */
+#define KH_KASAN_BANK_SIZE 12
+
+struct kalloc_kasan_bank {
+    uint32_t base;             /* first byte of the bank */
+    uint32_t size;             /* bytes in the bank */
+    uint32_t shadow;           /* address of the bank's shadow: size / 8 bytes */
+};
 
 /* Sum of the RAM bank sizes: what phases of a workload scale by. */
 uint32_t kalloc_ram_total(void);

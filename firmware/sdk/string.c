@@ -9,14 +9,26 @@
  * Built with -fno-builtin -fno-tree-loop-distribute-patterns (see Makefile):
  * otherwise GCC recognises the loops and turns memset's body into a call to
  * memset.
+ *
+ * Under compiled KASAN (a KASAN=1 build run with --sanitize=kasan) each
+ * function checks the bytes it touched against the shadow on behalf of its
+ * caller (KASAN_CHECK, sdk/kasan.h), as Linux's KASAN does for memcpy and
+ * friends: GCC leaves these as library calls, so no instrumented code sees
+ * the overflow. strcmp, strncmp, strchr, strrchr and memchr are not checked
+ * (they stop at the first difference or match). Otherwise the check is one
+ * load and a branch.
  */
 #include <string.h>
+
+#include "kasan.h"
 
 void *memcpy(void *restrict dst, const void *restrict src, size_t n)
 {
     unsigned char *d = dst;
     const unsigned char *s = src;
 
+    KASAN_CHECK(src, n, 0);
+    KASAN_CHECK(dst, n, 1);
     while (n--)
         *d++ = *s++;
     return dst;
@@ -27,6 +39,8 @@ void *memmove(void *dst, const void *src, size_t n)
     unsigned char *d = dst;
     const unsigned char *s = src;
 
+    KASAN_CHECK(src, n, 0);
+    KASAN_CHECK(dst, n, 1);
     if (d < s) {
         while (n--)
             *d++ = *s++;
@@ -41,6 +55,7 @@ void *memset(void *dst, int c, size_t n)
 {
     unsigned char *d = dst;
 
+    KASAN_CHECK(dst, n, 1);
     while (n--)
         *d++ = (unsigned char)c;
     return dst;
@@ -50,6 +65,8 @@ int memcmp(const void *a, const void *b, size_t n)
 {
     const unsigned char *p = a, *q = b;
 
+    KASAN_CHECK(a, n, 0);
+    KASAN_CHECK(b, n, 0);
     for (; n; n--, p++, q++)
         if (*p != *q)
             return *p - *q;
@@ -72,6 +89,7 @@ size_t strlen(const char *s)
 
     while (*p)
         p++;
+    KASAN_CHECK(s, p - s + 1, 0);
     return (size_t)(p - s);
 }
 
@@ -81,15 +99,19 @@ size_t strnlen(const char *s, size_t max)
 
     while (n < max && s[n])
         n++;
+    KASAN_CHECK(s, n < max ? n + 1 : n, 0);
     return n;
 }
 
 char *strcpy(char *restrict dst, const char *restrict src)
 {
     char *d = dst;
+    const char *s = src;
 
-    while ((*d++ = *src++))
+    while ((*d++ = *s++))
         ;
+    KASAN_CHECK(src, s - src, 0);
+    KASAN_CHECK(dst, d - dst, 1);
     return dst;
 }
 
@@ -100,24 +122,39 @@ char *strncpy(char *restrict dst, const char *restrict src, size_t n)
 
     for (; i < n && src[i]; i++)
         dst[i] = src[i];
+    KASAN_CHECK(src, i < n ? i + 1 : n, 0);
     for (; i < n; i++)
         dst[i] = '\0';
+    KASAN_CHECK(dst, n, 1);
     return dst;
 }
 
 char *strcat(char *restrict dst, const char *restrict src)
 {
-    strcpy(dst + strlen(dst), src);
+    char *d = dst;
+    const char *s = src;
+
+    while (*d)
+        d++;
+    while ((*d++ = *s++))
+        ;
+    KASAN_CHECK(src, s - src, 0);
+    KASAN_CHECK(dst, d - dst, 1);
     return dst;
 }
 
 char *strncat(char *restrict dst, const char *restrict src, size_t n)
 {
-    char *d = dst + strlen(dst);
+    char *d = dst;
+    const char *s = src;
 
-    while (n-- && *src)
-        *d++ = *src++;
-    *d = '\0';
+    while (*d)
+        d++;
+    while (n-- && *s)
+        *d++ = *s++;
+    *d++ = '\0';
+    KASAN_CHECK(src, s - src, 0);
+    KASAN_CHECK(dst, d - dst, 1);
     return dst;
 }
 
