@@ -73,7 +73,9 @@ class BenchSettings:
     reps: int = 5
     iters: tuple[int, int] = (200, 2200)
     compute_iters: int = 20_000
-    timer_period: int = 10_000
+    # The timer's default rate: Linux's HZ=1000 on the boards' nominal 100 MIPS clock
+    # (CpuSpec.timer_hz), i.e. a tick every 100,000 instructions.
+    timer_period: int = 100_000
     figures: list[Figure] = field(default_factory=list)
 
 
