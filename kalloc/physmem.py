@@ -17,7 +17,6 @@ import bisect
 import mmap
 from dataclasses import dataclass
 
-
 _PATTERN_SIZE = 1 << 20  # fill patterns are cached and copied in 1 MiB pieces: no per-call allocation
 _patterns: dict[int, memoryview] = {}
 
