@@ -169,7 +169,8 @@ class Kasan:
                 regions.append(ShadowRegion(bank.base, bank.size, bytearray(-(-bank.size // GRANULE))))
         self.shadow = Shadow(regions)
         self.shadow.attach(self.ka, accessible)
-        lo, hi = self.firmware.symbol_addr("__kalloc_api_start"), self.firmware.symbol_addr("__kalloc_api_end")
+        sym = self.firmware.symbol_addr
+        lo, hi = sym("__kalloc_api_start"), sym("__kalloc_api_end")
         self._api = (lo or 0, hi or 0)
         if mode == "hook":
             self._install_hook()
@@ -180,7 +181,8 @@ class Kasan:
         if self.mode != "compiled":
             return 0, 0
         table = b"".join(
-            struct.pack("<III", r.base, r.size, g) for r, g in zip(self.shadow.regions, self._guest, strict=True)
+            struct.pack("<III", r.base, r.size, g)
+            for r, g in zip(self.shadow.regions, self._guest, strict=True)
         )
         n = min(len(self.shadow.regions), length // abi.KASAN_BANK_SIZE, abi.BOOTINFO_MAX_BANKS)
         if n and not self.machine.phys.contains(buf, n * abi.KASAN_BANK_SIZE):

@@ -84,6 +84,35 @@ def main() -> None:
     callback=lambda _ctx, _param, value: _parse_irq_at(value),
     help="Also raise the test line at these instruction counts.",
 )
+@click.option(
+    "--quarantine",
+    type=click.IntRange(min=0),
+    metavar="BYTES",
+    help="KASAN quarantine size (default: min(256 KiB, RAM/32)); freed objects wait there before reuse.",
+)
+@click.option(
+    "--fail-nth",
+    default="",
+    metavar="N,N,...",
+    callback=lambda _ctx, _param, value: _parse_counts(value, "--fail-nth"),
+    help="Fail these allocation requests (1-based, counting the requests that match the --fail-* filters).",
+)
+@click.option(
+    "--fail-prob",
+    default=0.0,
+    type=click.FloatRange(0.0, 1.0),
+    metavar="P",
+    help="Fail each matching allocation request with probability P (drawn from --seed).",
+)
+@click.option("--fail-site", metavar="SYMBOL", help="Inject only into allocations made by this function.")
+@click.option(
+    "--fail-context",
+    type=click.Choice(["task", "irq", "any"]),
+    default="any",
+    show_default=True,
+    help="Inject only into allocations from this context.",
+)
+@click.option("--fail-cache", metavar="NAME", help="Inject only into this slab cache or DMA pool.")
 @click.option("-q", "--quiet", is_flag=True, help="No text report; the UART output and errors only.")
 def run(
     firmware: str | None,
@@ -97,6 +126,12 @@ def run(
     irq_every: int,
     irq_jitter: int,
     irq_at: tuple[int, ...],
+    quarantine: int | None,
+    fail_nth: tuple[int, ...],
+    fail_prob: float,
+    fail_site: str | None,
+    fail_context: str,
+    fail_cache: str | None,
     quiet: bool,
 ) -> None:
     """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
@@ -115,6 +150,12 @@ def run(
         irq_every=irq_every,
         irq_jitter=irq_jitter,
         irq_at=irq_at,
+        quarantine=quarantine,
+        fail_nth=fail_nth,
+        fail_prob=fail_prob,
+        fail_site=fail_site,
+        fail_context=fail_context,
+        fail_cache=fail_cache,
     )
     err = Console(stderr=True, highlight=False)
     try:
@@ -184,6 +225,18 @@ def _parse_irq_at(value: str) -> tuple[int, ...]:
     if any(t < 0 for t in times):
         raise click.BadParameter("instruction counts must be non-negative")
     return times
+
+
+def _parse_counts(value: str, option: str) -> tuple[int, ...]:
+    """'3,7' -> (3, 7): positive request numbers (usage error otherwise)."""
+    try:
+        counts = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        msg = f"{value!r} is not a comma-separated list of numbers"
+        raise click.BadParameter(msg, param_hint=option) from None
+    if any(n < 1 for n in counts):
+        raise click.BadParameter("requests are counted from 1", param_hint=option)
+    return counts
 
 
 @main.command()
