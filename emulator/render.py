@@ -69,7 +69,7 @@ def _errors(entries: list[dict[str, Any]], out: Console) -> None:
         if e.get("instruction"):
             out.print(f"  instruction: {e['instruction']}", markup=False)
         if e.get("access"):
-            out.print(f"  access: {e['access']}", markup=False)
+            out.print(f"  access: {_access(e['access'])}", markup=False)
         for frame in e.get("backtrace", [])[1:8]:
             out.print(f"    called from {format_frame(frame)}", markup=False)
         for key in ("alloc_site", "free_site", "caller_site"):
@@ -187,3 +187,17 @@ def _irq_dma_tables(report: dict[str, Any], out: Console) -> bool:
             markup=False,
         )
     return True
+
+
+def _access(acc: Any) -> str:
+    """`{'type': 'read', 'addr': .., 'size': 4}` as "read of 4 bytes at 0x...", whatever keys it has."""
+    if not isinstance(acc, dict):
+        return str(acc)
+    kind = acc.get("type") or acc.get("kind") or "access"
+    size = acc.get("size")
+    addr = acc.get("addr", acc.get("address"))
+    text = f"{kind}" + (f" of {size} byte(s)" if size is not None else "")
+    if isinstance(addr, int):
+        text += f" at {addr:#010x}"
+    rest = {k: v for k, v in acc.items() if k not in ("type", "kind", "size", "addr", "address")}
+    return text + (f" {rest}" if rest else "")
