@@ -239,6 +239,11 @@ def _parse_counts(value: str, option: str) -> tuple[int, ...]:
     return counts
 
 
+from kalloc.replaycmd import replay_cmd  # noqa: E402 - `kalloc replay` lives in its own module
+
+main.add_command(replay_cmd)
+
+
 @main.command()
 def boards() -> None:
     """List the shipped boards."""

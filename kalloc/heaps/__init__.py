@@ -1,0 +1,55 @@
+"""Heap policies behind the C library face, selected with `--heap=NAME`.
+
+    kmalloc    kalloc.libc as it is: the kmalloc size classes (Linux's), pages above 8 KiB
+    slab       finer slab size classes (4 per doubling), lean slab orders, exact pages above 8 KiB
+    firstfit   boundary tags, address-ordered first fit with coalescing (heap_4 / K&R),
+               regions of pages from the buddy allocator
+    arena      the same fit in one range of the arena window, committed page by page at
+               its top and trimmed there (sysmalloc/systrim without demand paging)
+
+DEFAULT_HEAP is the one `kalloc run` and `kalloc replay` use; it was chosen by
+measurement (docs/performance.md, "Heap utilization").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kalloc.heaps.arena import ArenaHeap
+from kalloc.heaps.base import Heap
+from kalloc.heaps.firstfit import FirstFitHeap
+from kalloc.heaps.kmallocheap import KmallocHeap
+from kalloc.heaps.slabheap import SlabHeap
+
+if TYPE_CHECKING:
+    from kalloc.allocator import Kalloc
+    from kalloc.vmalloc import Vmalloc
+
+HEAPS: dict[str, type[Heap]] = {
+    "kmalloc": KmallocHeap,
+    "slab": SlabHeap,
+    "firstfit": FirstFitHeap,
+    "arena": ArenaHeap,
+}
+DEFAULT_HEAP = "slab"
+
+
+def make_heap(name: str, ka: Kalloc, vm: Vmalloc | None = None) -> Heap:
+    """The heap policy `name` over `ka` (the arena shares `vm`'s page tables when given)."""
+    if name not in HEAPS:
+        raise ValueError(f"unknown heap {name!r} (one of {', '.join(HEAPS)})")
+    if name == "arena":
+        return ArenaHeap(ka, vm)
+    return HEAPS[name](ka)
+
+
+__all__ = [
+    "DEFAULT_HEAP",
+    "HEAPS",
+    "ArenaHeap",
+    "FirstFitHeap",
+    "Heap",
+    "KmallocHeap",
+    "SlabHeap",
+    "make_heap",
+]

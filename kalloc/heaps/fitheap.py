@@ -1,0 +1,275 @@
+"""The C library face over boundary-tag regions (kalloc.heaps.fit): shared by "firstfit" and "arena".
+
+Subclasses say where regions come from (`_grow`) and what happens after a free
+(`_after_free`: release a whole empty region, or trim the arena's top). This
+class keeps the live objects, applies kalloc.libc's policies (zero sizes,
+realloc(p, 0), calloc overflow, alignment, heap_max), poisons fresh (0x5a) and
+freed (0x6b) payloads when the sanitizer is on, and diagnoses bad frees.
+
+Objects are of kind "malloc" but are *not* in the allocator's live records
+(they live inside pages the heap holds): `live_allocations()` lists them for
+leak scans, and `check()` proves their regions.
+
+Invariants:
+ 1. Every live object is the payload of a used block of exactly one region.
+ 2. A freed payload is forgotten from `_live` before its block is released.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from kalloc import gfp as G
+from kalloc.config import TASK, Caller, Context
+from kalloc.debug import POISON_FREE, POISON_INUSE
+from kalloc.errors import BadArgumentError, DoubleFreeError, InvalidFreeError, InvariantError
+from kalloc.heaps.base import Heap
+from kalloc.heaps.fit import HDR, FitRegion, block_size_for, payload_align
+from kalloc.libc import SIZE_MAX_32
+from kalloc.page import PAGE_SIZE
+from kalloc.stats import Allocation
+
+_GFP = G.GFP_KERNEL
+FREED_MEMORY = 4096  # freed payloads remembered for double-free diagnosis (oldest forgotten first)
+
+
+class FitHeap(Heap):
+    """Boundary-tag regions behind malloc (module docstring)."""
+
+    def __init__(self, ka) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(ka)
+        self.regions: list[FitRegion] = []  # sorted by start
+        self._starts: list[int] = []
+        self._live: dict[int, tuple[int, int]] = {}  # payload -> (requested size, site)
+        self._freed: dict[int, tuple[int, int, int]] = {}  # payload -> (size, alloc site, free site)
+        self.failed_grows = 0
+
+    # -- subclass hooks ---------------------------------------------------------------------------
+    def _grow(self, size: int, align: int, gfp: int, caller: Caller) -> bool:
+        raise NotImplementedError
+
+    def _after_free(self, region: FitRegion) -> None:
+        pass
+
+    def _fill(self, addr: int, n: int, byte: int) -> None:
+        self.ka.phys.fill(addr, n, byte)
+
+    def _copy(self, dst: int, src: int, n: int) -> None:
+        self.write(dst, self.read(src, n))
+
+    # -- regions ----------------------------------------------------------------------------------
+    def _add_region(self, region: FitRegion) -> None:
+        i = bisect.bisect_left(self._starts, region.start)
+        self._starts.insert(i, region.start)
+        self.regions.insert(i, region)
+
+    def _drop_region(self, region: FitRegion) -> None:
+        i = bisect.bisect_left(self._starts, region.start)
+        del self._starts[i]
+        del self.regions[i]
+
+    def region_of(self, addr: int) -> FitRegion | None:
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self.regions[i].end:
+            return self.regions[i]
+        return None
+
+    def owns(self, addr: int) -> bool:
+        return self.region_of(addr) is not None or addr in self._freed
+
+    # -- allocation -------------------------------------------------------------------------------
+    def _fit(self, size: int, align: int) -> int | None:
+        for r in self.regions:
+            p = r.fit(size, align)
+            if p is not None:
+                return p
+        return None
+
+    def _alloc(self, size: int, align: int, gfp: int, caller: Caller) -> int | None:
+        ka = self.ka
+        if size > ka.config.heap_max:
+            ka._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+            return None
+        p = self._fit(size, align)
+        if p is None:
+            if not self._grow(size, align, gfp, caller):
+                self.failed_grows += 1
+                return None
+            p = self._fit(size, align)
+            assert p is not None, "a grown heap cannot serve the request it grew for"
+        if gfp & G.ZERO:
+            self._fill(p, size, 0)
+        elif ka._debug and size:
+            self._fill(p, size, POISON_INUSE)
+        self._live[p] = (size, caller.site)
+        self._freed.pop(p, None)
+        if ka.listeners:
+            ka._notify("alloc", p, size, self.usable(p))
+        return p
+
+    def usable(self, p: int) -> int:
+        r = self.region_of(p)
+        assert r is not None
+        return r.usable(p)
+
+    def malloc(self, size: int, caller: Caller = TASK) -> int | None:
+        self.ka._check_size(size, caller)
+        if caller.context is not Context.TASK:
+            self.ka._invalid_context(_GFP, caller, "malloc")
+        if size == 0 and self.ka.config.zero_size_policy == "null":
+            return None
+        return self._alloc(size, payload_align(size), _GFP, caller)
+
+    def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
+        ka = self.ka
+        ka._check_size(n, caller, "n")
+        ka._check_size(size, caller)
+        if caller.context is not Context.TASK:
+            ka._invalid_context(_GFP, caller, "calloc")
+        total = n * size
+        if total > SIZE_MAX_32:
+            ka._too_large(_GFP, total, caller, f"calloc({n}, {size}) overflows 32 bits")
+            return None
+        if total == 0 and ka.config.zero_size_policy == "null":
+            return None
+        return self._alloc(total, payload_align(total), _GFP | G.ZERO, caller)
+
+    def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
+        ka = self.ka
+        ka._check_size(size, caller)
+        max_align = PAGE_SIZE << ka.config.max_order
+        if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
+            return None
+        if caller.context is not Context.TASK:
+            ka._invalid_context(_GFP, caller, "aligned_alloc")
+        if size == 0 and ka.config.zero_size_policy == "null":
+            return None
+        return self._alloc(size, max(align, payload_align(size)), _GFP, caller)
+
+    # -- free and realloc -------------------------------------------------------------------------
+    def _diagnose(self, addr: int, api: str, caller: Caller) -> Exception:
+        if addr in self.ka._live:  # memory of another API (kmalloc, pages ...)
+            return self.ka._diagnose_free(addr, api, caller)
+        old = self._freed.get(addr)
+        if old is not None:
+            return DoubleFreeError(
+                f"{api}() of an object that was already freed",
+                addr=addr,
+                site=caller.site,
+                object={"addr": addr, "size": old[0], "kind": "malloc"},
+                alloc_site=old[1],
+                free_site=old[2],
+            )
+        r = self.region_of(addr)
+        if r is not None:
+            for b, bsize in r.used.items():
+                if b + HDR < addr < b + bsize:
+                    start = b + HDR
+                    size, site = self._live[start]
+                    return InvalidFreeError(
+                        f"{api}() of a pointer {addr - start} bytes into a live object (not its start)",
+                        addr=addr, site=caller.site, offset=addr - start,
+                        object={"addr": start, "size": size, "kind": "malloc"}, alloc_site=site)  # fmt: skip
+        return self.ka._diagnose_free(addr, api, caller)
+
+    def free(self, addr: int, caller: Caller = TASK) -> None:
+        if addr == 0:
+            return
+        rec = self._live.get(addr)
+        if rec is None:
+            raise self._diagnose(addr, "free", caller)
+        self._release(addr, rec, caller)
+
+    def _release(self, addr: int, rec: tuple[int, int], caller: Caller) -> None:
+        region = self.region_of(addr)
+        assert region is not None, "a live object lies in no region"
+        usable = region.usable(addr)
+        del self._live[addr]
+        if self.ka._debug and usable:
+            self._fill(addr, usable, POISON_FREE)
+        region.release(addr)
+        self._freed[addr] = (rec[0], rec[1], caller.site)
+        if len(self._freed) > FREED_MEMORY:
+            del self._freed[next(iter(self._freed))]
+        if self.ka.listeners:
+            self.ka._notify("free", addr, rec[0], usable)
+        self._after_free(region)
+
+    def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
+        ka = self.ka
+        ka._check_size(size, caller)
+        if addr == 0:
+            return self.malloc(size, caller)
+        rec = self._live.get(addr)
+        if rec is None:
+            raise self._diagnose(addr, "realloc", caller)
+        if caller.context is not Context.TASK:
+            ka._invalid_context(_GFP, caller, "realloc")
+        if size == 0 and ka.config.zero_size_policy == "null":
+            return None
+        if size > ka.config.heap_max:
+            ka._too_large(_GFP, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+            return None
+        region = self.region_of(addr)
+        assert region is not None
+        aligned = payload_align(size) <= payload_align(rec[0]) or addr % payload_align(size) == 0
+        if not ka._kasan and aligned:  # noqa: SIM102 - two conditions of different kinds
+            if block_size_for(size) <= region.used[addr - HDR] or region.resize_in_place(addr, size):
+                if block_size_for(size) < region.used[addr - HDR]:
+                    region.resize_in_place(addr, size)  # give the tail back
+                if size > rec[0] and ka._debug:
+                    self._fill(addr + rec[0], size - rec[0], POISON_INUSE)
+                self._live[addr] = (size, rec[1])
+                if ka.listeners:
+                    ka._notify("resize", addr, size, region.usable(addr))
+                self._after_free(region)
+                return addr
+        new = self._alloc(size, payload_align(size), _GFP, caller)
+        if new is None:
+            return None
+        self._copy(new, addr, min(size, rec[0]))
+        self._release(addr, rec, caller)
+        return new
+
+    def malloc_usable_size(self, addr: int) -> int:
+        if addr == 0:
+            return 0
+        if addr not in self._live:
+            raise BadArgumentError(f"malloc_usable_size() of {addr:#x}, which is not a live heap object",
+                                   addr=addr)  # fmt: skip
+        return self.usable(addr)
+
+    # -- reporting --------------------------------------------------------------------------------
+    def live_allocations(self) -> list[Allocation]:
+        return [
+            Allocation(
+                addr=a, size=s, kind="malloc", site=site, not_leak=False, gfp=_GFP, usable=self.usable(a)
+            )
+            for a, (s, site) in sorted(self._live.items())
+        ]
+
+    def check(self) -> None:
+        n = 0
+        prev_end = 0
+        for r in self.regions:
+            if r.start < prev_end:
+                raise InvariantError(f"{self.name} heap regions overlap at {r.start:#x}")
+            prev_end = r.end
+            why = r.check()
+            if why:
+                raise InvariantError(f"{self.name} heap region {r.start:#x}: {why}")
+            for b in r.used:
+                if b + HDR not in self._live:
+                    raise InvariantError(f"{self.name} heap: used block {b:#x} has no live object")
+            n += len(r.used)
+        if n != len(self._live):
+            raise InvariantError(f"{self.name} heap: {len(self._live)} live objects, {n} used blocks")
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "regions": len(self.regions),
+            "region_bytes": sum(r.end - r.start for r in self.regions),
+            "free_bytes": sum(r.free_bytes() for r in self.regions),
+            "largest_free": max((r.largest_free() for r in self.regions), default=0),
+            "live_objects": len(self._live),
+        }

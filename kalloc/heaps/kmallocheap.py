@@ -1,0 +1,30 @@
+"""The "kmalloc" heap: the C library face exactly as kalloc.libc serves it (the kmalloc classes)."""
+
+from __future__ import annotations
+
+from kalloc.config import TASK, Caller
+from kalloc.heaps.base import Heap
+
+
+class KmallocHeap(Heap):
+    """malloc and friends on the kmalloc size classes (8 ... 8192 plus 96 and 192), pages above."""
+
+    name = "kmalloc"
+
+    def malloc(self, size: int, caller: Caller = TASK) -> int | None:
+        return self.ka.malloc(size, caller)
+
+    def free(self, addr: int, caller: Caller = TASK) -> None:
+        self.ka.free(addr, caller)
+
+    def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
+        return self.ka.calloc(n, size, caller)
+
+    def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
+        return self.ka.realloc(addr, size, caller)
+
+    def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
+        return self.ka.aligned_alloc(align, size, caller)
+
+    def malloc_usable_size(self, addr: int) -> int:
+        return self.ka.malloc_usable_size(addr)
