@@ -75,6 +75,8 @@ class Bridge:
         self.phys = machine.phys
         self.console = console
         self.stats = BridgeStats()
+        # The policy behind the C library face (kalloc.heaps, `--heap`); the allocator's own by default.
+        self.libc: Any = ka
         self.bootinfo = b""
         self._contexts: dict[int, tuple[Context, int]] = {}
         self._counts = [0] * (MAX_SERVICES)
@@ -355,23 +357,23 @@ class Bridge:
         return addr or 0, 0
 
     def svc_malloc(self, caller: Caller, size: int, *args: int) -> tuple[int, int]:
-        return self.ka.malloc(size, caller) or 0, 0
+        return self.libc.malloc(size, caller) or 0, 0
 
     def svc_free(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
-        self.ka.free(ptr, caller)
+        self.libc.free(ptr, caller)
         return 0, 0
 
     def svc_calloc(self, caller: Caller, n: int, size: int, *args: int) -> tuple[int, int]:
-        return self.ka.calloc(n, size, caller) or 0, 0
+        return self.libc.calloc(n, size, caller) or 0, 0
 
     def svc_realloc(self, caller: Caller, ptr: int, size: int, *args: int) -> tuple[int, int]:
-        return self.ka.realloc(ptr, size, caller) or 0, 0
+        return self.libc.realloc(ptr, size, caller) or 0, 0
 
     def svc_aligned_alloc(self, caller: Caller, align: int, size: int, *args: int) -> tuple[int, int]:
-        return self.ka.aligned_alloc(align, size, caller) or 0, 0
+        return self.libc.aligned_alloc(align, size, caller) or 0, 0
 
     def svc_malloc_usable_size(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
-        return self.ka.malloc_usable_size(ptr), 0
+        return self.libc.malloc_usable_size(ptr), 0
 
     def svc_dma_alloc_coherent(self, caller: Caller, size: int, gfp: int, *args: int) -> tuple[int, int]:
         got = self.ka.dma_alloc_coherent(size, gfp, caller)

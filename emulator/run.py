@@ -62,6 +62,7 @@ class RunOptions:
     irq_every: int = 0  # the test-interrupt injector (issue 4): period, jitter, explicit times
     irq_jitter: int = 0
     irq_at: tuple[int, ...] = ()
+    heap: str = "kmalloc"  # the policy behind the C library face (kalloc.heaps, issue 6)
     quarantine: int | None = None  # issue 5: kasan quarantine bytes (None: the allocator's default)
     fail_nth: tuple[int, ...] = ()  # issue 5: fault injection (emulator/faultinject.py)
     fail_prob: float = 0.0
@@ -125,6 +126,10 @@ class Session:
         self.bridge = Bridge(self.machine, self.ka, console=self.machine.console_write)
         self.bridge.bootinfo = self._bootinfo()
         self.machine.on_hypercall = self.bridge
+        from kalloc.heaps import make_heap  # issue 6: the C library face's policy (--heap)
+
+        self.heap = make_heap(options.heap, self.ka)
+        self.bridge.libc = self.heap
         self.kasan = kasan.install(self, self.kasan_mode, shadow)
         try:
             self.faults = faultinject.install(self, FailConfig(
@@ -192,7 +197,8 @@ class Session:
         lo, hi = fw.symbol_addr("__kalloc_stack_bottom"), fw.symbol_addr("__kalloc_stack_top")
         if lo is not None and hi is not None:
             roots.append((lo, hi))
-        result = kmemleak.scan(self.machine.phys, self.ka.live_allocations(), roots,
+        result = kmemleak.scan(self.machine.phys, self.ka.live_allocations() + self.heap.live_allocations(),
+                               roots,
                                self.machine.regs().values())  # fmt: skip
         self.still_reachable = result.reachable
         groups: dict[int, list[Any]] = {}

@@ -113,6 +113,14 @@ def main() -> None:
     help="Inject only into allocations from this context.",
 )
 @click.option("--fail-cache", metavar="NAME", help="Inject only into this slab cache or DMA pool.")
+@click.option(
+    "--heap",
+    type=click.Choice(["kmalloc", "slab", "firstfit"]),
+    default="kmalloc",
+    show_default=True,
+    help="Policy behind malloc/free (kalloc replay compares them; docs/allocator.md).",
+)
+@click.option("--record", "record_path", metavar="PATH", help="Record the allocation trace (kalloc replay).")
 @click.option("-q", "--quiet", is_flag=True, help="No text report; the UART output and errors only.")
 def run(
     firmware: str | None,
@@ -132,6 +140,8 @@ def run(
     fail_site: str | None,
     fail_context: str,
     fail_cache: str | None,
+    heap: str,
+    record_path: str | None,
     quiet: bool,
 ) -> None:
     """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
@@ -156,6 +166,7 @@ def run(
         fail_site=fail_site,
         fail_context=fail_context,
         fail_cache=fail_cache,
+        heap=heap,
     )
     err = Console(stderr=True, highlight=False)
     try:
@@ -163,7 +174,14 @@ def run(
     except BadInput as exc:
         err.print(f"kalloc: error: {exc}", markup=False)
         sys.exit(EXIT_BAD_INPUT)
+    recorder = None
+    if record_path:
+        from emulator.record import attach
+
+        recorder = attach(session)
     outcome = session.run()
+    if recorder is not None:
+        recorder.write(record_path, (f"firmware {session.firmware_name}, board {board}, heap {heap}",))
     to_stdout = json_path == "-"
     out = err if to_stdout else Console(highlight=False)
     render_text(outcome.report, out, wall_s=outcome.wall_s, quiet=quiet)
