@@ -357,20 +357,30 @@ class Bridge:
         return addr or 0, 0
 
     def svc_malloc(self, caller: Caller, size: int, *args: int) -> tuple[int, int]:
-        return self.libc.malloc(size, caller) or 0, 0
+        addr = self.libc.malloc(size, caller)
+        self._irq_account(caller, addr, size)
+        return addr or 0, 0
 
     def svc_free(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
         self.libc.free(ptr, caller)
+        if ptr:
+            self._irq_account(caller, ptr, 0, free=True)
         return 0, 0
 
     def svc_calloc(self, caller: Caller, n: int, size: int, *args: int) -> tuple[int, int]:
-        return self.libc.calloc(n, size, caller) or 0, 0
+        addr = self.libc.calloc(n, size, caller)
+        self._irq_account(caller, addr, n * size)
+        return addr or 0, 0
 
     def svc_realloc(self, caller: Caller, ptr: int, size: int, *args: int) -> tuple[int, int]:
-        return self.libc.realloc(ptr, size, caller) or 0, 0
+        addr = self.libc.realloc(ptr, size, caller)
+        self._irq_account(caller, addr, size)
+        return addr or 0, 0
 
     def svc_aligned_alloc(self, caller: Caller, align: int, size: int, *args: int) -> tuple[int, int]:
-        return self.libc.aligned_alloc(align, size, caller) or 0, 0
+        addr = self.libc.aligned_alloc(align, size, caller)
+        self._irq_account(caller, addr, size)
+        return addr or 0, 0
 
     def svc_malloc_usable_size(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
         return self.libc.malloc_usable_size(ptr), 0
