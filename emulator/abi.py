@@ -74,6 +74,7 @@ SERVICES: tuple[Service, ...] = (
     Service(3, "STATS_DUMP", ("what",), "prints allocator statistics on the UART (KH_STATS_* bits)"),
     Service(4, "NOT_LEAK", ("ptr",), "kmemleak_not_leak: exclude a live object from the leak report"),
     Service(5, "MARK", ("id",), "records a marker in the trace (phase boundaries)"),
+    Service(6, "NR_FREE_PAGES", (), "result = free pages in every zone now (Linux's nr_free_pages())"),
     # page allocator
     Service(16, "ALLOC_PAGES", ("gfp", "order"), "2^order pages; result = physical address or 0"),
     Service(17, "FREE_PAGES", ("addr", "order"), "frees what ALLOC_PAGES returned"),
@@ -106,6 +107,13 @@ SERVICES: tuple[Service, ...] = (
     Service(51, "DMA_POOL_ALLOC", ("pool", "gfp"), "result = cpu address; aux = dma address"),
     Service(52, "DMA_POOL_FREE", ("pool", "cpu", "dma"), "frees a pool block"),
     Service(53, "DMA_POOL_DESTROY", ("pool",), "destroys an empty pool"),
+    # virtual memory without demand paging (issue 6; emulator/vmbridge.py, emulator/mmu.py)
+    Service(56, "VMALLOC", ("size", "gfp"),
+            "ceil(size/4096) pages mapped contiguously now, guard page after; result = virtual address or 0"),
+    Service(57, "VFREE", ("addr",), "unmaps (TLB flushed) and frees a vmalloc area; 0 is a no-op"),
+    Service(58, "VMAP", ("pages", "count"),
+            "maps count pages (u32 physical page addresses at `pages`) contiguously; result = address or 0"),
+    Service(59, "VUNMAP", ("addr",), "unmaps a vmap area; the pages stay the caller's"),
     # KASAN (compiled mode: firmware built with -fsanitize=kernel-address, docs/abi.md)
     Service(64, "ASAN_REPORT", ("addr", "size", "flags", "pc"),
             "a bad access found by the SDK's __asan_* checks; flags bit 0 write, bit 1 via mem*/str*"),

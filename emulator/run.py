@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator import abi, faultinject, kasan, memlayout
+from emulator import abi, faultinject, kasan, memlayout, mmu, vmbridge
 from emulator.board import Board, load_board
 from emulator.dmacheck import DmaCheck
 from emulator.elf import Firmware, load_firmware
@@ -36,6 +36,7 @@ from emulator.report import Symbolizer, error_entry
 from kalloc import Config, Kalloc, kmemleak
 from kalloc.errors import KallocError, LeakError
 from kalloc.failslab import FailConfig
+from kalloc.vmalloc import Vmalloc
 
 VERSION = "0.1.0"
 
@@ -128,8 +129,13 @@ class Session:
         self.machine.on_hypercall = self.bridge
         from kalloc.heaps import make_heap  # issue 6: the C library face's policy (--heap)
 
-        self.heap = make_heap(options.heap, self.ka)
+        # Virtual memory (issue 6): kalloc's page tables, the CPU's translation through them,
+        # the vmalloc services and the virtual-pointer checks of the bridge (emulator/vmbridge.py).
+        self.vm = Vmalloc(self.ka)
+        self.mmu = mmu.install(self.machine, self.vm)
+        self.heap = make_heap(options.heap, self.ka, self.vm)
         self.bridge.libc = self.heap
+        vmbridge.install(self)
         self.kasan = kasan.install(self, self.kasan_mode, shadow)
         try:
             self.faults = faultinject.install(self, FailConfig(
@@ -197,7 +203,10 @@ class Session:
         lo, hi = fw.symbol_addr("__kalloc_stack_bottom"), fw.symbol_addr("__kalloc_stack_top")
         if lo is not None and hi is not None:
             roots.append((lo, hi))
-        result = kmemleak.scan(self.machine.phys, self.ka.live_allocations() + self.heap.live_allocations(),
+        # Virtual memory: arena objects and vmalloc areas are read through the page tables.
+        objects = sorted([*self.ka.live_allocations(), *self.heap.live_allocations(),
+                          *vmbridge.vmalloc_allocations(self.vm)], key=lambda o: o.addr)  # fmt: skip
+        result = kmemleak.scan(vmbridge.VirtualPhys(self.machine.phys, self.vm), objects,  # type: ignore[arg-type]
                                roots,
                                self.machine.regs().values())  # fmt: skip
         self.still_reachable = result.reachable

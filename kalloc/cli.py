@@ -115,7 +115,7 @@ def main() -> None:
 @click.option("--fail-cache", metavar="NAME", help="Inject only into this slab cache or DMA pool.")
 @click.option(
     "--heap",
-    type=click.Choice(["kmalloc", "slab", "firstfit"]),
+    type=click.Choice(["kmalloc", "slab", "firstfit", "arena"]),
     default="kmalloc",
     show_default=True,
     help="Policy behind malloc/free (kalloc replay compares them; docs/allocator.md).",

@@ -59,6 +59,7 @@ extern "C" {
 #define KH_STATS_DUMP 3
 #define KH_NOT_LEAK 4
 #define KH_MARK 5
+#define KH_NR_FREE_PAGES 6
 #define KH_ALLOC_PAGES 16
 #define KH_FREE_PAGES 17
 #define KH_ALLOC_PAGES_EXACT 18
@@ -85,6 +86,10 @@ extern "C" {
 #define KH_DMA_POOL_ALLOC 51
 #define KH_DMA_POOL_FREE 52
 #define KH_DMA_POOL_DESTROY 53
+#define KH_VMALLOC 56
+#define KH_VFREE 57
+#define KH_VMAP 58
+#define KH_VUNMAP 59
 #define KH_ASAN_REPORT 64
 #define KH_KASAN_SHADOW 65
 /* END SERVICES */
@@ -292,6 +297,29 @@ struct dma_pool *dma_pool_create(const char *name, size_t size, size_t align, si
 void *dma_pool_alloc(struct dma_pool *pool, gfp_t gfp, dma_addr_t *handle);
 void dma_pool_free(struct dma_pool *pool, void *vaddr, dma_addr_t handle);
 void dma_pool_destroy(struct dma_pool *pool);
+
+/* ------------------------------------------------------------------ */
+/* Virtual memory without demand paging (vmalloc window, 0xc0000000)   */
+/* ------------------------------------------------------------------ */
+
+/* ceil(size / PAGE_SIZE) physically scattered pages, every one of them
+ * allocated and mapped contiguously *before* vmalloc returns (no demand
+ * paging), with an unmapped guard page after the area: a touch of the
+ * guard, of a freed area or of any unmapped page of the window ends the
+ * run with a page-fault report. NULL on failure. Pair with vfree(); never
+ * kfree()/free() it. The memory is virtual: hand DMA engines buffers from
+ * dma_alloc_coherent(), never a vmalloc address. Context: task
+ * (GFP_KERNEL); __vmalloc(size, GFP_ATOMIC) from atomic context. */
+void *vmalloc(size_t size);
+void *vzalloc(size_t size);                          /* zeroed */
+void *__vmalloc(size_t size, gfp_t gfp);
+void vfree(const void *addr);                        /* vfree(NULL) is a no-op */
+/* Maps `count` pages the caller owns (page addresses, e.g. from
+ * alloc_pages) contiguously; pair with vunmap(), which leaves them owned. */
+void *vmap(void *const *pages, unsigned int count);
+void vunmap(const void *addr);
+/* Free pages in every zone right now (Linux's nr_free_pages()). */
+unsigned long nr_free_pages(void);
 
 /* ------------------------------------------------------------------ */
 /* Debugging, tracing and the end of the run                           */
