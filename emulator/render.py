@@ -42,6 +42,7 @@ def render_text(
     if quiet:
         return
     _zones(report, out)
+    _commit(report, out)
     out.print(Text("\n/proc/buddyinfo", style="bold"))
     out.print(Text(report["buddyinfo"].rstrip("\n")), soft_wrap=True)
     out.print(Text("\n/proc/slabinfo (caches that held objects)", style="bold"))
@@ -122,6 +123,30 @@ def _zones(report: dict[str, Any], out: Console) -> None:
             f"reserved: {reserved}",
             markup=False,
         )
+
+
+def _commit(report: dict[str, Any], out: Console) -> None:
+    """Committed memory per kind: now, high water, at the peak; then each zone's headroom."""
+    c = report.get("commit")
+    if not c:
+        return
+    table = Table(title="committed memory (KiB)",
+                  title_justify="left", show_edge=False)  # fmt: skip
+    for col in ("kind", "now", "high water", "at peak"):
+        table.add_column(col, justify="right")
+    now, hw, peak = c["bytes"], c["high_water_bytes"], c["at_peak_bytes"]
+    for kind in now:
+        if now[kind] or hw.get(kind):
+            table.add_row(kind.replace("_", " "), str(now[kind] // 1024), str(hw.get(kind, 0) // 1024),
+                          str(peak.get(kind, 0) // 1024))  # fmt: skip
+    table.add_row("total", str(c["committed_bytes"] // 1024), "", str(c["peak_committed_bytes"] // 1024))
+    out.print()
+    out.print(table)
+    close = ", ".join(f"{z['name']} lowest {z['lowest_free_pages']} pages vs min {z['min_watermark']} "
+                      f"({'+' if z['headroom_pages'] >= 0 else ''}{z['headroom_pages']})"
+                      for z in c.get("zones", []))  # fmt: skip
+    out.print(f"closest to failing: {close}; allocation failures {c.get('allocation_failures', 0)}",
+              markup=False)
 
 
 def _slabinfo_in_use(text: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator import abi, faultinject, kasan, memlayout, mmu, vmbridge
+from emulator import abi, commit, faultinject, kasan, memlayout, mmu, vmbridge
 from emulator.board import Board, load_board
 from emulator.dmacheck import DmaCheck
 from emulator.elf import Firmware, load_firmware
@@ -135,7 +135,8 @@ class Session:
         self.mmu = mmu.install(self.machine, self.vm)
         self.heap = make_heap(options.heap, self.ka, self.vm)
         self.bridge.libc = self.heap
-        vmbridge.install(self)
+        self.vmsvc = vmbridge.install(self)
+        self.commit = commit.install(self)  # committed pages per kind, high water, headroom
         self.kasan = kasan.install(self, self.kasan_mode, shadow)
         try:
             self.faults = faultinject.install(self, FailConfig(
@@ -145,8 +146,8 @@ class Session:
             raise BadInput(str(exc)) from None
         if self.machine.dma is not None:  # transfers judged against the allocator (issue 4)
             sanitize = self.ka.config.sanitize != "off"
-            self.machine.dma.check = DmaCheck(self.machine.dma, self.ka, sanitize=sanitize,
-                                              exempt=((image[0], image[1]),))  # fmt: skip
+            check = DmaCheck(self.machine.dma, self.ka, sanitize=sanitize, exempt=((image[0], image[1]),))
+            self.machine.dma.check = self.vmsvc.dma_check(check)  # virtual addresses refused first
         self.still_reachable: list[Any] = []
 
     def _bootinfo(self) -> bytes:
@@ -272,6 +273,8 @@ class Session:
             "buddyinfo": self.ka.buddyinfo(),
             "slabinfo": self.ka.slabinfo(),
             "zoneinfo": self.ka.zoneinfo(),
+            "commit": self.commit.section(errors),
+            "vm": {**self.vm.stats(), **self.mmu.stats()},
         }
 
 
