@@ -82,6 +82,7 @@ class Target:
         self.last: RunResult | None = None
         self.finished = False
         self._skip_break: int | None = None
+        self.autocheck = False  # the pytest plugin: fail on errors the test never looked at
 
     # -- addresses and memory ---------------------------------------------------------------
 
@@ -246,8 +247,13 @@ class Target:
         self._judged.clear()
         return out
 
-    def report(self) -> dict[str, Any]:
-        """The JSON report (docs/user-guide.md) of everything run so far."""
+    def report(self, *, consult: bool = True) -> dict[str, Any]:
+        """The JSON report (docs/user-guide.md) of everything run so far.
+
+        consult=True marks the errors as looked at (the pytest plugin's check after a test).
+        """
+        if consult:
+            self.autocheck = False
         result = self.last
         if result is None:  # nothing ran yet: an empty run at the entry point
             result = RunResult(None, "none", self.machine.instructions, self.uart, [], {}, 0.0)

@@ -11,6 +11,7 @@ import pytest
 from emulator.report import dumps
 from emulator.run import RunOptions, Session
 from emulator.sdk import prebuilt
+from kalloc.pytest_plugin import assert_clean, assert_exit, assert_uart
 
 
 def run_fw(name: str, **kw):
@@ -57,22 +58,26 @@ def test_same_seed_same_json_bytes():
     assert a == b
 
 
-def test_hello_prints_through_printf():
-    out = run_fw("tests/hello")
-    assert out.exit_status == 0
+# These use the pytest plugin's fixtures (kalloc/pytest_plugin.py), as a user's suite would.
+
+
+def test_hello_prints_through_printf(kalloc_run):
+    out = kalloc_run("tests/hello")
+    assert_exit(out, 0)
     assert "hello" in out.report["uart"].lower()
 
 
-def test_firmware_exit_code_is_the_status():
-    out = run_fw("tests/exit7")
-    assert out.exit_status == 7
+def test_firmware_exit_code_is_the_status(kalloc_run):
+    out = kalloc_run("tests/exit7")
+    assert_exit(out, 7)
     assert out.report["firmware_exit_code"] == 7
 
 
-def test_unmodified_c_mallocs():
-    out = run_fw("tests/mallocs")
-    assert out.exit_status == 0, out.report["errors"]
-    assert "ok" in out.report["uart"]
+def test_unmodified_c_mallocs(kalloc_run):
+    out = kalloc_run("tests/mallocs")
+    assert_clean(out)
+    assert_exit(out, 0)
+    assert_uart(out, "ok")
 
 
 def error_of(outcome, kind):
