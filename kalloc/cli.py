@@ -211,7 +211,7 @@ def bench(board: str, reps: int, quick: bool, only: tuple[str, ...], json_path: 
 
     settings = BenchSettings(board=board, reps=2 if quick else reps)
     if quick:
-        settings.iters, settings.compute_iters = (20, 220), 2000
+        settings.iters, settings.compute_iters = (50, 550), 2000
     err = Console(stderr=True, highlight=False)
     parts = [p for p in SUITE if not only or p in only]
     with Progress(console=err, transient=True) as progress:
