@@ -23,7 +23,8 @@ for them (the pytest plugin turns them into a failed test). A `call` or `run(unt
 that ends any other way (fault, exit, budget) raises `StopError` with the report text.
 
 Invariants:
- 1. `Target(opts).finish()` gives the same report as `Session(opts).run()`.
+ 1. `Target(opts).finish()` gives the same report as `Session(opts).run()`, and so does
+    any sequence of stops and resumes, HOST_COUNTERS aside (`comparable`).
  2. A break or an instruction count stops the machine between slices, never from a
     memory callback (DESIGN.md: a stopped store replays).
 """
@@ -47,6 +48,20 @@ from kalloc.errors import KallocError
 RETURN_STOP = IDLE_SLED_BASE  # `call`'s return address: the hook there ends the call
 _ARG_REGS = tuple(getattr(rc, f"UC_RISCV_REG_A{i}") for i in range(8))
 CALL_BUDGET = 50_000_000  # instructions a `call` may take before it is called a runaway
+
+
+# Report fields that count host-side caching, not firmware behaviour: Unicorn's TLB misses
+# depend on where emulation was stopped and restarted (a break, a restore flushes it).
+HOST_COUNTERS = (("vm", "tlb_fills"),)
+
+
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    """`report` without HOST_COUNTERS: what a restored run must reproduce exactly."""
+    out = dict(report)
+    for section, key in HOST_COUNTERS:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
 
 
 class StopError(Exception):

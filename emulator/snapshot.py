@@ -31,7 +31,8 @@ allocator reads RAM through those buffers.
 
 Invariants:
  1. After `restore`, running the machine gives the same report as the run that
-    followed `take` (tests/test_pytest_plugin.py checks it byte for byte).
+    followed `take`, byte for byte, but for counters of Unicorn's own TLB cache
+    (emulator/harness.py HOST_COUNTERS; tests/test_pytest_plugin.py checks it).
  2. A snapshot can be restored any number of times; it is never modified.
 """
 
@@ -41,6 +42,8 @@ import contextlib
 import copy
 from collections.abc import Iterator
 from typing import Any
+
+import unicorn
 
 
 @contextlib.contextmanager
@@ -69,26 +72,39 @@ def _attrs(obj: Any) -> dict[str, Any]:
 
 
 def stateful_roots(session: Any, extra: tuple[Any, ...] = ()) -> list[Any]:
-    """The objects whose attributes a run changes, for a Session (emulator/run.py)."""
+    """The objects whose attributes a run changes, for a Session (emulator/run.py).
+
+    The session, its machine, and every object of kalloc's or the emulator's own classes
+    either of them holds (directly or in a list): the clock, the devices, the injector,
+    the bridge, the allocator, the heap policy, KASAN, the fault injector, the MMU, ...
+    so a part added to the composer later is covered. The shared objects (`_shared`)
+    are left out: their state is RAM, or they have none.
+    """
     m = session.machine
-    roots = [session, m, m.clock, *m.devices, m.injector, session.bridge, session.ka,
-             session.heap, session.kasan, session.faults, *extra]  # fmt: skip
-    if m.dma is not None:
-        roots.append(m.dma.check)
+    shared = {id(o) for o in _identity_objects(session)}
+    cands: list[Any] = [session, m, *extra]
+    for holder in (session, m):
+        for value in _attrs(holder).values():
+            cands.extend(value if isinstance(value, list) else [value])
     seen: set[int] = set()
     out = []
-    for r in roots:
-        if r is not None and id(r) not in seen:
+    for r in cands:
+        own = type(r).__module__.split(".")[0] in ("emulator", "kalloc")
+        if own and id(r) not in shared and id(r) not in seen:
             seen.add(id(r))
             out.append(r)
     return out
 
 
+def _identity_objects(session: Any) -> list[Any]:
+    """Objects that are never copied nor restored: Unicorn, the ELF, the board, RAM's buffers."""
+    m = session.machine
+    return [m.uc, m.phys, *m.phys.banks, session.firmware, session.board, m.isa, *m._keep]
+
+
 def _shared(session: Any, roots: list[Any]) -> dict[int, Any]:
     """The deepcopy memo that makes the roots and the identity-bearing objects shared."""
-    m = session.machine
-    keep = [*roots, m.uc, m.phys, *m.phys.banks, session.firmware, session.board, m.isa, *m._keep]
-    return {id(o): o for o in keep}
+    return {id(o): o for o in [*roots, *_identity_objects(session)]}
 
 
 class Snapshot:
@@ -122,6 +138,8 @@ class Snapshot:
             bank.buf[:] = data
         m.uc.context_restore(self._context)
         m.uc.ctl_flush_tb()  # translated code must not outlive a change of the RAM under it
+        # nor TLB entries the page tables being restored no longer hold (UC_TLB_VIRTUAL)
+        m.uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)
         with _memoryviews_shared():
             state = copy.deepcopy(self._state, _shared(self.session, self._roots))
         for root, attrs in zip(self._roots, state, strict=True):
