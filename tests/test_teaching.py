@@ -85,7 +85,8 @@ def test_5_replay_firstfit_beats_size_classes_on_coalesce(tmp_path):
     from kalloc.cli import main
 
     out = tmp_path / "r.json"
-    res = CliRunner().invoke(main, ["replay", "kalloc/traces/coalesce.rep", "--heap", "all", "--json", str(out)])
+    trace = "kalloc/traces/coalesce.rep"
+    res = CliRunner().invoke(main, ["replay", trace, "--heap", "all", "--json", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     rows = data if isinstance(data, list) else data.get("replays", data)
