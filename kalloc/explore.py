@@ -180,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     if found is None:
         print(f"no failing run in {a.examples} examples")
         return 0
-    print(f"minimal failing run after {found.runs} runs: status {found.outcome.exit_status}, "
-          f"{', '.join(found.kinds()) or 'no errors'}")  # fmt: skip
+    counts: dict[str, int] = {}
+    for kind in found.kinds():
+        counts[kind] = counts.get(kind, 0) + 1
+    kinds = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items()) or "no errors"
+    print(f"minimal failing run after {found.runs} runs: status {found.outcome.exit_status}, {kinds}")
     print(found.command())
     return 1
 
