@@ -79,6 +79,8 @@ class Bridge:
         self.libc: Any = ka
         self.bootinfo = b""
         self._contexts: dict[int, tuple[Context, int]] = {}
+        self._stack_bank: RamBank = self.phys.banks[0]
+        self._stack_hi = self._stack_bank.base + self._stack_bank.size - abi.BLOCK_SIZE
         self._counts = [0] * (MAX_SERVICES)
         self._table: list[Handler | None] = [None] * MAX_SERVICES
         for svc in abi.SERVICES:
@@ -95,7 +97,11 @@ class Bridge:
 
     def __call__(self, service: int, block: int) -> None:
         """Run one hypercall. Called from the MMIO write callback: record, never stop."""
-        bank = self.phys.bank_of(block)
+        bank = self._stack_bank  # blocks live on the stack: nearly always the same bank
+        if not bank.base <= block <= self._stack_hi or block & 3:
+            bank = self.phys.bank_of(block)
+            if bank is not None and block + abi.BLOCK_SIZE <= bank.end:
+                self._stack_bank, self._stack_hi = bank, bank.base + bank.size - abi.BLOCK_SIZE
         if block & 3 or bank is None or block + abi.BLOCK_SIZE > bank.end:
             self.machine.fatal(
                 BadArgumentError(
@@ -176,7 +182,7 @@ class Bridge:
         frame keeps its return address at [fp-4] (RISC-V GCC with frame pointers). The
         stack is in the block's bank; a frame pointer outside it ends the walk.
         """
-        lo, hi, buf = bank.base + 8, bank.end, bank.buf
+        lo, hi, buf = bank.base + 8, bank.base + bank.size, bank.buf
         pcs = [ra]
         if fp & 3 or not lo <= fp <= hi:
             return (ra,)
