@@ -230,6 +230,9 @@ class Vmalloc:
         if fill is not None:
             for p in pfns:
                 self.phys.fill(p << PAGE_SHIFT, PAGE_SIZE, fill)
+        if self.ka.listeners:  # the shadow: the pages are the firmware's now, through the mapping
+            for p in pfns:
+                self.ka._notify("alloc", p << PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE)
         self._add_area(VmArea(vaddr, npages, size, "vmalloc", caller.site, 0, pfns))
         return vaddr
 
@@ -247,6 +250,8 @@ class Vmalloc:
         self._remove_area(area, caller)
         self.unmap_pages(vaddr, area.npages, "vmalloc")
         for pfn in area.pfns:
+            if self.ka.listeners:
+                self.ka._notify("free", pfn << PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE)
             if self.ka._debug:
                 self.phys.fill(pfn << PAGE_SHIFT, PAGE_SIZE, POISON_FREE)
             self.ka._buddy.free(pfn)

@@ -6,7 +6,8 @@
  *  1. a slab cache with a constructor (72-byte objects)
  *  2. the kmalloc family: mixed sizes (96 and 192 included), krealloc,
  *     kzalloc, kcalloc
- *  3. the page allocator: orders 0..3, a GFP_DMA page, alloc_pages_exact
+ *  3. the page allocator: orders 0..3, a GFP_DMA page, alloc_pages_exact, and a
+ *     vmalloc table committed page by page before its first touch
  *  4. unmodified C: malloc, calloc, realloc, strdup, printf
  *  5. DMA: a coherent buffer and a dma_pool whose blocks go through the DMA
  *     engine; the completion interrupt frees each pool block
@@ -268,7 +269,7 @@ static int in_dma_bank(uintptr_t addr)
 
 static void phase_pages(void)
 {
-    phase(3, "page allocator");
+    phase(3, "page allocator and vmalloc");
     for (unsigned int order = 0; order <= 3; order++) {
         size_t size = (size_t)PAGE_SIZE << order;
         unsigned char *p = alloc_pages(GFP_KERNEL, order);
@@ -297,6 +298,28 @@ static void phase_pages(void)
         printf("  alloc_pages_exact(20000): %u pages, not the 8 of order 3\n",
                (20000 + PAGE_SIZE - 1) / PAGE_SIZE);
         free_pages_exact(x, 20000);
+    }
+
+    /* vmalloc: a table bigger than any block we want to depend on, made of scattered
+     * order-0 pages mapped contiguously. No demand paging: every page is taken before
+     * vmalloc returns, so the free-page count drops by the whole size (plus page
+     * tables) before the table is touched. */
+    enum { VTABLE = 12 * PAGE_SIZE };
+    unsigned long before = nr_free_pages();
+    uint32_t *table = vmalloc(VTABLE);
+    unsigned long after = nr_free_pages();
+    check(table != NULL, "vmalloc(48 KiB)");
+    if (table) {
+        check(before - after >= VTABLE / PAGE_SIZE, "vmalloc commits every page at once");
+        for (unsigned int i = 0; i < VTABLE / sizeof *table; i++)
+            table[i] = i * 2654435761u;
+        unsigned int bad = 0;
+        for (unsigned int i = 0; i < VTABLE / sizeof *table; i++)
+            bad += table[i] != i * 2654435761u;
+        check(bad == 0, "a vmalloc table reads back across its pages");
+        printf("  vmalloc(48 KiB) at 0x%08lx: %lu pages committed before the first touch\n",
+               (unsigned long)(uintptr_t)table, before - after);
+        vfree(table);
     }
 }
 
