@@ -74,6 +74,52 @@ SIZE_MAX_32 = 0xFFFF_FFFF
 _GFP_MALLOC = G.GFP_KERNEL
 
 
+# -- the C library's argument rules, shared by every heap policy (kalloc/heaps/) -----------------
+
+
+def calloc_total(ka: Kalloc, n: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> int | None:
+    """n * size after calloc's rules, or None when calloc must return NULL.
+
+    Raises BadArgumentError for a negative or non-integer count or size; reports
+    invalid-context outside task context (and goes on, as Linux does); an n * size
+    beyond 32 bits is an oom warning and NULL; a zero total is NULL under the
+    "null" zero-size policy.
+    """
+    ka._check_size(n, caller, "n")
+    ka._check_size(size, caller)
+    if caller.context is not Context.TASK:
+        ka._invalid_context(gfp, caller, "calloc")
+    total = n * size
+    if total > SIZE_MAX_32:
+        ka._too_large(gfp, total, caller, f"calloc({n}, {size}) overflows 32 bits")
+        return None
+    if total == 0 and ka.config.zero_size_policy == "null":
+        return None
+    return total
+
+
+def aligned_alloc_ok(ka: Kalloc, align: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> bool:
+    """True when aligned_alloc(align, size) may be served; False means return NULL.
+
+    C17 with DR 460: `size` need not be a multiple of `align`; an alignment that
+    is not a power of two up to the largest buddy block gives NULL, silently (the
+    caller asked for something C says is unsupported, not for too much memory). A
+    size beyond heap_max is an oom warning and NULL.
+    """
+    ka._check_size(size, caller)
+    max_align = PAGE_SIZE << ka.config.max_order
+    if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
+        return False
+    if caller.context is not Context.TASK:
+        ka._invalid_context(gfp, caller, "aligned_alloc")
+    if size == 0 and ka.config.zero_size_policy == "null":
+        return False
+    if size > ka.config.heap_max:
+        ka._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+        return False
+    return True
+
+
 class LibcApi:
     """The C allocation functions (mixed into Kalloc)."""
 
@@ -130,15 +176,8 @@ class LibcApi:
 
     def calloc(self: Kalloc, n: int, size: int, caller: Caller = TASK) -> int | None:
         """Zeroed array of n objects; n * size overflowing 32 bits or heap_max gives None."""
-        self._check_size(n, caller, "n")
-        self._check_size(size, caller)
-        if caller.context is not Context.TASK:
-            self._invalid_context(_GFP_MALLOC, caller, "calloc")
-        total = n * size
-        if total > SIZE_MAX_32:
-            self._too_large(_GFP_MALLOC, total, caller, f"calloc({n}, {size}) overflows 32 bits")
-            return None
-        if total == 0 and self.config.zero_size_policy == "null":
+        total = calloc_total(self, n, size, caller)
+        if total is None:
             return None
         return self._malloc_sized(total, _GFP_MALLOC | G.ZERO, caller)
 
@@ -183,18 +222,7 @@ class LibcApi:
 
     def aligned_alloc(self: Kalloc, align: int, size: int, caller: Caller = TASK) -> int | None:
         """C17 aligned_alloc: `size` bytes aligned to `align`; None for a bad alignment. Pair with free()."""
-        self._check_size(size, caller)
-        max_align = PAGE_SIZE << self.config.max_order
-        if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
-            return None
-        if caller.context is not Context.TASK:
-            self._invalid_context(_GFP_MALLOC, caller, "aligned_alloc")
-        if size == 0 and self.config.zero_size_policy == "null":
-            return None
-        if size > self.config.heap_max:
-            self._too_large(
-                _GFP_MALLOC, size, caller, f"{size} bytes exceed heap_max ({self.config.heap_max})"
-            )
+        if not aligned_alloc_ok(self, align, size, caller):
             return None
         need = max(size, align)
         if align <= MALLOC_ALIGN and need <= KMALLOC_MAX_CACHE_SIZE:

@@ -25,8 +25,7 @@ from kalloc.debug import POISON_FREE, POISON_INUSE
 from kalloc.errors import BadArgumentError, DoubleFreeError, InvalidFreeError, InvariantError
 from kalloc.heaps.base import Heap
 from kalloc.heaps.fit import HDR, FitRegion, block_size_for, payload_align
-from kalloc.libc import SIZE_MAX_32
-from kalloc.page import PAGE_SIZE
+from kalloc.libc import aligned_alloc_ok, calloc_total
 from kalloc.stats import Allocation
 
 _GFP = G.GFP_KERNEL
@@ -121,28 +120,13 @@ class FitHeap(Heap):
         return self._alloc(size, payload_align(size), _GFP, caller)
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
-        ka = self.ka
-        ka._check_size(n, caller, "n")
-        ka._check_size(size, caller)
-        if caller.context is not Context.TASK:
-            ka._invalid_context(_GFP, caller, "calloc")
-        total = n * size
-        if total > SIZE_MAX_32:
-            ka._too_large(_GFP, total, caller, f"calloc({n}, {size}) overflows 32 bits")
-            return None
-        if total == 0 and ka.config.zero_size_policy == "null":
+        total = calloc_total(self.ka, n, size, caller, _GFP)
+        if total is None:
             return None
         return self._alloc(total, payload_align(total), _GFP | G.ZERO, caller)
 
     def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
-        ka = self.ka
-        ka._check_size(size, caller)
-        max_align = PAGE_SIZE << ka.config.max_order
-        if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
-            return None
-        if caller.context is not Context.TASK:
-            ka._invalid_context(_GFP, caller, "aligned_alloc")
-        if size == 0 and ka.config.zero_size_policy == "null":
+        if not aligned_alloc_ok(self.ka, align, size, caller, _GFP):
             return None
         return self._alloc(size, max(align, payload_align(size)), _GFP, caller)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from kalloc import gfp as G
 from kalloc.config import TASK, Caller, Context
 from kalloc.heaps.base import Heap
-from kalloc.libc import MALLOC_ALIGN, SIZE_MAX_32
+from kalloc.libc import MALLOC_ALIGN, calloc_total
 from kalloc.page import PAGE_SIZE, pages_for
 from kalloc.slab import SLUB_MAX_ORDER, KmemCache
 from kalloc.stats import KIND_MALLOC
@@ -124,16 +124,8 @@ class SlabHeap(Heap):
         self.ka.free(addr, caller)
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
-        ka = self.ka
-        ka._check_size(n, caller, "n")
-        ka._check_size(size, caller)
-        if caller.context is not Context.TASK:
-            ka._invalid_context(G.GFP_KERNEL, caller, "calloc")
-        total = n * size
-        if total > SIZE_MAX_32:
-            ka._too_large(G.GFP_KERNEL, total, caller, f"calloc({n}, {size}) overflows 32 bits")
-            return None
-        if total == 0 and ka.config.zero_size_policy == "null":
+        total = calloc_total(self.ka, n, size, caller)
+        if total is None:
             return None
         return self._sized(total, G.GFP_KERNEL | G.ZERO, caller)
 
