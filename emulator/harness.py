@@ -98,6 +98,8 @@ class Target:
         self.finished = False
         self._skip_break: int | None = None
         self.autocheck = False  # the pytest plugin: fail on errors the test never looked at
+        self._breaks: dict[int, int] = {}  # breakpoint address -> its (persistent) code hook
+        self._armed: int | None = None  # the breakpoint of the run in progress
 
     # -- addresses and memory ---------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class Target:
 
     def _on_break(self, uc: unicorn.Uc, address: int, size: int, _ud: Any) -> None:
         m = self.machine
-        if m._stop is not None or not m._running:
+        if address != self._armed or m._stop is not None or not m._running:
             return  # already stopping (this is the idle sled burning a slice out)
         if self._skip_break == address:
             self._skip_break = None  # resuming from this very address: not a new hit
@@ -163,13 +165,14 @@ class Target:
         if self.finished:
             raise RuntimeError("the firmware has finished; restore a snapshot to run it again")
         m, uc = self.machine, self.machine.uc
-        hook = None
         target = None
         if until is not None:
             target = self.addr(until)
-            hook = uc.hook_add(unicorn.UC_HOOK_CODE, self._on_break, None, target, target)
-            uc.ctl_remove_cache(target, target + 4)
+            if target not in self._breaks:  # kept once added: adding a hook retranslates code
+                self._breaks[target] = uc.hook_add(unicorn.UC_HOOK_CODE, self._on_break, None, target, target)
+                uc.ctl_remove_cache(target, target + 4)
             self._skip_break = target if m.isa.pc(uc) == target else None
+        self._armed = target
         budget = m.max_instructions
         if instructions is not None:
             m.max_instructions = min(budget, m.instructions + instructions)
@@ -178,8 +181,7 @@ class Target:
             result = m.run()
         finally:
             m.max_instructions = budget
-            if hook is not None:
-                uc.hook_del(hook)
+            self._armed = None
         reason = result.reason
         if reason == "budget" and instructions is not None and m.instructions < budget:
             m.errors.pop()  # the budget error is ours, not the board's

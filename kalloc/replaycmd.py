@@ -66,14 +66,32 @@ def parse_steps(value: str) -> tuple[int, ...]:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of step numbers") from None
 
 
+def build_firmware(board: str, heap: str, sanitize: str) -> tuple[Kalloc, Any, Vmalloc]:
+    """The replay shim firmware booted on `board`: its allocator, a firmware-calling heap, its Vmalloc."""
+    from emulator.fwreplay import FirmwareHeap, boot
+
+    target = boot(board, heap, sanitize)
+    return target.ka, FirmwareHeap(target), target.session.vm
+
+
 def run_one(trace: Trace, heap: str, banks: list, sanitize: str, *, check_every: int, plot_dir: Path | None,
-            map_at: tuple[int, ...]) -> tuple[dict[str, Any], list[Path]]:  # fmt: skip
-    """Replay one trace on one heap; returns (its JSON summary with sampled steps, PNGs written)."""
+            map_at: tuple[int, ...], firmware_board: str | None = None
+            ) -> tuple[dict[str, Any], list[Path]]:  # fmt: skip
+    """Replay one trace on one heap; returns (its JSON summary with sampled steps, PNGs written).
+
+    firmware_board: replay through firmware booted on this board (`--firmware`)
+    instead of calling the heap from Python.
+    """
     from kalloc.pagemap import count_owners, page_map
 
-    ka, h, vm = build(banks, heap, sanitize)
+    def fresh() -> tuple[Kalloc, Any, Vmalloc]:
+        if firmware_board is not None:
+            return build_firmware(firmware_board, heap, sanitize)
+        return build(banks, heap, sanitize)
+
+    ka, h, vm = fresh()
     peak = find_peak(trace, ka, h)
-    ka, h, vm = build(banks, heap, sanitize)
+    ka, h, vm = fresh()
     want = set(map_at) | {peak}
     maps: dict[int, Any] = {}
 
@@ -137,6 +155,11 @@ def run_one(trace: Trace, heap: str, banks: list, sanitize: str, *, check_every:
     type=click.IntRange(min=0),
     help="Run the full invariant checks every N steps (always at the end).",
 )
+@click.option(
+    "--firmware",
+    is_flag=True,
+    help="Perform every operation from firmware (hypercalls through the bridge) instead of from Python.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No table.")
 def replay_cmd(
     traces: tuple[str, ...],
@@ -147,6 +170,7 @@ def replay_cmd(
     plot_dir: str | None,
     map_at: tuple[int, ...],
     check_every: int,
+    firmware: bool,
     quiet: bool,
 ) -> None:
     """Replay allocation TRACEs (malloc-lab, wee_alloc or kalloc format) through a heap; measure utilization.
@@ -178,7 +202,7 @@ def replay_cmd(
         for h in heaps:
             try:
                 out, written = run_one(tr, h, banks, sanitize, check_every=check_every, plot_dir=pdir,
-                                       map_at=map_at)  # fmt: skip
+                                       map_at=map_at, firmware_board=board if firmware else None)  # fmt: skip
             except ReplayError as exc:
                 err.print(f"kalloc: {tr.name} on heap {h}: {exc}", markup=False)
                 status = EXIT_ERROR
@@ -192,7 +216,8 @@ def replay_cmd(
         for p in pngs:
             con.print(f"wrote {p}", markup=False)
     if json_path:
-        doc = {"board": board, "options": {"heap": heap, "sanitize": sanitize, "check_every": check_every},
+        doc = {"board": board, "options": {"heap": heap, "sanitize": sanitize, "check_every": check_every,
+                                           "firmware": firmware},
                "replays": results}  # fmt: skip
         text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
         if to_stdout:
