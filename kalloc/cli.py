@@ -199,8 +199,12 @@ def run(
 @click.option("--board", default="default", show_default=True, help="Board the workloads run on.")
 @click.option("--reps", default=5, show_default=True, type=click.IntRange(min=1), help="Interleaved runs.")
 @click.option("--quick", is_flag=True, help="Few runs and iterations: checks that every figure is produced.")
-@click.option("--only", multiple=True, type=click.Choice(["allocation", "emulation", "sanitizers", "scale",
-                                                          "utilization"]), help="Run only these parts.")
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(["allocation", "emulation", "sanitizers", "scale", "utilization"]),
+    help="Run only these parts.",
+)
 @click.option("--json", "json_path", metavar="FILE", help="Write the figures as JSON ('-' for stdout).")
 def bench(board: str, reps: int, quick: bool, only: tuple[str, ...], json_path: str | None) -> None:
     """Measure the performance figures, each as a side-by-side ratio (docs/performance.md)."""
@@ -260,6 +264,48 @@ def _parse_counts(value: str, option: str) -> tuple[int, ...]:
 from kalloc.replaycmd import replay_cmd  # noqa: E402 - `kalloc replay` lives in its own module
 
 main.add_command(replay_cmd)
+
+
+@main.command()
+@click.argument("firmware", type=click.Path(dir_okay=False))
+@click.option("--board", default="default", show_default=True, help="Shipped board name or path to a .toml.")
+@click.option(
+    "--sanitize", type=click.Choice(["poison", "kasan", "off"]), default="poison", show_default=True
+)
+@click.option("--fail", is_flag=True, help="Also explore fault-injection points (--fail-nth).")
+@click.option("--no-irq", is_flag=True, help="Do not explore interrupt schedules (--irq-at).")
+@click.option("--examples", default=300, show_default=True, type=click.IntRange(min=1), help="Runs to try.")
+@click.option("--seed", default=0, show_default=True, type=int, help="The search's seed.")
+def explore(
+    firmware: str, board: str, sanitize: str, fail: bool, no_irq: bool, examples: int, seed: int
+) -> None:
+    """Search interrupt schedules (and failure points) for a run of FIRMWARE that fails; shrink it.
+
+    Prints a one-line `kalloc run ...` that reproduces the minimal failing run.
+    Exit status: 0 no failing run found; 1 found and printed; 3 bad ELF or board.
+    """
+    from emulator.run import BadInput
+    from kalloc.explore import main as explore_main
+
+    argv = [
+        firmware,
+        "--board",
+        board,
+        "--sanitize",
+        sanitize,
+        "--examples",
+        str(examples),
+        "--seed",
+        str(seed),
+    ]
+    argv += ["--fail"] if fail else []
+    argv += ["--no-irq"] if no_irq else []
+    try:
+        status = explore_main(argv)
+    except BadInput as exc:
+        Console(stderr=True, highlight=False).print(f"kalloc: error: {exc}", markup=False)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(status)
 
 
 @main.command()

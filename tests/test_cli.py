@@ -95,3 +95,17 @@ def test_overlapping_banks_board_is_bad_input(tmp_path):
 def test_unknown_option_value_is_a_usage_error():
     res = invoke("run", "--sanitize", "bogus")
     assert res.exit_code == 2
+
+
+def test_explore_prints_a_minimal_reproducer():
+    from emulator.sdk import prebuilt
+
+    res = CliRunner().invoke(main, ["explore", str(prebuilt("tests/irq_race")), "--examples", "100"])
+    assert res.exit_code == 1, res.output
+    command = [ln for ln in res.output.splitlines() if ln.startswith("kalloc run ")]
+    assert command and "--irq-at" in command[0]
+
+
+def test_explore_bad_firmware_is_bad_input(tmp_path):
+    res = invoke("explore", str(tmp_path / "missing.elf"))
+    assert res.exit_code == 3
