@@ -54,6 +54,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kalloc import gfp as G
@@ -96,6 +97,52 @@ def calloc_total(ka: Kalloc, n: int, size: int, caller: Caller, gfp: int = _GFP_
     if total == 0 and ka.config.zero_size_policy == "null":
         return None
     return total
+
+
+def realloc_object(
+    ka: Kalloc,
+    addr: int,
+    size: int,
+    caller: Caller,
+    malloc: Callable[[int, Caller], int | None],
+    usable_for: Callable[[int], int],
+    sized: Callable[[int, int, Caller], int | None],
+) -> int | None:
+    """realloc for a heap whose objects are the allocator's malloc records (kmalloc, slab heaps).
+
+    The heap supplies how it allocates (`malloc`, `sized(size, gfp, caller)`) and the usable
+    size a request would get (`usable_for`). realloc(NULL, n) is malloc; the object stays in
+    place when its usable size would not change (never under kasan: a stale pointer must
+    fault); a shrink that cannot move stays in place; a failed grow returns None and leaves
+    the object as it was.
+    """
+    ka._check_size(size, caller)
+    if addr == 0:
+        return malloc(size, caller)
+    rec = ka._live.get(addr)
+    if rec is None or rec[1] != KIND_MALLOC:
+        raise ka._diagnose_free(addr, "realloc", caller)
+    if caller.context is not Context.TASK:
+        ka._invalid_context(_GFP_MALLOC, caller, "realloc")
+    if size == 0 and ka.config.zero_size_policy == "null":
+        return None
+    if size > ka.config.heap_max:
+        ka._too_large(_GFP_MALLOC, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+        return None
+    usable = ka._usable(addr, rec)
+    if not ka._kasan and usable_for(size) == usable:
+        ka._resize_in_place(addr, rec, size, 0)
+        return addr
+    shrink = size <= usable
+    new = sized(size, _GFP_MALLOC | (G.NOWARN if shrink else 0), caller)
+    if new is None:
+        if shrink:
+            ka._resize_in_place(addr, rec, size, 0)
+            return addr
+        return None
+    ka._move_contents(new, addr, rec, size, 0)
+    ka._free_heap(addr, rec, caller)
+    return new
 
 
 def aligned_alloc_ok(ka: Kalloc, align: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> bool:
@@ -183,35 +230,9 @@ class LibcApi:
 
     def realloc(self: Kalloc, addr: int, size: int, caller: Caller = TASK) -> int | None:
         """Resize a malloc object (see the module's realloc and realloc(p, 0) policies)."""
-        self._check_size(size, caller)
-        if addr == 0:
-            return self.malloc(size, caller)
-        rec = self._live.get(addr)
-        if rec is None or rec[1] != KIND_MALLOC:
-            raise self._diagnose_free(addr, "realloc", caller)
-        if caller.context is not Context.TASK:
-            self._invalid_context(_GFP_MALLOC, caller, "realloc")
-        if size == 0 and self.config.zero_size_policy == "null":
-            return None
-        if size > self.config.heap_max:
-            self._too_large(
-                _GFP_MALLOC, size, caller, f"{size} bytes exceed heap_max ({self.config.heap_max})"
-            )
-            return None
-        usable = self._usable(addr, rec)
-        if not self._kasan and self._malloc_usable_for(size) == usable:
-            self._resize_in_place(addr, rec, size, 0)
-            return addr
-        shrink = size <= usable
-        new = self._malloc_sized(size, _GFP_MALLOC | (G.NOWARN if shrink else 0), caller)
-        if new is None:
-            if shrink:
-                self._resize_in_place(addr, rec, size, 0)
-                return addr
-            return None
-        self._move_contents(new, addr, rec, size, 0)
-        self._free_heap(addr, rec, caller)
-        return new
+        return realloc_object(
+            self, addr, size, caller, self.malloc, self._malloc_usable_for, self._malloc_sized
+        )
 
     @staticmethod
     def _malloc_usable_for(size: int) -> int:

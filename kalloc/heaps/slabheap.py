@@ -24,7 +24,7 @@ from __future__ import annotations
 from kalloc import gfp as G
 from kalloc.config import TASK, Caller, Context
 from kalloc.heaps.base import Heap
-from kalloc.libc import MALLOC_ALIGN, calloc_total
+from kalloc.libc import MALLOC_ALIGN, calloc_total, realloc_object
 from kalloc.page import PAGE_SIZE, pages_for
 from kalloc.slab import SLUB_MAX_ORDER, KmemCache
 from kalloc.stats import KIND_MALLOC
@@ -130,34 +130,7 @@ class SlabHeap(Heap):
         return self._sized(total, G.GFP_KERNEL | G.ZERO, caller)
 
     def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
-        ka = self.ka
-        ka._check_size(size, caller)
-        if addr == 0:
-            return self.malloc(size, caller)
-        rec = ka._live.get(addr)
-        if rec is None or rec[1] != KIND_MALLOC:
-            raise ka._diagnose_free(addr, "realloc", caller)
-        if caller.context is not Context.TASK:
-            ka._invalid_context(G.GFP_KERNEL, caller, "realloc")
-        if size == 0 and ka.config.zero_size_policy == "null":
-            return None
-        if size > ka.config.heap_max:
-            ka._too_large(G.GFP_KERNEL, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
-            return None
-        usable = ka._usable(addr, rec)
-        if not ka._kasan and self.usable_for(size) == usable:
-            ka._resize_in_place(addr, rec, size, 0)
-            return addr
-        shrink = size <= usable
-        new = self._sized(size, G.GFP_KERNEL | (G.NOWARN if shrink else 0), caller)
-        if new is None:
-            if shrink:
-                ka._resize_in_place(addr, rec, size, 0)
-                return addr
-            return None
-        ka._move_contents(new, addr, rec, size, 0)
-        ka._free_heap(addr, rec, caller)
-        return new
+        return realloc_object(self.ka, addr, size, caller, self.malloc, self.usable_for, self._sized)
 
     def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
         return self.ka.aligned_alloc(align, size, caller)
