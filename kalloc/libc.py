@@ -78,6 +78,25 @@ _GFP_MALLOC = G.GFP_KERNEL
 # -- the C library's argument rules, shared by every heap policy (kalloc/heaps/) -----------------
 
 
+def request_ok(ka: Kalloc, size: int, caller: Caller, api: str, gfp: int = _GFP_MALLOC) -> bool:
+    """The gate every C-face request of `size` bytes passes: False means return NULL.
+
+    Outside task context the request is reported invalid-context and still served,
+    as Linux does; a zero size is NULL under the "null" zero-size policy.
+    """
+    if caller.context is not Context.TASK:
+        ka._invalid_context(gfp, caller, api)
+    return size != 0 or ka.config.zero_size_policy != "null"
+
+
+def within_heap_max(ka: Kalloc, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> bool:
+    """False, with an oom warning, for a request beyond Config.heap_max."""
+    if size > ka.config.heap_max:
+        ka._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+        return False
+    return True
+
+
 def calloc_total(ka: Kalloc, n: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> int | None:
     """n * size after calloc's rules, or None when calloc must return NULL.
 
@@ -122,12 +141,7 @@ def realloc_object(
     rec = ka._live.get(addr)
     if rec is None or rec[1] != KIND_MALLOC:
         raise ka._diagnose_free(addr, "realloc", caller)
-    if caller.context is not Context.TASK:
-        ka._invalid_context(_GFP_MALLOC, caller, "realloc")
-    if size == 0 and ka.config.zero_size_policy == "null":
-        return None
-    if size > ka.config.heap_max:
-        ka._too_large(_GFP_MALLOC, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+    if not request_ok(ka, size, caller, "realloc") or not within_heap_max(ka, size, caller):
         return None
     usable = ka._usable(addr, rec)
     if not ka._kasan and usable_for(size) == usable:
@@ -157,14 +171,7 @@ def aligned_alloc_ok(ka: Kalloc, align: int, size: int, caller: Caller, gfp: int
     max_align = PAGE_SIZE << ka.config.max_order
     if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
         return False
-    if caller.context is not Context.TASK:
-        ka._invalid_context(gfp, caller, "aligned_alloc")
-    if size == 0 and ka.config.zero_size_policy == "null":
-        return False
-    if size > ka.config.heap_max:
-        ka._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
-        return False
-    return True
+    return request_ok(ka, size, caller, "aligned_alloc", gfp) and within_heap_max(ka, size, caller, gfp)
 
 
 class LibcApi:
@@ -173,15 +180,12 @@ class LibcApi:
     def malloc(self: Kalloc, size: int, caller: Caller = TASK) -> int | None:
         """Allocate `size` bytes (see the module policies); returns the address or None. Pair with free()."""
         self._check_size(size, caller)
-        if caller.context is not Context.TASK:
-            self._invalid_context(_GFP_MALLOC, caller, "malloc")
-        if size == 0 and self.config.zero_size_policy == "null":
+        if not request_ok(self, size, caller, "malloc"):
             return None
         return self._malloc_sized(size, _GFP_MALLOC, caller)
 
     def _malloc_sized(self: Kalloc, size: int, gfp: int, caller: Caller) -> int | None:
-        if size > self.config.heap_max:
-            self._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({self.config.heap_max})")
+        if not within_heap_max(self, size, caller, gfp):
             return None
         if size <= KMALLOC_MAX_CACHE_SIZE:
             return self._slab_alloc(self._kmalloc_by_size[size], size, gfp, caller, KIND_MALLOC)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import bisect
 
 from kalloc import gfp as G
-from kalloc.config import TASK, Caller, Context
+from kalloc.config import TASK, Caller
 from kalloc.debug import POISON_FREE, POISON_INUSE
 from kalloc.errors import BadArgumentError, DoubleFreeError, InvalidFreeError, InvariantError
 from kalloc.heaps.base import Heap
 from kalloc.heaps.fit import HDR, FitRegion, block_size_for, payload_align
-from kalloc.libc import aligned_alloc_ok, calloc_total
+from kalloc.libc import aligned_alloc_ok, calloc_total, request_ok, within_heap_max
 from kalloc.stats import Allocation
 
 _GFP = G.GFP_KERNEL
@@ -86,8 +86,7 @@ class FitHeap(Heap):
 
     def _alloc(self, size: int, align: int, gfp: int, caller: Caller) -> int | None:
         ka = self.ka
-        if size > ka.config.heap_max:
-            ka._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+        if not within_heap_max(ka, size, caller, gfp):
             return None
         p = self._fit(size, align)
         if p is None:
@@ -113,9 +112,7 @@ class FitHeap(Heap):
 
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         self.ka._check_size(size, caller)
-        if caller.context is not Context.TASK:
-            self.ka._invalid_context(_GFP, caller, "malloc")
-        if size == 0 and self.ka.config.zero_size_policy == "null":
+        if not request_ok(self.ka, size, caller, "malloc", _GFP):
             return None
         return self._alloc(size, payload_align(size), _GFP, caller)
 
@@ -187,12 +184,7 @@ class FitHeap(Heap):
         rec = self._live.get(addr)
         if rec is None:
             raise self._diagnose(addr, "realloc", caller)
-        if caller.context is not Context.TASK:
-            ka._invalid_context(_GFP, caller, "realloc")
-        if size == 0 and ka.config.zero_size_policy == "null":
-            return None
-        if size > ka.config.heap_max:
-            ka._too_large(_GFP, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+        if not request_ok(ka, size, caller, "realloc", _GFP) or not within_heap_max(ka, size, caller, _GFP):
             return None
         region = self.region_of(addr)
         assert region is not None

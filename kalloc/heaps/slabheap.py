@@ -22,9 +22,9 @@ kmalloc heap.
 from __future__ import annotations
 
 from kalloc import gfp as G
-from kalloc.config import TASK, Caller, Context
+from kalloc.config import TASK, Caller
 from kalloc.heaps.base import Heap
-from kalloc.libc import MALLOC_ALIGN, calloc_total, realloc_object
+from kalloc.libc import MALLOC_ALIGN, calloc_total, realloc_object, request_ok, within_heap_max
 from kalloc.page import PAGE_SIZE, pages_for
 from kalloc.slab import SLUB_MAX_ORDER, KmemCache
 from kalloc.stats import KIND_MALLOC
@@ -99,16 +99,13 @@ class SlabHeap(Heap):
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         ka = self.ka
         ka._check_size(size, caller)
-        if caller.context is not Context.TASK:
-            ka._invalid_context(G.GFP_KERNEL, caller, "malloc")
-        if size == 0 and ka.config.zero_size_policy == "null":
+        if not request_ok(ka, size, caller, "malloc"):
             return None
         return self._sized(size, G.GFP_KERNEL, caller)
 
     def _sized(self, size: int, gfp: int, caller: Caller) -> int | None:
         ka = self.ka
-        if size > ka.config.heap_max:
-            ka._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
+        if not within_heap_max(ka, size, caller, gfp):
             return None
         if size <= SLAB_HEAP_MAX:
             return ka._slab_alloc(self._by_size[size], size, gfp, caller, KIND_MALLOC)
