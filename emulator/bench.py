@@ -296,11 +296,70 @@ def bench_utilization(s: BenchSettings, tick: Callable[[], None]) -> list[Figure
             Figure(f"trace replay utilization, min ({what})", low, "%", "≥ 50", low >= 50)]  # fmt: skip
 
 
+class _NoTranslation:
+    """Stands in for emulator.mmu.install's result when translation is switched off."""
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+
+def _session_without_translation(options: RunOptions) -> Session:
+    """A Session whose CPU keeps Unicorn's default TLB (no vmalloc window): the baseline."""
+    from emulator import run as run_module
+
+    real = run_module.mmu.install
+    run_module.mmu.install = lambda machine, vm: _NoTranslation()  # type: ignore[assignment]
+    try:
+        return Session(options)
+    finally:
+        run_module.mmu.install = real
+
+
+def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
+    """What the machine's always-on parts cost: translation (UC_TLB_VIRTUAL) and snapshots."""
+    from emulator.harness import Target
+
+    def compute(translate: bool) -> Callable[[], float]:
+        def run() -> float:
+            opts = RunOptions(firmware=str(prebuilt("tests/bench")), board=s.board, sanitize="off")
+            session = Session(opts) if translate else _session_without_translation(opts)
+            _poke(session, "bench_mode", MODES["compute"])
+            _poke(session, "bench_iters", s.compute_iters)
+            result = session.machine.run()
+            return result.instructions / result.wall_s
+
+        return run
+
+    target = Target(RunOptions(board=s.board))
+    target.run_to("main")
+    snap = target.snapshot()
+
+    def boot() -> float:
+        t = time.perf_counter()
+        Target(RunOptions(board=s.board)).run_to("main")
+        return time.perf_counter() - t
+
+    def restore() -> float:
+        t = time.perf_counter()
+        target.restore(snap)
+        return time.perf_counter() - t
+
+    med = _interleaved({"on": compute(True), "off": compute(False), "boot": boot, "restore": restore},
+                       s.reps, tick)  # fmt: skip
+    return [
+        Figure("emulation speed, translation (UC_TLB_VIRTUAL) on / off", med["on"] / med["off"], "×",
+               note="compute loop; the TLB-fill hook runs per page miss, not per access"),
+        Figure("snapshot restore vs boot to main (demo)", med["boot"] / med["restore"], "× faster",
+               note=f"boot {med['boot'] * 1e3:.1f} ms, restore {med['restore'] * 1e3:.1f} ms"),
+    ]  # fmt: skip
+
+
 SUITE: dict[str, Callable[[BenchSettings, Callable[[], None]], list[Figure]]] = {
     "allocation": bench_allocation,
     "emulation": bench_emulation,
     "sanitizers": bench_sanitizers,
     "scale": bench_scale,
+    "machine": bench_machine,
     "utilization": bench_utilization,
 }
 

@@ -202,7 +202,7 @@ def run(
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["allocation", "emulation", "sanitizers", "scale", "utilization"]),
+    type=click.Choice(["allocation", "emulation", "sanitizers", "scale", "machine", "utilization"]),
     help="Run only these parts.",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the figures as JSON ('-' for stdout).")

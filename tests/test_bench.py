@@ -16,11 +16,11 @@ def test_bench_quick_produces_every_figure(tmp_path):
     figures = {f["name"]: f for f in json.loads(out.read_text())["figures"]}
     for needle in ("hypercall floor", "kmalloc+kfree", "kmem_cache_alloc", "alloc_pages", "malloc+realloc",
                    "emulation speed", "poison / off", "kasan", "1024 MiB board", "1 GiB board / 16 MiB",
-                   "resident memory", "utilization"):  # fmt: skip
+                   "resident memory", "utilization", "translation", "snapshot restore"):  # fmt: skip
         assert any(needle in name for name in figures), needle
     # ratios to the floor may be n/a in --quick (too few iterations to rise above the noise);
     # these never depend on a difference of two timings:
     for name, f in figures.items():
-        if any(k in name for k in ("boot", "emulation speed", "slowdown")):
+        if any(k in name for k in ("boot", "emulation speed", "slowdown", "snapshot")):
             assert f["value"] is not None and f["value"] > 0, name
     assert figures["hypercall floor (empty round trip)"]["unit"] == "µs"
