@@ -6,5 +6,5 @@ checkout (pythonpath = ".") loads it here. Loading it twice would be an error.
 
 from importlib.metadata import entry_points
 
-_INSTALLED = any(ep.value == "kalloc.pytest_plugin" for ep in entry_points(group="pytest11"))
-pytest_plugins = [] if _INSTALLED else ["kalloc.pytest_plugin"]
+_INSTALLED = any(ep.value == "kalloc_machine.tools.pytest_plugin" for ep in entry_points(group="pytest11"))
+pytest_plugins = [] if _INSTALLED else ["kalloc_machine.tools.pytest_plugin"]

@@ -1,0 +1,123 @@
+"""`kalloc run --record PATH`: the run's allocation trace, in kalloc's trace format (kalloc/trace.py).
+
+Two taps, so every allocation is recorded once:
+
+  - the C library face: `RecordingLibc` wraps the heap policy the bridge calls
+    (`bridge.libc`), and records malloc / calloc / aligned_alloc / realloc / free
+    as the firmware asked for them (a realloc keeps its object's id);
+  - everything else (kmalloc, kmem_cache, pages, DMA): a `ka.listeners` callback
+    records "alloc", "free" and "resize" events of live objects whose kind is not
+    "malloc", tagged with their kind (`a 12 96 kmalloc`).
+
+Replay sends every request to the C library face of the chosen heap, so a
+recorded run can be measured against every policy (`kalloc replay PATH --heap all`).
+
+Invariants:
+ 1. Ids are assigned in allocation order and never reused; a freed id is dropped.
+ 2. Recording changes nothing the firmware or the allocator sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kalloc.config import TASK, Caller
+from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, dumps
+from kalloc.stats import KIND_MALLOC, KIND_NAMES
+
+
+class Recorder:
+    """Collects Ops from both taps; `write(path)` saves them."""
+
+    def __init__(self, ka: Any) -> None:
+        self.ka = ka
+        self.ops: list[Op] = []
+        self._ids: dict[int, int] = {}  # live address -> id
+        self._next = 0
+        ka.listeners.append(self._listen)
+
+    def new_id(self, addr: int) -> int:
+        ident = self._next
+        self._next += 1
+        self._ids[addr] = ident
+        return ident
+
+    def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
+        if event == "alloc":
+            rec = self.ka._live.get(addr)
+            if rec is None or rec[1] == KIND_MALLOC:
+                return  # the C library face is recorded by RecordingLibc
+            self.ops.append(Op(ALLOC, self.new_id(addr), size, api=KIND_NAMES[rec[1]]))
+        elif addr in self._ids and not getattr(self, "_in_libc", False):
+            if event == "free":
+                self.ops.append(Op(FREE, self._ids.pop(addr)))
+            elif event == "resize":
+                self.ops.append(Op(REALLOC, self._ids[addr], size))
+
+    def write(self, path: str | Path, comments: tuple[str, ...] = ()) -> None:
+        Path(path).write_text(dumps(self.ops, comments))
+
+
+class RecordingLibc:
+    """A heap policy wrapper that records the C library calls it forwards."""
+
+    def __init__(self, inner: Any, rec: Recorder) -> None:
+        self.inner = inner
+        self.rec = rec
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        self.rec._in_libc = True  # type: ignore[attr-defined]
+        try:
+            return fn(*args)
+        finally:
+            self.rec._in_libc = False  # type: ignore[attr-defined]
+
+    def malloc(self, size: int, caller: Caller = TASK) -> int | None:
+        p = self._call(self.inner.malloc, size, caller)
+        if p:
+            self.rec.ops.append(Op(ALLOC, self.rec.new_id(p), size, api="malloc"))
+        return p
+
+    def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
+        p = self._call(self.inner.calloc, n, size, caller)
+        if p:
+            self.rec.ops.append(Op(CALLOC, self.rec.new_id(p), size, n, api="calloc"))
+        return p
+
+    def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
+        p = self._call(self.inner.aligned_alloc, align, size, caller)
+        if p:
+            self.rec.ops.append(Op(MEMALIGN, self.rec.new_id(p), size, align, api="aligned_alloc"))
+        return p
+
+    def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
+        ident = self.rec._ids.get(addr)
+        p = self._call(self.inner.realloc, addr, size, caller)
+        if p:
+            if ident is None:
+                self.rec.ops.append(Op(ALLOC, self.rec.new_id(p), size, api="realloc"))
+            else:
+                del self.rec._ids[addr]
+                self.rec._ids[p] = ident
+                self.rec.ops.append(Op(REALLOC, ident, size, api="realloc"))
+        return p
+
+    def free(self, addr: int, caller: Caller = TASK) -> None:
+        self._call(self.inner.free, addr, caller)
+        ident = self.rec._ids.pop(addr, None)
+        if ident is not None:
+            self.rec.ops.append(Op(FREE, ident, api="free"))
+
+    def malloc_usable_size(self, addr: int) -> int:
+        return self.inner.malloc_usable_size(addr)
+
+
+def attach(session: Any) -> Recorder:
+    """Record `session`'s run: wraps the bridge's C library face and listens to its allocator."""
+    rec = Recorder(session.ka)
+    session.bridge.libc = RecordingLibc(session.bridge.libc, rec)
+    return rec

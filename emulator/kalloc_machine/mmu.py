@@ -1,0 +1,234 @@
+"""Address translation for the emulated CPU, driven by kalloc's own page tables.
+
+The firmware runs in machine mode, where the CPU's Sv32 MMU ignores `satp`, so the
+machine translates instead: Unicorn's soft TLB is switched to `UC_TLB_VIRTUAL` and a
+`UC_HOOK_TLB_FILL` hook answers every TLB miss (one per page, then QEMU caches it):
+
+    [VMALLOC_START, VMALLOC_END)   kalloc.vmalloc's page tables (vmalloc, vmap, arena)
+                                   mapped page  -> its physical page, read/write/execute
+                                   anything else -> refused: a page fault
+    everywhere else                identity, with the permissions of what lives there:
+                                   RAM rwx, devices and doorbells rw-, the idle sled --x,
+                                   unmapped addresses rwx (the physical access then fails
+                                   and Machine reports a cpu-fault as before)
+
+Nothing is ever mapped lazily: the hook only reads the tables, never adds to them.
+
+A refused fill (Unicorn 2.1.4, DESIGN.md "Unicorn quirks") makes `emu_start` raise
+`UC_ERR_EXCEPTION` without calling any other hook, so the fill hook records the
+address and the access, and `Machine` asks `page_fault()` for the report when the
+slice ends in that error: a `page-fault` error with the address, the access, the
+state of the page (guard page of an area, freed area, hole, above the arena's top),
+the nearest area and its allocation (and free) site, the instruction, the registers
+and the backtrace. The run ends with reason "fault" (exit status 65).
+
+Every unmap of the windows flushes the whole TLB (`Vmalloc.on_unmap`): a stale entry
+would let the CPU keep touching a page that went back to the buddy allocator. Unicorn
+has no per-page flush in its API; unmaps are rare (vfree, arena trim).
+
+Cost (docs/architecture.md, "Virtual memory"): measured on the demo, the mode is in
+the noise, so it is always on for `kalloc run`.
+
+Invariants:
+ 1. A fill inside the windows returns a physical page only for a mapped PTE.
+ 2. After every unmap the CPU's TLB holds no entry of the windows.
+ 3. The hook never stops the emulator and never changes allocator state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import unicorn
+from unicorn import UcError
+
+from kalloc.errors import PageFaultError
+from kalloc_machine.isa import ABI_NAMES
+from kalloc_machine.memlayout import (
+    DOORBELL_BASE,
+    DOORBELL_SIZE,
+    IDLE_SLED_BASE,
+    IDLE_SLED_SIZE,
+    PAGE_SHIFT,
+    VMALLOC_END,
+    VMALLOC_START,
+)
+
+if TYPE_CHECKING:
+    from kalloc.vmalloc import Vmalloc
+    from kalloc_machine.machine import Machine
+
+PROT_RWX = unicorn.UC_PROT_ALL
+PROT_RW = unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE
+PROT_X = unicorn.UC_PROT_EXEC
+_VERB = {unicorn.UC_MEM_READ: "read", unicorn.UC_MEM_WRITE: "write", unicorn.UC_MEM_FETCH: "fetch"}
+_STATE_TEXT = {
+    "guard": "the guard page after a vmalloc area (an overflow past its end)",
+    "freed": "a vmalloc area that was freed with vfree() (a use after vfree)",
+    "arena-top": "the arena window above the arena's committed top",
+    "hole": "a part of the vmalloc window that was never mapped",
+    "mapped": "a mapped page (the TLB entry was stale)",
+}
+
+
+def _sext(v: int, bits: int) -> int:
+    return v - (1 << bits) if v >> (bits - 1) & 1 else v
+
+
+def effective_access(h: int, word: int) -> tuple[int, int, int] | None:
+    """(base register number, offset, width) of a load, store or AMO, or None.
+
+    The TLB-fill hook only learns the faulting *page*; the report names the byte
+    the instruction touched, from its base register and offset.
+    """
+    if h & 3 == 3:
+        op, f3, rs1 = word & 0x7F, (word >> 12) & 7, (word >> 15) & 31
+        if op == 0x03:
+            return rs1, _sext(word >> 20, 12), {0: 1, 1: 2, 2: 4, 4: 1, 5: 2}.get(f3, 4)
+        if op == 0x23:
+            return rs1, _sext(((word >> 25) << 5) | ((word >> 7) & 31), 12), 1 << (f3 & 3)
+        if op == 0x2F:  # lr/sc/amo: the address is rs1
+            return rs1, 0, 4
+        return None
+    quad, f3 = h & 3, h >> 13
+    if quad == 0 and f3 in (2, 6):  # c.lw, c.sw
+        off = ((h >> 10) & 7) << 3 | ((h >> 6) & 1) << 2 | ((h >> 5) & 1) << 6
+        return 8 + ((h >> 7) & 7), off, 4
+    return None
+
+
+def flush_tlb(uc: unicorn.Uc) -> None:
+    """Drop every entry of the CPU's soft TLB (the python bindings have no wrapper for it)."""
+    uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)
+
+
+class Mmu:
+    """The TLB-fill hook of one Machine over one Vmalloc (module docstring).
+
+    Attributes: fills (TLB misses answered), flushes, fault (vaddr, access verb, pc)
+    of the last refused fill, or None.
+    """
+
+    def __init__(self, machine: Machine, vm: Vmalloc) -> None:
+        self.machine = machine
+        self.vm = vm
+        self.uc = machine.uc
+        self.fills = 0
+        self.flushes = 0
+        self.fault: tuple[int, str, int] | None = None
+        self._pte = vm.pte
+        self._identity = self._identity_map(machine)
+        self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
+        self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill)
+        vm.on_unmap.append(self._on_unmap)
+
+    @staticmethod
+    def _identity_map(machine: Machine) -> list[tuple[int, int, int]]:
+        """[(start, end, perms)] of everything outside the windows that is not plain RWX."""
+        spans = [(d.base, d.base + d.size, PROT_RW) for d in machine.devices]
+        spans.append((DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE, PROT_RW))
+        spans.append((IDLE_SLED_BASE, IDLE_SLED_BASE + IDLE_SLED_SIZE, PROT_X))
+        return spans
+
+    # -- the hook (runs inside emu_start: record only) ------------------------------------------
+
+    def _fill(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any, _ud: Any) -> bool:
+        self.fills += 1
+        if VMALLOC_START <= vaddr < VMALLOC_END:
+            pfn = self._pte.get(vaddr >> PAGE_SHIFT)
+            if pfn is None:
+                self.fault = (vaddr, _VERB.get(access, "access"), self.machine.isa.pc(uc))
+                return False
+            entry.paddr = (pfn << PAGE_SHIFT) | (vaddr & 0xFFF)
+            entry.perms = PROT_RWX
+            return True
+        entry.paddr = vaddr
+        perms = PROT_RWX
+        for lo, hi, p in self._identity:
+            if lo <= vaddr < hi:
+                perms = p
+                break
+        entry.perms = perms
+        return True
+
+    def _on_unmap(self, vaddr: int, npages: int) -> None:
+        flush_tlb(self.uc)
+        self.flushes += 1
+
+    # -- the report -----------------------------------------------------------------------------
+
+    def page_fault(self, exc: UcError) -> PageFaultError | None:
+        """The page-fault error for a slice that ended in `exc`, or None when no fill was refused."""
+        if self.fault is None:
+            return None
+        vaddr, verb, pc = self.fault
+        self.fault = None
+        m = self.machine
+        d = self.vm.describe(vaddr)
+        if verb == "fetch":  # the PC is the target; the call site is in ra
+            regs = m.isa.read_regs(m.uc)
+            pc = vaddr
+        else:
+            regs = m.isa.read_regs(m.uc)
+        regs["pc"] = pc
+        size = None
+        if verb != "fetch":
+            vaddr, size = self._exact_address(pc, vaddr, regs)
+        what = _STATE_TEXT.get(d["state"], d["state"])
+        area = d["area"]
+        text = f"{verb} at {vaddr:#x}: {what}"
+        if area is not None:
+            rel = "past the start" if d["offset"] >= 0 else "before the start"
+            text += (f"; {d['offset'] if d['offset'] >= 0 else -d['offset']} bytes {rel} of the "
+                     f"{area['size']}-byte {area['kind']} area at {area['addr']:#x}")  # fmt: skip
+        fields: dict[str, Any] = {
+            "pc": pc,
+            "instruction": m._instruction_at(pc) if verb != "fetch" else "??",
+            "registers": regs,
+            "access": {"type": verb, "addr": vaddr, **({"size": size} if size else {})},
+            "window": d["window"],
+            "state": d["state"],
+            "describe": text,
+        }
+        if verb == "fetch":
+            fields["backtrace"] = [vaddr, *m._backtrace(regs["ra"], regs)] if regs["ra"] else [vaddr]
+        else:
+            fields["backtrace"] = m._backtrace(pc, regs)
+        if area is not None:
+            fields["area"] = area
+            fields["offset"] = d["offset"]
+        if d["alloc_site"]:
+            fields["alloc_site"] = d["alloc_site"]
+        if d["free_site"]:
+            fields["free_site"] = d["free_site"]
+        return PageFaultError(f"page fault: {text}", addr=vaddr, **fields)
+
+    def _exact_address(self, pc: int, page: int, regs: dict[str, int]) -> tuple[int, int | None]:
+        """The byte address and width the instruction at pc touched in `page` (else page, None)."""
+        phys = self.machine.phys
+        try:
+            h = int.from_bytes(phys.read(pc, 2), "little")
+            word = int.from_bytes(phys.read(pc, 4), "little") if h & 3 == 3 else h
+        except ValueError:
+            return page, None
+        got = effective_access(h, word)
+        if got is None:
+            return page, None
+        rs1, off, width = got
+        addr = ((regs.get(ABI_NAMES[rs1], 0) if rs1 else 0) + off) & 0xFFFF_FFFF
+        if addr >> PAGE_SHIFT == page >> PAGE_SHIFT or (addr + width - 1) >> PAGE_SHIFT == page >> PAGE_SHIFT:
+            return max(addr, page), width
+        return page, None
+
+    def stats(self) -> dict[str, int]:
+        """Deterministic counters for the JSON report. `self.fills` is left out: Unicorn's
+        TLB misses depend on host-side caching (where slices stop and restart), and the
+        same seed must give the same bytes."""
+        return {"tlb_flushes": self.flushes}
+
+
+def install(machine: Machine, vm: Vmalloc) -> Mmu:
+    """Turn translation on for `machine` over `vm`'s tables; page faults become reports."""
+    mmu = Mmu(machine, vm)
+    machine.on_uc_error = mmu.page_fault
+    return mmu

@@ -1,0 +1,228 @@
+"""The text report: the JSON report (emulator/run.py) rendered for a person with rich.
+
+Order: the firmware's UART output, then how the run ended, the errors (each with
+where it happened and the backtrace), then the allocator's state in the formats
+people know (zoneinfo, buddyinfo, slabinfo), interrupts and hypercall counts.
+
+Invariants:
+ 1. Rendering reads the report dict only: what the text says, the JSON holds
+    (wall time aside, which is text-only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kalloc_machine.report.model import format_frame
+
+_STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout"}
+
+
+def render_text(
+    report: dict[str, Any], out: Console, *, wall_s: float | None = None, quiet: bool = False
+) -> None:
+    """Print `report` to `out`."""
+    uart = report.get("uart", "")
+    if uart:
+        out.print(Text(uart.rstrip("\n")), soft_wrap=True)
+    status = report["exit_code"]
+    meaning = _STATUS.get(status, "firmware exit code")
+    timing = f", {wall_s:.2f} s" if wall_s is not None else ""
+    out.rule(f"kalloc report: {report['firmware']} on board {report['board']}", style="dim")
+    out.print(
+        f"end: {report['end']} · firmware exit code {report['firmware_exit_code']} · "
+        f"{report['instructions']:,} instructions{timing} · status {status} ({meaning})",
+        markup=False,
+    )
+    _errors(report["errors"], out)
+    if quiet:
+        return
+    _zones(report, out)
+    _commit(report, out)
+    out.print(Text("\n/proc/buddyinfo", style="bold"))
+    out.print(Text(report["buddyinfo"].rstrip("\n")), soft_wrap=True)
+    out.print(Text("\n/proc/slabinfo (caches that held objects)", style="bold"))
+    out.print(Text(_slabinfo_in_use(report["slabinfo"])), soft_wrap=True)
+    _interrupts(report, out)
+
+
+def _errors(entries: list[dict[str, Any]], out: Console) -> None:
+    if not entries:
+        out.print(Text("no errors, no leaks", style="green"))
+        return
+    errors = sum(1 for e in entries if e["severity"] == "error")
+    out.print(
+        Text(
+            f"{errors} error(s), {len(entries) - errors} warning(s)", style="bold red" if errors else "yellow"
+        )
+    )
+    for e in entries:
+        style = "red" if e["severity"] == "error" else "yellow"
+        out.print(Text.assemble((f"\n{e['severity'].upper()} {e['kind']}", style), f": {e['message']}"))
+        loc = e.get("location") or {}
+        if e.get("pc") is not None:
+            where = f" ({loc['file']}:{loc['line']})" if loc.get("file") else ""
+            out.print(f"  at {e['pc']:#010x} {e.get('symbol') or '??'}{where}", markup=False)
+        if e.get("instruction"):
+            out.print(f"  instruction: {e['instruction']}", markup=False)
+        if e.get("access"):
+            out.print(f"  access: {_access(e['access'])}", markup=False)
+        for frame in e.get("backtrace", [])[1:8]:
+            out.print(f"    called from {format_frame(frame)}", markup=False)
+        for key in ("alloc_site", "free_site", "caller_site"):
+            site = e.get(key)
+            if site:
+                out.print(f"  {key.replace('_', ' ')}: {format_frame(site['backtrace'][0])}", markup=False)
+        if e.get("interrupted"):  # an interrupt-context error: where the interrupt landed
+            frames = e["interrupted"]["backtrace"]
+            out.print(f"  interrupted: {format_frame(frames[0])}", markup=False)
+            for frame in frames[1:4]:
+                out.print(f"    called from {format_frame(frame)}", markup=False)
+        if e.get("registers"):
+            regs = e["registers"]
+            line = " ".join(
+                f"{k}={v:#x}" for k, v in regs.items() if k in ("ra", "sp", "a0", "a1", "a2", "s0")
+            )
+            out.print(f"  registers: {line}", markup=False)
+
+
+def _zones(report: dict[str, Any], out: Console) -> None:
+    alloc = report.get("allocator", {})
+    zones = alloc.get("zones", [])
+    if not zones:
+        return
+    frag = alloc.get("fragmentation", {})
+    table = Table(title="zones (pages of 4 KiB)", title_justify="left", show_edge=False)
+    for col in ("zone", "managed", "free", "min", "low", "high", "lowest free", "largest free block"):
+        table.add_column(col, justify="right")
+    for z in zones:
+        wm, pages = z.get("watermarks", {}), z.get("pages", {})
+        largest = frag.get(z["name"], {}).get("largest_free_block", 0)
+        table.add_row(
+            z["name"],
+            str(pages.get("managed", "")),
+            str(pages.get("free", "")),
+            str(wm.get("min", "")),
+            str(wm.get("low", "")),
+            str(wm.get("high", "")),
+            str(z.get("min_free_seen", "")),
+            f"{largest // 1024} KiB",
+        )
+    out.print()
+    out.print(table)
+    t = alloc.get("totals", {})
+    if t:
+        reserved = ", ".join(f"{k} {v // 1024} KiB" for k, v in t.get("reserved_bytes", {}).items())
+        out.print(
+            f"RAM {t['ram_bytes'] // 1024} KiB: free {t['free_bytes'] // 1024} KiB, "
+            f"used {t['used_bytes'] // 1024} KiB (high water {t['high_water_used_bytes'] // 1024} KiB), "
+            f"reserved: {reserved}",
+            markup=False,
+        )
+
+
+def _commit(report: dict[str, Any], out: Console) -> None:
+    """Committed memory per kind: now, high water, at the peak; then each zone's headroom."""
+    c = report.get("commit")
+    if not c:
+        return
+    table = Table(title="committed memory (KiB)",
+                  title_justify="left", show_edge=False)  # fmt: skip
+    for col in ("kind", "now", "high water", "at peak"):
+        table.add_column(col, justify="right")
+    now, hw, peak = c["bytes"], c["high_water_bytes"], c["at_peak_bytes"]
+    for kind in now:
+        if now[kind] or hw.get(kind):
+            table.add_row(kind.replace("_", " "), str(now[kind] // 1024), str(hw.get(kind, 0) // 1024),
+                          str(peak.get(kind, 0) // 1024))  # fmt: skip
+    table.add_row("total", str(c["committed_bytes"] // 1024), "", str(c["peak_committed_bytes"] // 1024))
+    out.print()
+    out.print(table)
+    close = ", ".join(f"{z['name']} lowest {z['lowest_free_pages']} pages vs min {z['min_watermark']} "
+                      f"({'+' if z['headroom_pages'] >= 0 else ''}{z['headroom_pages']})"
+                      for z in c.get("zones", []))  # fmt: skip
+    out.print(f"closest to failing: {close}; allocation failures {c.get('allocation_failures', 0)}",
+              markup=False)
+
+
+def _slabinfo_in_use(text: str) -> str:
+    """/proc/slabinfo without the caches that never held an object (the header kept)."""
+    lines = text.rstrip("\n").splitlines()
+    keep = [ln for ln in lines if ln.startswith(("slabinfo", "#")) or ln.split()[2:3] != ["0"]]
+    return "\n".join(keep)
+
+
+def _interrupts(report: dict[str, Any], out: Console) -> None:
+    irq = report.get("interrupts", {})
+    lines = irq.get("lines", {})
+    ctx = irq.get("context_allocations", {})
+    if _irq_dma_tables(report, out):
+        pass
+    elif lines or any(ctx.values()):
+        shown = ", ".join(f"line {k}: {v}" for k, v in lines.items()) or "none"
+        out.print(
+            f"\ninterrupts: {shown}; from interrupt context: {ctx.get('allocs', 0)} allocations "
+            f"({ctx.get('bytes', 0)} bytes), {ctx.get('frees', 0)} frees, {ctx.get('failures', 0)} failures",
+            markup=False,
+        )
+    calls = report.get("hypercalls", {})
+    if calls:
+        out.print("hypercalls: " + ", ".join(f"{k} {v}" for k, v in calls.items()), markup=False)
+
+
+def _irq_dma_tables(report: dict[str, Any], out: Console) -> bool:
+    """Interrupts per line (what their handlers allocated), the lowest free-page level of
+    each zone, and the DMA engine's transfers. False when the report has no per-line data."""
+    irq = report.get("interrupts", {})
+    per_line = irq.get("per_line")
+    if per_line is None:
+        return False
+    names = {"0": "timer"}
+    title = "interrupts (allocations made in the handlers)"
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for col in ("line", "raised", "taken", "allocs", "bytes", "frees", "failures"):
+        table.add_column(col, justify="right")
+    for line, st in per_line.items():
+        label = f"{line} ({names[line]})" if line in names else line
+        cols = ("raised", "count", "allocs", "bytes", "frees", "failures")
+        table.add_row(label, *(str(st[k]) for k in cols))
+    out.print()
+    if per_line:
+        out.print(table)
+    else:
+        out.print("interrupts: none taken", markup=False)
+    lowest = irq.get("lowest_free_pages", {})
+    if lowest:
+        shown = ", ".join(f"{z} {n}" for z, n in lowest.items())
+        out.print(f"lowest free pages reached (zone: pages): {shown}", markup=False)
+    injected = irq.get("injected")
+    if injected:
+        times = injected["times"]
+        shown = ", ".join(str(t) for t in times[:8]) + (", ..." if len(times) > 8 else "")
+        out.print(f"injected on line {injected['line']}: {len(times)} times ({shown})", markup=False)
+    dma = report.get("dma")
+    if dma and dma.get("transfers"):
+        out.print(
+            f"DMA: {dma['transfers']} transfers, {dma['completed']} completed ({dma['bytes']} bytes), "
+            f"{dma['failed']} failed, {dma['errors']} DMA error report(s)",
+            markup=False,
+        )
+    return True
+
+
+def _access(acc: Any) -> str:
+    """`{'type': 'read', 'addr': .., 'size': 4}` as "read of 4 bytes at 0x...", whatever keys it has."""
+    if not isinstance(acc, dict):
+        return str(acc)
+    kind = acc.get("type") or acc.get("kind") or "access"
+    size = acc.get("size")
+    addr = acc.get("addr", acc.get("address"))
+    text = f"{kind}" + (f" of {size} byte(s)" if size is not None else "")
+    if isinstance(addr, int):
+        text += f" at {addr:#010x}"
+    rest = {k: v for k, v in acc.items() if k not in ("type", "kind", "size", "addr", "address")}
+    return text + (f" {rest}" if rest else "")

@@ -1,0 +1,230 @@
+"""The pytest plugin: test firmware allocation behaviour from an ordinary pytest suite.
+
+Installed with the package (entry point `pytest11: kalloc`), so `pip install kalloc`
+is all a suite needs. Like kalloc/cli.py, this module composes the allocator and the
+machine (emulator/harness.py); the allocator itself never imports it.
+
+Fixtures (docs/user-guide.md, "Testing firmware with pytest"):
+
+  kalloc_target(firmware=None, *, until=None, **options) -> Target
+      The firmware booted on the board and run to `until` (a symbol), restored from a
+      snapshot taken the first time: a suite of 100 tests boots once per (firmware,
+      options, until). The Target runs, calls functions, reads memory by symbol, drives
+      the allocator (`.ka`) and reports (emulator/harness.py).
+  kalloc_run(firmware=None, **options) -> RunOutcome
+      One whole run, as `kalloc run` does it (from the cached boot, when there is one).
+  kalloc_options -> RunOptions
+      The options the command line chose (below); keywords of the fixtures override them.
+
+Assertions (plain functions; each fails the test with the text report `kalloc run`
+prints): `assert_clean(x, leaks=True)`, `assert_exit(x, code)`, `assert_uart(x, text)`,
+`assert_errors(x, *kinds)`; x is a Target, a RunOutcome or a report dict.
+
+A test that drives a Target and never looks at its report (`report()`, `errors()`,
+`take_errors()`, `finish()`) still fails when kalloc found an error during it.
+
+Command-line options: --kalloc-board, --kalloc-sanitize, --kalloc-seed,
+--kalloc-irq-every, --kalloc-fail-nth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kalloc_machine.report.text import render_text
+from kalloc_machine.session import RunOptions, RunOutcome
+from kalloc_machine.snapshot import Snapshot
+from kalloc_machine.tools.harness import StopError, Target
+
+__all__ = ["StopError", "Target", "assert_clean", "assert_errors", "assert_exit", "assert_uart"]
+
+_USED = pytest.StashKey[list[Target]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kalloc", "kalloc firmware tests")
+    group.addoption("--kalloc-board", default="default", metavar="NAME|PATH",
+                    help="board the kalloc fixtures boot (default: default)")  # fmt: skip
+    group.addoption("--kalloc-sanitize", default="poison", choices=("poison", "kasan", "off"),
+                    help="sanitizer mode of the kalloc fixtures (default: poison)")  # fmt: skip
+    group.addoption("--kalloc-seed", default=0, type=int, metavar="N", help="seed (default: 0)")
+    group.addoption("--kalloc-irq-every", default=0, type=int, metavar="N",
+                    help="raise the board's test line every N instructions (default: never)")  # fmt: skip
+    group.addoption("--kalloc-fail-nth", default="", metavar="N,N,...",
+                    help="fault injection: fail these allocation requests")  # fmt: skip
+
+
+def options_from_config(config: pytest.Config) -> RunOptions:
+    """RunOptions from the --kalloc-* command-line options."""
+    nth = config.getoption("kalloc_fail_nth") or ""
+    try:
+        fail_nth = tuple(int(v) for v in str(nth).split(",") if v.strip())
+    except ValueError:
+        raise pytest.UsageError(f"--kalloc-fail-nth {nth!r}: not a comma-separated list of numbers") from None
+    return RunOptions(
+        board=config.getoption("kalloc_board"),
+        sanitize=config.getoption("kalloc_sanitize"),
+        seed=config.getoption("kalloc_seed"),
+        irq_every=config.getoption("kalloc_irq_every"),
+        fail_nth=fail_nth,
+    )
+
+
+def _options(base: RunOptions, firmware: str | Path | None, overrides: dict[str, Any]) -> RunOptions:
+    fw = str(firmware) if firmware is not None else base.firmware
+    if fw is not None and not fw.endswith(".elf") and not Path(fw).exists():
+        from kalloc_machine.sdk import prebuilt
+
+        fw = str(prebuilt(fw))  # a shipped firmware by name: "demo", "tests/hello"
+    for key in ("irq_at", "fail_nth"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    return dataclasses.replace(base, firmware=fw, **overrides)
+
+
+class _BootCache:
+    """One booted Target and its snapshot per (options, until): boot once, restore per test."""
+
+    def __init__(self) -> None:
+        self._booted: dict[tuple[Any, ...], tuple[Target, Snapshot]] = {}
+        self.boots = 0
+        self.restores = 0
+
+    def get(self, options: RunOptions, until: str | None) -> Target:
+        key = (*dataclasses.astuple(options), until)
+        hit = self._booted.get(key)
+        if hit is None:
+            target = Target(options)
+            self.boots += 1
+            if until is not None:
+                target.run_to(until)
+            hit = self._booted[key] = (target, target.snapshot())
+            return target
+        target, snap = hit
+        target.restore(snap)
+        self.restores += 1
+        return target
+
+
+@pytest.fixture(scope="session")
+def _kalloc_boot_cache() -> _BootCache:
+    return _BootCache()
+
+
+@pytest.fixture(scope="session")
+def kalloc_options(pytestconfig: pytest.Config) -> RunOptions:
+    """The RunOptions chosen by --kalloc-board, --kalloc-sanitize, --kalloc-seed, ..."""
+    return options_from_config(pytestconfig)
+
+
+@pytest.fixture
+def kalloc_target(request: pytest.FixtureRequest, kalloc_options: RunOptions,
+                  _kalloc_boot_cache: _BootCache) -> Callable[..., Target]:  # fmt: skip
+    """Factory: kalloc_target(firmware=None, *, until=None, snapshot=True, **options) -> Target.
+
+    `firmware` is a path or a shipped name ("demo", "tests/hello"); `until` a symbol to
+    run to before the test gets the Target (e.g. "main"). With snapshot=True (default)
+    the boot is done once per session and restored for every test.
+    """
+    used = request.node.stash.setdefault(_USED, [])
+
+    def make(firmware: str | Path | None = None, *, until: str | None = None, snapshot: bool = True,
+             **overrides: Any) -> Target:  # fmt: skip
+        opts = _options(kalloc_options, firmware, overrides)
+        if snapshot:
+            target = _kalloc_boot_cache.get(opts, until)
+        else:
+            target = Target(opts)
+            if until is not None:
+                target.run_to(until)
+        target.autocheck = True
+        used.append(target)
+        return target
+
+    return make
+
+
+@pytest.fixture
+def kalloc_run(kalloc_target: Callable[..., Target]) -> Callable[..., RunOutcome]:
+    """Factory: kalloc_run(firmware=None, **options) -> RunOutcome (report, exit_status)."""
+
+    def run(firmware: str | Path | None = None, **overrides: Any) -> RunOutcome:
+        return kalloc_target(firmware, **overrides).finish()
+
+    return run
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail a test whose Target saw kalloc errors the test never looked at."""
+    result = yield
+    for target in item.stash.get(_USED, []):
+        if getattr(target, "autocheck", False) and _has_errors(target.report(consult=False)):
+            pytest.fail("kalloc found errors the test did not examine:\n" + target.text(), pytrace=False)
+    return result
+
+
+# -- assertions ---------------------------------------------------------------------------------
+
+
+def _report_of(x: Target | RunOutcome | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(x, Target):
+        return x.report()
+    if isinstance(x, RunOutcome):
+        return x.report
+    return x
+
+
+def report_text(report: dict[str, Any], *, quiet: bool = True) -> str:
+    """The text report `kalloc run` prints for this report (quiet: UART, end and errors)."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    render_text(report, Console(file=buf, width=110, highlight=False, color_system=None), quiet=quiet)
+    return buf.getvalue()
+
+
+def _has_errors(report: dict[str, Any]) -> bool:
+    return any(e["severity"] == "error" for e in report["errors"])
+
+
+Checked = Target | RunOutcome | dict[str, Any]
+
+
+def assert_clean(x: Checked, *, leaks: bool = True, warnings: bool = True) -> None:
+    """No kalloc error (and, with leaks=True, no leak; with warnings=False, no warning either)."""
+    report = _report_of(x)
+    bad = [e for e in report["errors"]
+           if (e["severity"] == "error" and (leaks or e["kind"] != "leak")) or not warnings]  # fmt: skip
+    if bad:
+        pytest.fail(f"kalloc found {len(bad)} problem(s):\n" + report_text(report), pytrace=False)
+
+
+def assert_exit(x: Target | RunOutcome | dict[str, Any], code: int = 0) -> None:
+    """The run ended with this exit status (0 clean, 1-63 the firmware's, 64-66 kalloc's)."""
+    report = _report_of(x)
+    if report["exit_code"] != code:
+        msg = f"exit status {report['exit_code']}, expected {code}:\n"
+        pytest.fail(msg + report_text(report), pytrace=False)
+
+
+def assert_uart(x: Target | RunOutcome | dict[str, Any], text: str) -> None:
+    """The firmware printed `text` on the UART."""
+    report = _report_of(x)
+    if text not in report["uart"]:
+        pytest.fail(f"{text!r} not in the UART output:\n" + report_text(report), pytrace=False)
+
+
+def assert_errors(x: Target | RunOutcome | dict[str, Any], *kinds: str) -> list[dict[str, Any]]:
+    """Exactly these error kinds (errors and warnings, in order); returns the entries."""
+    report = _report_of(x)
+    got = [e["kind"] for e in report["errors"]]
+    if got != list(kinds):
+        pytest.fail(f"error kinds {got}, expected {list(kinds)}:\n" + report_text(report), pytrace=False)
+    return report["errors"]
