@@ -69,12 +69,12 @@ def test_5_half_free_yet_fragmented():
     ka = Kalloc.standalone(size=1 << 20, dma_size=256 << 10)
     pages = []
     for flags in (gfp.GFP_KERNEL, gfp.GFP_ATOMIC):
-        while (p := ka.alloc_pages(flags | gfp.__GFP_NOWARN, 0)) is not None:
+        while (p := ka.alloc_pages(flags | gfp.NOWARN, 0)) is not None:
             pages.append(p)
     for p in sorted(pages)[::2]:
         ka.free_pages(p, 0)
     assert ka.stats()["totals"]["free_bytes"] > 512 << 10
-    assert ka.alloc_pages(gfp.GFP_KERNEL | gfp.__GFP_NOWARN, 5) is None
+    assert ka.alloc_pages(gfp.GFP_KERNEL | gfp.NOWARN, 5) is None
     assert ka.stats()["fragmentation"]["Normal"]["unusable_index"][1] > 0.9
 
 
