@@ -49,7 +49,7 @@ from kalloc.debug import (
     default_quarantine_bytes,
     find_damage,
 )
-from kalloc.dma import DmaApi, DmaPool, PoolPage
+from kalloc.dma import DmaApi, DmaPool, DmaPools, PoolPage
 from kalloc.errors import (
     BadArgumentError,
     DoubleFreeError,
@@ -64,6 +64,7 @@ from kalloc.errors import (
 )
 from kalloc.kmalloc import KmallocApi
 from kalloc.libc import LibcApi
+from kalloc.live import LiveTable
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
 from kalloc.physmem import PhysMem
 from kalloc.slab import (
@@ -79,6 +80,7 @@ from kalloc.slab import (
     KmemCache,
     Slab,
 )
+from kalloc.slub import Slub
 from kalloc.stackdepot import StackDepot
 from kalloc.stats import (
     KIND_ALLOC_API,
@@ -141,27 +143,23 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         self.depot = StackDepot()
         self.reports: list[KallocError] = []
         self.listeners: list[Listener] = []
-        self._buddy = Buddy(phys, config.max_order, config.struct_page_size, list(reserved))
+        self.buddy = Buddy(phys, config.max_order, config.struct_page_size, list(reserved))
         self._setup_zones()
-        self._debug = config.debug
-        self._kasan = config.sanitize == "kasan"
-        self._live: dict[int, tuple[int, int, int, int]] = {}
+        self.debug = config.debug
+        self.kasan = config.sanitize == "kasan"
+        self.live = LiveTable()
         self._not_leak: set[int] = set()
         self._ksized: set[int] = set()
         self._freed: dict[int, tuple[int, int, int, int]] = {}
-        self._page_owner: dict[int, Slab | PoolPage] = {}
-        self._caches: dict[int, KmemCache] = {}
-        self._all_caches: list[KmemCache] = []
-        self._next_cache_handle = 1
-        self._pools: dict[int, DmaPool] = {}
-        self._all_pools: list[DmaPool] = []
-        self._next_pool_handle = 1
-        self._quarantine: Quarantine | None = None
-        if self._kasan:
+        self.page_owner: dict[int, Slab | PoolPage] = {}
+        quarantine = None
+        if self.kasan:
             budget = config.quarantine_bytes
             if budget is None:
-                budget = default_quarantine_bytes(self._buddy.ram_bytes)
-            self._quarantine = Quarantine(budget)
+                budget = default_quarantine_bytes(self.buddy.ram_bytes)
+            quarantine = Quarantine(budget)
+        self.slub = Slub(quarantine)
+        self.pools = DmaPools()
         self._init_kmalloc()
 
     @classmethod
@@ -170,8 +168,8 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         return cls(PhysMem.standalone(size=size, dma_size=dma_size), config)
 
     def _setup_zones(self) -> None:
-        zones = self._buddy.zones
-        populated = self._buddy.populated_zones
+        zones = self.buddy.zones
+        populated = self.buddy.populated_zones
         managed_kb = sum(z.managed for z in populated) * (PAGE_SIZE // 1024)
         mfk = self.config.min_free_kbytes
         self.min_free_kbytes = default_min_free_kbytes(managed_kb) if mfk is None else mfk
@@ -233,12 +231,12 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
             return None
         highest = zones[0].idx if zones else ZONE_DMA
         flags = alloc_flags_for(gfp)
-        pfn = self._buddy.alloc_zonelist(zones, order, highest, flags)
+        pfn = self.buddy.alloc_zonelist(zones, order, highest, flags)
         if pfn is None:
             self._reclaim()
-            pfn = self._buddy.alloc_zonelist(zones, order, highest, flags)
+            pfn = self.buddy.alloc_zonelist(zones, order, highest, flags)
             if pfn is None and gfp & G.NOFAIL:
-                pfn = self._buddy.alloc_zonelist(zones, order, highest, flags | ALLOC_MIN_RESERVE)
+                pfn = self.buddy.alloc_zonelist(zones, order, highest, flags | ALLOC_MIN_RESERVE)
             if pfn is None:
                 self._oom(gfp, order, size, caller, "no zone has a free block above its watermark")
                 return None
@@ -253,13 +251,13 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         (Linux's reclaim leaves SLUB alone; on a board of a few hundred KiB an
         idle order-3 slab is too much to keep.) Returns pages freed.
         """
-        before = self._buddy.used_pages
-        if self._quarantine is not None:
-            for entry in self._quarantine.drain():
+        before = self.buddy.used_pages
+        if self.slub.quarantine is not None:
+            for entry in self.slub.quarantine.drain():
                 self._slab_release(entry[1], entry[2])
-        for cache in self._all_caches:
+        for cache in self.slub.all_caches:
             self._shrink_cache(cache)
-        return before - self._buddy.used_pages
+        return before - self.buddy.used_pages
 
     def _oom(self, gfp: int, order: int, size: int, caller: Caller, reason: str) -> None:
         """An allocation failed: report it (unless __GFP_NOWARN), or raise for __GFP_NOFAIL."""
@@ -285,7 +283,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
                     "lowmem_reserve": list(z.lowmem_reserve),
                     "largest_free_order": z.largest_free_order(),
                 }
-                for z in self._buddy.populated_zones
+                for z in self.buddy.populated_zones
             ],
         )
         if nofail:
@@ -304,14 +302,14 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         (kmalloc, malloc), the rest of its last page is a 0xcc red zone.
         """
         addr = pfn << PAGE_SHIFT
-        nbytes = self._buddy.blocks[pfn] << PAGE_SHIFT
+        nbytes = self.buddy.blocks[pfn] << PAGE_SHIFT
         if gfp & _ZERO or kind == KIND_DMA_COHERENT:
             self.phys.fill(addr, nbytes, 0)
-        elif self._debug:
+        elif self.debug:
             self.phys.fill(addr, size if kind in _HEAP_KINDS else nbytes, POISON_INUSE)
-        if self._debug and kind in _HEAP_KINDS:
+        if self.debug and kind in _HEAP_KINDS:
             self.phys.fill(addr + size, pages_for(size) * PAGE_SIZE - size, RED_ACTIVE)
-        self._live[addr] = (size, kind, caller.site, gfp)
+        self.live[addr] = (size, kind, caller.site, gfp)
         if self.listeners:
             self._notify("alloc", addr, size, nbytes)
         return addr
@@ -320,22 +318,22 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         """Free a page-level live object (checks its tail red zone first)."""
         size, kind = rec[0], rec[1]
         pfn = addr >> PAGE_SHIFT
-        if self._debug and kind in _HEAP_KINDS and addr not in self._ksized:
+        if self.debug and kind in _HEAP_KINDS and addr not in self._ksized:
             end = pages_for(size) * PAGE_SIZE
             got = self.phys.read(addr + size, end - size)
             damage = find_damage(got, bytes([RED_ACTIVE]) * len(got), size)
             if damage:
                 self._report_oob(addr, rec, damage, caller, "red zone after the object")
         self._forget_live(addr, rec)
-        npages = self._buddy.blocks[pfn]
-        if self._debug:
+        npages = self.buddy.blocks[pfn]
+        if self.debug:
             # Like xv6's kfree "fill with junk to catch dangling refs".
             self.phys.fill(addr, npages << PAGE_SHIFT, POISON_FREE)
-        self._buddy.free(pfn)
+        self.buddy.free(pfn)
         self._freed[addr] = (kind, size, rec[2], caller.site)
 
     def _forget_live(self, addr: int, rec: tuple[int, int, int, int]) -> None:
-        del self._live[addr]
+        del self.live[addr]
         if self._not_leak:
             self._not_leak.discard(addr)
         usable = 0
@@ -368,7 +366,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
             fresh = True
         off = idx * cache.stride + cache.left
         addr = slab.base + off
-        if self._debug:
+        if self.debug:
             self._slab_prepare(cache, slab, idx, off, size, gfp, caller)
         elif gfp & _ZERO:
             slab.mv[off : off + size] = cache.pat_zero[:size]
@@ -377,7 +375,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         slab.alloc_site[idx] = caller.site
         cache.last_alloc_fresh = fresh
         cache.total_allocs += 1
-        self._live[addr] = (size, kind, caller.site, gfp)
+        self.live[addr] = (size, kind, caller.site, gfp)
         if self._freed:
             self._freed.pop(addr, None)
         if self.listeners:
@@ -407,10 +405,10 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
             return None
         base = pfn << PAGE_SHIFT
         slab = Slab(cache, pfn, self.phys.view(base, cache.slab_bytes))
-        if self._debug:
+        if self.debug:
             slab.mv[:] = cache.template
         for p in range(pfn, pfn + (1 << cache.order)):
-            self._page_owner[p] = slab
+            self.page_owner[p] = slab
         if cache.ctor is not None:
             for i in range(slab.nobjs):
                 cache.ctor(slab.object_addr(i))
@@ -422,14 +420,14 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         cache = slab.cache
         off = addr - slab.base
         idx = off // cache.stride
-        if self._debug:
+        if self.debug:
             self._slab_check_redzones(cache, slab, idx, off, rec, caller)
             if cache.poison:
                 slab.mv[off : off + cache.size] = cache.pat_free
         self._forget_live(addr, rec)
         slab.free_site[idx] = caller.site
         cache.total_frees += 1
-        q = self._quarantine
+        q = self.slub.quarantine
         if q is not None:
             slab.obj[idx] = OBJ_QUARANTINED
             for entry in q.push((addr, slab, idx, cache.size)):
@@ -450,12 +448,12 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
     def _slab_discard(self, slab: Slab) -> None:
         """discard_slab(): check the padding, unmap the pages, free them to the buddy."""
         cache = slab.cache
-        if self._debug:
+        if self.debug:
             self._check_slab_padding(slab)
         cache.forget(slab)
         for p in range(slab.pfn, slab.pfn + (1 << slab.order)):
-            del self._page_owner[p]
-        self._buddy.free(slab.pfn)
+            del self.page_owner[p]
+        self.buddy.free(slab.pfn)
 
     def _shrink_cache(self, cache: KmemCache) -> int:
         """Free every empty slab of `cache`; returns pages freed."""
@@ -558,11 +556,11 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
     def _kind_name(self, addr: int, rec: tuple[int, int, int, int]) -> str:
         kind = rec[1]
         if kind == KIND_CACHE:
-            owner = self._page_owner[addr >> PAGE_SHIFT]
+            owner = self.page_owner[addr >> PAGE_SHIFT]
             assert isinstance(owner, Slab)
             return f"cache:{owner.cache.name}"
         if kind == KIND_DMA_POOL:
-            owner = self._page_owner[addr >> PAGE_SHIFT]
+            owner = self.page_owner[addr >> PAGE_SHIFT]
             assert isinstance(owner, PoolPage)
             return f"dma_pool:{owner.pool.name}"
         return KIND_NAMES[kind]
@@ -572,12 +570,12 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
 
     def _usable(self, addr: int, rec: tuple[int, int, int, int]) -> int:
         """Bytes the owner of a live object may use: the slot's object size, or its pages."""
-        owner = self._page_owner.get(addr >> PAGE_SHIFT)
+        owner = self.page_owner.get(addr >> PAGE_SHIFT)
         if isinstance(owner, Slab):
             return owner.cache.size
         if isinstance(owner, PoolPage):
             return owner.pool.size
-        return self._buddy.blocks[addr >> PAGE_SHIFT] << PAGE_SHIFT
+        return self.buddy.blocks[addr >> PAGE_SHIFT] << PAGE_SHIFT
 
     def _allocation(self, addr: int, rec: tuple[int, int, int, int]) -> Allocation:
         return Allocation(
@@ -593,35 +591,35 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
     def _container(self, addr: int) -> tuple[int, tuple[int, int, int, int]] | None:
         """(start, record) of the live object whose slot or page block contains addr."""
         pfn = addr >> PAGE_SHIFT
-        owner = self._page_owner.get(pfn)
+        owner = self.page_owner.get(pfn)
         if isinstance(owner, Slab):
             cache = owner.cache
             idx = (addr - owner.base) // cache.stride
             if idx < owner.nobjs and owner.obj[idx] == OBJ_LIVE:
                 start = owner.object_addr(idx)
-                return start, self._live[start]
+                return start, self.live[start]
             return None
         if isinstance(owner, PoolPage):
             idx = owner.pool.block_index_containing(addr - owner.base)
             if idx is not None and owner.obj[idx] == OBJ_LIVE:
                 start = owner.base + owner.pool.offsets[idx]
-                return start, self._live[start]
+                return start, self.live[start]
             return None
-        blocks = self._buddy.blocks
+        blocks = self.buddy.blocks
         for k in range(self.config.max_order + 1):
             head = pfn & ~((1 << k) - 1)
             n = blocks.get(head)
             if n is not None:
                 if pfn < head + n:
                     start = head << PAGE_SHIFT
-                    rec = self._live.get(start)
+                    rec = self.live.get(start)
                     return (start, rec) if rec is not None else None
                 return None
         return None
 
     def live_allocations(self) -> list[Allocation]:
         """Every live object, sorted by address."""
-        return [self._allocation(a, self._live[a]) for a in sorted(self._live)]
+        return [self._allocation(a, self.live[a]) for a in sorted(self.live)]
 
     def lookup(self, addr: int) -> Allocation | None:
         """The live object whose slot (object, red zones, padding) or page block contains addr."""
@@ -646,7 +644,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
                 "alloc_site": rec[2],
                 "free_site": 0,
             }
-        owner = self._page_owner.get(addr >> PAGE_SHIFT)
+        owner = self.page_owner.get(addr >> PAGE_SHIFT)
         if isinstance(owner, Slab):
             cache = owner.cache
             idx = (addr - owner.base) // cache.stride
@@ -704,7 +702,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
     ) -> KallocError:
         """The error for a free that does not match a live object of the right kind (slow path)."""
         site = caller.site
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is not None:
             obj = self._object_dict(addr, rec)
             if cache is not None and rec[1] == KIND_CACHE:
@@ -743,7 +741,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
 
     def _freed_object_at(self, addr: int) -> tuple[dict, int, int] | None:
         """(object, alloc_site, free_site) of a freed object starting at addr, if one is known."""
-        owner = self._page_owner.get(addr >> PAGE_SHIFT)
+        owner = self.page_owner.get(addr >> PAGE_SHIFT)
         if isinstance(owner, Slab):
             cache = owner.cache
             idx, delta = cache.object_index(owner, addr)
@@ -786,7 +784,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         self._check_order(order, caller)
         if addr == 0:
             return
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None or rec[1] != KIND_PAGES:
             raise self._diagnose_free(addr, "free_pages", caller)
         if get_order(rec[0]) != order:
@@ -814,7 +812,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         pfn = self._alloc_block(gfp, get_order(size), caller, size)
         if pfn is None:
             return None
-        self._buddy.trim(pfn, pages_for(size))
+        self.buddy.trim(pfn, pages_for(size))
         return self._commit_pages(pfn, gfp, size, KIND_PAGES_EXACT, caller)
 
     def free_pages_exact(self, addr: int, size: int, caller: Caller = TASK) -> None:
@@ -822,7 +820,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         self._check_size(size, caller)
         if addr == 0:
             return
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None or rec[1] != KIND_PAGES_EXACT:
             raise self._diagnose_free(addr, "free_pages_exact", caller)
         if pages_for(size) != pages_for(rec[0]):
@@ -887,23 +885,23 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
             align,
             flags,
             ctor,
-            handle=0 if internal else self._next_cache_handle,
+            handle=0 if internal else self.slub.next_handle,
             redzone=self.config.redzone,
-            debug=self._debug,
+            debug=self.debug,
             max_order=self.config.max_order,
             internal=internal,
         )
         if cache.nobjs == 0 or cache.order > self.config.max_order:
             return None
         if not internal:
-            self._caches[cache.handle] = cache
-            self._next_cache_handle += 1
-        self._all_caches.append(cache)
+            self.slub.by_handle[cache.handle] = cache
+            self.slub.next_handle += 1
+        self.slub.all_caches.append(cache)
         return cache
 
     def cache_by_handle(self, handle: int) -> KmemCache | None:
         """The live user cache with this handle, or None."""
-        return self._caches.get(handle)
+        return self.slub.by_handle.get(handle)
 
     def _check_cache(self, cache: KmemCache, api: str) -> None:
         if not isinstance(cache, KmemCache):
@@ -937,8 +935,8 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         self._check_cache(cache, "kmem_cache_free")
         if addr == 0:
             return
-        rec = self._live.get(addr)
-        slab = self._page_owner.get(addr >> PAGE_SHIFT)
+        rec = self.live.get(addr)
+        slab = self.page_owner.get(addr >> PAGE_SHIFT)
         if rec is None or rec[1] != KIND_CACHE or not isinstance(slab, Slab) or slab.cache is not cache:
             raise self._diagnose_free(addr, "kmem_cache_free", caller, cache=cache)
         self._slab_free(slab, addr, rec, caller)
@@ -946,10 +944,10 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
     def kmem_cache_shrink(self, cache: KmemCache) -> int:
         """Release the cache's empty slabs (and its quarantined objects); returns pages released."""
         self._check_cache(cache, "kmem_cache_shrink")
-        before = self._buddy.used_pages
+        before = self.buddy.used_pages
         self._drain_quarantine_of(cache)
         self._shrink_cache(cache)
-        return before - self._buddy.used_pages
+        return before - self.buddy.used_pages
 
     def kmem_cache_destroy(self, cache: KmemCache) -> None:
         """Destroy an empty cache. With live objects: raises LeakError and keeps the cache."""
@@ -970,12 +968,12 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         for slab in list(cache.slabs.values()):
             self._slab_discard(slab)
         cache.destroyed = True
-        del self._caches[cache.handle]
-        self._all_caches.remove(cache)
+        del self.slub.by_handle[cache.handle]
+        self.slub.all_caches.remove(cache)
 
     def _drain_quarantine_of(self, cache: KmemCache) -> None:
-        if self._quarantine is not None:
-            for entry in self._quarantine.drain(keep=lambda e: e[1].cache is not cache):
+        if self.slub.quarantine is not None:
+            for entry in self.slub.quarantine.drain(keep=lambda e: e[1].cache is not cache):
                 self._slab_release(entry[1], entry[2])
 
     # ================================================================ leaks
@@ -984,7 +982,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         """kmemleak_not_leak(): leave this live object out of leak reports. 0 is a no-op."""
         if addr == 0:
             return
-        if addr not in self._live:
+        if addr not in self.live:
             raise BadArgumentError(
                 f"not_leak() of {addr:#x}, which is not the start of a live object", addr=addr
             )
@@ -994,32 +992,32 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
 
     def check(self) -> None:
         """Walk all state and prove the invariants; raises InvariantError naming the broken one."""
-        self._buddy.check()
+        self.buddy.check()
         owned: dict[int, object] = {}
         slab_live = 0
-        for cache in self._all_caches:
+        for cache in self.slub.all_caches:
             for slab in cache.slabs.values():
                 slab_live += self._check_slab(cache, slab, owned)
             self._check_cache_lists(cache)
-        for pool in self._all_pools:
+        for pool in self.pools.all_pools:
             for page in pool.pages.values():
                 slab_live += self._check_pool_page(pool, page, owned)
-        if owned.keys() != self._page_owner.keys():
+        if owned.keys() != self.page_owner.keys():
             raise InvariantError("the page -> slab/pool table lists pages no live slab or pool page owns")
         page_live = 0
-        for addr, rec in self._live.items():
-            if addr >> PAGE_SHIFT in self._page_owner:
+        for addr, rec in self.live.items():
+            if addr >> PAGE_SHIFT in self.page_owner:
                 continue
             pfn = addr >> PAGE_SHIFT
-            n = self._buddy.blocks.get(pfn)
+            n = self.buddy.blocks.get(pfn)
             if addr & (PAGE_SIZE - 1) or n is None:
                 raise InvariantError(f"live object {addr:#x} lies in no slab, pool page or allocated block")
             if rec[1] in (KIND_CACHE, KIND_DMA_POOL) or pages_for(max(rec[0], 1)) > n:
                 raise InvariantError(f"page-level object {addr:#x} does not fit its block or has a slab kind")
             page_live += 1
-        if slab_live + page_live != len(self._live):
+        if slab_live + page_live != len(self.live):
             raise InvariantError(
-                f"{len(self._live)} live records, but slabs, pools and page blocks"
+                f"{len(self.live)} live records, but slabs, pools and page blocks"
                 f" hold {slab_live + page_live}"
             )
         self._check_no_overlap()
@@ -1027,10 +1025,10 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
 
     def _check_slab(self, cache: KmemCache, slab: Slab, owned: dict[int, object]) -> int:
         n = 1 << slab.order
-        if self._buddy.blocks.get(slab.pfn) != n:
+        if self.buddy.blocks.get(slab.pfn) != n:
             raise InvariantError(f"slab {slab!r} is not an allocated block of {n} pages")
         for p in range(slab.pfn, slab.pfn + n):
-            if self._page_owner.get(p) is not slab:
+            if self.page_owner.get(p) is not slab:
                 raise InvariantError(f"page {p:#x} of {slab!r} does not map back to its slab")
             owned[p] = slab
         obj = slab.obj
@@ -1046,7 +1044,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         kinds = (KIND_CACHE,) if not cache.internal else _HEAP_KINDS
         for i in range(slab.nobjs):
             if obj[i] == OBJ_LIVE:
-                rec = self._live.get(slab.object_addr(i))
+                rec = self.live.get(slab.object_addr(i))
                 if rec is None or rec[1] not in kinds or rec[0] > cache.size:
                     raise InvariantError(f"{slab!r}: live object {i} has no matching live record")
         return live
@@ -1069,10 +1067,10 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
 
     def _check_pool_page(self, pool: DmaPool, page: PoolPage, owned: dict[int, object]) -> int:
         n = 1 << pool.order
-        if self._buddy.blocks.get(page.pfn) != n:
+        if self.buddy.blocks.get(page.pfn) != n:
             raise InvariantError(f"pool page {page.base:#x} of {pool.name!r} is not an allocated block")
         for p in range(page.pfn, page.pfn + n):
-            if self._page_owner.get(p) is not page:
+            if self.page_owner.get(p) is not page:
                 raise InvariantError(f"page {p:#x} of pool {pool.name!r} does not map back to its pool page")
             owned[p] = page
         live = page.obj.count(OBJ_LIVE)
@@ -1080,20 +1078,20 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
             raise InvariantError(f"pool {pool.name!r} page {page.base:#x}: counters differ from block states")
         for i, s in enumerate(page.obj):
             if s == OBJ_LIVE:
-                rec = self._live.get(page.base + pool.offsets[i])
+                rec = self.live.get(page.base + pool.offsets[i])
                 if rec is None or rec[1] != KIND_DMA_POOL:
                     raise InvariantError(f"pool {pool.name!r}: live block {i} has no matching live record")
         return live
 
     def _check_no_overlap(self) -> None:
         prev_end, prev = -1, 0
-        for addr in sorted(self._live):
+        for addr in sorted(self.live):
             if addr < prev_end:
                 raise InvariantError(f"live objects {prev:#x} and {addr:#x} overlap")
-            prev_end, prev = addr + self._live[addr][0], addr
+            prev_end, prev = addr + self.live[addr][0], addr
 
     def _check_quarantine(self) -> None:
-        q = self._quarantine
+        q = self.slub.quarantine
         if q is None:
             return
         total = 0
@@ -1112,19 +1110,19 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
         it, so a second walk reports only new damage. The errors are not added
         to `reports`. Does nothing with sanitize="off".
         """
-        if not self._debug:
+        if not self.debug:
             return []
         start = len(self.reports)
-        for cache in self._all_caches:
+        for cache in self.slub.all_caches:
             for slab in cache.slabs.values():
                 self._poison_walk_slab(cache, slab)
-        for pool in self._all_pools:
+        for pool in self.pools.all_pools:
             for page in pool.pages.values():
                 self._poison_walk_pool_page(pool, page)
-        for addr, rec in self._live.items():
+        for addr, rec in self.live.items():
             if (
                 rec[1] in _HEAP_KINDS
-                and addr >> PAGE_SHIFT not in self._page_owner
+                and addr >> PAGE_SHIFT not in self.page_owner
                 and addr not in self._ksized
             ):
                 self._poison_walk_large(addr, rec)
@@ -1138,7 +1136,7 @@ class Kalloc(KmallocApi, LibcApi, DmaApi, StatsApi):
             off = idx * cache.stride + cache.left
             if state == OBJ_LIVE:
                 addr = slab.base + off
-                self._slab_check_redzones(cache, slab, idx, off, self._live[addr], TASK)
+                self._slab_check_redzones(cache, slab, idx, off, self.live[addr], TASK)
                 continue
             if cache.poison and slab.mv[off : off + cache.size].tobytes() != cache.pat_free:
                 self._report_poison(cache, slab, idx, TASK)

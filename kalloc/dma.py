@@ -131,6 +131,15 @@ class DmaPool:
         return f"DmaPool({self.name!r}, size={self.size}, align={self.align}, boundary={self.boundary})"
 
 
+class DmaPools:
+    """The DMA pools of one allocator: by handle (live ones) and in creation order."""
+
+    def __init__(self) -> None:
+        self.by_handle: dict[int, DmaPool] = {}
+        self.all_pools: list[DmaPool] = []
+        self.next_handle = 1
+
+
 class DmaApi:
     """dma_alloc_coherent and dma_pool_* (mixed into Kalloc)."""
 
@@ -166,7 +175,7 @@ class DmaApi:
         self._check_size(size, caller)
         if cpu == 0:
             return
-        rec = self._live.get(cpu)
+        rec = self.live.get(cpu)
         if rec is None or rec[1] != KIND_DMA_COHERENT:
             raise self._diagnose_free(cpu, "dma_free_coherent", caller)
         if dma != cpu:
@@ -229,15 +238,15 @@ class DmaApi:
                 f"dma_pool_create({name!r}): boundary {boundary} is not a power of two"
                 f" >= the {block}-byte block"
             )
-        pool = DmaPool(name, self._next_pool_handle, size, align, min(boundary, allocation), allocation)
-        self._next_pool_handle += 1
-        self._pools[pool.handle] = pool
-        self._all_pools.append(pool)
+        pool = DmaPool(name, self.pools.next_handle, size, align, min(boundary, allocation), allocation)
+        self.pools.next_handle += 1
+        self.pools.by_handle[pool.handle] = pool
+        self.pools.all_pools.append(pool)
         return pool
 
     def pool_by_handle(self: Kalloc, handle: int) -> DmaPool | None:
         """The live pool with this handle, or None."""
-        return self._pools.get(handle)
+        return self.pools.by_handle.get(handle)
 
     def _check_pool(self: Kalloc, pool: DmaPool, api: str) -> None:
         if not isinstance(pool, DmaPool):
@@ -262,16 +271,16 @@ class DmaApi:
         idx = page.free.pop()
         off = pool.offsets[idx]
         addr = page.base + off
-        if self._debug:
+        if self.debug:
             self._pool_check_poison(pool, page, idx, caller)
         if gfp & G.ZERO:
             page.mv[off : off + pool.size] = bytes(pool.size)
-        elif self._debug:
+        elif self.debug:
             page.mv[off : off + pool.size] = pool.poison_alloc
         page.obj[idx] = OBJ_LIVE
         page.inuse += 1
         page.alloc_site[idx] = caller.site
-        self._live[addr] = (pool.object_size, KIND_DMA_POOL, caller.site, gfp)
+        self.live[addr] = (pool.object_size, KIND_DMA_POOL, caller.site, gfp)
         self._freed.pop(addr, None)
         if self.listeners:
             self._notify("alloc", addr, pool.object_size, pool.size)
@@ -288,10 +297,10 @@ class DmaApi:
             if pfn is None:
                 return None
             page = PoolPage(pool, pfn, self.phys.view(pfn << PAGE_SHIFT, PAGE_SIZE << pool.order))
-            if self._debug:
+            if self.debug:
                 page.mv[:] = bytes([POOL_POISON_FREED]) * len(page.mv)
             for p in range(pfn, pfn + (1 << pool.order)):
-                self._page_owner[p] = page
+                self.page_owner[p] = page
             pool.pages[pfn] = page
         pool.cur = page
         return page
@@ -350,8 +359,8 @@ class DmaApi:
         self._check_pool(pool, "dma_pool_free")
         if cpu == 0:
             return
-        rec = self._live.get(cpu)
-        page = self._page_owner.get(cpu >> PAGE_SHIFT)
+        rec = self.live.get(cpu)
+        page = self.page_owner.get(cpu >> PAGE_SHIFT)
         if rec is None or rec[1] != KIND_DMA_POOL or not isinstance(page, PoolPage) or page.pool is not pool:
             raise self._diagnose_free(cpu, "dma_pool_free", caller, pool=pool)
         if dma != cpu:
@@ -365,7 +374,7 @@ class DmaApi:
         idx = pool.block_index_at(cpu - page.base)
         assert idx is not None, "a live pool block is not at a block offset"
         self._forget_live(cpu, rec)
-        if self._debug:
+        if self.debug:
             off = pool.offsets[idx]
             page.mv[off : off + pool.size] = pool.poison_free
         page.obj[idx] = OBJ_FREE
@@ -394,17 +403,17 @@ class DmaApi:
                 pool=pool.name,
             )
         for pfn in list(pool.pages):
-            if self._debug:  # like discard_slab()'s padding check: last chance to see damage
+            if self.debug:  # like discard_slab()'s padding check: last chance to see damage
                 page = pool.pages[pfn]
                 for idx, state in enumerate(page.obj):
                     if state == OBJ_FREE:
                         self._pool_check_poison(pool, page, idx, TASK)
             for p in range(pfn, pfn + (1 << pool.order)):
-                del self._page_owner[p]
-            self._buddy.free(pfn)
+                del self.page_owner[p]
+            self.buddy.free(pfn)
         pool.pages.clear()
         pool.partial.clear()
         pool.cur = None
         pool.destroyed = True
-        del self._pools[pool.handle]
-        self._all_pools.remove(pool)
+        del self.pools.by_handle[pool.handle]
+        self.pools.all_pools.remove(pool)

@@ -83,10 +83,10 @@ class KmallocApi:
                 cache = self._make_cache(prefix + class_name(size), size, align, flags, None, internal=True)
                 assert cache is not None, "a kmalloc class does not fit in a slab"
                 table[size] = cache
-        self._kmalloc_by_size: list[KmemCache] = [
+        self.kmalloc_by_size: list[KmemCache] = [
             normal[kmalloc_index(max(n, 1))] for n in range(KMALLOC_MAX_CACHE_SIZE + 1)
         ]
-        self._kmalloc_dma_by_size: list[KmemCache] = [
+        self.kmalloc_dma_by_size: list[KmemCache] = [
             dma[kmalloc_index(max(n, 1))] for n in range(KMALLOC_MAX_CACHE_SIZE + 1)
         ]
         self._aligned_caches: dict[int, KmemCache] = {}
@@ -105,14 +105,14 @@ class KmallocApi:
         if gfp & G.DIRECT_RECLAIM and caller.context is not Context.TASK:
             self._invalid_context(gfp, caller, "kmalloc")
         if 0 < size <= KMALLOC_MAX_CACHE_SIZE:
-            cache = self._kmalloc_dma_by_size[size] if gfp & G.DMA else self._kmalloc_by_size[size]
+            cache = self.kmalloc_dma_by_size[size] if gfp & G.DMA else self.kmalloc_by_size[size]
             return self._slab_alloc(cache, size, gfp, caller, KIND_KMALLOC)
         return self._kmalloc_checked(size, gfp, caller)
 
     def _kmalloc_checked(self: Kalloc, size: int, gfp: int, caller: Caller) -> int | None:
         """kmalloc() after its argument and context checks."""
         if 0 < size <= KMALLOC_MAX_CACHE_SIZE:
-            cache = self._kmalloc_dma_by_size[size] if gfp & G.DMA else self._kmalloc_by_size[size]
+            cache = self.kmalloc_dma_by_size[size] if gfp & G.DMA else self.kmalloc_by_size[size]
             return self._slab_alloc(cache, size, gfp, caller, KIND_KMALLOC)
         self._check_size(size, caller)
         if size == 0:
@@ -153,10 +153,10 @@ class KmallocApi:
         """
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None or rec[1] != KIND_KMALLOC:
             raise self._diagnose_free(addr, "kfree", caller)
-        slab = self._page_owner.get(addr >> PAGE_SHIFT)
+        slab = self.page_owner.get(addr >> PAGE_SHIFT)
         if slab is None:
             self._release_pages(addr, rec, caller)
         else:
@@ -170,7 +170,7 @@ class KmallocApi:
         """
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return 0
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None or rec[1] not in (KIND_KMALLOC, KIND_MALLOC, KIND_CACHE):
             raise BadArgumentError(f"ksize() of {addr:#x}, which is not a live kmalloc object", addr=addr)
         usable = self._usable(addr, rec)
@@ -193,7 +193,7 @@ class KmallocApi:
         self._check_size(size, caller)
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return self.kmalloc(size, gfp, caller)
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None or rec[1] != KIND_KMALLOC:
             raise self._diagnose_free(addr, "krealloc", caller)
         if size == 0:
@@ -201,7 +201,7 @@ class KmallocApi:
             return ZERO_SIZE_PTR
         if gfp & G.DIRECT_RECLAIM and caller.context is not Context.TASK:
             self._invalid_context(gfp, caller, "krealloc")
-        if not self._kasan and size <= self._usable(addr, rec):
+        if not self.kasan and size <= self._usable(addr, rec):
             self._resize_in_place(addr, rec, size, gfp)
             return addr
         new = self._kmalloc_checked(size, gfp & ~G.ZERO, caller)
@@ -225,19 +225,19 @@ class KmallocApi:
         if size > old:
             if gfp & G.ZERO:
                 self.phys.fill(addr + old, size - old, 0)
-            elif self._debug and addr not in self._ksized:
+            elif self.debug and addr not in self._ksized:
                 self.phys.fill(addr + old, size - old, POISON_INUSE)
-        if self._debug:
+        if self.debug:
             end = self._guard_end(addr, size)
             self.phys.fill(addr + size, end - size, RED_ACTIVE)
         self._ksized.discard(addr)
-        self._live[addr] = (size, rec[1], rec[2], rec[3])
+        self.live[addr] = (size, rec[1], rec[2], rec[3])
         if self.listeners:
             self._notify("resize", addr, size, self._usable(addr, rec))
 
     def _guard_end(self: Kalloc, addr: int, size: int) -> int:
         """End of the tail red zone of an object of `size` at addr (== size: no tail guard)."""
-        owner = self._page_owner.get(addr >> PAGE_SHIFT)
+        owner = self.page_owner.get(addr >> PAGE_SHIFT)
         if isinstance(owner, Slab):
             return owner.cache.size if owner.cache.redzone else size
         return pages_for(size) * PAGE_SIZE

@@ -138,13 +138,13 @@ def realloc_object(
     ka._check_size(size, caller)
     if addr == 0:
         return malloc(size, caller)
-    rec = ka._live.get(addr)
+    rec = ka.live.get(addr)
     if rec is None or rec[1] != KIND_MALLOC:
         raise ka._diagnose_free(addr, "realloc", caller)
     if not request_ok(ka, size, caller, "realloc") or not within_heap_max(ka, size, caller):
         return None
     usable = ka._usable(addr, rec)
-    if not ka._kasan and usable_for(size) == usable:
+    if not ka.kasan and usable_for(size) == usable:
         ka._resize_in_place(addr, rec, size, 0)
         return addr
     shrink = size <= usable
@@ -188,7 +188,7 @@ class LibcApi:
         if not within_heap_max(self, size, caller, gfp):
             return None
         if size <= KMALLOC_MAX_CACHE_SIZE:
-            return self._slab_alloc(self._kmalloc_by_size[size], size, gfp, caller, KIND_MALLOC)
+            return self._slab_alloc(self.kmalloc_by_size[size], size, gfp, caller, KIND_MALLOC)
         return self._malloc_pages(size, 0, gfp, caller)
 
     def _malloc_pages(self: Kalloc, size: int, align_order: int, gfp: int, caller: Caller) -> int | None:
@@ -201,7 +201,7 @@ class LibcApi:
         pfn = self._alloc_block(gfp, order, caller, size)
         if pfn is None:
             return None
-        self._buddy.trim(pfn, npages)
+        self.buddy.trim(pfn, npages)
         return self._commit_pages(pfn, gfp, size, KIND_MALLOC, caller)
 
     def free(self: Kalloc, addr: int, caller: Caller = TASK) -> None:
@@ -212,13 +212,13 @@ class LibcApi:
         """
         if addr == 0:
             return
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None or rec[1] != KIND_MALLOC:
             raise self._diagnose_free(addr, "free", caller)
         self._free_heap(addr, rec, caller)
 
     def _free_heap(self: Kalloc, addr: int, rec: tuple[int, int, int, int], caller: Caller) -> None:
-        slab = self._page_owner.get(addr >> PAGE_SHIFT)
+        slab = self.page_owner.get(addr >> PAGE_SHIFT)
         if slab is None:
             self._release_pages(addr, rec, caller)
         else:
@@ -251,7 +251,7 @@ class LibcApi:
             return None
         need = max(size, align)
         if align <= MALLOC_ALIGN and need <= KMALLOC_MAX_CACHE_SIZE:
-            return self._slab_alloc(self._kmalloc_by_size[need], size, _GFP_MALLOC, caller, KIND_MALLOC)
+            return self._slab_alloc(self.kmalloc_by_size[need], size, _GFP_MALLOC, caller, KIND_MALLOC)
         if need <= ALIGNED_CACHE_MAX:
             cache = self._aligned_cache(1 << (need - 1).bit_length())
             return self._slab_alloc(cache, size, _GFP_MALLOC, caller, KIND_MALLOC)
@@ -270,7 +270,7 @@ class LibcApi:
         """Usable bytes of a malloc (or kmalloc) object; 0 for NULL. The whole of it may then be used."""
         if addr == 0:
             return 0
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None or rec[1] not in (KIND_MALLOC, KIND_KMALLOC):
             raise BadArgumentError(
                 f"malloc_usable_size() of {addr:#x}, which is not a live heap object", addr=addr

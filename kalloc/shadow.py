@@ -163,7 +163,7 @@ class Shadow:
             return True
         from kalloc.dma import PoolPage
 
-        return isinstance(ka._page_owner.get(addr >> PAGE_SHIFT), PoolPage)
+        return isinstance(ka.page_owner.get(addr >> PAGE_SHIFT), PoolPage)
 
     def on_event(self, event: str, addr: int, size: int, usable: int) -> None:
         """ka.listeners callback: "alloc", "resize" (size = the new size) or "free"."""

@@ -109,7 +109,7 @@ class StatsApi:
 
     def stats(self: Kalloc) -> dict[str, Any]:
         """Everything countable, as a JSON-able dict (see docs/allocator.md, "Statistics")."""
-        zones = self._buddy.populated_zones
+        zones = self.buddy.populated_zones
         return {
             "config": {
                 "max_order": self.config.max_order,
@@ -128,8 +128,8 @@ class StatsApi:
                 }
                 for z in zones
             },
-            "slabinfo": [self._slab_row(c) for c in reversed(self._all_caches) if not c.destroyed],
-            "dma_pools": [self._pool_row(p) for p in self._all_pools if not p.destroyed],
+            "slabinfo": [self._slab_row(c) for c in reversed(self.slub.all_caches) if not c.destroyed],
+            "dma_pools": [self._pool_row(p) for p in self.pools.all_pools if not p.destroyed],
             "totals": self._totals(),
         }
 
@@ -143,7 +143,7 @@ class StatsApi:
                 "present": z.present,
                 "managed": z.managed,
                 "free": z.nr_free,
-                "reserved": dict(self._buddy.zone_reserved[z.idx]),
+                "reserved": dict(self.buddy.zone_reserved[z.idx]),
             },
             "watermarks": {"min": z.wmark_min, "low": z.wmark_low, "high": z.wmark_high},
             "lowmem_reserve": list(z.lowmem_reserve),
@@ -184,9 +184,9 @@ class StatsApi:
         }
 
     def _totals(self: Kalloc) -> dict[str, Any]:
-        b = self._buddy
-        slab_pages = sum(len(c.slabs) << c.order for c in self._all_caches)
-        pool_pages = sum(len(p.pages) << p.order for p in self._all_pools)
+        b = self.buddy
+        slab_pages = sum(len(c.slabs) << c.order for c in self.slub.all_caches)
+        pool_pages = sum(len(p.pages) << p.order for p in self.pools.all_pools)
         return {
             "ram_bytes": b.ram_bytes,
             "free_bytes": b.free_pages * PAGE_SIZE,
@@ -196,9 +196,9 @@ class StatsApi:
             "metadata_bytes": {"memmap": b.memmap_bytes, "slab": 0},
             "slab_bytes": slab_pages * PAGE_SIZE,
             "dma_pool_bytes": pool_pages * PAGE_SIZE,
-            "live_objects": len(self._live),
-            "live_requested_bytes": sum(r[0] for r in self._live.values()),
-            "quarantine_bytes": self._quarantine.nbytes if self._quarantine is not None else 0,
+            "live_objects": len(self.live),
+            "live_requested_bytes": sum(r[0] for r in self.live.values()),
+            "quarantine_bytes": self.slub.quarantine.nbytes if self.slub.quarantine is not None else 0,
             "reports": len(self.reports),
         }
 
@@ -207,7 +207,7 @@ class StatsApi:
     def buddyinfo(self: Kalloc) -> str:
         """/proc/buddyinfo: free block counts per order, one line per populated zone."""
         lines = []
-        for z in self._buddy.populated_zones:
+        for z in self.buddy.populated_zones:
             counts = "".join(f"{n:6d} " for n in z.nr_free_blocks())
             lines.append(f"Node 0, zone {z.name:>8s} {counts}")
         return "\n".join(lines) + "\n"
@@ -220,7 +220,7 @@ class StatsApi:
             " : tunables <limit> <batchcount> <sharedfactor>"
             " : slabdata <active_slabs> <num_slabs> <sharedavail>",
         ]
-        for c in reversed(self._all_caches):
+        for c in reversed(self.slub.all_caches):
             if c.destroyed:
                 continue
             r = self._slab_row(c)
@@ -234,7 +234,7 @@ class StatsApi:
     def zoneinfo(self: Kalloc) -> str:
         """The watermark lines of /proc/zoneinfo for every populated zone."""
         out = []
-        for z in self._buddy.populated_zones:
+        for z in self.buddy.populated_zones:
             protection = ", ".join(str(v) for v in z.lowmem_reserve)
             out.append(
                 f"Node 0, zone {z.name:>8s}\n"
@@ -253,7 +253,7 @@ class StatsApi:
     def poolinfo(self: Kalloc) -> str:
         """DMA pools as mm/dmapool.c's sysfs file: name, blocks in use, total blocks, size, pages."""
         lines = ["poolinfo - 0.1"]
-        for p in self._all_pools:
+        for p in self.pools.all_pools:
             if p.destroyed:
                 continue
             r = self._pool_row(p)

@@ -120,6 +120,10 @@ class Vmalloc:
         pfn = self.pte.get(vaddr >> PAGE_SHIFT)
         return None if pfn is None else (pfn << PAGE_SHIFT) | (vaddr & (PAGE_SIZE - 1))
 
+    def table_pfns(self) -> list[int]:
+        """The pfns of every page-table page (the leaf tables, then the root)."""
+        return [*self._tables.values(), *(() if self._root is None else (self._root,))]
+
     @property
     def page_table_pages(self) -> int:
         return len(self._tables) + (self._root is not None)
@@ -163,7 +167,7 @@ class Vmalloc:
         self._table_use[idx] -= 1
         if self._table_use[idx] == 0:  # an empty leaf table goes back to the buddy allocator
             self.phys.write_u32((self._root << PAGE_SHIFT) + 4 * idx, 0)  # type: ignore[operator]
-            self.ka._buddy.free(self._tables.pop(idx))
+            self.ka.buddy.free(self._tables.pop(idx))
             del self._table_use[idx]
         return self.pte.pop(vpn)
 
@@ -219,14 +223,14 @@ class Vmalloc:
             pfn = self.ka._alloc_block(gfp & ~G.ZERO, 0, caller, size)
             if pfn is None:
                 for p in pfns:
-                    self.ka._buddy.free(p)
+                    self.ka.buddy.free(p)
                 return None
             pfns.append(pfn)
         if not self.map_pages(vaddr, pfns, "vmalloc", caller):
             for p in pfns:
-                self.ka._buddy.free(p)
+                self.ka.buddy.free(p)
             return None
-        fill = 0 if gfp & G.ZERO else (POISON_INUSE if self.ka._debug else None)
+        fill = 0 if gfp & G.ZERO else (POISON_INUSE if self.ka.debug else None)
         if fill is not None:
             for p in pfns:
                 self.phys.fill(p << PAGE_SHIFT, PAGE_SIZE, fill)
@@ -252,9 +256,9 @@ class Vmalloc:
         for pfn in area.pfns:
             if self.ka.listeners:
                 self.ka._notify("free", pfn << PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE)
-            if self.ka._debug:
+            if self.ka.debug:
                 self.phys.fill(pfn << PAGE_SHIFT, PAGE_SIZE, POISON_FREE)
-            self.ka._buddy.free(pfn)
+            self.ka.buddy.free(pfn)
 
     def vmap(self, pfns: list[int], caller: Caller = TASK) -> int | None:
         """Map pages the caller owns (allocated blocks) contiguously; returns the address or None.
@@ -286,7 +290,7 @@ class Vmalloc:
         self.unmap_pages(vaddr, area.npages, "vmap")
 
     def _page_allocated(self, pfn: int) -> bool:
-        blocks = self.ka._buddy.blocks
+        blocks = self.ka.buddy.blocks
         for k in range(self.ka.config.max_order + 1):
             head = pfn & ~((1 << k) - 1)
             n = blocks.get(head)
@@ -447,7 +451,7 @@ class Vmalloc:
 
     def check(self) -> None:
         """Prove the module invariants; raises InvariantError naming the broken one."""
-        blocks = self.ka._buddy.blocks
+        blocks = self.ka.buddy.blocks
         for pfn in (*self._tables.values(), *(() if self._root is None else (self._root,))):
             if blocks.get(pfn) != 1:
                 raise InvariantError(f"page table page {pfn << PAGE_SHIFT:#x} is not an allocated page")

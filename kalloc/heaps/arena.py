@@ -65,12 +65,12 @@ class ArenaHeap(FitHeap):
             pfn = ka._alloc_block(gfp & ~0x100, 0, caller, size)
             if pfn is None:
                 for p in pfns:
-                    ka._buddy.free(p)
+                    ka.buddy.free(p)
                 return False
             pfns.append(pfn)
         if not self.vm.map_pages(self.top, pfns, "arena", caller):
             for p in pfns:
-                ka._buddy.free(p)
+                ka.buddy.free(p)
             return False
         new_top = self.top + (npages << PAGE_SHIFT)
         if self.region is None:
@@ -95,9 +95,9 @@ class ArenaHeap(FitHeap):
             return
         region.shrink(new_end)
         for pfn in self.vm.unmap_pages(new_end, npages, "arena"):
-            if self.ka._debug:
+            if self.ka.debug:
                 self.ka.phys.fill(pfn << PAGE_SHIFT, PAGE_SIZE, POISON_FREE)
-            self.ka._buddy.free(pfn)
+            self.ka.buddy.free(pfn)
         self.top = new_end
         self.trims += 1
 

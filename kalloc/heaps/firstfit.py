@@ -41,7 +41,7 @@ class FirstFitHeap(FitHeap):
         pfn = ka._alloc_block(gfp & ~0x100, order, caller, size)
         if pfn is None:
             return False
-        ka._buddy.trim(pfn, npages)
+        ka.buddy.trim(pfn, npages)
         start, end = pfn << PAGE_SHIFT, (pfn + npages) << PAGE_SHIFT
         for r in self.regions:
             if r.end == start:  # physically adjacent: one region, blocks coalesce across the seam
@@ -58,7 +58,7 @@ class FirstFitHeap(FitHeap):
             return
         self._drop_region(region)
         for pfn, _npages in self._blocks.pop(region.start):
-            self.ka._buddy.free(pfn)
+            self.ka.buddy.free(pfn)
 
     def owned_pfns(self) -> dict[int, str]:
         return {
@@ -74,5 +74,5 @@ class FirstFitHeap(FitHeap):
             if pages << PAGE_SHIFT != r.end - r.start:
                 raise InvariantError(f"firstfit region {r.start:#x} is not exactly its blocks' pages")
             for pfn, n in self._blocks[r.start]:
-                if self.ka._buddy.blocks.get(pfn) != n:
+                if self.ka.buddy.blocks.get(pfn) != n:
                     raise InvariantError(f"firstfit block {pfn << PAGE_SHIFT:#x} is not an allocated block")

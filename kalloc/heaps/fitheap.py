@@ -39,7 +39,7 @@ class FitHeap(Heap):
         super().__init__(ka)
         self.regions: list[FitRegion] = []  # sorted by start
         self._starts: list[int] = []
-        self._live: dict[int, tuple[int, int]] = {}  # payload -> (requested size, site)
+        self.live: dict[int, tuple[int, int]] = {}  # payload -> (requested size, site)
         self._freed: dict[int, tuple[int, int, int]] = {}  # payload -> (size, alloc site, free site)
         self.failed_grows = 0
 
@@ -97,9 +97,9 @@ class FitHeap(Heap):
             assert p is not None, "a grown heap cannot serve the request it grew for"
         if gfp & G.ZERO:
             self._fill(p, size, 0)
-        elif ka._debug and size:
+        elif ka.debug and size:
             self._fill(p, size, POISON_INUSE)
-        self._live[p] = (size, caller.site)
+        self.live[p] = (size, caller.site)
         self._freed.pop(p, None)
         if ka.listeners:
             ka._notify("alloc", p, size, self.usable(p))
@@ -129,7 +129,7 @@ class FitHeap(Heap):
 
     # -- free and realloc -------------------------------------------------------------------------
     def _diagnose(self, addr: int, api: str, caller: Caller) -> Exception:
-        if addr in self.ka._live:  # memory of another API (kmalloc, pages ...)
+        if addr in self.ka.live:  # memory of another API (kmalloc, pages ...)
             return self.ka._diagnose_free(addr, api, caller)
         old = self._freed.get(addr)
         if old is not None:
@@ -146,7 +146,7 @@ class FitHeap(Heap):
             for b, bsize in r.used.items():
                 if b + HDR < addr < b + bsize:
                     start = b + HDR
-                    size, site = self._live[start]
+                    size, site = self.live[start]
                     return InvalidFreeError(
                         f"{api}() of a pointer {addr - start} bytes into a live object (not its start)",
                         addr=addr, site=caller.site, offset=addr - start,
@@ -156,7 +156,7 @@ class FitHeap(Heap):
     def free(self, addr: int, caller: Caller = TASK) -> None:
         if addr == 0:
             return
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None:
             raise self._diagnose(addr, "free", caller)
         self._release(addr, rec, caller)
@@ -165,8 +165,8 @@ class FitHeap(Heap):
         region = self.region_of(addr)
         assert region is not None, "a live object lies in no region"
         usable = region.usable(addr)
-        del self._live[addr]
-        if self.ka._debug and usable:
+        del self.live[addr]
+        if self.ka.debug and usable:
             self._fill(addr, usable, POISON_FREE)
         region.release(addr)
         self._freed[addr] = (rec[0], rec[1], caller.site)
@@ -181,7 +181,7 @@ class FitHeap(Heap):
         ka._check_size(size, caller)
         if addr == 0:
             return self.malloc(size, caller)
-        rec = self._live.get(addr)
+        rec = self.live.get(addr)
         if rec is None:
             raise self._diagnose(addr, "realloc", caller)
         if not request_ok(ka, size, caller, "realloc", _GFP) or not within_heap_max(ka, size, caller, _GFP):
@@ -189,13 +189,13 @@ class FitHeap(Heap):
         region = self.region_of(addr)
         assert region is not None
         aligned = payload_align(size) <= payload_align(rec[0]) or addr % payload_align(size) == 0
-        if not ka._kasan and aligned:  # noqa: SIM102 - two conditions of different kinds
+        if not ka.kasan and aligned:  # noqa: SIM102 - two conditions of different kinds
             if block_size_for(size) <= region.used[addr - HDR] or region.resize_in_place(addr, size):
                 if block_size_for(size) < region.used[addr - HDR]:
                     region.resize_in_place(addr, size)  # give the tail back
-                if size > rec[0] and ka._debug:
+                if size > rec[0] and ka.debug:
                     self._fill(addr + rec[0], size - rec[0], POISON_INUSE)
-                self._live[addr] = (size, rec[1])
+                self.live[addr] = (size, rec[1])
                 if ka.listeners:
                     ka._notify("resize", addr, size, region.usable(addr))
                 self._after_free(region)
@@ -210,7 +210,7 @@ class FitHeap(Heap):
     def malloc_usable_size(self, addr: int) -> int:
         if addr == 0:
             return 0
-        if addr not in self._live:
+        if addr not in self.live:
             raise BadArgumentError(f"malloc_usable_size() of {addr:#x}, which is not a live heap object",
                                    addr=addr)  # fmt: skip
         return self.usable(addr)
@@ -221,7 +221,7 @@ class FitHeap(Heap):
             Allocation(
                 addr=a, size=s, kind="malloc", site=site, not_leak=False, gfp=_GFP, usable=self.usable(a)
             )
-            for a, (s, site) in sorted(self._live.items())
+            for a, (s, site) in sorted(self.live.items())
         ]
 
     def check(self) -> None:
@@ -235,11 +235,11 @@ class FitHeap(Heap):
             if why:
                 raise InvariantError(f"{self.name} heap region {r.start:#x}: {why}")
             for b in r.used:
-                if b + HDR not in self._live:
+                if b + HDR not in self.live:
                     raise InvariantError(f"{self.name} heap: used block {b:#x} has no live object")
             n += len(r.used)
-        if n != len(self._live):
-            raise InvariantError(f"{self.name} heap: {len(self._live)} live objects, {n} used blocks")
+        if n != len(self.live):
+            raise InvariantError(f"{self.name} heap: {len(self.live)} live objects, {n} used blocks")
 
     def stats(self) -> dict[str, int]:
         return {
@@ -247,5 +247,5 @@ class FitHeap(Heap):
             "region_bytes": sum(r.end - r.start for r in self.regions),
             "free_bytes": sum(r.free_bytes() for r in self.regions),
             "largest_free": max((r.largest_free() for r in self.regions), default=0),
-            "live_objects": len(self._live),
+            "live_objects": len(self.live),
         }

@@ -92,7 +92,7 @@ class SlabHeap(Heap):
         cache.order = order
         cache.slab_bytes = PAGE_SIZE << order
         cache.nobjs = cache.slab_bytes // cache.stride
-        cache._build_patterns(self.ka._debug)
+        cache._build_patterns(self.ka.debug)
 
     # -- the C library face -----------------------------------------------------------------------
 

@@ -44,10 +44,10 @@ def page_map(
     ka: Kalloc, heap: Heap | None = None, vm: Vmalloc | None = None
 ) -> list[tuple[str, int, bytearray]]:
     """[(bank name, start pfn, one OWNERS index per page)] for every section, in address order."""
-    buddy = ka._buddy
+    buddy = ka.buddy
     other = {}
     if vm is not None:
-        for pfn in (*vm._tables.values(), *(() if vm._root is None else (vm._root,))):
+        for pfn in vm.table_pfns():
             other[pfn] = _IDX["page table"]
         for area in vm.areas.values():
             for pfn in area.pfns:
@@ -55,7 +55,7 @@ def page_map(
     if heap is not None:
         for pfn, label in heap.owned_pfns().items():
             other[pfn] = _IDX[label]
-    live = ka._live
+    live = ka.live
     out = []
     for sec in buddy.sections:
         base = sec.start_pfn
@@ -74,7 +74,7 @@ def page_map(
                 continue
             code = other.get(pfn)
             if code is None:
-                owner = ka._page_owner.get(pfn)
+                owner = ka.page_owner.get(pfn)
                 if isinstance(owner, Slab):
                     code = _IDX["slab cache"]
                 elif isinstance(owner, PoolPage):

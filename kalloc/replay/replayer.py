@@ -130,7 +130,7 @@ class ReplayResult:
 def free_blocks(ka: Kalloc) -> list[int]:
     """Free block counts per order, all zones together."""
     out = [0] * (ka.config.max_order + 1)
-    for z in ka._buddy.populated_zones:
+    for z in ka.buddy.populated_zones:
         for o, n in enumerate(z.nr_free_blocks()):
             out[o] += n
     return out
@@ -138,7 +138,7 @@ def free_blocks(ka: Kalloc) -> list[int]:
 
 def largest_free_block(ka: Kalloc) -> int:
     best = -1
-    for z in ka._buddy.populated_zones:
+    for z in ka.buddy.populated_zones:
         best = max(best, z.largest_free_order())
     return PAGE_SIZE << best if best >= 0 else 0
 
@@ -147,7 +147,7 @@ def fragmentation(ka: Kalloc) -> dict[str, Any]:
     """Free pages per order, largest free block and unusable index, all zones together and per zone."""
     blocks = free_blocks(ka)
     return {
-        "free_pages": ka._buddy.free_pages,
+        "free_pages": ka.buddy.free_pages,
         "free_blocks_per_order": blocks,
         "largest_free_block": largest_free_block(ka),
         "unusable_index": [round(v / 1000, 3) for v in unusable_index(blocks)],
@@ -165,12 +165,12 @@ class Replayer:
         self.on_step = on_step
         self.live: dict[int, tuple[int, int]] = {}  # id -> (addr, size)
         self.payload = 0
-        self.base_pages = ka._buddy.used_pages
+        self.base_pages = ka.buddy.used_pages
         self.res = ReplayResult(trace.name, trace.format, heap.name)
 
     @property
     def committed(self) -> int:
-        return (self.ka._buddy.used_pages - self.base_pages) << PAGE_SHIFT
+        return (self.ka.buddy.used_pages - self.base_pages) << PAGE_SHIFT
 
     # -- signatures --------------------------------------------------------------------------------
     def _sign(self, ident: int, addr: int, size: int) -> None:
@@ -283,7 +283,7 @@ class Replayer:
                 self.payload,
                 committed,
                 largest_free_block(ka),
-                ka._buddy.free_pages,
+                ka.buddy.free_pages,
                 free_blocks(ka) if sampled else None,
             )
         )

@@ -28,11 +28,11 @@ def bank(name: str, base: int, size: int, dma: bool = False) -> RamBank:
 
 
 def free_area(ka: Kalloc) -> list[dict[int, None]]:
-    return [copy.copy(d) for z in ka._buddy.zones for d in z.free_area]
+    return [copy.copy(d) for z in ka.buddy.zones for d in z.free_area]
 
 
 def zone_of(ka: Kalloc, addr: int) -> str:
-    z = ka._buddy.zone_of(addr // PAGE_SIZE)
+    z = ka.buddy.zone_of(addr // PAGE_SIZE)
     assert z is not None
     return z.name
 
@@ -58,9 +58,9 @@ def test_boot_accounts_every_byte_of_ram() -> None:
 
 def test_memmap_is_carved_top_down_from_normal_memory() -> None:
     ka = Kalloc.standalone()
-    normal = ka._buddy.zones[ZONE_NORMAL]
-    assert ka._buddy.zone_reserved[ZONE_NORMAL] == {"memmap": 32}
-    assert ka._buddy.zone_reserved[ZONE_DMA] == {}
+    normal = ka.buddy.zones[ZONE_NORMAL]
+    assert ka.buddy.zone_reserved[ZONE_NORMAL] == {"memmap": 32}
+    assert ka.buddy.zone_reserved[ZONE_DMA] == {}
     sec = normal.sections[-1]
     assert sec.state[-32:] == bytes([3]) * 32  # PG_RESERVED at the top
 
@@ -70,7 +70,7 @@ def test_struct_page_size_costs_real_memory() -> None:
     big = Kalloc.standalone(config=Config(struct_page_size=64))
     assert small.stats()["totals"]["reserved_bytes"].get("memmap", 0) == 0
     assert big.stats()["totals"]["reserved_bytes"]["memmap"] == 64 * 4096
-    assert small._buddy.free_pages - big._buddy.free_pages == 64
+    assert small.buddy.free_pages - big.buddy.free_pages == 64
 
 
 def test_unaligned_and_scattered_banks() -> None:
@@ -85,9 +85,9 @@ def test_unaligned_and_scattered_banks() -> None:
     assert t["free_bytes"] + t["used_bytes"] + sum(t["reserved_bytes"].values()) == t["ram_bytes"]
     ka.check()
     # n1 and n2 touch at a 4 MiB boundary: no free block may span both banks.
-    for order, d in enumerate(ka._buddy.zones[ZONE_NORMAL].free_area):
+    for order, d in enumerate(ka.buddy.zones[ZONE_NORMAL].free_area):
         for pfn in d:
-            sec = ka._buddy.section_of(pfn)
+            sec = ka.buddy.section_of(pfn)
             assert sec is not None and sec.contains(pfn, 1 << order)
     # Allocate everything and free it again: merging still stops at the bank edge.
     before = free_area(ka)
@@ -116,7 +116,7 @@ def test_boot_of_one_gib_uses_anonymous_memory() -> None:
         ),
     ]
     ka = Kalloc(PhysMem(banks), reserved=[(BASE, BASE + (256 << 10), "firmware")])
-    assert ka.min_free_kbytes == default_min_free_kbytes(ka._buddy.free_pages * 4)
+    assert ka.min_free_kbytes == default_min_free_kbytes(ka.buddy.free_pages * 4)
     a = ka.alloc_pages(KERNEL, 10)
     p = ka.kmalloc(100, KERNEL)
     assert a is not None and p is not None
@@ -146,7 +146,7 @@ def test_alloc_is_aligned_to_order_and_merge_restores_free_area() -> None:
 
 def test_split_puts_upper_halves_on_lower_lists() -> None:
     ka = Kalloc(PhysMem([bank("n", BASE, 8 << 20)]), Config(struct_page_size=0, min_free_kbytes=0))
-    zone = ka._buddy.zones[ZONE_NORMAL]
+    zone = ka.buddy.zones[ZONE_NORMAL]
     assert zone.nr_free_blocks() == [0] * 10 + [2]
     a = ka.alloc_pages(KERNEL, 0)
     assert zone.nr_free_blocks() == [1] * 10 + [1]
@@ -156,7 +156,7 @@ def test_split_puts_upper_halves_on_lower_lists() -> None:
 
 def test_max_order_is_configurable() -> None:
     ka = Kalloc.standalone(config=Config(max_order=4))
-    assert len(ka._buddy.zones[ZONE_NORMAL].free_area) == 5
+    assert len(ka.buddy.zones[ZONE_NORMAL].free_area) == 5
     assert ka.alloc_pages(KERNEL, 4) is not None
     with pytest.raises(BadArgumentError):
         ka.alloc_pages(KERNEL, 5)
@@ -168,14 +168,14 @@ def test_max_order_is_configurable() -> None:
 def test_alloc_pages_exact_wastes_no_pages() -> None:
     ka = Kalloc.standalone()
     for size in (1, 4096, 4097, 5 * 4096 + 1, 100_000, 3 << 20):
-        free = ka._buddy.free_pages
+        free = ka.buddy.free_pages
         a = ka.alloc_pages_exact(size, KERNEL)
         assert a is not None
-        assert free - ka._buddy.free_pages == pages_for(size)
+        assert free - ka.buddy.free_pages == pages_for(size)
         assert a % (PAGE_SIZE << get_order(size)) == 0
         ka.check()
         ka.free_pages_exact(a, size)
-        assert ka._buddy.free_pages == free
+        assert ka.buddy.free_pages == free
         ka.check()
 
 
@@ -222,14 +222,14 @@ def test_default_min_free_kbytes(ram_kb: int, expected: int) -> None:
 
 def test_watermarks_follow_linux_arithmetic() -> None:
     ka = Kalloc.standalone()
-    zones = ka._buddy.populated_zones
+    zones = ka.buddy.populated_zones
     pages_min = ka.min_free_kbytes // 4
     lowmem = sum(z.managed for z in zones)
     for z in zones:
         assert z.wmark_min == pages_min * z.managed // lowmem
         assert z.wmark_low == z.wmark_min + z.wmark_min // 4
         assert z.wmark_high == z.wmark_min + z.wmark_min // 2
-    dma, normal = ka._buddy.zones
+    dma, normal = ka.buddy.zones
     assert dma.lowmem_reserve == [0, normal.managed // 256]
     assert normal.lowmem_reserve == [0, 0]
 
@@ -243,7 +243,7 @@ def _drain(ka: Kalloc, flags: int) -> list[int]:
 
 def test_gfp_atomic_succeeds_where_gfp_kernel_fails_because_of_the_reserve() -> None:
     ka = Kalloc.standalone()
-    dma, normal = ka._buddy.zones
+    dma, normal = ka.buddy.zones
     _drain(ka, KERNEL)
     assert normal.nr_free == normal.wmark_min  # stops at min
     assert dma.nr_free == dma.wmark_min + dma.lowmem_reserve[ZONE_NORMAL]  # fallback guarded by the reserve
@@ -260,7 +260,7 @@ def test_gfp_atomic_succeeds_where_gfp_kernel_fails_because_of_the_reserve() -> 
 
 def test_gfp_high_alone_gets_half_the_reserve() -> None:
     ka = Kalloc.standalone()
-    normal = ka._buddy.zones[ZONE_NORMAL]
+    normal = ka.buddy.zones[ZONE_NORMAL]
     _drain(ka, KERNEL)
     _drain(ka, gfp.GFP_KERNEL | gfp.HIGH)
     assert normal.nr_free == normal.wmark_min - normal.wmark_min // 2
@@ -268,7 +268,7 @@ def test_gfp_high_alone_gets_half_the_reserve() -> None:
 
 def test_normal_request_falls_back_to_dma_only_above_lowmem_reserve() -> None:
     ka = Kalloc.standalone()
-    dma, _normal = ka._buddy.zones
+    dma, _normal = ka.buddy.zones
     got = _drain(ka, KERNEL)
     in_dma = [a for a in got if zone_of(ka, a) == "DMA"]
     assert len(in_dma) == dma.managed - dma.wmark_min - dma.lowmem_reserve[ZONE_NORMAL]
@@ -281,7 +281,7 @@ def test_memalloc_ignores_watermarks() -> None:
     ka = Kalloc.standalone(size=1 << 20, dma_size=1 << 20)
     _drain(ka, gfp.GFP_ATOMIC)
     assert _drain(ka, gfp.GFP_ATOMIC | gfp.MEMALLOC)
-    assert ka._buddy.free_pages == 0
+    assert ka.buddy.free_pages == 0
     ka.check()
 
 
@@ -325,7 +325,7 @@ def test_reclaim_frees_empty_slabs_then_retries() -> None:
         objs.append(p)
     for p in objs:
         ka.kfree(p)
-    cache = ka._kmalloc_by_size[4096]
+    cache = ka.kmalloc_by_size[4096]
     held = len(cache.slabs)
     assert held == cache.min_partial == len(cache.empty)  # empty slabs kept around
     got = _drain(ka, KERNEL)
@@ -355,7 +355,7 @@ def test_blocking_allocation_from_interrupt_is_reported_and_served() -> None:
 
 
 def _snapshot(ka: Kalloc) -> tuple:
-    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka._live.items()))
+    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka.live.items()))
 
 
 @pytest.mark.parametrize("flags", [1 << 30, 0x2, 0x10 | gfp.GFP_KERNEL, -1])
@@ -444,19 +444,19 @@ def test_free_of_zero_is_a_no_op() -> None:
 def test_check_names_broken_invariants() -> None:
     ka = Kalloc.standalone()
     a = ka.alloc_pages(KERNEL, 0)
-    zone = ka._buddy.zones[ZONE_NORMAL]
+    zone = ka.buddy.zones[ZONE_NORMAL]
     zone.nr_free += 1
     with pytest.raises(InvariantError, match="nr_free"):
         ka.check()
     zone.nr_free -= 1
-    ka._buddy.blocks[a // PAGE_SIZE] = 2
+    ka.buddy.blocks[a // PAGE_SIZE] = 2
     with pytest.raises(InvariantError):
         ka.check()
-    ka._buddy.blocks[a // PAGE_SIZE] = 1
-    ka._live[a + 8] = (8, 0, 0, 0)
+    ka.buddy.blocks[a // PAGE_SIZE] = 1
+    ka.live[a + 8] = (8, 0, 0, 0)
     with pytest.raises(InvariantError, match="live"):
         ka.check()
-    del ka._live[a + 8]
+    del ka.live[a + 8]
     ka.check()
 
 

@@ -25,9 +25,9 @@ K64 = 64 << 10
 
 
 def in_dma_zone(ka: Kalloc, addr: int, size: int) -> bool:
-    zone = ka._buddy.zone_of(addr // PAGE_SIZE)
+    zone = ka.buddy.zone_of(addr // PAGE_SIZE)
     return (
-        zone is not None and zone.name == "DMA" and ka._buddy.zone_of((addr + size - 1) // PAGE_SIZE) is zone
+        zone is not None and zone.name == "DMA" and ka.buddy.zone_of((addr + size - 1) // PAGE_SIZE) is zone
     )
 
 
@@ -186,9 +186,9 @@ def test_pool_free_misuse_and_destroy() -> None:
     with pytest.raises(DoubleFreeError) as exc2:
         ka.dma_pool_free(a, cpu, dma)
     assert exc2.value.fields["free_site"] == 9
-    free = ka._buddy.free_pages
+    free = ka.buddy.free_pages
     ka.dma_pool_destroy(a)
-    assert ka._buddy.free_pages == free + 1 and ka.pool_by_handle(a.handle) is None
+    assert ka.buddy.free_pages == free + 1 and ka.pool_by_handle(a.handle) is None
     with pytest.raises(BadArgumentError, match="destroyed"):
         ka.dma_pool_alloc(a, KERNEL)
     ka.check()

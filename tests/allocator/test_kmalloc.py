@@ -20,13 +20,13 @@ KERNEL = gfp.GFP_KERNEL
 
 
 def snapshot(ka: Kalloc) -> tuple:
-    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka._live.items()))
+    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka.live.items()))
 
 
 def test_size_classes_are_linux_kmalloc_caches() -> None:
     assert KMALLOC_CLASSES == (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
     ka = Kalloc.standalone()
-    names = {c.name for c in ka._all_caches}
+    names = {c.name for c in ka.slub.all_caches}
     assert {"kmalloc-96", "kmalloc-192", "kmalloc-1k", "kmalloc-8k", "dma-kmalloc-96"} <= names
     expected = {1: 8, 8: 8, 9: 16, 17: 32, 33: 64, 65: 96, 96: 96, 97: 128, 129: 192, 193: 256, 4097: 8192}
     for size, cls in expected.items():
@@ -57,13 +57,13 @@ def test_zero_size_ptr() -> None:
 
 def test_large_kmalloc_comes_from_the_page_allocator() -> None:
     ka = Kalloc.standalone()
-    free = ka._buddy.free_pages
+    free = ka.buddy.free_pages
     p = ka.kmalloc(8193, KERNEL)
-    assert p % PAGE_SIZE == 0 and p // PAGE_SIZE not in ka._page_owner
-    assert free - ka._buddy.free_pages == 1 << get_order(8193)
+    assert p % PAGE_SIZE == 0 and p // PAGE_SIZE not in ka.page_owner
+    assert free - ka.buddy.free_pages == 1 << get_order(8193)
     assert ka.ksize(p) == 4 * PAGE_SIZE
     ka.kfree(p)
-    assert ka._buddy.free_pages == free
+    assert ka.buddy.free_pages == free
     ka.check()
 
 
@@ -83,9 +83,9 @@ def test_gfp_dma_kmalloc_lies_in_the_dma_zone() -> None:
     ka = Kalloc.standalone()
     for size in (8, 100, 5000, 50000):
         p = ka.kmalloc(size, KERNEL | gfp.DMA)
-        assert ka._buddy.zone_of(p // PAGE_SIZE).name == "DMA"
+        assert ka.buddy.zone_of(p // PAGE_SIZE).name == "DMA"
         q = ka.kmalloc(size, KERNEL)
-        assert ka._buddy.zone_of(q // PAGE_SIZE).name == "Normal"
+        assert ka.buddy.zone_of(q // PAGE_SIZE).name == "Normal"
 
 
 def test_kzalloc_and_kcalloc_zero_memory() -> None:

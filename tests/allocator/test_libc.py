@@ -147,12 +147,12 @@ def test_malloc_alignment_and_large_requests_use_exact_pages() -> None:
         assert ka.malloc(size) % 8 == 0
     for size in (16, 17, 100, 8192):
         assert ka.malloc(size) % 16 == 0
-    free = ka._buddy.free_pages
+    free = ka.buddy.free_pages
     p = ka.malloc(3 * PAGE_SIZE + 1)
-    assert free - ka._buddy.free_pages == 4 == pages_for(3 * PAGE_SIZE + 1)
+    assert free - ka.buddy.free_pages == 4 == pages_for(3 * PAGE_SIZE + 1)
     assert ka.malloc_usable_size(p) == 4 * PAGE_SIZE
     ka.free(p)
-    assert ka._buddy.free_pages == free
+    assert ka.buddy.free_pages == free
 
 
 @pytest.mark.parametrize("sanitize", ["off", "poison"])

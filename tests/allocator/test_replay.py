@@ -78,14 +78,14 @@ HAND = [Op("a", 0, 8), Op("a", 1, 100), Op("c", 2, 24, 3), Op("m", 3, 40, 256), 
 @pytest.mark.parametrize("sanitize", ["off", "poison"])
 def test_hand_written_trace_every_op(heap, sanitize):
     ka, h = fresh(heap, sanitize)
-    before = ka._buddy.free_pages
+    before = ka.buddy.free_pages
     res = replay(Trace("hand", "kalloc", HAND, {}), ka, h, check_every=1)
     assert res.counts == {"a": 3, "c": 1, "m": 1, "r": 4, "f": 7}
     assert res.skipped == 1 and not res.failed  # the second free of id 0
     assert res.end["payload_bytes"] == 0 and res.end["live_objects"] == 0
     assert res.peak_payload == 8 + 100 + 72 + 40 + 5000 - 100
     if heap in ("firstfit", "arena"):  # everything freed: regions released / arena trimmed
-        assert ka._buddy.free_pages >= before - 2  # the arena keeps its page-table pages
+        assert ka.buddy.free_pages >= before - 2  # the arena keeps its page-table pages
     ka.check()
 
 
@@ -159,14 +159,14 @@ def test_generated_traces_parse_and_replay():
 
 def test_arena_grows_and_shrinks_through_the_buddy_allocator():
     ka, h = fresh("arena")
-    free0 = ka._buddy.free_pages
+    free0 = ka.buddy.free_pages
     ps = [h.malloc(60000) for _ in range(4)]  # ~59 pages committed at the top
-    grown = free0 - ka._buddy.free_pages
+    grown = free0 - ka.buddy.free_pages
     assert grown >= 4 * 60000 // 4096 and h.top - 0xE000_0000 == h.vm.pages["arena"] * 4096
     for p in reversed(ps):
         h.free(p)
     assert h.trims >= 1 and h.vm.pages["arena"] <= 2
-    assert free0 - ka._buddy.free_pages <= 3  # the page-table root (and at most a leaf and a page) remain
+    assert free0 - ka.buddy.free_pages <= 3  # the page-table root (and at most a leaf and a page) remain
     h.check()
     ka.check()
 

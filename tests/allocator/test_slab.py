@@ -29,7 +29,7 @@ KERNEL = gfp.GFP_KERNEL
 
 
 def snapshot(ka: Kalloc) -> tuple:
-    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka._live.items()))
+    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka.live.items()))
 
 
 # ---------------------------------------------------------------- layout
@@ -75,7 +75,7 @@ def test_calculate_order_follows_slub() -> None:
 @pytest.mark.parametrize("sanitize", ["off", "poison"])
 def test_kmalloc_slabs_waste_little(sanitize: str) -> None:
     ka = Kalloc.standalone(config=Config(sanitize=sanitize))
-    for c in ka._all_caches:
+    for c in ka.slub.all_caches:
         limit = 8 if sanitize == "off" or c.size < 4096 else 4
         assert c.wasted_per_slab <= c.slab_bytes // limit, c
 
@@ -155,7 +155,7 @@ def test_dma_cache_slabs_come_from_the_dma_zone() -> None:
     ka = Kalloc.standalone()
     c = ka.kmem_cache_create("dmabuf", 256, 0, SLAB_CACHE_DMA)
     p = ka.kmem_cache_alloc(c, KERNEL)
-    assert ka._buddy.zone_of(p // PAGE_SIZE).name == "DMA"
+    assert ka.buddy.zone_of(p // PAGE_SIZE).name == "DMA"
 
 
 def test_destroy_with_live_objects_raises_leak_and_keeps_the_cache() -> None:
@@ -205,7 +205,7 @@ def test_bad_cache_arguments(args: tuple, words: str) -> None:
 def test_kmalloc_caches_are_private() -> None:
     ka = Kalloc.standalone()
     with pytest.raises(BadArgumentError):
-        ka.kmem_cache_alloc(ka._kmalloc_by_size[64], KERNEL)
+        ka.kmem_cache_alloc(ka.kmalloc_by_size[64], KERNEL)
     with pytest.raises(BadArgumentError):
         ka.kmem_cache_alloc("not a cache", KERNEL)  # type: ignore[arg-type]
 
@@ -358,9 +358,9 @@ def test_kasan_quarantine_delays_reuse_and_catches_double_free() -> None:
     objs = [ka.kmem_cache_alloc(c, KERNEL) for _ in range(16)]
     for o in objs:
         ka.kmem_cache_free(c, o)
-    assert ka._quarantine is not None and ka._quarantine.nbytes <= 1024
+    assert ka.slub.quarantine is not None and ka.slub.quarantine.nbytes <= 1024
     ka.check()
-    assert ka.stats()["totals"]["quarantine_bytes"] == ka._quarantine.nbytes
+    assert ka.stats()["totals"]["quarantine_bytes"] == ka.slub.quarantine.nbytes
 
 
 def test_kasan_quarantine_is_drained_by_shrink_and_destroy() -> None:
@@ -370,11 +370,11 @@ def test_kasan_quarantine_is_drained_by_shrink_and_destroy() -> None:
     ka.kmem_cache_free(c, p)
     assert ka.kmem_cache_shrink(c) == 1
     ka.kmem_cache_destroy(c)
-    assert len(ka._quarantine) == 0
+    assert len(ka.slub.quarantine) == 0
     ka.check()
 
 
 def test_kasan_quarantine_default_budget_scales_with_ram() -> None:
-    assert Kalloc.standalone(config=Config(sanitize="kasan"))._quarantine.budget == 256 << 10
+    assert Kalloc.standalone(config=Config(sanitize="kasan")).slub.quarantine.budget == 256 << 10
     small = Kalloc.standalone(size=1 << 20, dma_size=1 << 20, config=Config(sanitize="kasan"))
-    assert small._quarantine.budget == 32 << 10
+    assert small.slub.quarantine.budget == 32 << 10

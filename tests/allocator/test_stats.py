@@ -30,7 +30,7 @@ def test_buddyinfo_is_proc_format() -> None:
     ka = Kalloc.standalone()
     lines = ka.buddyinfo().splitlines()
     assert len(lines) == 2
-    for line, zone in zip(lines, ka._buddy.populated_zones, strict=True):
+    for line, zone in zip(lines, ka.buddy.populated_zones, strict=True):
         counts = "".join(f"{n:6d} " for n in zone.nr_free_blocks())
         assert line == f"Node 0, zone {zone.name:>8s} {counts}"
         assert re.fullmatch(r"Node 0, zone +(DMA|Normal) ( +\d+ ){11}", line)
@@ -59,7 +59,7 @@ def test_slabinfo_is_version_2_1() -> None:
 def test_zoneinfo_shows_watermarks_and_protection() -> None:
     ka = Kalloc.standalone()
     text = ka.zoneinfo()
-    dma, normal = ka._buddy.zones
+    dma, normal = ka.buddy.zones
     assert (
         f"Node 0, zone      DMA\n  pages free     {dma.nr_free}\n        min      {dma.wmark_min}\n" in text
     )

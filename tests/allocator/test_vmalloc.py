@@ -24,17 +24,17 @@ def test_windows_match_the_memory_map():
 
 def test_vmalloc_commits_every_page_at_allocation():
     ka, vm = fresh()
-    before = ka._buddy.free_pages
+    before = ka.buddy.free_pages
     p = vm.vmalloc(1 << 20)  # 256 pages, nothing touched yet
     assert p is not None and p >= VMALLOC_START
-    taken = before - ka._buddy.free_pages
+    taken = before - ka.buddy.free_pages
     assert taken == 256 + vm.page_table_pages  # every page, plus the root and one leaf table
     assert all(vm.translate(p + i * 4096) is not None for i in range(256))
     assert vm.read(p, 4) == b"\x5a" * 4  # fresh poison, already there: the pages are real
     vm.check()
     ka.check()
     vm.vfree(p)
-    assert ka._buddy.free_pages == before - 1  # the root table stays
+    assert ka.buddy.free_pages == before - 1  # the root table stays
     vm.check()
 
 
@@ -86,7 +86,7 @@ def test_vmap_maps_caller_pages_without_taking_them():
 
 def test_vmalloc_failure_takes_nothing():
     ka, vm = fresh()
-    before = ka._buddy.free_pages
+    before = ka.buddy.free_pages
     assert vm.vmalloc(64 << 20) is None  # more than the board has
-    assert ka._buddy.free_pages == before
+    assert ka.buddy.free_pages == before
     assert any(r.kind == "oom" for r in ka.reports)

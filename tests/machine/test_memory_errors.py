@@ -145,7 +145,7 @@ def test_kasan_build_runs_without_a_shadow_under_poison() -> None:
 
 def test_quarantine_option_reaches_the_allocator() -> None:
     _, session = run("hello", sanitize="kasan", quarantine=4096)
-    assert session.ka._quarantine is not None and session.ka._quarantine.budget == 4096
+    assert session.ka.slub.quarantine is not None and session.ka.slub.quarantine.budget == 4096
 
 
 # -- units ---------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ class AllocatorMachine(RuleBasedStateMachine):
             return
         assert addr not in self.model, "allocator returned a live address twice"
         if obj.dma:
-            zone = self.ka._buddy.zone_of(addr // PAGE_SIZE)
+            zone = self.ka.buddy.zone_of(addr // PAGE_SIZE)
             assert zone is not None and zone.name == "DMA"
         self.ka.phys.fill(addr, obj.size, obj.fill)
         self.model[addr] = obj
@@ -251,10 +251,10 @@ class AllocatorMachine(RuleBasedStateMachine):
 
     @rule(size=st.integers(1, 40_000), flags=GFPS)
     def alloc_pages_exact(self, size: int, flags: int) -> None:
-        free = self.ka._buddy.free_pages
+        free = self.ka.buddy.free_pages
         p = self.ka.alloc_pages_exact(size, flags)
         if p is not None:
-            assert free - self.ka._buddy.free_pages >= -(-size // PAGE_SIZE)
+            assert free - self.ka.buddy.free_pages >= -(-size // PAGE_SIZE)
         self._add(p, Obj("pages_exact", size, self._fill(), dma=bool(flags & gfp.DMA)))
 
     @precondition(lambda self: any(o.kind in ("pages", "pages_exact") for o in self.model.values()))
@@ -400,7 +400,7 @@ class AllocatorMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- misuse
 
     def _snapshot(self) -> tuple:
-        return (self.ka.buddyinfo(), self.ka.slabinfo(), len(self.ka.reports), sorted(self.ka._live.items()))
+        return (self.ka.buddyinfo(), self.ka.slabinfo(), len(self.ka.reports), sorted(self.ka.live.items()))
 
     @precondition(lambda self: bool(self.model))
     @rule(

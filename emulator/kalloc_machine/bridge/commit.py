@@ -52,7 +52,7 @@ class CommitMeter:
     def __init__(self, session: Session) -> None:
         self.ka = session.ka
         self.vm = session.vm
-        self._buddy = session.ka._buddy
+        self._buddy = session.ka.buddy
         self._reserved = sum(self._buddy.reserved_bytes().values()) // PAGE_SIZE
         self._objects: dict[int, tuple[str, int]] = {}  # page-level object addr -> (kind, pages)
         self._level = dict.fromkeys(("large_kmalloc", "pages", "dma"), 0)
@@ -75,10 +75,10 @@ class CommitMeter:
             return
         pfn = addr >> PAGE_SHIFT
         ka = self.ka
-        if pfn in ka._page_owner:
+        if pfn in ka.page_owner:
             return  # an object inside a slab or pool page
-        npages = ka._buddy.blocks.get(pfn)
-        rec = ka._live.get(addr)
+        npages = ka.buddy.blocks.get(pfn)
+        rec = ka.live.get(addr)
         label = _LABEL.get(rec[1]) if rec is not None else None
         if npages is None or label is None:
             return
@@ -96,9 +96,9 @@ class CommitMeter:
         out = dict.fromkeys(KINDS, 0)
         out["reserved"] = self._reserved
         out["page_tables"] = vm.page_table_pages
-        out["slab"] = sum(len(c.slabs) << c.order for c in ka._all_caches)
+        out["slab"] = sum(len(c.slabs) << c.order for c in ka.slub.all_caches)
         out.update(self._level)
-        out["dma"] += sum(len(p.pages) << p.order for p in ka._all_pools)
+        out["dma"] += sum(len(p.pages) << p.order for p in ka.pools.all_pools)
         out["vmalloc"] = vm.pages["vmalloc"]
         out["arena"] = vm.pages["arena"]
         used = self._buddy.used_pages + self._reserved

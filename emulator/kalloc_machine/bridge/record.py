@@ -45,7 +45,7 @@ class Recorder:
 
     def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
         if event == "alloc":
-            rec = self.ka._live.get(addr)
+            rec = self.ka.live.get(addr)
             if rec is None or rec[1] == KIND_MALLOC:
                 return  # the C library face is recorded by RecordingLibc
             self.ops.append(Op(ALLOC, self.new_id(addr), size, api=KIND_NAMES[rec[1]]))

@@ -101,7 +101,7 @@ class VmServices:
         return 0, 0
 
     def svc_nr_free_pages(self, caller: Caller, *args: int) -> tuple[int, int]:
-        return self.ka._buddy.free_pages, 0
+        return self.ka.buddy.free_pages, 0
 
     # -- services that take a pointer that may be virtual -------------------------------------
 
