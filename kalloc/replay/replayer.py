@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from kalloc.errors import KallocError
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE
-from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Trace
+from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, Trace
 from kalloc.stats import unusable_index
 
 if TYPE_CHECKING:
@@ -216,45 +216,51 @@ class Replayer:
         res.end = self.snapshot()
         return res
 
-    def _fail(self, step: int, op: Any) -> None:
+    def _fail(self, step: int, op: Op) -> None:
         self.res.failed.append({"step": step, "op": op.kind, "id": op.id, "size": op.nbytes})
 
-    def _do(self, step: int, op: Any) -> None:
-        heap, live = self.heap, self.live
-        kind = op.kind
-        if kind == FREE:
-            got = live.pop(op.id, None)
-            if got is None:
-                self.res.skipped += 1
-                return
-            self._verify(op.id, got[0], got[1], step, "before free")
-            heap.free(got[0])
-            self.payload -= got[1]
-            return
-        if kind == REALLOC and op.id in live:
-            addr, old = live[op.id]
-            self._verify(op.id, addr, old, step, "before realloc")
-            new = heap.realloc(addr, op.size)
-            if new is None:
-                if op.size:
-                    self._fail(step, op)
-                return
-            keep = min(old, op.size, SIG)
-            if self.verify and keep and heap.read(new, keep) != _signature(op.id)[:keep]:
-                raise ReplayError(f"step {step}: realloc of object {op.id} lost its contents")
-            live[op.id] = (new, op.size)
-            self.payload += op.size - old
-            self._sign(op.id, new, op.size)
-            return
-        if op.id in live:  # an id allocated twice: a trace error, not the heap's
+    def _do(self, step: int, op: Op) -> None:
+        if op.kind == FREE:
+            self._free(step, op)
+        elif op.kind == REALLOC and op.id in self.live:
+            self._resize(step, op)
+        elif op.id in self.live:  # an id allocated twice: a trace error, not the heap's
+            self.res.skipped += 1
+        else:
+            self._allocate(step, op)
+
+    def _free(self, step: int, op: Op) -> None:
+        got = self.live.pop(op.id, None)
+        if got is None:
             self.res.skipped += 1
             return
-        n = op.nbytes
+        self._verify(op.id, got[0], got[1], step, "before free")
+        self.heap.free(got[0])
+        self.payload -= got[1]
+
+    def _resize(self, step: int, op: Op) -> None:
+        addr, old = self.live[op.id]
+        self._verify(op.id, addr, old, step, "before realloc")
+        new = self.heap.realloc(addr, op.size)
+        if new is None:
+            if op.size:
+                self._fail(step, op)
+            return
+        keep = min(old, op.size, SIG)
+        if self.verify and keep and self.heap.read(new, keep) != _signature(op.id)[:keep]:
+            raise ReplayError(f"step {step}: realloc of object {op.id} lost its contents")
+        self.live[op.id] = (new, op.size)
+        self.payload += op.size - old
+        self._sign(op.id, new, op.size)
+
+    def _allocate(self, step: int, op: Op) -> None:
+        """malloc, calloc, aligned_alloc, or realloc of an id that is not live: realloc(NULL, n)."""
+        heap, kind, n = self.heap, op.kind, op.nbytes
         if kind == CALLOC:
             addr = heap.calloc(op.arg, op.size)
         elif kind == MEMALIGN:
             addr = heap.aligned_alloc(op.arg, op.size)
-        else:  # ALLOC, or REALLOC of an id that is not live: realloc(NULL, n)
+        else:
             assert kind in (ALLOC, REALLOC)
             addr = heap.malloc(n)
         if addr is None:
@@ -265,7 +271,7 @@ class Replayer:
                 raise ReplayError(f"step {step}: calloc object {op.id} at {addr:#x} is not zeroed")
             if kind == MEMALIGN and addr % op.arg:
                 raise ReplayError(f"step {step}: aligned_alloc({op.arg}) returned {addr:#x}")
-        live[op.id] = (addr, n)
+        self.live[op.id] = (addr, n)
         self.payload += n
         self._sign(op.id, addr, n)
 

@@ -97,7 +97,7 @@ def realloc_growth(seed: int = 4, n: int = 3000) -> list[Op]:
     ops: list[Op] = []
     bufs = {i: 64 for i in range(4)}
     ops += [Op(ALLOC, i, 64) for i in bufs]
-    nid, live = 4, set()
+    nid, live = 4, set[int]()
     for _ in range(n):
         if rng.random() < 0.3:
             b = rng.choice(sorted(bufs))

@@ -11,7 +11,7 @@ import json
 import shlex
 
 from click.testing import CliRunner
-from kalloc_machine.report.model import dumps
+from kalloc_machine.report.json_report import dumps
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 from kalloc_machine.tools.explore import explore, run_args

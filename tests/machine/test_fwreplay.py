@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from kalloc_machine.tools.fwreplay import FirmwareHeap, boot
+from kalloc_machine.tools.fwreplay import FirmwareHeap, board_banks, boot
 
 from kalloc.cli import main
-from kalloc.cli.replay import board_banks, build
+from kalloc.replay import TRACES_DIR
+from kalloc.replay.measure import build
 from kalloc.replay.replayer import replay
 from kalloc.replay.trace import load
 
-TRACES = Path(__file__).resolve().parents[2] / "kalloc" / "replay" / "traces"
-SMALL = TRACES / "cpp-demangle.trace"
+SMALL = TRACES_DIR / "cpp-demangle.trace"
 
 
 @pytest.mark.parametrize("heap", ["firstfit", "kmalloc"])

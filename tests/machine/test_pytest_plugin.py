@@ -7,12 +7,18 @@ docs/user-guide.md, never asserted here).
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
-from kalloc_machine.report.model import dumps
+from kalloc_machine.report.json_report import dumps
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 from kalloc_machine.tools.harness import Target, comparable
+from kalloc_machine.tools.options import RUN_OPTIONS
 from kalloc_machine.tools.pytest_plugin import assert_clean, assert_errors, assert_exit, assert_uart
 
 from kalloc import gfp
@@ -140,3 +146,19 @@ def test_plugin_in_a_user_suite_options_and_failure_report(pytester):
                                  "*ERROR double-free: kfree() of an object that was already freed*"])
     result = _run_pytester(pytester, body, "--kalloc-board", "tiny", "-k", "board")
     result.assert_outcomes(passed=1)
+
+
+def test_loading_the_plugin_imports_no_unicorn():
+    # pytest loads the plugin in every session of anyone who installed kalloc
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(root / "emulator")]))
+    code = ("import kalloc_machine.tools.pytest_plugin, sys; assert 'unicorn' not in sys.modules; "
+            "assert not {'kalloc_machine.session', 'kalloc_machine.machine'} & set(sys.modules)")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_the_shared_option_table_has_run_options_defaults():
+    defaults = RunOptions()
+    names = {f.name for f in dataclasses.fields(RunOptions)}
+    for field, spec in RUN_OPTIONS.items():
+        assert field in names and spec.default == getattr(defaults, field), field

@@ -17,7 +17,10 @@ Figures (issue "Benchmarks", targets beside them):
     ≤ 30× hook mode);
  5. scale: boot time of 16 MiB / 256 MiB / 1 GiB boards (1 GiB < 1 s), kmalloc cost
     on 1 GiB vs 16 MiB (≤ 1.5×), resident memory per GiB of emulated RAM;
- 6. utilization of trace replays: the default replay heap over the shipped traces (kalloc replay).
+ 6. utilization of trace replays: the default replay heap over the shipped traces (kalloc replay);
+ 7. the machine's always-on parts: translation on vs off, snapshot restore vs boot.
+
+The command, its table and its JSON file are kalloc.cli.bench; this module measures.
 
 Invariants:
  1. No figure is a single timing: each is a median over `reps` interleaved runs.
@@ -36,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +137,8 @@ def _interleaved(
 
 def bench_allocation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     modes = ["empty", "nop", *CALLS_PER_ITER]
-    samplers = {m: (lambda m=m: _per_iter(m, s)) for m in modes}
-    samplers["bare"] = lambda: _per_iter("nop", s, bare=True)
+    samplers: dict[str, Callable[[], float]] = {m: partial(_per_iter, m, s) for m in modes}
+    samplers["bare"] = partial(_per_iter, "nop", s, bare=True)
     med = _interleaved(samplers, s.reps, tick)
     floor = med["nop"] - med["empty"]
     bare = med["bare"] - med["empty"]
@@ -236,7 +240,7 @@ def _rss_after_boot(board: str) -> int:
         f"s = Session(RunOptions(board={board!r}))\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
     )
-    roots = {str(Path(m.__file__).resolve().parents[1]) for m in (kalloc, kalloc_machine)}
+    roots = {str(Path(m.__file__).resolve().parents[1]) for m in (kalloc, kalloc_machine) if m.__file__}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sorted(roots)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     return int(out.stdout.strip() or 0)
@@ -281,21 +285,23 @@ def bench_scale(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
 
 def bench_utilization(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     """Utilization (peak payload / peak committed) of the default replay heap over the shipped traces."""
-    from kalloc.cli.replay import REPLAY_DEFAULT_HEAP, board_banks, build, shipped_traces
+    from kalloc.replay import DEFAULT_HEAP, shipped_traces
+    from kalloc.replay.measure import build
     from kalloc.replay.replayer import replay
     from kalloc.replay.trace import load
+    from kalloc_machine.tools.fwreplay import board_banks
 
     quick = s.iters[0] < 100  # --quick: the traces under 200 KiB only
     paths = [p for p in shipped_traces() if not quick or p.stat().st_size < 200_000]
     banks = board_banks(s.board)
     utils = []
     for path in paths:
-        ka, heap, _vm = build(banks, REPLAY_DEFAULT_HEAP, "off")
+        ka, heap, _vm = build(banks, DEFAULT_HEAP, "off")
         res = replay(load(path), ka, heap, verify=False, sample_every=1 << 30)
         utils.append(100 * res.utilization)
         tick()
     mean, low = statistics.fmean(utils), min(utils)
-    what = f"heap {REPLAY_DEFAULT_HEAP}, {len(utils)} shipped traces"
+    what = f"heap {DEFAULT_HEAP}, {len(utils)} shipped traces"
     return [Figure(f"trace replay utilization, mean ({what})", mean, "%", "≥ 80", mean >= 80),
             Figure(f"trace replay utilization, min ({what})", low, "%", "≥ 50", low >= 50)]  # fmt: skip
 
@@ -307,16 +313,20 @@ class _NoTranslation:
         return {}
 
 
+def _install_no_translation(machine: Any, vm: Any) -> Any:
+    return _NoTranslation()
+
+
 def _session_without_translation(options: RunOptions) -> Session:
     """A Session whose CPU keeps Unicorn's default TLB (no vmalloc window): the baseline."""
-    from kalloc_machine import session as run_module
+    from kalloc_machine import mmu
 
-    real = run_module.mmu.install
-    run_module.mmu.install = lambda machine, vm: _NoTranslation()  # type: ignore[assignment]
+    real = mmu.install
+    mmu.install = _install_no_translation  # the Session calls mmu.install(machine, vm) while it boots
     try:
         return Session(options)
     finally:
-        run_module.mmu.install = real
+        mmu.install = real
 
 
 def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:

@@ -1,7 +1,10 @@
-"""Trace replay through firmware: `kalloc replay --firmware`.
+"""Trace replay on the machine: a board's RAM banks, and replay through firmware (`kalloc replay --firmware`).
 
-The plain replay (kalloc/replay.py) calls a heap policy from Python. This one
-boots `firmware/tests/replay_shim.elf` on a board, stops at `main`, and performs
+`board_banks(board)` gives the plain replay (kalloc.replay.measure, which never
+imports the machine) the RAM banks of a shipped or user board.
+
+The plain replay (kalloc.replay.replayer) calls a heap policy from Python. The
+firmware replay boots `firmware/tests/replay_shim.elf` on a board, stops at `main`, and performs
 every trace operation as a firmware call (`replay_malloc`, `replay_free`, ... in
 the shim), so each request takes the path an application's takes: the SDK's
 stub, the argument block, the doorbell, the bridge, the heap policy selected
@@ -23,8 +26,10 @@ from typing import Any
 
 from kalloc.config import TASK, Caller
 from kalloc.heaps.base import Heap
+from kalloc.replay.measure import Bank, Parts
 from kalloc.replay.replayer import ReplayError
 from kalloc.stats import Allocation
+from kalloc_machine.board import load_board
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions
 from kalloc_machine.tools.harness import StopError, Target
@@ -33,6 +38,17 @@ from kalloc_machine.tools.harness import StopError, Target
 # stop) and the rest of the slice is burnt in the idle sled to keep time exact, so
 # a slice a little longer than one call keeps each call cheap.
 REPLAY_QUANTUM = 2_000
+
+
+def board_banks(board: str) -> list[Bank]:
+    """(name, base, size, dma) of every RAM bank of a shipped or user board (BoardError when unreadable)."""
+    return [(r.name, r.base, r.size, r.dma) for r in load_board(board).ram]
+
+
+def firmware_parts(board: str, heap: str, sanitize: str) -> Parts:
+    """The replay shim booted on `board`: its allocator, a firmware-calling heap, its Vmalloc."""
+    target = boot(board, heap, sanitize)
+    return target.ka, FirmwareHeap(target), target.session.vm
 
 
 def boot(board: str, heap: str, sanitize: str) -> Target:

@@ -1,6 +1,6 @@
 """A firmware under test: boot it, run it to a symbol, call into it, poke it, snapshot it.
 
-`Target(RunOptions(...))` composes a `Session` (emulator/run.py) and adds what a test
+`Target(RunOptions(...))` composes a `Session` (kalloc_machine.session) and adds what a test
 needs beyond `kalloc run`:
 
 - `run(until=SYMBOL|ADDR, instructions=N)`: run until the CPU is about to execute
@@ -16,7 +16,7 @@ needs beyond `kalloc run`:
 - `ka` (the allocator, to drive directly), `report()` (the JSON report of what ran
   so far), `finish()` (run to the end and judge it as `kalloc run` does: poison
   checks and leaks when the firmware exited), `text()` (the CLI's text report).
-- `snapshot()` / `restore(snap)` (emulator/snapshot.py).
+- `snapshot()` / `restore(snap)` (kalloc_machine.snapshot).
 
 Errors the machine or the allocator report accumulate in `errors()`; nothing raises
 for them (the pytest plugin turns them into a failed test). A `call` or `run(until=)`
@@ -39,9 +39,9 @@ import unicorn
 from unicorn import riscv_const as rc
 
 from kalloc.errors import KallocError
-from kalloc_machine.machine import Machine, RunResult, _Stop
+from kalloc_machine.machine import Machine, RunResult
 from kalloc_machine.memlayout import IDLE_SLED_BASE
-from kalloc_machine.report.text import render_text
+from kalloc_machine.report.render import render_text
 from kalloc_machine.session import RunOptions, RunOutcome, Session
 from kalloc_machine.snapshot import Snapshot
 
@@ -119,7 +119,9 @@ class Target:
 
     def read(self, where: str | int, n: int | None = None) -> bytes:
         """n bytes at a symbol or address (default: the symbol's size)."""
-        return self.phys.read(self.addr(where), self.sizeof(where) if n is None else n)
+        if n is None:
+            n = self.sizeof(where) if isinstance(where, str) else 0
+        return self.phys.read(self.addr(where), n)
 
     def write(self, where: str | int, data: bytes) -> None:
         self.phys.write(self.addr(where), data)
@@ -148,14 +150,12 @@ class Target:
     # -- running ------------------------------------------------------------------------------
 
     def _on_break(self, uc: unicorn.Uc, address: int, size: int, _ud: Any) -> None:
-        m = self.machine
-        if address != self._armed or m._stop is not None or not m._running:
+        if address != self._armed or not self.machine.can_break:
             return  # already stopping (this is the idle sled burning a slice out)
         if self._skip_break == address:
             self._skip_break = None  # resuming from this very address: not a new hit
             return
-        m._stop = _Stop("break", pc=address)
-        m.isa.set_pc(uc, IDLE_SLED_BASE)
+        self.machine.request_break(address)
 
     def run(self, until: str | int | None = None, *, instructions: int | None = None) -> Stop:
         """Run until the CPU reaches `until`, after `instructions` more, or to the end of the run.
@@ -176,7 +176,7 @@ class Target:
         budget = m.max_instructions
         if instructions is not None:
             m.max_instructions = min(budget, m.instructions + instructions)
-        m._ran = False  # the machine resumes: its run loop picks up where it stopped
+        m.allow_resume()  # its run loop picks up where it stopped
         try:
             result = m.run()
         finally:
@@ -187,9 +187,9 @@ class Target:
             m.errors.pop()  # the budget error is ours, not the board's
             result.errors.pop()
             reason = "instructions"
-        if reason == "break":
+        if reason == "break" and target is not None:  # only an armed breakpoint stops as "break"
             # Unicorn counted the instruction at `target`, which the hook kept from running:
-            # it runs on resume (as an aborted mtime load does, emulator/machine.py).
+            # it runs on resume (as an aborted mtime load does, kalloc_machine.machine).
             m.clock.now -= 1
             m.isa.set_pc(uc, target)
         self._ka_errors.extend(self.ka.reports)
@@ -237,12 +237,12 @@ class Target:
         return RunOutcome(report, report["exit_code"], self.last.wall_s, self.last)
 
     def _finish(self, result: RunResult) -> None:
-        """End-of-run judgement (emulator/run.py, Session.run)."""
+        """End-of-run judgement (kalloc_machine.session, Session.run)."""
         self.finished = True
         judged: list[KallocError] = []
         if result.reason == "exit":
             judged.extend(self.ka.check_poison())
-            judged.extend(self.session._leaks())
+            judged.extend(self.session.find_leaks())
         self._judged = judged
         if self.session.faults is not None:
             self.session.faults.link_fault(self._all_errors())
@@ -275,7 +275,7 @@ class Target:
         if result is None:  # nothing ran yet: an empty run at the entry point
             result = RunResult(None, "none", self.machine.instructions, self.uart, [], {}, 0.0)
         result.errors = list(self.machine.errors)
-        return self.session._report(result, self._all_errors())
+        return self.session.build_report(result, self._all_errors())
 
     def text(self, *, quiet: bool = True, width: int = 110) -> str:
         """The text report `kalloc run` prints (quiet: UART, end and errors)."""
@@ -289,7 +289,7 @@ class Target:
     # -- snapshots --------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The whole state now: CPU, RAM, devices, allocator, this harness (emulator/snapshot.py)."""
+        """The whole state now: CPU, RAM, devices, allocator, this harness (kalloc_machine.snapshot)."""
         return Snapshot.take(self.session, extra=(self,))
 
     def restore(self, snap: Snapshot) -> None:

@@ -1,8 +1,8 @@
 """The pytest plugin: test firmware allocation behaviour from an ordinary pytest suite.
 
 Installed with the package (entry point `pytest11: kalloc`), so `pip install kalloc`
-is all a suite needs. Like kalloc/cli.py, this module composes the allocator and the
-machine (emulator/harness.py); the allocator itself never imports it.
+is all a suite needs. Like kalloc.cli, this module composes the allocator and the
+machine (kalloc_machine.tools.harness); the allocator itself never imports it.
 
 Fixtures (docs/user-guide.md, "Testing firmware with pytest"):
 
@@ -10,7 +10,7 @@ Fixtures (docs/user-guide.md, "Testing firmware with pytest"):
       The firmware booted on the board and run to `until` (a symbol), restored from a
       snapshot taken the first time: a suite of 100 tests boots once per (firmware,
       options, until). The Target runs, calls functions, reads memory by symbol, drives
-      the allocator (`.ka`) and reports (emulator/harness.py).
+      the allocator (`.ka`) and reports (kalloc_machine.tools.harness).
   kalloc_run(firmware=None, **options) -> RunOutcome
       One whole run, as `kalloc run` does it (from the cached boot, when there is one).
   kalloc_options -> RunOptions
@@ -24,7 +24,14 @@ A test that drives a Target and never looks at its report (`report()`, `errors()
 `take_errors()`, `finish()`) still fails when kalloc found an error during it.
 
 Command-line options: --kalloc-board, --kalloc-sanitize, --kalloc-seed,
---kalloc-irq-every, --kalloc-fail-nth.
+--kalloc-irq-every, --kalloc-fail-nth: `kalloc run`'s options of the same names
+(kalloc_machine.tools.options, where both are defined).
+
+Invariants:
+ 1. Loading the plugin imports neither Unicorn nor the machine, the session or the
+    harness: pytest loads it in every session of anyone who installed kalloc. They
+    are imported when a fixture or an assertion first needs them.
+ 2. A test fails when a Target it drove saw a kalloc error it never looked at.
 """
 
 from __future__ import annotations
@@ -33,47 +40,71 @@ import dataclasses
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
 
-from kalloc_machine.report.text import render_text
-from kalloc_machine.session import RunOptions, RunOutcome
-from kalloc_machine.snapshot import Snapshot
-from kalloc_machine.tools.harness import StopError, Target
+from kalloc_machine.tools.options import RUN_OPTIONS, RunOption
+
+if TYPE_CHECKING:  # imported when used: this module loads in every pytest session (Unicorn is heavy)
+    from kalloc_machine.session import RunOptions, RunOutcome
+    from kalloc_machine.snapshot import Snapshot
+    from kalloc_machine.tools.harness import StopError, Target
 
 __all__ = ["StopError", "Target", "assert_clean", "assert_errors", "assert_exit", "assert_uart"]
 
-_USED = pytest.StashKey[list[Target]]()
+_USED = pytest.StashKey[list["Target"]]()
+
+# The run options a suite sets from the command line, as --kalloc-<flag> (RUN_OPTIONS).
+PLUGIN_OPTIONS = ("board", "sanitize", "seed", "irq_every", "fail_nth")
+_METAVARS = {"board": "NAME|PATH"}
+
+
+def __getattr__(name: str) -> Any:
+    """`from kalloc_machine.tools.pytest_plugin import Target, StopError` (imported on first use)."""
+    if name in ("StopError", "Target"):
+        from kalloc_machine.tools import harness
+
+        return getattr(harness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _plugin_flag(spec: RunOption) -> str:
+    return "--kalloc-" + spec.flag.removeprefix("--")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kalloc", "kalloc firmware tests")
-    group.addoption("--kalloc-board", default="default", metavar="NAME|PATH",
-                    help="board the kalloc fixtures boot (default: default)")  # fmt: skip
-    group.addoption("--kalloc-sanitize", default="poison", choices=("poison", "kasan", "off"),
-                    help="sanitizer mode of the kalloc fixtures (default: poison)")  # fmt: skip
-    group.addoption("--kalloc-seed", default=0, type=int, metavar="N", help="seed (default: 0)")
-    group.addoption("--kalloc-irq-every", default=0, type=int, metavar="N",
-                    help="raise the board's test line every N instructions (default: never)")  # fmt: skip
-    group.addoption("--kalloc-fail-nth", default="", metavar="N,N,...",
-                    help="fault injection: fail these allocation requests")  # fmt: skip
+    for field in PLUGIN_OPTIONS:
+        spec = RUN_OPTIONS[field]
+        kw: dict[str, Any] = {"dest": f"kalloc_{field}", "default": spec.default, "help": spec.help}
+        if spec.parse is not None:
+            kw["default"] = ""
+        elif spec.choices:
+            kw["choices"] = spec.choices
+        elif spec.type is not str:
+            kw["type"] = spec.type
+        if not spec.choices:
+            kw["metavar"] = _METAVARS.get(field) or spec.metavar or "N"
+        if spec.show_default:
+            kw["help"] += " (default: %(default)s)"
+        group.addoption(_plugin_flag(spec), **kw)
 
 
 def options_from_config(config: pytest.Config) -> RunOptions:
     """RunOptions from the --kalloc-* command-line options."""
-    nth = config.getoption("kalloc_fail_nth") or ""
-    try:
-        fail_nth = tuple(int(v) for v in str(nth).split(",") if v.strip())
-    except ValueError:
-        raise pytest.UsageError(f"--kalloc-fail-nth {nth!r}: not a comma-separated list of numbers") from None
-    return RunOptions(
-        board=config.getoption("kalloc_board"),
-        sanitize=config.getoption("kalloc_sanitize"),
-        seed=config.getoption("kalloc_seed"),
-        irq_every=config.getoption("kalloc_irq_every"),
-        fail_nth=fail_nth,
-    )
+    from kalloc_machine.session import RunOptions
+
+    values: dict[str, Any] = {}
+    for field in PLUGIN_OPTIONS:
+        spec, value = RUN_OPTIONS[field], config.getoption(f"kalloc_{field}")
+        if spec.parse is not None:
+            try:
+                value = spec.parse(str(value or ""))
+            except ValueError as exc:
+                raise pytest.UsageError(f"{_plugin_flag(spec)} {value!r}: {exc}") from None
+        values[field] = value
+    return RunOptions(**values)
 
 
 def _options(base: RunOptions, firmware: str | Path | None, overrides: dict[str, Any]) -> RunOptions:
@@ -97,6 +128,8 @@ class _BootCache:
         self.restores = 0
 
     def get(self, options: RunOptions, until: str | None) -> Target:
+        from kalloc_machine.tools.harness import Target
+
         key = (*dataclasses.astuple(options), until)
         hit = self._booted.get(key)
         if hit is None:
@@ -136,6 +169,8 @@ def kalloc_target(request: pytest.FixtureRequest, kalloc_options: RunOptions,
 
     def make(firmware: str | Path | None = None, *, until: str | None = None, snapshot: bool = True,
              **overrides: Any) -> Target:  # fmt: skip
+        from kalloc_machine.tools.harness import Target
+
         opts = _options(kalloc_options, firmware, overrides)
         if snapshot:
             target = _kalloc_boot_cache.get(opts, until)
@@ -172,8 +207,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 # -- assertions ---------------------------------------------------------------------------------
 
+Checked: TypeAlias = "Target | RunOutcome | dict[str, Any]"  # what the assertions accept
 
-def _report_of(x: Target | RunOutcome | dict[str, Any]) -> dict[str, Any]:
+
+def _report_of(x: Checked) -> dict[str, Any]:
+    from kalloc_machine.session import RunOutcome
+    from kalloc_machine.tools.harness import Target
+
     if isinstance(x, Target):
         return x.report()
     if isinstance(x, RunOutcome):
@@ -185,6 +225,8 @@ def report_text(report: dict[str, Any], *, quiet: bool = True) -> str:
     """The text report `kalloc run` prints for this report (quiet: UART, end and errors)."""
     from rich.console import Console
 
+    from kalloc_machine.report.render import render_text
+
     buf = io.StringIO()
     render_text(report, Console(file=buf, width=110, highlight=False, color_system=None), quiet=quiet)
     return buf.getvalue()
@@ -192,9 +234,6 @@ def report_text(report: dict[str, Any], *, quiet: bool = True) -> str:
 
 def _has_errors(report: dict[str, Any]) -> bool:
     return any(e["severity"] == "error" for e in report["errors"])
-
-
-Checked = Target | RunOutcome | dict[str, Any]
 
 
 def assert_clean(x: Checked, *, leaks: bool = True, warnings: bool = True) -> None:
@@ -206,7 +245,7 @@ def assert_clean(x: Checked, *, leaks: bool = True, warnings: bool = True) -> No
         pytest.fail(f"kalloc found {len(bad)} problem(s):\n" + report_text(report), pytrace=False)
 
 
-def assert_exit(x: Target | RunOutcome | dict[str, Any], code: int = 0) -> None:
+def assert_exit(x: Checked, code: int = 0) -> None:
     """The run ended with this exit status (0 clean, 1-63 the firmware's, 64-66 kalloc's)."""
     report = _report_of(x)
     if report["exit_code"] != code:
@@ -214,14 +253,14 @@ def assert_exit(x: Target | RunOutcome | dict[str, Any], code: int = 0) -> None:
         pytest.fail(msg + report_text(report), pytrace=False)
 
 
-def assert_uart(x: Target | RunOutcome | dict[str, Any], text: str) -> None:
+def assert_uart(x: Checked, text: str) -> None:
     """The firmware printed `text` on the UART."""
     report = _report_of(x)
     if text not in report["uart"]:
         pytest.fail(f"{text!r} not in the UART output:\n" + report_text(report), pytrace=False)
 
 
-def assert_errors(x: Target | RunOutcome | dict[str, Any], *kinds: str) -> list[dict[str, Any]]:
+def assert_errors(x: Checked, *kinds: str) -> list[dict[str, Any]]:
     """Exactly these error kinds (errors and warnings, in order); returns the entries."""
     report = _report_of(x)
     got = [e["kind"] for e in report["errors"]]

@@ -1,0 +1,51 @@
+"""`kalloc bench`: the performance figures, each a side-by-side ratio, as a table (and JSON).
+
+    kalloc bench [--board B] [--reps N] [--quick] [--only PART ...] [--json FILE]
+
+The measurements are kalloc_machine.tools.bench's (SUITE: allocation, emulation,
+sanitizers, scale, machine, utilization); this command runs them with a progress
+bar and prints the figures beside their targets (docs/performance.md).
+
+Invariants:
+ 1. The bench never fails a run for a missed target: it marks it MISSED; exit status 0.
+ 2. `--json -` writes only the JSON to stdout (the table goes to stderr).
+"""
+
+from __future__ import annotations
+
+import click
+from kalloc_machine.tools.bench import SUITE, BenchSettings, run_suite, to_json
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from kalloc.cli.options import json_option, run_option, stderr, write_json
+
+
+@click.command("bench")
+@run_option("board", help="Board the workloads run on.")
+@click.option("--reps", default=5, show_default=True, type=click.IntRange(min=1), help="Interleaved runs.")
+@click.option("--quick", is_flag=True, help="Few runs and iterations: checks that every figure is produced.")
+@click.option("--only", multiple=True, type=click.Choice(list(SUITE)), help="Run only these parts.")
+@json_option("Write the figures as JSON ('-' for stdout).")
+def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_path: str | None) -> None:
+    """Measure the performance figures, each as a side-by-side ratio (docs/performance.md)."""
+    settings = BenchSettings(board=board, reps=2 if quick else reps)
+    if quick:
+        settings.iters, settings.compute_iters = (50, 550), 2000
+    err = stderr()
+    parts = [p for p in SUITE if not only or p in only]
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=None)
+        figures = run_suite(settings, list(parts), tick=lambda: progress.advance(task))
+    table = Table(title=f"kalloc bench (board {board}, {settings.reps} interleaved repetitions, medians)")
+    for col in ("figure", "value", "target", "", "note"):
+        table.add_column(col)
+    for f in figures:
+        value = "n/a" if f.value is None else f"{f.value:.3g} {f.unit}"
+        mark = "" if f.ok is None else ("ok" if f.ok else "MISSED")
+        table.add_row(f.name, value, f.target, mark, f.note)
+    out = err if json_path == "-" else Console(highlight=False)
+    out.print(table)
+    if json_path:
+        write_json(json_path, to_json(settings))

@@ -1,0 +1,16 @@
+"""`kalloc boards`: list the shipped boards (name and description, one a line)."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+
+@click.command("boards")
+def boards_cmd() -> None:
+    """List the shipped boards."""
+    from kalloc_machine.board import list_boards
+
+    console = Console(highlight=False)
+    for name, description in list_boards():
+        console.print(f"{name:<10} {description}", markup=False)

@@ -1,0 +1,114 @@
+"""The option groups `kalloc` commands share, as click decorators, and their output helpers.
+
+The run options (board, seed, sanitize, heap, budgets, the test interrupt's --irq-*,
+fault injection's --fail-*) are defined once, front-end neutral, in
+kalloc_machine.tools.options.RUN_OPTIONS (the pytest plugin's --kalloc-* options come
+from the same table); `run_options(...)` makes click options of them. `json_option`
+and `quiet_option` are the output options of run, replay and bench.
+
+    @run_options("board", "seed")           the listed run options, in that order in --help
+    @run_option("sanitize", help=None)      one, with click keywords overridden
+
+Invariants:
+ 1. A run option's flag, destination, type, default and help are RUN_OPTIONS'; a
+    command overrides only what it documents differently (keywords of `run_option`).
+ 2. A list value that does not parse is a usage error (status 2) with the parser's message.
+ 3. `fail(message)` is the one way a command reports bad input: one line on
+    stderr, `kalloc: error: ...`, status 3 (EXIT_BAD_INPUT); no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from kalloc_machine.session import EXIT_BAD_INPUT
+from kalloc_machine.tools.options import RUN_OPTIONS, RunOption
+from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# --fail-nth's usage error has always named the flag unquoted ("Invalid value for --fail-nth"),
+# the others click's way ("'--irq-at'"): kept, command-line output is a contract.
+_UNQUOTED_HINT = {"fail_nth"}
+
+
+def _click_type(spec: RunOption) -> Any:
+    if spec.choices:
+        return click.Choice(list(spec.choices))
+    if spec.low is None and spec.high is None:
+        return spec.type
+    if spec.type is int:
+        return click.IntRange(min=None if spec.low is None else int(spec.low),
+                              max=None if spec.high is None else int(spec.high))  # fmt: skip
+    return click.FloatRange(min=spec.low, max=spec.high)
+
+
+def _list_callback(spec: RunOption) -> Callable[[click.Context, click.Parameter, str], tuple[int, ...]]:
+    parse = spec.parse
+    assert parse is not None
+    hint = spec.flag if spec.field in _UNQUOTED_HINT else None
+
+    def callback(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+
+    return callback
+
+
+def run_option(field: str, **overrides: Any) -> Callable[[F], F]:
+    """The click option of one run option (RUN_OPTIONS[field]); keywords override click's arguments."""
+    spec = RUN_OPTIONS[field]
+    kw: dict[str, Any] = {"type": _click_type(spec), "default": spec.default, "help": spec.help}
+    if spec.parse is not None:
+        kw.update(type=str, default=",".join(map(str, spec.default)), callback=_list_callback(spec))
+    if spec.metavar:
+        kw["metavar"] = spec.metavar
+    if spec.show_default:
+        kw["show_default"] = True
+    kw.update(overrides)
+    return click.option(spec.flag, spec.field, **kw)
+
+
+def run_options(*fields: str) -> Callable[[F], F]:
+    """The click options of these run options, listed in --help in the order given."""
+
+    def apply(fn: F) -> F:
+        for field in reversed(fields):  # click lists the decorator applied last first
+            fn = run_option(field)(fn)
+        return fn
+
+    return apply
+
+
+def json_option(help: str) -> Callable[[F], F]:
+    """--json FILE ('-': stdout), into the `json_path` parameter."""
+    return click.option("--json", "json_path", metavar="FILE", help=help)
+
+
+def quiet_option(help: str) -> Callable[[F], F]:
+    return click.option("-q", "--quiet", is_flag=True, help=help)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: object, status: int = EXIT_BAD_INPUT) -> NoReturn:
+    """`kalloc: error: message` on stderr, then exit (invariant 3)."""
+    stderr().print(f"kalloc: error: {message}", markup=False)
+    sys.exit(status)
+
+
+def write_json(json_path: str, text: str) -> None:
+    """JSON text to the --json FILE, or to stdout for '-'."""
+    if json_path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Path(json_path).write_text(text)
