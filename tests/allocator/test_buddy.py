@@ -325,7 +325,7 @@ def test_reclaim_frees_empty_slabs_then_retries() -> None:
         objs.append(p)
     for p in objs:
         ka.kfree(p)
-    cache = ka.kmalloc_by_size[4096]
+    cache = ka.kmalloc_api.by_size[4096]
     held = len(cache.slabs)
     assert held == cache.min_partial == len(cache.empty)  # empty slabs kept around
     got = _drain(ka, KERNEL)
@@ -354,14 +354,10 @@ def test_blocking_allocation_from_interrupt_is_reported_and_served() -> None:
 # ---------------------------------------------------------------- bad arguments
 
 
-def _snapshot(ka: Kalloc) -> tuple:
-    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka.live.items()))
-
-
 @pytest.mark.parametrize("flags", [1 << 30, 0x2, 0x10 | gfp.GFP_KERNEL, -1])
-def test_unknown_gfp_bits_are_rejected(flags: int) -> None:
+def test_unknown_gfp_bits_are_rejected(snapshot, flags: int) -> None:
     ka = Kalloc.standalone()
-    before = _snapshot(ka)
+    before = snapshot(ka)
     for call in (
         lambda: ka.alloc_pages(flags, 0),
         lambda: ka.alloc_pages_exact(100, flags),
@@ -371,7 +367,7 @@ def test_unknown_gfp_bits_are_rejected(flags: int) -> None:
     ):
         with pytest.raises(BadArgumentError):
             call()
-    assert _snapshot(ka) == before
+    assert snapshot(ka) == before
     ka.check()
 
 
@@ -385,12 +381,12 @@ def test_bad_order_is_rejected(order: int) -> None:
     ka.check()
 
 
-def test_page_free_misuse_raises_the_specific_error_and_changes_nothing() -> None:
+def test_page_free_misuse_raises_the_specific_error_and_changes_nothing(snapshot) -> None:
     ka = Kalloc.standalone()
     a = ka.alloc_pages(KERNEL, 2)
     k = ka.kmalloc(100, KERNEL)
     e = ka.alloc_pages_exact(10000, KERNEL)
-    before = _snapshot(ka)
+    before = snapshot(ka)
     cases = [
         (lambda: ka.free_pages(a, 1), InvalidFreeError, "order"),
         (lambda: ka.free_pages(a + 4096, 0), InvalidFreeError, "into a live object"),
@@ -408,7 +404,7 @@ def test_page_free_misuse_raises_the_specific_error_and_changes_nothing() -> Non
         with pytest.raises(err) as exc:
             call()
         assert words in exc.value.message
-        assert _snapshot(ka) == before
+        assert snapshot(ka) == before
         ka.check()
     assert exc.value.kind in ("invalid-free", "bad-hypercall")
 
@@ -453,7 +449,7 @@ def test_check_names_broken_invariants() -> None:
     with pytest.raises(InvariantError):
         ka.check()
     ka.buddy.blocks[a // PAGE_SIZE] = 1
-    ka.live[a + 8] = (8, 0, 0, 0)
+    ka.live[a + 8] = LiveRecord(8, 0, 0, 0)
     with pytest.raises(InvariantError, match="live"):
         ka.check()
     del ka.live[a + 8]

@@ -19,10 +19,6 @@ from kalloc.page import PAGE_SIZE, get_order
 KERNEL = gfp.GFP_KERNEL
 
 
-def snapshot(ka: Kalloc) -> tuple:
-    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka.live.items()))
-
-
 def test_size_classes_are_linux_kmalloc_caches() -> None:
     assert KMALLOC_CLASSES == (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
     ka = Kalloc.standalone()
@@ -168,7 +164,7 @@ def test_ksize_lifts_the_tail_red_zone() -> None:
     assert ka.reports == []
 
 
-def test_kfree_misuse() -> None:
+def test_kfree_misuse(snapshot) -> None:
     ka = Kalloc.standalone()
     s1, s2 = ka.depot.save((1,)), ka.depot.save((2,))
     p = ka.kmalloc(64, KERNEL, Caller(site=s1))

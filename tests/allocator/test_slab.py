@@ -28,10 +28,6 @@ from kalloc.slab import (
 KERNEL = gfp.GFP_KERNEL
 
 
-def snapshot(ka: Kalloc) -> tuple:
-    return (ka.buddyinfo(), ka.slabinfo(), len(ka.reports), sorted(ka.live.items()))
-
-
 # ---------------------------------------------------------------- layout
 
 
@@ -193,7 +189,7 @@ def test_destroy_with_live_objects_raises_leak_and_keeps_the_cache() -> None:
         (("x", 8 << 20), "largest slab"),
     ],
 )
-def test_bad_cache_arguments(args: tuple, words: str) -> None:
+def test_bad_cache_arguments(snapshot, args: tuple, words: str) -> None:
     ka = Kalloc.standalone()
     before = snapshot(ka)
     with pytest.raises(BadArgumentError, match=words):
@@ -205,12 +201,12 @@ def test_bad_cache_arguments(args: tuple, words: str) -> None:
 def test_kmalloc_caches_are_private() -> None:
     ka = Kalloc.standalone()
     with pytest.raises(BadArgumentError):
-        ka.kmem_cache_alloc(ka.kmalloc_by_size[64], KERNEL)
+        ka.kmem_cache_alloc(ka.kmalloc_api.by_size[64], KERNEL)
     with pytest.raises(BadArgumentError):
         ka.kmem_cache_alloc("not a cache", KERNEL)  # type: ignore[arg-type]
 
 
-def test_cache_free_misuse() -> None:
+def test_cache_free_misuse(snapshot) -> None:
     ka = Kalloc.standalone()
     s_alloc, s_free, s_again = (ka.depot.save((n,)) for n in (1, 2, 3))
     a = ka.kmem_cache_create("a", 40)

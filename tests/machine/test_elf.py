@@ -10,11 +10,9 @@ import pytest
 from kalloc_machine.board import load_board
 from kalloc_machine.elf import FirmwareError, load_firmware
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 
-
-def test_load_basic_facts() -> None:
-    fw = load_firmware(DATA / "illegal.elf")
+def test_load_basic_facts(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "illegal.elf")
     assert fw.entry == 0x8000_0000
     assert fw.segments and all(s.paddr >= 0x8000_0000 for s in fw.segments)
     assert fw.image_end % 4096 == 0 and fw.image_end >= max(s.end for s in fw.segments)
@@ -22,8 +20,8 @@ def test_load_basic_facts() -> None:
     fw.check_fits(load_board("default"))
 
 
-def test_symbols_and_lookup() -> None:
-    fw = load_firmware(DATA / "illegal.elf")
+def test_symbols_and_lookup(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "illegal.elf")
     names = {name for _addr, _size, name in fw.symbols}
     assert {"_start", "main", "outer", "inner", "depth_reached"} <= names
     outer = fw.symbol_addr("outer")
@@ -32,8 +30,8 @@ def test_symbols_and_lookup() -> None:
     assert fw.symbol_addr("no_such_symbol") is None
 
 
-def test_symbolize_gives_function_file_and_line() -> None:
-    fw = load_firmware(DATA / "illegal.elf")
+def test_symbolize_gives_function_file_and_line(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "illegal.elf")
     inner = fw.symbol_addr("inner")
     assert inner is not None
     # the c.unimp of line 7 is the only 16-bit zero in inner
@@ -44,18 +42,18 @@ def test_symbolize_gives_function_file_and_line() -> None:
     assert str(loc).startswith("inner+0x")
 
 
-def test_symbolize_the_first_row_of_a_sequence() -> None:
+def test_symbolize_the_first_row_of_a_sequence(tests_data: Path) -> None:
     """main is linked first but its line sequence comes last: its end_sequence row shares
     the address of inner's first row, which must still be found."""
-    fw = load_firmware(DATA / "illegal.elf")
+    fw = load_firmware(tests_data / "illegal.elf")
     inner, main = fw.symbol_addr("inner"), fw.symbol_addr("main")
     assert inner is not None and main is not None and main < inner
     loc = fw.symbolize(inner)
     assert (loc.symbol, loc.offset, loc.file, loc.line) == ("inner", 0, "illegal.c", 5)
 
 
-def test_symbolize_assembly_and_unknown_pcs() -> None:
-    fw = load_firmware(DATA / "timer.elf")
+def test_symbolize_assembly_and_unknown_pcs(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "timer.elf")
     trap = fw.symbol_addr("trap")
     assert trap is not None
     loc = fw.symbolize(trap)
@@ -64,37 +62,37 @@ def test_symbolize_assembly_and_unknown_pcs() -> None:
     assert (nowhere.symbol, nowhere.file, nowhere.line) == (None, None, None)
 
 
-def test_no_host_paths_in_file_names() -> None:
-    for elf in DATA.glob("*.elf"):
+def test_no_host_paths_in_file_names(tests_data: Path) -> None:
+    for elf in tests_data.glob("*.elf"):
         fw = load_firmware(elf)
         for addr, _size, _name in fw.symbols:
             loc = fw.symbolize(addr)
             assert loc.file is None or not loc.file.startswith("/"), (elf.name, loc)
 
 
-def test_disassemble() -> None:
-    fw = load_firmware(DATA / "illegal.elf")
+def test_disassemble(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "illegal.elf")
     assert fw.disassemble(0x8000_0000, b"\0\0") == "c.unimp"
     assert fw.disassemble(0x8000_0000, (0x0000_0073).to_bytes(4, "little")) == "ecall"
     assert fw.disassemble(0x8000_0000, b"\xff\xff\xff\xff").startswith(".word")
 
 
-def test_wfi_sites_are_found() -> None:
-    fw = load_firmware(DATA / "wfi.elf")
+def test_wfi_sites_are_found(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "wfi.elf")
     assert fw.wfi_pcs == [fw.symbol_addr("sleep")]
 
 
-def test_counter_csr_warnings() -> None:
-    fw = load_firmware(DATA / "counters.elf")
+def test_counter_csr_warnings(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "counters.elf")
     assert len(fw.warnings) == 2
     assert "rdcycle at main+0x0 reads a host counter" in fw.warnings[0]
     assert "rdtime at read_time+0x0 is illegal on this machine" in fw.warnings[1]
 
 
-def test_load_is_fast() -> None:
+def test_load_is_fast(tests_data: Path) -> None:
     start = time.perf_counter()
     for _ in range(10):
-        fw = load_firmware(DATA / "illegal.elf")
+        fw = load_firmware(tests_data / "illegal.elf")
         fw.symbolize(fw.entry)
     assert (time.perf_counter() - start) / 10 < 0.2
 
@@ -129,31 +127,31 @@ def test_other_architecture(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cut", [20, 60, 300, 1000])
-def test_truncated_file(tmp_path: Path, cut: int) -> None:
+def test_truncated_file(tests_data: Path, tmp_path: Path, cut: int) -> None:
     p = tmp_path / "cut.elf"
-    p.write_bytes((DATA / "illegal.elf").read_bytes()[:cut])
+    p.write_bytes((tests_data / "illegal.elf").read_bytes()[:cut])
     msg = error_of(p)
     assert msg.startswith("cut.elf: ") and ("truncated" in msg or "malformed" in msg or "segments" in msg)
 
 
-def test_not_an_executable(tmp_path: Path) -> None:
-    raw = bytearray((DATA / "exit.elf").read_bytes())
+def test_not_an_executable(tests_data: Path, tmp_path: Path) -> None:
+    raw = bytearray((tests_data / "exit.elf").read_bytes())
     raw[16:18] = (1).to_bytes(2, "little")  # e_type = ET_REL
     p = tmp_path / "obj.o"
     p.write_bytes(raw)
     assert error_of(p) == "obj.o: not an executable (e_type ET_REL)"
 
 
-def test_no_loadable_segments(tmp_path: Path) -> None:
-    raw = bytearray((DATA / "exit.elf").read_bytes())
+def test_no_loadable_segments(tests_data: Path, tmp_path: Path) -> None:
+    raw = bytearray((tests_data / "exit.elf").read_bytes())
     raw[44:46] = (0).to_bytes(2, "little")  # e_phnum = 0
     p = tmp_path / "empty.elf"
     p.write_bytes(raw)
     assert error_of(p) == "empty.elf: no loadable segments"
 
 
-def test_segment_outside_ram(tmp_path: Path) -> None:
-    raw = bytearray((DATA / "exit.elf").read_bytes())
+def test_segment_outside_ram(tests_data: Path, tmp_path: Path) -> None:
+    raw = bytearray((tests_data / "exit.elf").read_bytes())
     phoff = int.from_bytes(raw[28:32], "little")
     raw[phoff + 8 : phoff + 16] = (0x4000_0000).to_bytes(4, "little") * 2  # p_vaddr, p_paddr
     p = tmp_path / "low.elf"

@@ -7,22 +7,12 @@ the search saw.
 
 from __future__ import annotations
 
-import json
 import shlex
 
-from click.testing import CliRunner
 from kalloc_machine.report.json_report import dumps
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 from kalloc_machine.tools.explore import explore, run_args
-
-from kalloc.cli import main
-
-
-def _cli_report(args: list[str], tmp_path) -> tuple[int, dict]:
-    out = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["run", *args, "-q", "--json", str(out)])
-    return result.exit_code, json.loads(out.read_text())
 
 
 def test_irq_race_is_clean_without_interrupts():
@@ -30,7 +20,7 @@ def test_irq_race_is_clean_without_interrupts():
     assert out.exit_status == 0, out.report["errors"]
 
 
-def test_explore_finds_shrinks_and_the_command_reproduces(tmp_path):
+def test_explore_finds_shrinks_and_the_command_reproduces(cli_report):
     fw = str(prebuilt("tests/irq_race"))
     found = explore(fw, max_examples=200, seed=0)
     assert found is not None
@@ -41,20 +31,20 @@ def test_explore_finds_shrinks_and_the_command_reproduces(tmp_path):
     command = found.command()
     assert command.startswith("kalloc run ") and "--irq-at" in command
     argv = shlex.split(command)[2:]
-    status, report = _cli_report(argv, tmp_path)
+    status, report = cli_report(*argv)
     assert status == 64
     assert dumps(report) == dumps(found.outcome.report)  # byte for byte what the search saw
     # minimal: without its one interrupt the run is clean
-    assert _cli_report([fw], tmp_path)[0] == 0
+    assert cli_report(fw)[0] == 0
 
 
-def test_explore_fault_injection_finds_the_missing_null_check(tmp_path):
+def test_explore_fault_injection_finds_the_missing_null_check(cli_report):
     fw = str(prebuilt("tests/null_check"))
     found = explore(fw, irq=False, fail=True, max_examples=100)
     assert found is not None
     assert len(found.fail_nth) == 1 and found.irq_at == ()
     assert found.outcome.exit_status == 65
-    status, report = _cli_report(shlex.split(found.command())[2:], tmp_path)
+    status, report = cli_report(*shlex.split(found.command())[2:])
     assert status == 65 and "cpu-fault" in [e["kind"] for e in report["errors"]]
 
 
