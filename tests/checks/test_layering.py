@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,6 +121,19 @@ def test_the_layer_check_sees_lazy_imports() -> None:
     tree = ast.parse("def f():\n    import unicorn\n    from kalloc_machine.x import y\n"
                      "    importlib.import_module('capstone')\n")  # fmt: skip
     assert [m for _, m in imported_modules(tree)] == ["unicorn", "kalloc_machine.x", "capstone"]
+
+
+def test_allocator_tests_run_without_the_machine() -> None:
+    """`pytest tests/allocator tests/properties` imports neither Unicorn nor Capstone (plugin included)."""
+    probe = (
+        "import sys, pytest\n"
+        "rc = pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', *sys.argv[1:]])\n"
+        "print('PROBE', int(rc), sorted(m for m in ('unicorn', 'capstone') if m in sys.modules))\n"
+    )
+    argv = [sys.executable, "-c", probe, "tests/allocator", "tests/properties"]
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    last = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE")]
+    assert last == ["PROBE 0 []"], out.stdout[-3000:] + out.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- 2. private names
