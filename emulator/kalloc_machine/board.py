@@ -1,6 +1,6 @@
 """Boards: the TOML files that describe one machine (RAM banks, devices, DMA reach).
 
-A board is data, not code: the machine (emulator/machine.py) builds its memory map,
+A board is data, not code: the machine (machine.py) builds its memory map,
 devices and DMA rules from a `Board`, and the allocator builds its zones from the
 banks' `dma` flags. The shipped boards live in emulator/boards/*.toml (package data);
 `--board` also takes a path to a user's own file.
@@ -12,7 +12,7 @@ Schema (every address and size is an int; sizes may also be strings "4MiB", "256
     description = "16 MiB SoC ..."       # required, one line
 
     [cpu]                                # optional; every field has a default
-    isa = "rv32imac"                     # the only ISA so far (emulator/isa.py)
+    isa = "rv32imac"                     # the only ISA so far (isa/__init__.py ISAS)
     quantum = 100000                     # instructions per slice (see machine.py)
     timer_hz = 100000000                 # nominal instructions per second, for reports
 
@@ -44,145 +44,42 @@ Interrupt lines: the intc routes lines 1..31 to the CPU's machine external inter
 its `irq` (0 by convention, never an intc line) is only the number firmware uses to
 register the timer handler and reports use to count it.
 
-Invariants (each checked by `validate`, each failure a one-line `BoardError`):
- 1. Banks do not overlap, are page-aligned with page-multiple sizes, lie in
-    [RAM_BASE, VMALLOC_START), and one of them starts at RAM_BASE (firmware loads there).
- 2. Device windows overlap neither RAM, nor each other, nor the hypercall doorbells, nor
-    the idle sled; each type appears at most once and is big enough for its registers.
- 3. Intc lines are unique, in 1..31, and need an intc on the board.
- 4. A bank marked "dma" is reachable, whole, by every DMA master; `RamSpec.dma` is that
-    flag, and it becomes `RamBank.dma` in the machine's PhysMem.
+Modules: the data model (Board, RamSpec, DeviceSpec, DmaMaster, DmaRules, CpuSpec,
+BoardError) is boardspec.py, re-exported here; the checks are boardcheck.py; this
+module reads TOML into the model (`parse_board`, `load_board`, `list_boards`).
+
+Invariants:
+ 1. Every Board `parse_board` and `load_board` return passed `boardcheck.validate`
+    (its invariants: boardcheck.py).
+ 2. Every unreadable, malformed or inconsistent file raises a one-line BoardError.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kalloc_machine import memlayout as ml
+from kalloc_machine.boardcheck import validate
+from kalloc_machine.boardspec import (
+    DEVICE_TYPES,
+    RAM_ATTRIBUTES,
+    Board,
+    BoardError,
+    CpuSpec,
+    DeviceSpec,
+    DmaMaster,
+    DmaRules,
+    RamSpec,
+)
+
+__all__ = [
+    "BOARDS_DIR", "Board", "BoardError", "CpuSpec", "DeviceSpec", "DmaMaster", "DmaRules", "RamSpec",
+    "board_path", "list_boards", "load_board", "parse_board", "parse_size",
+]  # fmt: skip
 
 BOARDS_DIR = Path(__file__).parent / "boards"
-
-DEVICE_TYPES: dict[str, int] = {  # type -> smallest window holding its registers
-    "uart": 0x8,
-    "clint": 0x1_0000,
-    "intc": 0x10,
-    "dma": 0x1000,
-}
-RAM_ATTRIBUTES: tuple[str, ...] = ("dma",)
-INTC_LINES = range(1, 32)
-ISAS: tuple[str, ...] = ("rv32imac",)
-MAX_BANKS = 4  # abi.BOOTINFO_MAX_BANKS: the firmware learns its banks from bootinfo
-
-
-class BoardError(ValueError):
-    """A board file that cannot describe a machine. The message is one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class RamSpec:
-    """One RAM bank of the board."""
-
-    name: str
-    base: int
-    size: int
-    attributes: tuple[str, ...] = ()
-
-    @property
-    def end(self) -> int:
-        return self.base + self.size
-
-    @property
-    def dma(self) -> bool:
-        return "dma" in self.attributes
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSpec:
-    """One MMIO device: its window, its interrupt line and type-specific options."""
-
-    name: str
-    type: str
-    base: int
-    size: int
-    irq: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def end(self) -> int:
-        return self.base + self.size
-
-
-@dataclass(frozen=True, slots=True)
-class DmaMaster:
-    """A bus master and the physical windows [(base, size)] it can address."""
-
-    name: str
-    windows: tuple[tuple[int, int], ...]
-
-    def reaches(self, addr: int, n: int) -> bool:
-        """True when [addr, addr+n) lies inside one window."""
-        return any(b <= addr and addr + n <= b + s for b, s in self.windows)
-
-
-@dataclass(frozen=True, slots=True)
-class DmaRules:
-    """The DMA engine's transfer rules."""
-
-    master: str | None = None
-    boundary: int = 0  # 0: no boundary rule
-    cycles_per_byte: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class CpuSpec:
-    isa: str = "rv32imac"
-    quantum: int = 100_000  # ~6x slower than free-running per slice, so slices stay long
-    timer_hz: int = 100_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Board:
-    """A validated board description."""
-
-    name: str
-    description: str
-    ram: tuple[RamSpec, ...]
-    devices: tuple[DeviceSpec, ...]
-    dma_masters: tuple[DmaMaster, ...] = ()
-    dma_rules: DmaRules = DmaRules()
-    cpu: CpuSpec = CpuSpec()
-    source: str = ""  # the file it came from (shipped name or user path), for messages
-
-    @property
-    def ram_size(self) -> int:
-        return sum(b.size for b in self.ram)
-
-    @property
-    def ram_end(self) -> int:
-        return max(b.end for b in self.ram)
-
-    def device(self, type_: str) -> DeviceSpec | None:
-        """The board's device of this type, or None."""
-        return next((d for d in self.devices if d.type == type_), None)
-
-    def bank_of(self, addr: int) -> RamSpec | None:
-        return next((b for b in self.ram if b.base <= addr < b.end), None)
-
-    def dma_master(self) -> DmaMaster | None:
-        """The master whose windows the DMA engine obeys (None: it reaches all RAM)."""
-        if self.dma_rules.master is not None:
-            return next(m for m in self.dma_masters if m.name == self.dma_rules.master)
-        return self.dma_masters[0] if self.dma_masters else None
-
-    @property
-    def test_irq(self) -> int | None:
-        intc = self.device("intc")
-        return None if intc is None else int(intc.options.get("test_irq", 31))
 
 
 # -- parsing -------------------------------------------------------------------------
@@ -312,128 +209,6 @@ def parse_board(doc: dict[str, Any], src: str) -> Board:
     )
     validate(board)
     return board
-
-
-# -- validation ----------------------------------------------------------------------
-
-
-def _overlap(a0: int, a1: int, b0: int, b1: int) -> bool:
-    return a0 < b1 and b0 < a1
-
-
-def _validate_ram(board: Board, src: str) -> None:
-    if not board.ram:
-        raise BoardError(f"{src}: no [[ram]] bank")
-    if len(board.ram) > MAX_BANKS:
-        raise BoardError(f"{src}: {len(board.ram)} RAM banks; at most {MAX_BANKS} fit in bootinfo")
-    for b in board.ram:
-        where = f"{src}: ram bank '{b.name}'"
-        if b.size <= 0 or b.size % ml.PAGE_SIZE:
-            raise BoardError(f"{where}: size {b.size:#x} is not a positive multiple of the page size")
-        if b.base % ml.PAGE_SIZE:
-            raise BoardError(f"{where}: base {b.base:#x} is not page-aligned")
-        if b.base < ml.RAM_BASE or b.end > ml.VMALLOC_START:
-            raise BoardError(
-                f"{where}: [{b.base:#x}, {b.end:#x}) is outside RAM space "
-                f"[{ml.RAM_BASE:#x}, {ml.VMALLOC_START:#x})"
-            )
-    banks = sorted(board.ram, key=lambda b: b.base)
-    for a, b in itertools.pairwise(banks):
-        if a.end > b.base:
-            raise BoardError(f"{src}: RAM banks '{a.name}' and '{b.name}' overlap")
-    if banks[0].base != ml.RAM_BASE:
-        raise BoardError(f"{src}: no RAM bank at RAM_BASE {ml.RAM_BASE:#x} (firmware loads there)")
-    if len({b.name for b in banks}) != len(banks):
-        raise BoardError(f"{src}: two RAM banks share a name")
-
-
-def _validate_devices(board: Board, src: str) -> None:
-    reserved = [
-        ("the hypercall doorbells", ml.DOORBELL_BASE, ml.DOORBELL_BASE + ml.DOORBELL_SIZE),
-        ("the idle sled", ml.IDLE_SLED_BASE, ml.IDLE_SLED_BASE + ml.IDLE_SLED_SIZE),
-    ]
-    seen_types: set[str] = set()
-    for d in board.devices:
-        where = f"{src}: device '{d.name}'"
-        if d.type in seen_types:
-            raise BoardError(f"{where}: a second device of type '{d.type}' (one of each is supported)")
-        seen_types.add(d.type)
-        if d.size < DEVICE_TYPES[d.type]:
-            raise BoardError(
-                f"{where}: size {d.size:#x} is too small for a {d.type} ({DEVICE_TYPES[d.type]:#x})"
-            )
-        if d.base % ml.PAGE_SIZE or d.size % ml.PAGE_SIZE:
-            raise BoardError(f"{where}: window [{d.base:#x}, {d.end:#x}) is not page-aligned")
-        if d.end > 1 << 32:
-            raise BoardError(f"{where}: window ends past 4 GiB")
-        for b in board.ram:
-            if _overlap(d.base, d.end, b.base, b.end):
-                raise BoardError(f"{where}: window overlaps RAM bank '{b.name}'")
-        for what, lo, hi in reserved:
-            if _overlap(d.base, d.end, lo, hi):
-                raise BoardError(f"{where}: window overlaps {what} at {lo:#x}")
-    devs = sorted(board.devices, key=lambda d: d.base)
-    for a, b in itertools.pairwise(devs):
-        if a.end > b.base:
-            raise BoardError(f"{src}: devices '{a.name}' and '{b.name}' overlap")
-    if len({d.name for d in devs}) != len(devs):
-        raise BoardError(f"{src}: two devices share a name")
-
-
-def _validate_irqs(board: Board, src: str) -> None:
-    intc = board.device("intc")
-    lines: dict[int, str] = {}
-    if intc is not None:
-        t = intc.options.get("test_irq", 31)
-        if isinstance(t, bool) or not isinstance(t, int) or t not in INTC_LINES:
-            raise BoardError(f"{src}: device '{intc.name}': test_irq {t!r} is not an intc line (1..31)")
-        lines[t] = "the test line"
-    for d in board.devices:
-        if d.irq is None or d.type == "intc":
-            continue
-        where = f"{src}: device '{d.name}'"
-        if d.type == "clint":
-            if d.irq in INTC_LINES:
-                raise BoardError(f"{where}: the timer's irq {d.irq} must not be an intc line (use 0)")
-            continue
-        if intc is None:
-            raise BoardError(f"{where}: has irq {d.irq} but the board has no intc")
-        if d.irq not in INTC_LINES:
-            raise BoardError(f"{where}: irq {d.irq} is not an intc line (1..31)")
-        if d.irq in lines:
-            raise BoardError(f"{where}: irq {d.irq} is already {lines[d.irq]}")
-        lines[d.irq] = f"used by '{d.name}'"
-
-
-def _validate_dma(board: Board, src: str) -> None:
-    names = [m.name for m in board.dma_masters]
-    if len(set(names)) != len(names):
-        raise BoardError(f"{src}: two DMA masters share a name")
-    rules = board.dma_rules
-    if rules.master is not None and rules.master not in names:
-        raise BoardError(f"{src}: [dma_engine] master '{rules.master}' is not a [[dma_master]]")
-    if rules.boundary and rules.boundary & (rules.boundary - 1):
-        raise BoardError(f"{src}: [dma_engine] boundary {rules.boundary} is not a power of two")
-    for b in board.ram:
-        for m in board.dma_masters:
-            if b.dma and not m.reaches(b.base, b.size):
-                raise BoardError(
-                    f"{src}: ram bank '{b.name}' is marked dma but DMA master '{m.name}' "
-                    "cannot reach all of it"
-                )
-
-
-def validate(board: Board) -> None:
-    """Check every invariant of the module docstring. Raises BoardError (one line)."""
-    src = board.source or board.name
-    if board.cpu.isa not in ISAS:
-        raise BoardError(f"{src}: [cpu] isa '{board.cpu.isa}' is not supported (known: {', '.join(ISAS)})")
-    if board.cpu.quantum <= 0:
-        raise BoardError(f"{src}: [cpu] quantum must be positive")
-    _validate_ram(board, src)
-    _validate_devices(board, src)
-    _validate_irqs(board, src)
-    _validate_dma(board, src)
 
 
 # -- loading -------------------------------------------------------------------------

@@ -43,7 +43,6 @@ import unicorn
 from unicorn import UcError
 
 from kalloc.errors import PageFaultError
-from kalloc_machine.isa import ABI_NAMES
 from kalloc_machine.memlayout import (
     DOORBELL_BASE,
     DOORBELL_SIZE,
@@ -71,32 +70,6 @@ _STATE_TEXT = {
 }
 
 
-def _sext(v: int, bits: int) -> int:
-    return v - (1 << bits) if v >> (bits - 1) & 1 else v
-
-
-def effective_access(h: int, word: int) -> tuple[int, int, int] | None:
-    """(base register number, offset, width) of a load, store or AMO, or None.
-
-    The TLB-fill hook only learns the faulting *page*; the report names the byte
-    the instruction touched, from its base register and offset.
-    """
-    if h & 3 == 3:
-        op, f3, rs1 = word & 0x7F, (word >> 12) & 7, (word >> 15) & 31
-        if op == 0x03:
-            return rs1, _sext(word >> 20, 12), {0: 1, 1: 2, 2: 4, 4: 1, 5: 2}.get(f3, 4)
-        if op == 0x23:
-            return rs1, _sext(((word >> 25) << 5) | ((word >> 7) & 31), 12), 1 << (f3 & 3)
-        if op == 0x2F:  # lr/sc/amo: the address is rs1
-            return rs1, 0, 4
-        return None
-    quad, f3 = h & 3, h >> 13
-    if quad == 0 and f3 in (2, 6):  # c.lw, c.sw
-        off = ((h >> 10) & 7) << 3 | ((h >> 6) & 1) << 2 | ((h >> 5) & 1) << 6
-        return 8 + ((h >> 7) & 7), off, 4
-    return None
-
-
 def flush_tlb(uc: unicorn.Uc) -> None:
     """Drop every entry of the CPU's soft TLB (the python bindings have no wrapper for it)."""
     uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)
@@ -118,7 +91,7 @@ class Mmu:
         self.fault: tuple[int, str, int] | None = None
         self._pte = vm.pte
         self._identity = self._identity_map(machine)
-        self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
+        self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # in 2.1.4, not in mypy's view
         self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill)
         vm.on_unmap.append(self._on_unmap)
 
@@ -183,7 +156,7 @@ class Mmu:
                      f"{area['size']}-byte {area['kind']} area at {area['addr']:#x}")  # fmt: skip
         fields: dict[str, Any] = {
             "pc": pc,
-            "instruction": m._instruction_at(pc) if verb != "fetch" else "??",
+            "instruction": m.faults.instruction_at(pc) if verb != "fetch" else "??",
             "registers": regs,
             "access": {"type": verb, "addr": vaddr, **({"size": size} if size else {})},
             "window": d["window"],
@@ -191,9 +164,10 @@ class Mmu:
             "describe": text,
         }
         if verb == "fetch":
-            fields["backtrace"] = [vaddr, *m._backtrace(regs["ra"], regs)] if regs["ra"] else [vaddr]
+            ra = regs[m.isa.link_reg]
+            fields["backtrace"] = [vaddr, *m.backtrace(ra, regs)] if ra else [vaddr]
         else:
-            fields["backtrace"] = m._backtrace(pc, regs)
+            fields["backtrace"] = m.backtrace(pc, regs)
         if area is not None:
             fields["area"] = area
             fields["offset"] = d["offset"]
@@ -205,17 +179,14 @@ class Mmu:
 
     def _exact_address(self, pc: int, page: int, regs: dict[str, int]) -> tuple[int, int | None]:
         """The byte address and width the instruction at pc touched in `page` (else page, None)."""
-        phys = self.machine.phys
+        m = self.machine
         try:
-            h = int.from_bytes(phys.read(pc, 2), "little")
-            word = int.from_bytes(phys.read(pc, 4), "little") if h & 3 == 3 else h
+            got = m.isa.memory_operand(m.phys.read, pc, regs)
         except ValueError:
             return page, None
-        got = effective_access(h, word)
         if got is None:
             return page, None
-        rs1, off, width = got
-        addr = ((regs.get(ABI_NAMES[rs1], 0) if rs1 else 0) + off) & 0xFFFF_FFFF
+        addr, width = got
         if addr >> PAGE_SHIFT == page >> PAGE_SHIFT or (addr + width - 1) >> PAGE_SHIFT == page >> PAGE_SHIFT:
             return max(addr, page), width
         return page, None

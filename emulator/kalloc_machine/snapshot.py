@@ -40,25 +40,49 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import copyreg
 from collections.abc import Iterator
 from typing import Any
 
 import unicorn
 
 
+class _Same:
+    """Deep-copies as itself: carries a memoryview through deepcopy's reconstruction."""
+
+    __slots__ = ("view",)
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Same:
+        return self
+
+
+def _view_of(same: _Same) -> memoryview:
+    return same.view
+
+
+def _reduce_view(view: memoryview) -> tuple[Any, tuple[_Same]]:
+    return _view_of, (_Same(view),)
+
+
 @contextlib.contextmanager
 def _memoryviews_shared() -> Iterator[None]:
-    """Deep copies keep memoryviews as they are (views of host buffers; see the module doc)."""
-    dispatch = copy._deepcopy_dispatch  # type: ignore[attr-defined]
-    old = dispatch.get(memoryview)
-    dispatch[memoryview] = lambda x, memo: x
+    """Deep copies keep memoryviews as they are (views of host buffers; see the module doc).
+
+    Through copyreg's public table: a memoryview "reduces" to itself, for the duration.
+    """
+    table = copyreg.dispatch_table
+    old = table.get(memoryview)
+    table[memoryview] = _reduce_view
     try:
         yield
     finally:
         if old is None:
-            dispatch.pop(memoryview, None)
+            table.pop(memoryview, None)
         else:
-            dispatch[memoryview] = old
+            table[memoryview] = old
 
 
 def _attrs(obj: Any) -> dict[str, Any]:
@@ -99,7 +123,7 @@ def stateful_roots(session: Any, extra: tuple[Any, ...] = ()) -> list[Any]:
 def _identity_objects(session: Any) -> list[Any]:
     """Objects that are never copied nor restored: Unicorn, the ELF, the board, RAM's buffers."""
     m = session.machine
-    return [m.uc, m.phys, *m.phys.banks, session.firmware, session.board, m.isa, *m._keep]
+    return [m.uc, m.phys, *m.phys.banks, session.firmware, session.board, m.isa, *m.host_buffers]
 
 
 def _shared(session: Any, roots: list[Any]) -> dict[int, Any]:

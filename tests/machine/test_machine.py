@@ -10,7 +10,8 @@ import pytest
 from kalloc_machine.board import load_board
 from kalloc_machine.bridge import abi
 from kalloc_machine.elf import load_firmware
-from kalloc_machine.isa import RiscV32
+from kalloc_machine.isa import ISAS, Isa, isa_for
+from kalloc_machine.isa.rv32 import RiscV32, walk_frames
 from kalloc_machine.machine import Machine, RunResult
 
 from kalloc.errors import BadArgumentError, CpuFaultError, KallocError
@@ -318,7 +319,33 @@ def test_backtrace_walk_stops_on_garbage() -> None:
             raise ValueError("not RAM")
         return mem[addr]
 
-    assert RiscV32.backtrace(read, 0x8000_0000, 0, 0x1000) == [0x8000_0000, 0x8000_0010, 0x8000_0020]
-    assert RiscV32.backtrace(read, 0x8000_0000, 0x8000_0044, 0) == [0x8000_0000, 0x8000_0044]
-    assert RiscV32.backtrace(read, 0x8000_0000, 0, 0x1002) == [0x8000_0000]
-    assert len(RiscV32.backtrace(read, 1, 0, 0x1000, depth=2)) == 2
+    assert walk_frames(read, 0x8000_0000, 0, 0x1000) == [0x8000_0000, 0x8000_0010, 0x8000_0020]
+    assert walk_frames(read, 0x8000_0000, 0x8000_0044, 0) == [0x8000_0000, 0x8000_0044]
+    assert walk_frames(read, 0x8000_0000, 0, 0x1002) == [0x8000_0000]
+    assert len(walk_frames(read, 1, 0, 0x1000, depth=2)) == 2
+    # the interface method takes the registers by name (ra, s0 on RISC-V)
+    isa: Isa = RiscV32()
+    frames = isa.backtrace(read, 0x8000_0000, {"ra": 0, "s0": 0x1000})
+    assert frames == [0x8000_0000, 0x8000_0010, 0x8000_0020]
+
+
+def test_isa_for_picks_the_board_isa() -> None:
+    assert list(ISAS) == ["rv32imac"] and isinstance(isa_for("rv32imac"), RiscV32)
+    assert isa_for() is not isa_for()  # one instance per machine: patching one leaves the others
+    with pytest.raises(ValueError, match="not supported"):
+        isa_for("cortex-m0")
+
+
+def test_rv32_encodings() -> None:
+    isa = RiscV32()
+    sled = isa.idle_sled(0x1000, 4)
+    assert sled[:12] == (0x0000_0013).to_bytes(4, "little") * 3
+    assert sled[12:] == (0xFF5F_F06F).to_bytes(4, "little")  # jal x0, -12
+    assert isa.insn_size(b"\x13\x00") == 4 and isa.insn_size(b"\x01\x00") == 2
+    assert isa.disassemble(0, (0x0000_0073).to_bytes(4, "little")) == "ecall"
+    regs = {"a0": 0x8000_0000}
+    code = (0x19052503).to_bytes(4, "little")  # lw a0, 0x190(a0)
+    assert isa.memory_operand(lambda a, n: code[a : a + n], 0, regs) == (0x8000_0190, 4)
+    wfi, rdtime = (0x1050_0073).to_bytes(4, "little"), (0xC0102573).to_bytes(4, "little")
+    idle, hazards = isa.scan_code([(0x100, wfi + rdtime)])
+    assert idle == [0x100] and hazards == [(0x104, "rdtime", "is illegal on this machine")]

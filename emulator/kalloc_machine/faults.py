@@ -1,0 +1,111 @@
+"""Fault reports of the machine: the error a CPU fault becomes, and the backtrace.
+
+`FaultReporter(isa, uc, phys, firmware)` turns the CPU's state at a fault into a
+`CpuFaultError` with the fields the JSON report shows:
+
+    pc           where it happened (for a fetch fault: the bad target)
+    instruction  the instruction at pc, disassembled by the ISA ("??" outside RAM)
+    registers    every general register by name, pc included (`Isa.read_regs`)
+    backtrace    raw PCs: pc, then return addresses (`backtrace`, below)
+    access       {type, addr, size} for a memory fault
+
+`backtrace(pc, regs)` is the frame-pointer walk of the ISA (`Isa.backtrace`) over
+guest RAM, with one fix-up the walk cannot do alone: a leaf's epilogue may restore
+the frame pointer before the faulting instruction, so the walk starts at the caller's
+caller; the return-address register still names the direct caller then, and is put
+back. The machine, the MMU's page-fault report and the KASAN hook all use it.
+
+Invariants:
+ 1. Building a report never raises on guest garbage: unreadable frames end the walk,
+    code outside RAM disassembles as "??".
+ 2. A report reads the registers once (one batch read) unless the caller passes them.
+ 3. The reporter holds no state of its own (snapshots share it as they share Unicorn).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import unicorn
+from unicorn import UcError
+
+from kalloc.errors import CpuFaultError
+
+if TYPE_CHECKING:
+    from kalloc.physmem import PhysMem
+    from kalloc_machine.elf import Firmware
+    from kalloc_machine.isa import Isa
+
+ACCESS = {  # Unicorn memory-hook access type -> (verb, what went wrong)
+    unicorn.UC_MEM_READ_UNMAPPED: ("read", "unmapped"),
+    unicorn.UC_MEM_WRITE_UNMAPPED: ("write", "unmapped"),
+    unicorn.UC_MEM_FETCH_UNMAPPED: ("fetch", "unmapped"),
+    unicorn.UC_MEM_READ_PROT: ("read", "protected"),
+    unicorn.UC_MEM_WRITE_PROT: ("write", "protected"),
+    unicorn.UC_MEM_FETCH_PROT: ("fetch", "protected"),
+}
+
+MemFault = tuple[int, int, int, int]  # (Unicorn access type, addr, size, pc) from the mem hook
+
+
+class FaultReporter:
+    """Builds fault errors and backtraces from the live CPU state (module docstring)."""
+
+    def __init__(self, isa: Isa, uc: unicorn.Uc, phys: PhysMem, firmware: Firmware) -> None:
+        self.isa = isa
+        self.uc = uc
+        self.phys = phys
+        self.firmware = firmware
+
+    def backtrace(self, pc: int, regs: dict[str, int] | None = None) -> list[int]:
+        """The frame-pointer backtrace of the CPU's current state (or `regs`), starting at pc."""
+        isa, phys, fw = self.isa, self.phys, self.firmware
+        regs = regs or isa.read_regs(self.uc)
+        ra = regs[isa.link_reg]
+        pcs = isa.backtrace(phys.read_u32, pc, regs, in_ram=lambda a: phys.contains(a, 8), is_code=fw.is_code)
+        # A leaf's epilogue may restore s0 before the faulting instruction: the walk then
+        # starts at the caller's caller. ra still returns into the direct caller; in any
+        # other state ra is either pcs[1] or points back into the faulting function.
+        if len(pcs) > 1 and ra != pcs[1] and fw.is_code(ra):
+            here, there = fw.symbol_at(pc), fw.symbol_at(ra - 1)
+            if here is None or there is None or here[0] != there[0]:
+                pcs.insert(1, ra)
+        return pcs
+
+    def instruction_at(self, pc: int) -> str:
+        """The instruction at pc as text, or "??" when pc is not in RAM."""
+        bank = self.phys.bank_of(pc)
+        if bank is None:
+            return "??"
+        return self.firmware.disassemble(pc, self.phys.read(pc, min(4, bank.end - pc)))
+
+    def cpu_fault(self, message: str, pc: int, access: dict[str, Any] | None = None) -> CpuFaultError:
+        """A cpu-fault error at pc with the registers, instruction and backtrace."""
+        regs = self.isa.read_regs(self.uc)
+        regs["pc"] = pc
+        return CpuFaultError(
+            message,
+            addr=access["addr"] if access else pc,
+            pc=pc,
+            instruction=self.instruction_at(pc),
+            registers=regs,
+            backtrace=self.backtrace(pc, regs),
+            access=access,
+        )
+
+    def memory_fault(self, exc: UcError, mem_fault: MemFault | None) -> CpuFaultError:
+        """The error for a slice that raised `exc`; `mem_fault` is what the memory hook saw."""
+        if mem_fault is None:
+            return self.cpu_fault(f"the CPU stopped: {exc}", self.isa.pc(self.uc))
+        access, addr, size, pc = mem_fault
+        verb, what = ACCESS.get(access, ("access", "bad"))
+        if verb == "fetch":  # pc is the target; ra is most likely the call site (jalr)
+            link = self.isa.link_reg
+            regs = self.isa.read_regs(self.uc)
+            err = self.cpu_fault(f"jump to {what} address {addr:#x} ({link} = {regs[link]:#x})", addr,
+                                 {"type": verb, "addr": addr, "size": size})  # fmt: skip
+            if regs[link]:
+                err.fields["backtrace"] = [addr, *self.backtrace(regs[link], regs)]
+            return err
+        msg = f"{verb} of {size} bytes at {what} address {addr:#x}"
+        return self.cpu_fault(msg, pc, {"type": verb, "addr": addr, "size": size})

@@ -1,0 +1,142 @@
+"""The ISA interface: everything the machine knows about its CPU, behind one Protocol.
+
+The machine, the fault reports, the ELF loader and the MMU's page-fault report never
+name a register, a CSR, an encoding or a Unicorn/capstone constant: they ask an `Isa`.
+A board picks its ISA by name (`[cpu] isa`, default "rv32imac"); `isa_for(name)`
+imports the module that implements it and returns a new instance (one per machine or
+firmware, so a test may patch one instance's methods without touching another's).
+
+    ISAS        name -> module           rv32imac -> kalloc_machine.isa.rv32
+    Isa         the Protocol below        (a second ISA, e.g. Cortex-M, is a second
+                                           module with a class `Cpu` implementing it,
+                                           and one line in ISAS)
+
+The interface, by what the machine does with it (rv32.py is the reference):
+
+  identity      name; uc_arch, uc_mode (Unicorn); elf_class, elf_machine (pyelftools'
+                e_machine string) and elf_description (for "not <description>" errors)
+  registers     read_regs(uc) -> {"pc": .., name: ..} in one batch read, names in
+                `reg_names` order (what fault reports show); read_csrs(uc) -> the trap
+                state by name (RISC-V: mstatus mie mtvec mepc mcause); pc(uc),
+                set_pc(uc, pc); link_reg (the return-address register's name, "ra")
+  interrupts    timer_cause, external_cause: the `cause` values of the two interrupt
+                sources the machine has (the CLINT-style timer, the INTC's external
+                line; RISC-V: their mcause values, Cortex-M would use its exception
+                numbers); interrupts_enabled(uc): the global mask (mstatus.MIE /
+                PRIMASK); pending_enable(uc) -> (timer enabled, external enabled), the
+                per-source enables that also decide whether `wfi` wakes;
+                enter_interrupt(uc, cause) -> handler address: the hardware's trap
+                entry, performed by the machine at a slice boundary (RISC-V: mepc,
+                mcause, mstatus, pc <- mtvec; Cortex-M: stack the frame, pc <- vector).
+                Return from the handler (mret, exception return) is executed by the
+                CPU itself: Unicorn emulates it.
+  traps         Unicorn's UC_HOOK_INTR numbers: ecall_intno is the environment call
+                (the machine's exit/panic interface), with PC already past it, by
+                ecall_size bytes; syscall_args(uc) -> (number, arg0, arg1); any other
+                number is a CPU fault: fault_name(intno) in words, at pc(uc) -
+                fault_pc_adjust
+  instructions  insn_size(code) from the first bytes at a pc (the machine resumes a
+                cut store at pc + insn_size); disassemble(pc, code) -> text for reports
+                (capstone, with a .half/.word fallback); memory_operand(read, pc, regs)
+                -> (address, width) of the load/store at pc, or None (the MMU's page
+                fault names the byte); scan_code([(addr, bytes)]) -> (idle pcs, counter
+                hazards [(addr, what, why)]): the idle instruction (wfi) is found in the
+                ELF and hooked, idle_size is its length (the CPU resumes after it)
+  idle sled     idle_sled(base, n) -> n instructions of sled_step bytes each: n-1 nops
+                and a jump back to `base`, mapped execute-only (machine.py, "Exact stops")
+  calls         backtrace(read_u32, pc, regs, depth, in_ram, is_code) -> [pc, return
+                addresses...] by the ISA's frame-pointer convention, never raising;
+                call_setup(uc, function, args, return_to) and return_value(uc): the
+                calling convention the test harness uses to call a firmware function
+
+Invariants:
+ 1. `isa_for` accepts exactly the names in ISAS (board.py validates `[cpu] isa`
+    against it) and never imports Unicorn for another ISA's module.
+ 2. Every method that takes `uc` is called only at a slice boundary or from a Unicorn
+    hook, and reads registers in as few Unicorn calls as it can (each ~1-2 µs).
+ 3. `enter_interrupt` is only called at a slice boundary, never from a hook.
+ 4. `backtrace`, `disassemble` and `memory_operand` never raise on garbage (the last
+    may raise ValueError from `read`, the caller's own reader).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from unicorn import Uc
+
+ISAS: dict[str, str] = {  # board `[cpu] isa` -> the module whose `Cpu` implements it
+    "rv32imac": "kalloc_machine.isa.rv32",
+}
+DEFAULT_ISA = "rv32imac"
+
+ReadU32 = Callable[[int], int]
+ReadCode = Callable[[int, int], bytes]  # (addr, size) -> bytes; ValueError outside RAM
+CodeScan = tuple[list[int], list[tuple[int, str, str]]]  # idle pcs, [(addr, what, why)]
+
+
+class Isa(Protocol):
+    """One CPU architecture as the machine drives it through Unicorn (module docstring)."""
+
+    name: str
+    uc_arch: int
+    uc_mode: int
+    elf_class: int
+    elf_machine: str
+    elf_description: str
+    reg_names: tuple[str, ...]
+    link_reg: str
+    timer_cause: int
+    external_cause: int
+    ecall_intno: int
+    ecall_size: int
+    fault_pc_adjust: int
+    idle_size: int
+    sled_step: int
+
+    # registers
+    def read_regs(self, uc: Uc) -> dict[str, int]: ...
+    def read_csrs(self, uc: Uc) -> dict[str, int]: ...
+    def pc(self, uc: Uc) -> int: ...
+    def set_pc(self, uc: Uc, pc: int) -> None: ...
+
+    # interrupts
+    def interrupts_enabled(self, uc: Uc) -> bool: ...
+    def pending_enable(self, uc: Uc) -> tuple[bool, bool]: ...
+    def enter_interrupt(self, uc: Uc, cause: int) -> int: ...
+
+    # traps
+    def syscall_args(self, uc: Uc) -> tuple[int, int, int]: ...
+    def fault_name(self, intno: int) -> str: ...
+
+    # instructions
+    def insn_size(self, code: bytes) -> int: ...
+    def disassemble(self, pc: int, code: bytes) -> str: ...
+    def memory_operand(self, read: ReadCode, pc: int, regs: dict[str, int]) -> tuple[int, int] | None: ...
+    def scan_code(self, ranges: Sequence[tuple[int, bytes]]) -> CodeScan: ...
+    def idle_sled(self, base: int, length: int) -> bytes: ...
+
+    # calls
+    def backtrace(
+        self,
+        read_u32: ReadU32,
+        pc: int,
+        regs: dict[str, int],
+        depth: int = 16,
+        in_ram: Callable[[int], bool] | None = None,
+        is_code: Callable[[int], bool] | None = None,
+    ) -> list[int]: ...
+    def call_setup(self, uc: Uc, function: int, args: Sequence[int], return_to: int) -> None: ...
+    def return_value(self, uc: Uc) -> int: ...
+
+
+def isa_for(name: str = DEFAULT_ISA) -> Isa:
+    """A new instance of the ISA a board names. Raises ValueError for an unknown name."""
+    module = ISAS.get(name)
+    if module is None:
+        raise ValueError(f"ISA '{name}' is not supported (known: {', '.join(ISAS)})")
+    cpu: Isa = importlib.import_module(module).Cpu()
+    return cpu

@@ -1,0 +1,332 @@
+"""RISC-V RV32IMAC in machine mode: the `Isa` of every board so far (isa/__init__.py).
+
+Holds what the machine needs to know about this CPU: Unicorn's arch/mode, the ABI
+register names, the trap entry the emulator performs at slice boundaries and the CSRs
+that gate interrupts, the `ecall` convention, the meaning of Unicorn's interrupt
+numbers, instruction lengths, decoding for reports (capstone; loads and stores for
+the page-fault report), the `wfi` and counter-CSR scan of an ELF's code, the idle
+sled's encoding, and the frame-pointer backtrace walk and call convention.
+
+Data: registers are read in one `reg_read_batch` call (each Python `reg_read` costs
+~1-2 µs, so the machine reads registers only at boundaries, faults and ecalls).
+
+Invariants:
+ 1. `enter_interrupt` is only called at a slice boundary, never from a hook.
+ 2. Interrupt entry follows the privileged spec for M-mode: mepc ← pc, mcause ← cause,
+    mstatus.MPIE ← MIE, MIE ← 0, MPP ← M, pc ← mtvec (base + 4*code when vectored).
+    `mret` is executed by the CPU itself.
+ 3. `walk_frames` (and so `backtrace`) never raises: a frame it cannot read ends the walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import capstone
+import unicorn
+from unicorn import riscv_const as rc
+
+from kalloc_machine.isa import CodeScan, ReadCode, ReadU32
+
+# mstatus bits (privileged spec 3.1.6)
+MSTATUS_MIE = 1 << 3
+MSTATUS_MPIE = 1 << 7
+MSTATUS_MPP = 3 << 11  # both bits set = M-mode
+# mie / mip bits
+MIE_MTIE = 1 << 7
+MIE_MEIE = 1 << 11
+
+CAUSE_INTERRUPT = 0x8000_0000
+CAUSE_TIMER = CAUSE_INTERRUPT | 7  # machine timer interrupt
+CAUSE_EXTERNAL = CAUSE_INTERRUPT | 11  # machine external interrupt
+
+# Unicorn's interrupt numbers are the RISC-V exception codes (mcause of a trap).
+EXCEPTION_NAMES: dict[int, str] = {
+    0: "misaligned instruction fetch",
+    1: "instruction access fault",
+    2: "illegal instruction",
+    3: "breakpoint (ebreak)",
+    4: "misaligned load",
+    5: "load access fault",
+    6: "misaligned store",
+    7: "store access fault",
+    8: "ecall",
+    11: "ecall",
+    12: "instruction page fault",
+    13: "load page fault",
+    15: "store page fault",
+}
+
+ABI_NAMES: tuple[str, ...] = (
+    "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1",
+    "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7",
+    "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11",
+    "t3", "t4", "t5", "t6",
+)  # fmt: skip
+
+# CSR reads whose values are not deterministic or not available on this machine
+# (DESIGN.md): rdcycle/rdinstret read host counters, rdtime is illegal.
+COUNTER_CSRS = {0xC00: "rdcycle", 0xC01: "rdtime", 0xC02: "rdinstret",
+                0xC80: "rdcycleh", 0xC81: "rdtimeh", 0xC82: "rdinstreth"}  # fmt: skip
+
+NONDETERMINISTIC = "reads a host counter (not deterministic)"
+WFI = (0x1050_0073).to_bytes(4, "little")
+NOP = (0x0000_0013).to_bytes(4, "little")  # addi x0, x0, 0
+# Unicorn 2.1.4's Uc has reg_read_batch/reg_write_batch (from RegStateManager), which
+# mypy's view of the package lacks: the methods that batch take `uc` as this alias.
+BatchUc = Any
+_GPRS: tuple[int, ...] = tuple(getattr(rc, f"UC_RISCV_REG_X{i}") for i in range(1, 32))
+_ARG_REGS: tuple[int, ...] = tuple(getattr(rc, f"UC_RISCV_REG_A{i}") for i in range(8))
+
+
+def jal_x0(offset: int) -> bytes:
+    """`jal x0, offset` (a plain jump), encoded."""
+    imm = offset & 0x1F_FFFF
+    insn = (0x6F | ((imm >> 20) & 1) << 31 | ((imm >> 1) & 0x3FF) << 21
+            | ((imm >> 11) & 1) << 20 | ((imm >> 12) & 0xFF) << 12)  # fmt: skip
+    return insn.to_bytes(4, "little")
+
+
+def _sext(v: int, bits: int) -> int:
+    return v - (1 << bits) if v >> (bits - 1) & 1 else v
+
+
+def effective_access(h: int, word: int) -> tuple[int, int, int] | None:
+    """(base register number, offset, width) of a load, store or AMO, or None.
+
+    `h` is the first halfword at the pc, `word` the 32-bit instruction (or `h` again
+    for a compressed one). The TLB-fill hook only learns the faulting *page*; the
+    report names the byte the instruction touched, from its base register and offset.
+    """
+    if h & 3 == 3:
+        op, f3, rs1 = word & 0x7F, (word >> 12) & 7, (word >> 15) & 31
+        if op == 0x03:
+            return rs1, _sext(word >> 20, 12), {0: 1, 1: 2, 2: 4, 4: 1, 5: 2}.get(f3, 4)
+        if op == 0x23:
+            return rs1, _sext(((word >> 25) << 5) | ((word >> 7) & 31), 12), 1 << (f3 & 3)
+        if op == 0x2F:  # lr/sc/amo: the address is rs1
+            return rs1, 0, 4
+        return None
+    quad, f3 = h & 3, h >> 13
+    if quad == 0 and f3 in (2, 6):  # c.lw, c.sw
+        off = ((h >> 10) & 7) << 3 | ((h >> 6) & 1) << 2 | ((h >> 5) & 1) << 6
+        return 8 + ((h >> 7) & 7), off, 4
+    return None
+
+
+def walk_frames(
+    read_u32: ReadU32,
+    pc: int,
+    ra: int,
+    fp: int,
+    depth: int = 16,
+    in_ram: Callable[[int], bool] | None = None,
+    is_code: Callable[[int], bool] | None = None,
+) -> list[int]:
+    """Raw PCs: pc, then the return address of each frame up the s0 chain.
+
+    RISC-V GCC with -fno-omit-frame-pointer keeps the saved ra at fp-4 and the
+    caller's fp at fp-8, except in a leaf function, which saves only s0, at fp-4.
+    With `is_code`, a first frame whose [fp-4] is not code is taken for a leaf:
+    its caller is `ra` and the next frame pointer is [fp-4]. The walk stops at
+    fp == 0, a frame outside RAM (`in_ram` false or `read_u32` raising), a
+    misaligned fp, a zero return address, or a caller fp that does not grow
+    (frames live higher up the stack). When no frame could be read, `ra` is the
+    only caller.
+    """
+    pcs = [pc]
+    first = True
+    while fp and len(pcs) < depth:
+        if fp & 3 or (in_ram is not None and not in_ram(fp - 8)):
+            break
+        try:
+            ret, nxt = read_u32(fp - 4), read_u32(fp - 8)
+        except (ValueError, IndexError):
+            break
+        if first and is_code is not None and not is_code(ret) and is_code(ra):
+            ret, nxt = ra, ret  # a leaf frame: [fp-4] is the caller's fp
+        first = False
+        if not ret:
+            break
+        pcs.append(ret)
+        if nxt <= fp:
+            break
+        fp = nxt
+    if len(pcs) == 1 and ra:
+        pcs.append(ra)
+    return pcs
+
+
+class RiscV32:
+    """RV32IMAC, machine mode, as Unicorn emulates it (2.1.4)."""
+
+    name = "rv32imac"
+    uc_arch = unicorn.UC_ARCH_RISCV
+    uc_mode = unicorn.UC_MODE_RISCV32
+    # ELF identity (e_machine is the string pyelftools reports)
+    elf_class = 32
+    elf_machine = "EM_RISCV"
+    elf_description = "32-bit RISC-V"
+    reg_names: tuple[str, ...] = ABI_NAMES[1:]
+    link_reg = "ra"
+    timer_cause = CAUSE_TIMER
+    external_cause = CAUSE_EXTERNAL
+    ecall_intno = 8  # Unicorn delivers M-mode ecall as intno 8, PC already past it
+    ecall_size = 4
+    fault_pc_adjust = 4  # other intnos: Unicorn has advanced PC by 4, even past a 16-bit insn
+    idle_size = 4  # wfi
+    sled_step = 4  # the sled's nops and jump are 32-bit
+
+    def __init__(self) -> None:
+        self._cs: Any = None  # capstone, opened on the first disassembly
+
+    # -- registers ------------------------------------------------------------------
+
+    def read_regs(self, uc: BatchUc) -> dict[str, int]:
+        """pc and x1..x31 by ABI name, in one batch read."""
+        values = uc.reg_read_batch([rc.UC_RISCV_REG_PC, *_GPRS])
+        out = {"pc": values[0]}
+        out.update(zip(ABI_NAMES[1:], values[1:], strict=False))
+        return out
+
+    def read_csrs(self, uc: BatchUc) -> dict[str, int]:
+        """The trap CSRs, for fault reports."""
+        regs = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MIE, rc.UC_RISCV_REG_MTVEC,
+                rc.UC_RISCV_REG_MEPC, rc.UC_RISCV_REG_MCAUSE)  # fmt: skip
+        return dict(zip(("mstatus", "mie", "mtvec", "mepc", "mcause"), uc.reg_read_batch(regs), strict=False))
+
+    def pc(self, uc: unicorn.Uc) -> int:
+        pc: int = uc.reg_read(rc.UC_RISCV_REG_PC)
+        return pc
+
+    def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
+        uc.reg_write(rc.UC_RISCV_REG_PC, pc)
+
+    # -- interrupts -------------------------------------------------------------------
+
+    def interrupts_enabled(self, uc: unicorn.Uc) -> bool:
+        """mstatus.MIE: the global machine interrupt enable."""
+        return bool(uc.reg_read(rc.UC_RISCV_REG_MSTATUS) & MSTATUS_MIE)
+
+    def pending_enable(self, uc: unicorn.Uc) -> tuple[bool, bool]:
+        """(timer enabled, external enabled) from the mie CSR (MTIE, MEIE)."""
+        mie: int = uc.reg_read(rc.UC_RISCV_REG_MIE)
+        return bool(mie & MIE_MTIE), bool(mie & MIE_MEIE)
+
+    def enter_interrupt(self, uc: BatchUc, cause: int) -> int:
+        """Take an interrupt now (invariant 2). Returns the handler address."""
+        pc, mstatus, mtvec = uc.reg_read_batch(
+            [rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MTVEC]
+        )
+        mpie = MSTATUS_MPIE if mstatus & MSTATUS_MIE else 0
+        mstatus = (mstatus & ~(MSTATUS_MIE | MSTATUS_MPIE)) | mpie | MSTATUS_MPP
+        base = mtvec & ~3
+        target: int = base + 4 * (cause & 0x3FF) if mtvec & 3 == 1 else base
+        uc.reg_write_batch(
+            [
+                (rc.UC_RISCV_REG_MEPC, pc),
+                (rc.UC_RISCV_REG_MCAUSE, cause),
+                (rc.UC_RISCV_REG_MSTATUS, mstatus),
+                (rc.UC_RISCV_REG_PC, target),
+            ]
+        )
+        return target
+
+    # -- ecall and faults ---------------------------------------------------------------
+
+    def syscall_args(self, uc: BatchUc) -> tuple[int, int, int]:
+        """(number, arg0, arg1) of an ecall: a7, a0, a1."""
+        a7, a0, a1 = uc.reg_read_batch([rc.UC_RISCV_REG_A7, rc.UC_RISCV_REG_A0, rc.UC_RISCV_REG_A1])
+        return a7, a0, a1
+
+    def fault_name(self, intno: int) -> str:
+        """Unicorn's UC_HOOK_INTR number as words."""
+        return EXCEPTION_NAMES.get(intno, f"exception {intno}")
+
+    # -- instructions ---------------------------------------------------------------------
+
+    def insn_size(self, code: bytes) -> int:
+        """2 for a compressed instruction, else 4 (from its first byte)."""
+        return 4 if code[0] & 3 == 3 else 2
+
+    def disassemble(self, pc: int, code: bytes) -> str:
+        """The one instruction at the start of `code` (read at pc), as text."""
+        if self._cs is None:
+            self._cs = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
+        for _addr, _size, mnemonic, op_str in self._cs.disasm_lite(code, pc, 1):
+            return f"{mnemonic} {op_str}".strip()
+        if len(code) >= 2 and code[0] & 3 != 3:
+            return f".half {int.from_bytes(code[:2], 'little'):#06x}"
+        if len(code) >= 4:
+            return f".word {int.from_bytes(code[:4], 'little'):#010x}"
+        return "??"
+
+    def memory_operand(self, read: ReadCode, pc: int, regs: dict[str, int]) -> tuple[int, int] | None:
+        """(address, width) the load/store/AMO at pc touches, from its base register."""
+        h = int.from_bytes(read(pc, 2), "little")
+        word = int.from_bytes(read(pc, 4), "little") if h & 3 == 3 else h
+        got = effective_access(h, word)
+        if got is None:
+            return None
+        rs1, off, width = got
+        return ((regs.get(ABI_NAMES[rs1], 0) if rs1 else 0) + off) & 0xFFFF_FFFF, width
+
+    def scan_code(self, ranges: Sequence[tuple[int, bytes]]) -> CodeScan:
+        """Every `wfi` (the machine idles there) and the first read of each counter CSR."""
+        md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
+        md.skipdata = True
+        idle: list[int] = []
+        seen: dict[str, int] = {}
+        for base, code in ranges:
+            for addr, size, mnemonic, _ops in md.disasm_lite(code, base):
+                if size != 4:
+                    continue
+                word = code[addr - base : addr - base + 4]
+                if word == WFI:
+                    idle.append(addr)
+                elif mnemonic.startswith(("csr", "rd")):
+                    insn = int.from_bytes(word, "little")
+                    csr, funct3 = insn >> 20, (insn >> 12) & 7
+                    if (insn & 0x7F) == 0x73 and funct3 in (2, 6) and csr in COUNTER_CSRS:
+                        seen.setdefault(COUNTER_CSRS[csr], addr)
+        hazards = []
+        for what, addr in sorted(seen.items(), key=lambda kv: kv[1]):
+            why = "is illegal on this machine" if "time" in what else NONDETERMINISTIC
+            hazards.append((addr, what, why))
+        return idle, hazards
+
+    def idle_sled(self, base: int, length: int) -> bytes:
+        """length-1 nops, then a jump back to base."""
+        return NOP * (length - 1) + jal_x0(-4 * (length - 1))
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def backtrace(
+        self,
+        read_u32: ReadU32,
+        pc: int,
+        regs: dict[str, int],
+        depth: int = 16,
+        in_ram: Callable[[int], bool] | None = None,
+        is_code: Callable[[int], bool] | None = None,
+    ) -> list[int]:
+        """The s0 chain from pc (see `walk_frames`)."""
+        return walk_frames(read_u32, pc, regs["ra"], regs["s0"], depth, in_ram, is_code)
+
+    def call_setup(self, uc: unicorn.Uc, function: int, args: Sequence[int], return_to: int) -> None:
+        """Arguments in a0..a7, ra = return_to, pc = function (the caller saves the context)."""
+        if len(args) > len(_ARG_REGS):
+            raise ValueError("at most 8 register arguments (a0..a7)")
+        for reg, value in zip(_ARG_REGS, args, strict=False):
+            uc.reg_write(reg, value & 0xFFFF_FFFF)
+        uc.reg_write(rc.UC_RISCV_REG_RA, return_to)
+        uc.reg_write(rc.UC_RISCV_REG_PC, function)
+
+    def return_value(self, uc: unicorn.Uc) -> int:
+        """a0."""
+        a0: int = uc.reg_read(rc.UC_RISCV_REG_A0)
+        return a0
+
+
+Cpu = RiscV32  # the name isa_for() looks up

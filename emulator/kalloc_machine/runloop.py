@@ -1,0 +1,319 @@
+"""The run loop: slices of emulation, exact stops, interrupt delivery, idling in wfi.
+
+`RunLoop(machine)` drives one built `Machine` (machine.py) until the firmware exits or
+something ends the run; `Machine.run()` calls `RunLoop.run()`. It owns the CPU-side
+state between slices; the hooks that end a slice early live with the idle sled
+(sled.py), which the machine's MMIO callbacks also use to cut a slice.
+
+Time: `machine.instructions` is the machine's clock: instructions executed plus idle
+time skipped in `wfi`. Each slice is `emu_start(pc, UNTIL, count=n)` with
+n = min(burst, next device deadline - now, budget left); devices are serviced and
+interrupts delivered only between slices (DESIGN.md). The burst is the quantum (100k
+by default: a counted slice runs ~6x slower than free-running, and each boundary costs
+a few register reads), shortened where short slices pay (`_next_count`): after a wfi,
+and while an interrupt is pending but masked by the ISA's global mask (mstatus.MIE),
+so it is taken within a few instructions of being unmasked.
+
+Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early).
+
+Approximate counts: a memory fault (Unicorn raises out of `emu_start`) and a fatal
+error reported from an MMIO callback (`fatal()` stops the emulator: the run is ending)
+stop mid-slice with no way to count; `instructions` is then the clock at the start of
+that slice (a lower bound, off by less than one quantum, still deterministic) and
+`RunResult.exact` is False.
+
+Run reasons (RunResult.reason): "exit" (ecall exit; exit_code = a0, signed),
+"panic" (ecall panic), "fault" (CPU fault), "fatal" (a fatal report: bad ecall, bad
+doorbell, or the composer's `fatal()`), "budget" (max_instructions), "timeout"
+(wall clock), "wfi" (wfi with nothing that can ever wake it), and any reason a
+`IdleSled.stop_slice` caller gives (the harness's "break").
+
+Invariants:
+ 1. Unicorn is never stopped from a memory or MMIO callback unless the run is ending.
+ 2. Time moves only at boundaries; devices see `Clock.now` = the start of the slice.
+ 3. Firmware misbehaviour never raises out of `run()`: it becomes a KallocError in
+    `RunResult.errors` and a reason. (A bug in Python code run from a hook does raise.)
+ 4. Same board, firmware, options and seed: the same RunResult, wall_s aside.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from unicorn import UcError
+
+from kalloc.errors import KallocError, TimeoutError_
+from kalloc_machine.memlayout import IDLE_SLED_BASE, IDLE_SLED_SIZE
+from kalloc_machine.sled import SLED_LEN, SliceStop
+
+if TYPE_CHECKING:
+    from kalloc_machine.machine import Machine
+
+UNTIL = 0xFFFF_FFFF  # an odd address: PC never equals it, so `until` never stops a slice
+WFI_BURST = 256  # first slice after a wfi: an idle loop's wake-up work is short
+# First slice after an interrupt entry or a device cut. A cut (mtime read, mtimecmp
+# write, DMA start) burns the rest of its slice in the idle sled, and handlers touch
+# devices within a few hundred instructions of entry (kalloc_timer_set reads mtime,
+# then writes mtimecmp): starting small and doubling bounds that burn by the work done
+# since the last cut. Measured with `kalloc bench --only emulation`.
+DEVICE_BURST = 256
+# After an mtime read was replayed at an exact boundary, the next slice is this short and
+# mtime reads inside it are not cut again: kalloc_now() reads mtime three times (hi, lo,
+# hi), so every read sees the time within READ_WINDOW instructions, for 2 boundaries.
+READ_WINDOW = 64
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended and what it produced."""
+
+    exit_code: int | None
+    reason: str
+    instructions: int
+    uart: str
+    errors: list[KallocError]
+    irq_counts: dict[int, int]  # line -> interrupts taken (timer: entries; intc lines: claims)
+    wall_s: float
+    idle: int = 0  # of `instructions`, the idle time skipped in wfi
+    exact: bool = True  # False: `instructions` is the start of the slice the run stopped in
+    irq_raised: dict[int, int] = field(default_factory=dict)  # intc line -> times raised
+    dma_transfers: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RunLoop:
+    """Slices and interrupt delivery for one Machine (module docstring).
+
+    Public state the machine uses: `ending` (set by `Machine.fatal`: the run ends at
+    this boundary), `slice_end` (start + count of the running slice), `read_exact`
+    (this slice is a READ_WINDOW: mtime reads are not cut), `irq_timer` (the last
+    interrupt taken was the timer's), `cuts` (slices ended early at a poking store or
+    an mtime read).
+    """
+
+    def __init__(self, machine: Machine) -> None:
+        m = self.machine = machine
+        self.isa, self.uc, self.clock, self.errors, self.faults = m.isa, m.uc, m.clock, m.errors, m.faults
+        self.sled = m.sled
+        self.timed: list[Any] = [d for d in (*m.devices, m.injector) if d is not None]
+        self.clint, self.intc, self.dma = m.clint, m.intc, m.dma
+        self.ending: str | None = None  # set by fatal(): the run ends at this boundary
+        self.slice_end = 0
+        self.read_exact = False
+        self.irq_timer = False
+        self.cuts = 0
+        self._ran = False
+        self._timer_taken = 0
+        self._idle_time = 0
+        self._exact = True
+        self._exit_code: int | None = None
+        self._wfi_pc = 0
+        self._burst = m.quantum  # next slice length while no interrupt waits (see _next_count)
+        self._masked_burst = 1  # next slice length while an interrupt waits for the mask
+        self._was_masked = False
+        self._read_window = False  # the next slice must be a READ_WINDOW
+
+    # -- between slices ---------------------------------------------------------------------
+
+    def _service(self) -> None:
+        now = self.clock.now
+        for d in self.timed:
+            d.service(now)
+
+    def _next_deadline(self) -> int | None:
+        now = self.clock.now
+        due = [t for d in self.timed if (t := d.deadline()) is not None and t > now]
+        return min(due) if due else None
+
+    def _deliver_interrupt(self) -> bool:
+        """Take the highest-priority pending enabled interrupt, if any (external first).
+
+        Returns True when an interrupt is pending and enabled but masked by the ISA's
+        global mask: the firmware is expected to unmask it soon (see `_next_count`).
+        """
+        ext = self.intc is not None and self.intc.asserted()
+        timer = self.clint is not None and self.clint.pending(self.clock.now)
+        if not (ext or timer):
+            return False
+        isa = self.isa
+        timer_en, ext_en = isa.pending_enable(self.uc)
+        ext, timer = ext and ext_en, timer and timer_en
+        if not (ext or timer):
+            return False
+        if not isa.interrupts_enabled(self.uc):
+            return True
+        if ext:
+            isa.enter_interrupt(self.uc, isa.external_cause)
+            self.irq_timer = False
+        else:
+            isa.enter_interrupt(self.uc, isa.timer_cause)
+            self._timer_taken += 1
+            self.irq_timer = True
+        self._burst = min(DEVICE_BURST, self.machine.quantum)
+        return False
+
+    def _next_count(self, masked: bool) -> int:
+        """The length of the next slice before deadlines and budget (adaptive).
+
+        Short slices cost a little each; a slice that reaches wfi or ecall runs its
+        remaining count out in the idle sled, which costs time. So: after a wfi the next
+        slice is short (WFI_BURST) and each slice that runs out doubles the next one, up
+        to the quantum; while an interrupt waits for the global mask, slices restart at 1
+        instruction and double, so the interrupt is taken within a few instructions of
+        the `csrsi mstatus` that unmasks it (the usual check-then-wfi idle loop).
+        """
+        was_masked, self._was_masked = self._was_masked, masked
+        if masked:
+            self._masked_burst = min(2 * self._masked_burst, self.machine.quantum) if was_masked else 1
+            return self._masked_burst
+        return self._burst
+
+    def _can_wake(self) -> bool:
+        """wfi wakes on any interrupt pending and enabled, whatever the global mask."""
+        timer_en, ext_en = self.isa.pending_enable(self.uc)
+        now = self.clock.now
+        return bool((timer_en and self.clint is not None and self.clint.pending(now))
+                    or (ext_en and self.intc is not None and self.intc.asserted()))  # fmt: skip
+
+    def _idle(self) -> str | None:
+        """Fast-forward through wfi. Returns a reason when the run must end."""
+        while True:
+            self._service()  # what fell due inside the slice that reached wfi
+            if self._can_wake():
+                return None
+            deadline = self._next_deadline()
+            if deadline is None:
+                self.errors.append(TimeoutError_(
+                    "wfi with nothing to wake it: no timer, DMA transfer or injected interrupt is pending "
+                    "or enabled", pc=self._wfi_pc, backtrace=self.faults.backtrace(self._wfi_pc),
+                ))  # fmt: skip
+                return "wfi"
+            budget = self.machine.max_instructions
+            target = min(deadline, budget)
+            self._idle_time += target - self.clock.now
+            self.clock.now = target
+            if target >= budget:
+                return None  # the loop reports the budget
+
+    # -- slices -----------------------------------------------------------------------------
+
+    def _slice(self, count: int) -> str | None:
+        """Run one slice of at most `count` instructions. Returns a reason when the run ends."""
+        uc, isa, sled = self.uc, self.isa, self.sled
+        start = self.clock.now
+        sled.stop, sled.laps, sled.mem_fault = None, 0, None
+        self.slice_end = start + count
+        self.read_exact, self._read_window = self._read_window, False
+        sled.running = True
+        try:
+            uc.emu_start(isa.pc(uc), UNTIL, count=count)
+        except UcError as exc:
+            sled.running = False
+            self._exact = False
+            self.errors.append(sled.memory_fault_error(exc, self.machine.on_uc_error))
+            return "fault"
+        sled.running = False
+        stop = sled.stop
+        if stop is None:
+            if self.ending is not None:  # fatal() from a callback stopped the slice
+                self._exact = False
+                return self.ending
+            self.clock.now = start + count
+            pc = isa.pc(uc)
+            if IDLE_SLED_BASE <= pc < IDLE_SLED_BASE + IDLE_SLED_SIZE:
+                self.errors.append(self.faults.cpu_fault("jump into the idle sled: not firmware code", pc))
+                return "fault"
+            self._burst = min(2 * self._burst, self.machine.quantum)
+            return self.ending
+        in_sled = sled.laps * SLED_LEN + (isa.pc(uc) - IDLE_SLED_BASE) // isa.sled_step
+        self.clock.now = start + count - in_sled
+        if stop.reason == "cut":
+            return self._after_cut(stop)
+        if stop.reason == "exit":
+            self._exit_code = stop.exit_code
+            return "exit"
+        if stop.reason != "wfi":
+            return stop.reason
+        self._wfi_pc = stop.pc
+        self._burst = min(WFI_BURST, self.machine.quantum)
+        self._was_masked = False  # after wfi, the unmasking may be the very next instruction
+        isa.set_pc(uc, stop.pc + isa.idle_size)
+        return self.ending or self._idle()
+
+    def _after_cut(self, stop: SliceStop) -> str | None:
+        m = self.machine
+        self.cuts += 1
+        self._burst = min(DEVICE_BURST, m.quantum)
+        if stop.replay:  # the aborted load was counted; it runs again next slice
+            self.clock.now -= 1
+            self._read_window = True
+        self.isa.set_pc(self.uc, stop.pc)
+        if stop.device is not None:
+            stop.device.stamp(self.clock.now)
+            dma = self.dma
+            if stop.device is dma and dma is not None and dma.current is not None:  # who started it
+                dma.current.pc = stop.store_pc
+                dma.current.backtrace = self.faults.backtrace(stop.store_pc)
+        return self.ending
+
+    def allow_resume(self) -> None:
+        """The next `run` continues this one (after a break; Machine.allow_resume)."""
+        self._ran = False
+
+    def run(self) -> RunResult:
+        """Run until the firmware exits or something ends the run (once per allow_resume)."""
+        if self._ran:
+            raise RuntimeError("a Machine runs once; build a new one")
+        self._ran = True
+        m = self.machine
+        started = time.perf_counter()
+        reason: str | None = None
+        while reason is None:
+            now = self.clock.now
+            if now >= m.max_instructions:
+                pc = self.isa.pc(self.uc)
+                self.errors.append(TimeoutError_(f"instruction budget exhausted ({m.max_instructions})",
+                                                 pc=pc, backtrace=self.faults.backtrace(pc),
+                                                 budget=m.max_instructions))  # fmt: skip
+                reason = "budget"
+                break
+            if time.perf_counter() - started > m.timeout_s:
+                self.errors.append(TimeoutError_(f"wall-clock limit of {m.timeout_s:g} s exceeded",
+                                                 pc=self.isa.pc(self.uc)))  # fmt: skip
+                reason = "timeout"
+                break
+            self._service()
+            if self.ending is not None:
+                reason = self.ending
+                break
+            masked = self._deliver_interrupt()
+            count = min(self._next_count(masked), m.max_instructions - now)
+            if self._read_window:
+                count = min(count, READ_WINDOW)
+            deadline = self._next_deadline()
+            if deadline is not None:
+                count = min(count, deadline - now)
+            reason = self._slice(count)
+        return self._result(reason, time.perf_counter() - started)
+
+    def _result(self, reason: str, wall: float) -> RunResult:
+        m = self.machine
+        counts: dict[int, int] = {}
+        if m.clint is not None and self._timer_taken:
+            counts[m.clint.irq if m.clint.irq is not None else 0] = self._timer_taken
+        if m.intc is not None:
+            counts.update(m.intc.claimed)
+        return RunResult(
+            exit_code=self._exit_code if reason == "exit" else None,
+            reason=reason,
+            instructions=self.clock.now,
+            uart=m.uart.text(),
+            errors=list(self.errors),
+            irq_counts=dict(sorted(counts.items())),
+            wall_s=wall,
+            idle=self._idle_time,
+            exact=self._exact,
+            irq_raised=dict(sorted(m.intc.raised.items())) if m.intc else {},
+            dma_transfers=[t.as_dict() for t in m.dma.transfers] if m.dma else [],
+        )
