@@ -9,6 +9,11 @@ kalloc needs it.
     fragmentation(result, path)       over the steps: payload and committed bytes,
                                       largest free block, free pages per order
                                       (stacked) and the unusable free space index
+
+Invariants:
+ 1. Pictures only read their data (a page map, a ReplayResult): drawing changes no
+    allocator state, and the same data draws the same picture.
+ 2. matplotlib is imported only inside these functions, with the Agg backend (no display).
 """
 
 from __future__ import annotations

@@ -109,3 +109,41 @@ def test_explore_prints_a_minimal_reproducer():
 def test_explore_bad_firmware_is_bad_input(tmp_path):
     res = invoke("explore", str(tmp_path / "missing.elf"))
     assert res.exit_code == 3
+
+
+def test_every_command_is_listed():
+    res = invoke("--help")
+    for command in ("run", "replay", "explore", "bench", "boards", "sdk"):
+        assert f"  {command} " in res.output
+
+
+def test_list_option_usage_errors_name_the_option():
+    res = invoke("run", "--irq-at", "x")
+    assert res.exit_code == 2
+    assert "Invalid value for '--irq-at': 'x' is not a comma-separated list of instruction" in res.output
+    res = invoke("run", "--fail-nth", "0")
+    assert res.exit_code == 2
+    assert "Invalid value for --fail-nth: requests are counted from 1" in res.output
+
+
+def test_a_reproducers_arguments_rebuild_its_run_options(monkeypatch):
+    # explore prints run_args(options) as a `kalloc run` line: it must mean the same options
+    from kalloc_machine.session import BadInput, RunOptions
+    from kalloc_machine.tools.options import RUN_OPTIONS, run_args
+
+    import kalloc.cli.run as run_module
+
+    seen = []
+
+    def session(options):
+        seen.append(options)
+        raise BadInput("recorded")
+
+    monkeypatch.setattr(run_module, "Session", session)
+    opts = RunOptions(firmware="a.elf", board="tiny", seed=3, sanitize="kasan", heap="slab", quantum=500,
+                      max_instructions=10**6, irq_every=7, irq_jitter=2, irq_at=(5, 9), quarantine=4096,
+                      fail_nth=(2, 4), fail_prob=0.5, fail_site="f", fail_context="irq",
+                      fail_cache="c")  # fmt: skip
+    res = invoke("run", *run_args(opts))
+    assert res.exit_code == 3 and seen == [opts]
+    assert all(spec.flag in invoke("run", "--help").output for spec in RUN_OPTIONS.values())
