@@ -28,6 +28,7 @@ KINDS: tuple[str, ...] = (
     "bad-hypercall",
     "cpu-fault",
     "timeout",
+    "internal",
 )
 
 
@@ -123,6 +124,12 @@ class TimeoutError_(KallocError):
     """Instruction budget or wall-clock limit exhausted."""
 
     kind = "timeout"
+
+
+class InternalError(KallocError):
+    """kalloc's own bug (a Python exception in kalloc while running firmware), never the firmware's."""
+
+    kind = "internal"
 
 
 class InvariantError(AssertionError):

@@ -1,25 +1,28 @@
-"""One run: board + firmware + allocator + bridge, executed, and its report.
+"""One run: board + firmware + allocator + bridge, executed, and its report. The composition root.
 
-`Session` composes the parts the way `kalloc run` (and the tests, and later the
-pytest plugin) use them: load the board and the ELF, build the machine, build
-the allocator over the machine's RAM with the firmware image reserved, connect
-the hypercall bridge, run, then collect leaks and end-of-run checks into the
-report (emulator/report.py) and the exit status.
+`Session` composes the parts the way `kalloc run` (and the tests, the harness and the
+pytest plugin) use them: load the board and the ELF, build the machine, build the
+allocator over the machine's RAM with the firmware image (and a KASAN shadow) reserved,
+connect the hypercall bridge and serve its service families, install the bridge parts
+(virtual-pointer guards, commit accounting, KASAN, fault injection, DMA checks) each
+with the machine, allocator and bridge it needs, run, then collect leaks and end-of-run
+checks into the JSON report (report/json_report.py) and the exit status.
 
-Exit status (DESIGN.md, docs/abi.md): 0 clean; 1–63 the firmware's own exit
-code (larger clamp to 63); 64 kalloc found an error; 65 CPU fault (a panic
-counts as one); 66 instruction budget or timeout; 2 usage error; 3 bad input.
-kalloc's codes win over the firmware's.
+Exit status (DESIGN.md, docs/abi.md): 0 clean; 1–63 the firmware's own exit code
+(larger clamp to 63); 64 kalloc found an error (an `internal` one — kalloc's own bug —
+included); 65 CPU fault (a panic counts as one); 66 instruction budget or timeout;
+2 usage error; 3 bad input. kalloc's codes win over the firmware's.
 
 Invariants:
  1. The JSON report is a function of (firmware bytes, board, options, seed).
  2. Leaks are only judged when the firmware exited by itself: after a fault
     every live object would be "leaked", which says nothing.
+ 3. A Python exception in kalloc while the firmware runs ends the run with an
+    `internal` report (kalloc_machine.bridge.internal), never a traceback.
 """
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,13 +34,18 @@ from kalloc.failslab import FailConfig
 from kalloc.vmalloc import Vmalloc
 from kalloc_machine import memlayout, mmu
 from kalloc_machine.board import Board, load_board
-from kalloc_machine.bridge import abi, commit, faultinject, kasan, vmbridge
+from kalloc_machine.bridge import abi, commit, faultinject, kasan, record, vmbridge
 from kalloc_machine.bridge.dmacheck import DmaCheck
-from kalloc_machine.bridge.hypercall import Bridge
+from kalloc_machine.bridge.doorbell import Bridge
+from kalloc_machine.bridge.internal import internal_error
+from kalloc_machine.bridge.services import serve_standard
+from kalloc_machine.bridge.services.misc import bootinfo_bytes
+from kalloc_machine.bridge.services.vmalloc import VmallocServices
 from kalloc_machine.elf import Firmware, load_firmware
 from kalloc_machine.machine import Machine, RunResult
 from kalloc_machine.report.interrupts import annotate_interrupt_context, dma_section, interrupts_section
-from kalloc_machine.report.model import Symbolizer, error_entry
+from kalloc_machine.report.json_report import error_entry
+from kalloc_machine.report.symbols import Symbolizer
 
 VERSION = "0.1.0"
 
@@ -66,7 +74,7 @@ class RunOptions:
     irq_at: tuple[int, ...] = ()
     heap: str = "kmalloc"  # the policy behind the C library face (kalloc.heaps, issue 6)
     quarantine: int | None = None  # issue 5: kasan quarantine bytes (None: the allocator's default)
-    fail_nth: tuple[int, ...] = ()  # issue 5: fault injection (emulator/faultinject.py)
+    fail_nth: tuple[int, ...] = ()  # issue 5: fault injection (bridge/faultinject.py)
     fail_prob: float = 0.0
     fail_site: str | None = None
     fail_context: str = "any"
@@ -85,116 +93,122 @@ class Session:
     """A booted machine with its allocator and bridge, ready to run."""
 
     def __init__(self, options: RunOptions) -> None:
-        from kalloc_machine.sdk import default_firmware
-
         self.options = options
-        fw_path = options.firmware or str(default_firmware())
-        try:
-            self.board: Board = load_board(options.board)
-        except (ValueError, OSError) as exc:
-            raise BadInput(f"board {options.board}: {exc}") from None
-        try:
-            self.firmware: Firmware = load_firmware(fw_path)
-            self.firmware.check_fits(self.board)
-        except (ValueError, OSError) as exc:
-            raise BadInput(f"firmware {Path(fw_path).name}: {exc}") from None
-        self.firmware_name = Path(fw_path).name
-        try:
-            self.machine = Machine(
-                self.board,
-                self.firmware,
-                max_instructions=options.max_instructions,
-                timeout_s=options.timeout_s,
-                quantum=options.quantum,
-                seed=options.seed,
-                irq_at=options.irq_at,
-                irq_every=options.irq_every,
-                irq_jitter=options.irq_jitter,
-            )
-        except ValueError as exc:  # the injector on a board without a test line
-            raise BadInput(f"board {options.board}: {exc}") from None
+        self.board, self.firmware, self.firmware_name = _load(options)
+        self.machine = self._build_machine()
         image = (memlayout.FIRMWARE_LOAD, self.firmware.image_end, "firmware")
-        reserved = [image]
         self.kasan_mode = kasan.mode_for(options.sanitize, self.firmware)  # compiled / hook / None
-        shadow = None
-        if self.kasan_mode == "compiled":  # the guest shadow: reserved RAM, label "shadow"
-            try:
-                shadow = kasan.shadow_reservation(self.machine.phys, self.firmware.image_end)
-            except ValueError as exc:
-                raise BadInput(f"board {options.board}: {exc}") from None
-            reserved.append(shadow)
+        shadow = self._shadow_reservation()
         config = Config(sanitize=options.sanitize, seed=options.seed, quarantine_bytes=options.quarantine)
-        self.ka = Kalloc(self.machine.phys, config, reserved=reserved)
-        self.bridge = Bridge(self.machine, self.ka, console=self.machine.console_write)
-        self.bridge.bootinfo = self._bootinfo()
-        self.machine.on_hypercall = self.bridge
+        self.ka = Kalloc(self.machine.phys, config, reserved=[image] if shadow is None else [image, shadow])
         from kalloc.heaps import make_heap  # issue 6: the C library face's policy (--heap)
 
-        # Virtual memory (issue 6): kalloc's page tables, the CPU's translation through them,
-        # the vmalloc services and the virtual-pointer checks of the bridge (emulator/vmbridge.py).
+        # Virtual memory (issue 6): kalloc's page tables and the CPU's translation through them.
         self.vm = Vmalloc(self.ka)
         self.mmu = mmu.install(self.machine, self.vm)
         self.heap = make_heap(options.heap, self.ka, self.vm)
-        self.bridge.libc = self.heap
-        self.vmsvc = vmbridge.install(self)
-        self.commit = commit.install(self)  # committed pages per kind, high water, headroom
-        self.kasan = kasan.install(self, self.kasan_mode, shadow)
-        try:
-            self.faults = faultinject.install(self, FailConfig(
-                nth=options.fail_nth, probability=options.fail_prob, site=options.fail_site,
-                context=options.fail_context, cache=options.fail_cache, seed=options.seed))  # fmt: skip
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
+        self._wire_bridge()
+        self.commit = commit.install(self.machine, self.ka, self.vm)  # committed pages per kind, headroom
+        self.kasan = kasan.install(self.bridge, self.machine, self.ka, self.firmware, self.kasan_mode, shadow)
+        self.faults = self._fault_injection()
         if self.machine.dma is not None:  # transfers judged against the allocator (issue 4)
             sanitize = self.ka.config.sanitize != "off"
             check = DmaCheck(self.machine.dma, self.ka, sanitize=sanitize, exempt=((image[0], image[1]),))
-            self.machine.dma.check = self.vmsvc.dma_check(check)  # virtual addresses refused first
+            self.machine.dma.check = self.vmguards.dma_check(check)  # virtual addresses refused first
         self.still_reachable: list[Any] = []
 
-    def _bootinfo(self) -> bytes:
-        board = self.board
-        values: dict[str, int] = {
-            "magic": abi.BOOTINFO_MAGIC,
-            "abi_version": abi.ABI_VERSION,
-            "ram_base": min(b.base for b in self.machine.phys.banks),
-            "ram_end": max(b.end for b in self.machine.phys.banks),
-        }
-        for dev_type, key in (
-            ("uart", "uart_base"),
-            ("clint", "clint_base"),
-            ("intc", "intc_base"),
-            ("dma", "dma_base"),
-        ):
-            dev = board.device(dev_type)
-            values[key] = dev.base if dev else 0
-        dma = board.device("dma")
-        values["dma_irq"] = dma.irq if dma and dma.irq else 0
-        values["timer_irq"] = 0  # the CLINT timer is not an INTC line: mcause 7
-        values["test_irq"] = board.test_irq or 0
-        banks = self.machine.phys.banks[: abi.BOOTINFO_MAX_BANKS]
-        values["nbanks"] = len(banks)
-        for i, bank in enumerate(banks):
-            values[f"bank{i}_base"] = bank.base
-            values[f"bank{i}_size"] = bank.size
-            values[f"bank{i}_flags"] = abi.BANK_DMA if bank.dma else 0
-        return struct.pack(f"<{len(abi.BOOTINFO_FIELDS)}I", *(values.get(f, 0) for f in abi.BOOTINFO_FIELDS))
+    # -- building ---------------------------------------------------------------------------------
+
+    def _build_machine(self) -> Machine:
+        o = self.options
+        try:
+            return Machine(self.board, self.firmware, max_instructions=o.max_instructions,
+                           timeout_s=o.timeout_s, quantum=o.quantum, seed=o.seed, irq_at=o.irq_at,
+                           irq_every=o.irq_every, irq_jitter=o.irq_jitter)  # fmt: skip
+        except ValueError as exc:  # the injector on a board without a test line
+            raise BadInput(f"board {o.board}: {exc}") from None
+
+    def _shadow_reservation(self) -> tuple[int, int, str] | None:
+        """The compiled-KASAN mode's guest shadow: reserved RAM, label "shadow" (else None)."""
+        if self.kasan_mode != "compiled":
+            return None
+        try:
+            return kasan.shadow_reservation(self.machine.phys, self.firmware.image_end)
+        except ValueError as exc:
+            raise BadInput(f"board {self.options.board}: {exc}") from None
+
+    def _wire_bridge(self) -> None:
+        """The doorbell's bridge, its service families and the virtual-pointer guards."""
+        m = self.machine
+        self.bridge = Bridge(m, self.ka)
+        self.services = serve_standard(self.bridge, self.ka, console=m.console_write,
+                                       irq_line=m.irq_line, heap=self.heap,
+                                       bootinfo=bootinfo_bytes(self.board, m.phys))  # fmt: skip
+        self.bridge.serve("vmalloc", VmallocServices(self.vm, m.phys, self.services.irq))
+        self.vmguards = vmbridge.install(self.bridge, self.vm, console=m.console_write,
+                                         arena=self.options.heap == "arena")  # fmt: skip
+        m.on_hypercall = self.bridge
+
+    def _fault_injection(self) -> faultinject.FaultInjector | None:
+        o = self.options
+        config = FailConfig(nth=o.fail_nth, probability=o.fail_prob, site=o.fail_site,
+                            context=o.fail_context, cache=o.fail_cache, seed=o.seed)  # fmt: skip
+        try:
+            return faultinject.install(self.bridge, self.machine, self.ka, self.firmware, config)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+
+    def record(self) -> record.Recorder:
+        """Record the run's allocation trace (`kalloc run --record`): call before `run()`."""
+        return record.attach(self.ka, self.services.libc)
+
+    # -- running ----------------------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
         start = time.perf_counter()
-        result = self.machine.run()
+        result = self._run_machine(start)
         errors: list[KallocError] = list(result.errors)
         errors.extend(self.ka.reports)
         self.ka.reports.clear()
         if result.reason == "exit":
-            errors.extend(self.ka.check_poison())
-            errors.extend(self._leaks())
+            errors.extend(self._end_checks())
         if self.faults is not None:
             self.faults.link_fault(errors)
         wall = time.perf_counter() - start
-        report = self._report(result, errors)
+        report = self.build_report(result, errors)
         return RunOutcome(report, report["exit_code"], wall, result)
 
-    def _leaks(self) -> list[KallocError]:
+    def _run_machine(self, start: float) -> RunResult:
+        """machine.run(), or, when kalloc's own code raised out of it, the run so far with the error."""
+        try:
+            return self.machine.run()
+        except KallocError as err:  # reported where it was raised, never caught on the way
+            return self._stopped(err, start)
+        except Exception as exc:
+            return self._stopped(internal_error(exc, "running the firmware"), start)
+
+    def _stopped(self, err: KallocError, start: float) -> RunResult:
+        """The RunResult of a run an exception ended (reason "fatal"), from the machine's public state.
+
+        The timer's interrupt count is the machine's own; a run ended this way lists the
+        interrupt controller's lines only.
+        """
+        m, intc = self.machine, self.machine.intc
+        return RunResult(exit_code=None, reason="fatal", instructions=m.instructions, uart=m.uart_output(),
+                         errors=[*m.errors, err],
+                         irq_counts=dict(sorted(intc.claimed.items())) if intc else {},
+                         wall_s=time.perf_counter() - start, exact=False,
+                         irq_raised=dict(sorted(intc.raised.items())) if intc else {},
+                         dma_transfers=[t.as_dict() for t in m.dma.transfers] if m.dma else [])  # fmt: skip
+
+    def _end_checks(self) -> list[KallocError]:
+        """Poisoned memory overwritten and leaks, after the firmware exited by itself."""
+        try:
+            return [*self.ka.check_poison(), *self.find_leaks()]
+        except Exception as exc:  # kalloc's own bug: an `internal` report, not a traceback
+            return [internal_error(exc, "checking the allocator after the firmware exited")]
+
+    def find_leaks(self) -> list[KallocError]:
         """Unreferenced live objects at exit, one error per allocation site (kmemleak-style).
 
         Objects some root still points to are "still reachable": listed in the report,
@@ -213,9 +227,10 @@ class Session:
                                self.machine.regs().values())  # fmt: skip
         self.still_reachable = result.reachable
         groups: dict[int, list[Any]] = {}
-        for a in result.lost:
+        lost: list[Any] = result.lost  # Allocation records (the scan's protocol names only addr and size)
+        for a in lost:
             groups.setdefault(a.site, []).append(a)
-        leaks = []
+        leaks: list[KallocError] = []
         for site, objs in groups.items():
             total = sum(o.size for o in objs)
             leaks.append(
@@ -230,43 +245,37 @@ class Session:
             )
         return leaks
 
-    def _report(self, result: RunResult, errors: list[KallocError]) -> dict[str, Any]:
+    # -- the report -------------------------------------------------------------------------------
+
+    def build_report(self, result: RunResult, errors: list[KallocError]) -> dict[str, Any]:
+        """The JSON report of a run that ended with `result`, judged with `errors` (also the harness's)."""
         sym = Symbolizer(self.firmware, self.ka.depot)
         entries = [error_entry(e, sym) for e in errors]
         for entry, err in zip(entries, errors, strict=True):
             annotate_interrupt_context(entry, err, sym, self.firmware)
         stats = self.ka.stats()
-        exit_code = exit_status(result, errors)
-        leaks = [e for e in entries if e["kind"] == "leak"]
         opts = asdict(self.options)
         opts.pop("firmware")
         opts.pop("timeout_s")
+        irq = self.services.irq
         return {
             "kalloc_version": VERSION,
             "abi_version": abi.ABI_VERSION,
             "board": self.board.name,
             "firmware": self.firmware_name,
             "options": opts,
-            "exit_code": exit_code,
+            "exit_code": exit_status(result, errors),
             "firmware_exit_code": result.exit_code,
             "end": result.reason,
             "instructions": result.instructions,
             "uart": result.uart,
             "errors": entries,
-            "leaks": {
-                "count": sum(e.get("count", 0) for e in leaks),
-                "bytes": sum(e.get("bytes", 0) for e in leaks),
-                "sites": len(leaks),
-                "still_reachable": {
-                    "count": len(self.still_reachable),
-                    "bytes": sum(o.size for o in self.still_reachable),
-                },
-            },
+            "leaks": self._leaks_section(entries),
             "warnings_firmware": list(self.firmware.warnings),
             "interrupts": {
                 "lines": {str(k): v for k, v in sorted(result.irq_counts.items())},
-                "context_allocations": asdict(self.bridge.stats.irq),
-                **interrupts_section(result, self.machine, self.bridge.stats.lines, self.ka),
+                "context_allocations": asdict(irq.irq),
+                **interrupts_section(result, self.machine, irq.lines, self.ka),
             },
             "dma": dma_section(result, self.machine, errors),
             "hypercalls": self.bridge.call_counts(),
@@ -278,9 +287,40 @@ class Session:
             "vm": {**self.vm.stats(), **self.mmu.stats()},
         }
 
+    def _leaks_section(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        leaks = [e for e in entries if e["kind"] == "leak"]
+        return {
+            "count": sum(e.get("count", 0) for e in leaks),
+            "bytes": sum(e.get("bytes", 0) for e in leaks),
+            "sites": len(leaks),
+            "still_reachable": {
+                "count": len(self.still_reachable),
+                "bytes": sum(o.size for o in self.still_reachable),
+            },
+        }
+
+
+def _load(options: RunOptions) -> tuple[Board, Firmware, str]:
+    """The board and the firmware of a run (BadInput when either cannot be used)."""
+    from kalloc_machine.sdk import default_firmware
+
+    fw_path = options.firmware or str(default_firmware())
+    try:
+        board = load_board(options.board)
+    except (ValueError, OSError) as exc:
+        raise BadInput(f"board {options.board}: {exc}") from None
+    try:
+        firmware = load_firmware(fw_path)
+        firmware.check_fits(board)
+    except (ValueError, OSError) as exc:
+        raise BadInput(f"firmware {Path(fw_path).name}: {exc}") from None
+    return board, firmware, Path(fw_path).name
+
 
 def exit_status(result: RunResult, errors: list[KallocError]) -> int:
     """The process exit status for a run (module docstring)."""
+    if any(e.kind == "internal" for e in errors):
+        return EXIT_ERROR  # kalloc's own bug: whatever the firmware did after it is not to be trusted
     if result.reason in ("budget", "timeout", "wfi"):
         return EXIT_TIMEOUT
     if result.reason in ("fault", "panic"):

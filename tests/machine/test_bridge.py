@@ -1,7 +1,7 @@
 """The hypercall bridge over a plain allocator, no CPU: every value from firmware is untrusted.
 
 A fake machine records what the bridge reports; argument blocks are written into
-RAM by hand, exactly as the SDK's stub lays them out (emulator/abi.py).
+RAM by hand, exactly as the SDK's stub lays them out (kalloc_machine.bridge.abi).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import struct
 
 import pytest
 from kalloc_machine.bridge import abi
-from kalloc_machine.bridge.hypercall import Bridge
+from kalloc_machine.bridge.doorbell import Bridge
+from kalloc_machine.bridge.services import serve_standard
 
 from kalloc import Context, Kalloc
 from kalloc.gfp import GFP_ATOMIC, GFP_KERNEL
@@ -26,6 +27,7 @@ class FakeMachine:
         self.phys = ka.phys
         self.reported: list = []
         self.fatal_errors: list = []
+        self.services = None
 
     def report(self, err) -> None:
         self.reported.append(err)
@@ -40,7 +42,8 @@ def env():
     ka = Kalloc(PhysMem.standalone(), reserved=[(0x8000_0000, 0x8001_0000, "firmware")])
     machine = FakeMachine(ka)
     out: list[bytes] = []
-    bridge = Bridge(machine, ka, console=out.append)
+    bridge = Bridge(machine, ka)
+    machine.services = serve_standard(bridge, ka, console=out.append)  # kept at hand for the counters
     return ka, machine, bridge, out
 
 
@@ -154,7 +157,7 @@ def test_context_comes_from_the_block(env):
     assert kinds(machine) == ["invalid-context"]
     ptr2, _ = call(bridge, "KMALLOC", 32, GFP_ATOMIC, ctx=irq_ctx)
     assert ptr2 and kinds(machine) == ["invalid-context"]
-    assert bridge.stats.irq.allocs == 2
+    assert machine.services.irq.irq.allocs == 2
     off, _ = call(bridge, "KMALLOC", 32, GFP_KERNEL, ctx=0)  # task, interrupts disabled
     assert off and kinds(machine) == ["invalid-context", "invalid-context"]
     assert "disabled" in machine.reported[-1].message

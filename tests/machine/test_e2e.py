@@ -7,22 +7,15 @@ on: the UART text, the exit status, and the JSON report's errors (kind, symbol, 
 from __future__ import annotations
 
 import pytest
-from kalloc_machine.report.model import dumps
-from kalloc_machine.sdk import prebuilt
-from kalloc_machine.session import RunOptions, Session
+from kalloc_machine.report.json_report import dumps
 from kalloc_machine.tools.pytest_plugin import assert_clean, assert_exit, assert_uart
-
-
-def run_fw(name: str, **kw):
-    opts = RunOptions(firmware=str(prebuilt(name)), **kw)
-    return Session(opts).run()
 
 
 def kinds(outcome) -> list[str]:
     return [e["kind"] for e in outcome.report["errors"]]
 
 
-def test_demo_runs_clean_and_exits_zero():
+def test_demo_runs_clean_and_exits_zero(run_fw):
     out = run_fw("demo")
     rep = out.report
     assert out.exit_status == 0, rep["errors"]
@@ -45,13 +38,13 @@ def test_demo_runs_clean_and_exits_zero():
     assert rep["allocator"]["zones"]
 
 
-def test_demo_runs_on_tiny_and_big_boards():
+def test_demo_runs_on_tiny_and_big_boards(run_fw):
     for board in ("tiny", "big"):
         out = run_fw("demo", board=board)
         assert out.exit_status == 0, (board, out.report["errors"], out.report["uart"][-500:])
 
 
-def test_same_seed_same_json_bytes():
+def test_same_seed_same_json_bytes(run_fw):
     a = dumps(run_fw("demo", seed=3).report)
     b = dumps(run_fw("demo", seed=3).report)
     assert a == b
@@ -85,7 +78,7 @@ def error_of(outcome, kind):
     return matches[0]
 
 
-def test_double_free_reported_with_site():
+def test_double_free_reported_with_site(run_fw):
     out = run_fw("tests/double_free")
     assert out.exit_status == 64
     err = error_of(out, "double-free")
@@ -95,14 +88,14 @@ def test_double_free_reported_with_site():
     assert err.get("alloc_site") and err.get("free_site")
 
 
-def test_invalid_free_reported():
+def test_invalid_free_reported(run_fw):
     out = run_fw("tests/invalid_free")
     assert out.exit_status == 64
     err = error_of(out, "invalid-free")
     assert err["location"]["file"].endswith("invalid_free.c")
 
 
-def test_leak_reported_at_exit_grouped_by_site():
+def test_leak_reported_at_exit_grouped_by_site(run_fw):
     out = run_fw("tests/leak")
     assert out.exit_status == 64  # the firmware returned 0, but kalloc's code wins
     assert out.report["firmware_exit_code"] == 0
@@ -112,7 +105,7 @@ def test_leak_reported_at_exit_grouped_by_site():
     assert out.report["leaks"]["count"] == 3
 
 
-def test_illegal_instruction_is_a_cpu_fault_with_disassembly():
+def test_illegal_instruction_is_a_cpu_fault_with_disassembly(run_fw):
     out = run_fw("tests/illegal")
     assert out.exit_status == 65
     err = error_of(out, "cpu-fault")
@@ -122,46 +115,46 @@ def test_illegal_instruction_is_a_cpu_fault_with_disassembly():
     assert "registers" in err
 
 
-def test_null_dereference_is_a_cpu_fault():
+def test_null_dereference_is_a_cpu_fault(run_fw):
     out = run_fw("tests/null_deref")
     assert out.exit_status == 65
     err = error_of(out, "cpu-fault")
     assert "0x0" in err["message"] or "0x00000000" in err["message"]
 
 
-def test_infinite_loop_hits_the_budget():
+def test_infinite_loop_hits_the_budget(run_fw):
     out = run_fw("tests/spin", max_instructions=2_000_000)
     assert out.exit_status == 66
     error_of(out, "timeout")
 
 
-def test_bad_hypercall_reported_not_crashing():
+def test_bad_hypercall_reported_not_crashing(run_fw):
     out = run_fw("tests/bad_hypercall")
     assert out.exit_status == 64
     error_of(out, "bad-hypercall")
 
 
-def test_gfp_kernel_in_timer_handler_is_invalid_context():
+def test_gfp_kernel_in_timer_handler_is_invalid_context(run_fw):
     out = run_fw("tests/irq_kernel")
     err = error_of(out, "invalid-context")
     assert out.exit_status == 64
     assert err["severity"] == "error"
 
 
-def test_gfp_kernel_with_irqs_off_is_invalid_context():
+def test_gfp_kernel_with_irqs_off_is_invalid_context(run_fw):
     out = run_fw("tests/irqs_off")
     error_of(out, "invalid-context")
     assert out.exit_status == 64
 
 
-def test_oom_is_a_warning_and_firmware_sees_null():
+def test_oom_is_a_warning_and_firmware_sees_null(run_fw):
     out = run_fw("tests/oom", board="tiny")
     assert out.exit_status == 0, out.report["errors"]
     warn = error_of(out, "oom")
     assert warn["severity"] == "warning"
 
 
-def test_nofail_that_cannot_be_met_ends_the_run():
+def test_nofail_that_cannot_be_met_ends_the_run(run_fw):
     out = run_fw("tests/nofail", board="tiny")
     assert out.exit_status == 64
     err = error_of(out, "oom")
@@ -169,6 +162,6 @@ def test_nofail_that_cannot_be_met_ends_the_run():
 
 
 @pytest.mark.parametrize("sanitize", ["off", "poison"])
-def test_demo_clean_under_sanitizers(sanitize):
+def test_demo_clean_under_sanitizers(run_fw, sanitize):
     out = run_fw("demo", sanitize=sanitize)
     assert out.report["errors"] == [], out.report["errors"]

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kalloc_machine.report.model import dumps
+from kalloc_machine.report.json_report import dumps
+from kalloc_machine.sdk import prebuilt, sdk_dir
 from kalloc_machine.session import RunOptions, Session
 
 from kalloc.cli import main
 
-BUILD = Path(__file__).resolve().parents[2] / "firmware" / "build"
-IRQ_DMA = str(BUILD / "tests" / "irq_dma.elf")
+IRQ_DMA = str(prebuilt("tests/irq_dma"))
 ATOMIC, UNREACHABLE, BOUNDARY, TRANSFERS, RESERVE, SCHEDULE, COHERENT_FREE, OVERRUN = range(8)
 
 
@@ -46,7 +45,7 @@ def test_gfp_atomic_in_a_handler_succeeds() -> None:
 
 
 def test_gfp_kernel_in_a_handler_names_the_handler_and_the_interrupted_pc() -> None:
-    s = session(fw=str(BUILD / "tests" / "irq_kernel.elf"))
+    s = session(fw=str(prebuilt("tests/irq_kernel")))
     r = s.run().report
     err = only(r, "invalid-context")
     assert err["symbol"] == "on_timer" == err["handler"]
@@ -59,7 +58,7 @@ def test_gfp_kernel_in_a_handler_names_the_handler_and_the_interrupted_pc() -> N
 
 
 def test_irqs_disabled_section_is_invalid_context() -> None:
-    err = only(run(fw=str(BUILD / "tests" / "irqs_off.elf")), "invalid-context")
+    err = only(run(fw=str(prebuilt("tests/irqs_off"))), "invalid-context")
     assert err["context"] == "irqs_off" and err["symbol"] == "main"
     assert "interrupted" not in err
 
@@ -74,7 +73,7 @@ def test_dma_from_a_normal_zone_buffer_names_its_allocation_site() -> None:
     err = only(r, "dma-unreachable")
     site = err["alloc_site"]
     assert site["location"]["file"] == "firmware/tests/irq_dma.c"  # (static helpers inline into main)
-    src = (BUILD.parent / "tests" / "irq_dma.c").read_text().splitlines()
+    src = (sdk_dir() / "tests" / "irq_dma.c").read_text().splitlines()
     assert "kmalloc(256, GFP_KERNEL)" in src[site["location"]["line"] - 1]
     assert "GFP_DMA" in err["message"] and "dma_alloc_coherent" in err["message"]
     assert err["symbol"] == "dma_engine_start"  # the store that started the transfer
@@ -116,24 +115,18 @@ def test_reserve_lets_atomic_succeed_where_gfp_kernel_fails() -> None:
     assert any(lowest[n] < zones[n]["watermarks"]["min"] for n in lowest)  # into the reserve
 
 
-def cli_json(tmp: Path, *args: str) -> tuple[int, str]:
-    out = tmp / "r.json"
-    res = CliRunner().invoke(main, ["run", "-q", "--json", str(out), *args])
-    return res.exit_code, out.read_text()
-
-
-def test_same_seed_same_interrupt_times(tmp_path: Path) -> None:
+def test_same_seed_same_interrupt_times(cli_json) -> None:
     args = ("--irq-every", "4000", "--irq-jitter", "1500", "--seed")
-    (sa, a), (sb, b) = cli_json(tmp_path, *args, "11"), cli_json(tmp_path, *args, "11")
+    (sa, a), (sb, b) = cli_json(*args, "11"), cli_json(*args, "11")
     assert sa == sb == 0 and a == b
     times = json.loads(a)["interrupts"]["injected"]["times"]
     assert times and all(4000 * k <= t <= 4000 * k + 1500 for k, t in enumerate(times, 1))
-    c = json.loads(cli_json(tmp_path, *args, "12")[1])
+    c = json.loads(cli_json(*args, "12")[1])
     assert c["interrupts"]["injected"]["times"] != times
 
 
-def test_irq_at_option_and_bad_values(tmp_path: Path) -> None:
-    status, text = cli_json(tmp_path, "--irq-at", "5000,20000")
+def test_irq_at_option_and_bad_values(cli_json) -> None:
+    status, text = cli_json("--irq-at", "5000,20000")
     assert status == 0 and json.loads(text)["interrupts"]["injected"]["times"] == [5000, 20000]
     assert CliRunner().invoke(main, ["run", "--irq-at", "5,x"]).exit_code == 2
 
@@ -164,7 +157,7 @@ def test_demo_report_shows_interrupts_and_dma() -> None:
 def _text(report: dict[str, Any]) -> str:
     from io import StringIO
 
-    from kalloc_machine.report.text import render_text
+    from kalloc_machine.report.render import render_text
     from rich.console import Console
 
     buf = StringIO()

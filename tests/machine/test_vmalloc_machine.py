@@ -11,17 +11,12 @@ import itertools
 import re
 
 import pytest
-from kalloc_machine.bridge import abi
-from kalloc_machine.mmu import effective_access
-from kalloc_machine.report.model import dumps
+from kalloc_machine.isa.rv32 import effective_access
+from kalloc_machine.report.json_report import dumps
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import EXIT_FAULT, RunOptions, Session
 
 from kalloc.vmalloc import ARENA_START, VMALLOC_START
-
-
-def run_fw(name: str, **kw):
-    return Session(RunOptions(firmware=str(prebuilt(name)), **kw)).run()
 
 
 def only_error(outcome, kind):
@@ -30,7 +25,7 @@ def only_error(outcome, kind):
     return errs[0]
 
 
-def test_guard_page_overflow_is_a_page_fault_naming_line_area_and_site():
+def test_guard_page_overflow_is_a_page_fault_naming_line_area_and_site(run_fw):
     out = run_fw("tests/vmalloc_overflow")
     assert out.exit_status == EXIT_FAULT == 65
     assert out.report["end"] == "fault"
@@ -48,7 +43,7 @@ def test_guard_page_overflow_is_a_page_fault_naming_line_area_and_site():
     assert "guard page" in e["describe"] and "registers" in e
 
 
-def test_use_after_vfree_is_a_page_fault_with_both_sites():
+def test_use_after_vfree_is_a_page_fault_with_both_sites(run_fw):
     out = run_fw("tests/vmalloc_uaf")
     assert out.exit_status == 65
     assert "before vfree: 42" in out.report["uart"] and "after vfree" not in out.report["uart"]
@@ -59,7 +54,7 @@ def test_use_after_vfree_is_a_page_fault_with_both_sites():
     assert e["free_site"]["location"]["line"] == 20
 
 
-def test_vmalloc_commits_every_page_at_once_and_data_spans_scattered_pages():
+def test_vmalloc_commits_every_page_at_once_and_data_spans_scattered_pages(run_fw):
     out = run_fw("tests/vmalloc_ok")
     assert out.exit_status == 0, out.report["errors"]
     uart = out.report["uart"]
@@ -90,7 +85,7 @@ def test_scattered_pages_really_are_scattered():
     assert vm.read(addr, len(data)) == data
 
 
-def test_arena_heap_grows_and_shrinks_through_the_buddy_allocator():
+def test_arena_heap_grows_and_shrinks_through_the_buddy_allocator(run_fw):
     out = run_fw("tests/arena_heap", heap="arena")
     assert out.exit_status == 0, out.report["errors"]
     uart = out.report["uart"]
@@ -109,13 +104,13 @@ def test_kfree_of_a_vmalloc_address_is_an_invalid_free_naming_vfree():
     ka = s.ka
     addr = s.vm.vmalloc(100)
     bridge = s.bridge
-    handler = bridge._table[abi.SERVICE_BY_NAME["KFREE"].number]
+    handler = bridge.handler("KFREE")
     from kalloc import TASK
 
     with pytest.raises(Exception) as info:
         handler(TASK, addr)
     assert info.value.kind == "invalid-free" and "vfree()" in info.value.message
-    free = bridge._table[abi.SERVICE_BY_NAME["FREE"].number]
+    free = bridge.handler("FREE")
     with pytest.raises(Exception) as info:
         free(TASK, addr + 8)
     assert info.value.kind == "invalid-free"

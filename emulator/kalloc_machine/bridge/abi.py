@@ -1,7 +1,7 @@
 """The hypercall ABI: the one table both sides are built from.
 
 `firmware/include/kalloc.h` repeats these numbers for the C compiler; a test
-(tests/test_abi_header.py) parses the header and checks it against this module,
+(tests/machine/test_abi_header.py) parses the header and checks it against this module,
 so the two cannot drift. docs/abi.md explains every entry.
 
 Transport (DESIGN.md, "The hypercall ABI"): the SDK stub builds an argument
@@ -27,6 +27,8 @@ Invariants:
  2. Every service takes at most 6 arguments and produces at most 2 results.
  3. Nothing in a block is trusted: the bridge validates the block address, every
     pointer argument and every flag before the allocator sees them.
+ 4. Every service belongs to one family of FAMILIES; one handler object answers a
+    family (its `svc_<name>` methods).
 """
 
 from __future__ import annotations
@@ -59,67 +61,105 @@ BANK_DMA = 1 << 0  # bank flag: reachable by every DMA master
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """One hypercall: its doorbell number, C name and argument names."""
+    """One hypercall: its doorbell number, C name, argument names and service family.
+
+    `family` names the group of services one handler object answers (FAMILIES); the
+    bridge is filled family by family from this table (kalloc_machine.bridge.doorbell).
+    """
 
     number: int
     name: str
     args: tuple[str, ...]
     doc: str
+    family: str
 
+
+def _family(family: str, *rows: tuple[int, str, tuple[str, ...], str]) -> tuple[Service, ...]:
+    return tuple(Service(number, name, args, doc, family) for number, name, args, doc in rows)
+
+
+# family -> the module whose handler object answers it (under kalloc_machine.bridge)
+FAMILIES: dict[str, str] = {
+    "misc": "services/misc.py",
+    "pages": "services/pages.py",
+    "slab": "services/slab.py",
+    "kmalloc": "services/slab.py",
+    "libc": "services/libc.py",
+    "dma": "services/dma.py",
+    "vmalloc": "services/vmalloc.py",
+    "kasan": "kasan.py",
+}
 
 SERVICES: tuple[Service, ...] = (
-    Service(0, "NOP", (), "does nothing; the hypercall floor"),
-    Service(1, "BOOTINFO", ("buf", "len"), "fills struct kalloc_bootinfo; result = bytes written"),
-    Service(2, "CONSOLE_WRITE", ("buf", "len"), "writes len bytes to the UART; result = len"),
-    Service(3, "STATS_DUMP", ("what",), "prints allocator statistics on the UART (KH_STATS_* bits)"),
-    Service(4, "NOT_LEAK", ("ptr",), "kmemleak_not_leak: exclude a live object from the leak report"),
-    Service(5, "MARK", ("id",), "records a marker in the trace (phase boundaries)"),
-    Service(6, "NR_FREE_PAGES", (), "result = free pages in every zone now (Linux's nr_free_pages())"),
-    # page allocator
-    Service(16, "ALLOC_PAGES", ("gfp", "order"), "2^order pages; result = physical address or 0"),
-    Service(17, "FREE_PAGES", ("addr", "order"), "frees what ALLOC_PAGES returned"),
-    Service(18, "ALLOC_PAGES_EXACT", ("size", "gfp"), "ceil(size/4096) pages; result = address or 0"),
-    Service(19, "FREE_PAGES_EXACT", ("addr", "size"), "frees what ALLOC_PAGES_EXACT returned"),
-    # slab caches
-    Service(24, "CACHE_CREATE", ("name", "size", "align", "flags", "ctor"),
-            "result = cache handle or 0; ctor != 0: the firmware constructs objects (aux of CACHE_ALLOC)"),
-    Service(25, "CACHE_ALLOC", ("cache", "gfp"), "result = object; aux = 1 if the ctor must run"),
-    Service(26, "CACHE_FREE", ("cache", "obj"), "frees an object of this cache"),
-    Service(27, "CACHE_SHRINK", ("cache",), "frees empty slabs; result = pages released"),
-    Service(28, "CACHE_DESTROY", ("cache",), "destroys an empty cache"),
-    # kmalloc family
-    Service(32, "KMALLOC", ("size", "gfp"), "result = object or 0"),
-    Service(33, "KFREE", ("ptr",), "frees a kmalloc object; NULL is a no-op"),
-    Service(34, "KSIZE", ("ptr",), "usable size of a kmalloc object"),
-    Service(35, "KREALLOC", ("ptr", "size", "gfp"), "result = object or 0 (old kept on failure)"),
-    Service(36, "KCALLOC", ("n", "size", "gfp"), "zeroed n*size, overflow-checked"),
-    # the C library face
-    Service(40, "MALLOC", ("size",), "result = pointer or 0"),
-    Service(41, "FREE", ("ptr",), "free(NULL) is a no-op"),
-    Service(42, "CALLOC", ("n", "size"), "zeroed, overflow-checked"),
-    Service(43, "REALLOC", ("ptr", "size"), "see docs/allocator.md for the zero-size policy"),
-    Service(44, "ALIGNED_ALLOC", ("align", "size"), "C17 aligned_alloc; bad alignment gives 0"),
-    Service(45, "MALLOC_USABLE_SIZE", ("ptr",), "usable size; 0 for NULL"),
-    # DMA API
-    Service(48, "DMA_ALLOC_COHERENT", ("size", "gfp"), "result = cpu address; aux = dma address"),
-    Service(49, "DMA_FREE_COHERENT", ("size", "cpu", "dma"), "frees a coherent buffer"),
-    Service(50, "DMA_POOL_CREATE", ("name", "size", "align", "boundary"), "result = pool handle or 0"),
-    Service(51, "DMA_POOL_ALLOC", ("pool", "gfp"), "result = cpu address; aux = dma address"),
-    Service(52, "DMA_POOL_FREE", ("pool", "cpu", "dma"), "frees a pool block"),
-    Service(53, "DMA_POOL_DESTROY", ("pool",), "destroys an empty pool"),
-    # virtual memory without demand paging (issue 6; emulator/vmbridge.py, emulator/mmu.py)
-    Service(56, "VMALLOC", ("size", "gfp"),
-            "ceil(size/4096) pages mapped contiguously now, guard page after; result = virtual address or 0"),
-    Service(57, "VFREE", ("addr",), "unmaps (TLB flushed) and frees a vmalloc area; 0 is a no-op"),
-    Service(58, "VMAP", ("pages", "count"),
-            "maps count pages (u32 physical page addresses at `pages`) contiguously; result = address or 0"),
-    Service(59, "VUNMAP", ("addr",), "unmaps a vmap area; the pages stay the caller's"),
-    # KASAN (compiled mode: firmware built with -fsanitize=kernel-address, docs/abi.md)
-    Service(64, "ASAN_REPORT", ("addr", "size", "flags", "pc"),
-            "a bad access found by the SDK's __asan_* checks; flags bit 0 write, bit 1 via mem*/str*"),
-    Service(65, "KASAN_SHADOW", ("buf", "len"),
-            "fills struct kalloc_kasan_bank[] (base, size, shadow); result = banks (0: no shadow)"),
-)
+    *_family(
+        "misc",
+        (0, "NOP", (), "does nothing; the hypercall floor"),
+        (1, "BOOTINFO", ("buf", "len"), "fills struct kalloc_bootinfo; result = bytes written"),
+        (2, "CONSOLE_WRITE", ("buf", "len"), "writes len bytes to the UART; result = len"),
+        (3, "STATS_DUMP", ("what",), "prints allocator statistics on the UART (KH_STATS_* bits)"),
+        (4, "NOT_LEAK", ("ptr",), "kmemleak_not_leak: exclude a live object from the leak report"),
+        (5, "MARK", ("id",), "records a marker in the trace (phase boundaries)"),
+        (6, "NR_FREE_PAGES", (), "result = free pages in every zone now (Linux's nr_free_pages())"),
+    ),
+    *_family(
+        "pages",
+        (16, "ALLOC_PAGES", ("gfp", "order"), "2^order pages; result = physical address or 0"),
+        (17, "FREE_PAGES", ("addr", "order"), "frees what ALLOC_PAGES returned"),
+        (18, "ALLOC_PAGES_EXACT", ("size", "gfp"), "ceil(size/4096) pages; result = address or 0"),
+        (19, "FREE_PAGES_EXACT", ("addr", "size"), "frees what ALLOC_PAGES_EXACT returned"),
+    ),
+    *_family(
+        "slab",
+        (24, "CACHE_CREATE", ("name", "size", "align", "flags", "ctor"),
+         "result = cache handle or 0; ctor != 0: the firmware constructs objects (aux of CACHE_ALLOC)"),
+        (25, "CACHE_ALLOC", ("cache", "gfp"), "result = object; aux = 1 if the ctor must run"),
+        (26, "CACHE_FREE", ("cache", "obj"), "frees an object of this cache"),
+        (27, "CACHE_SHRINK", ("cache",), "frees empty slabs; result = pages released"),
+        (28, "CACHE_DESTROY", ("cache",), "destroys an empty cache"),
+    ),
+    *_family(
+        "kmalloc",
+        (32, "KMALLOC", ("size", "gfp"), "result = object or 0"),
+        (33, "KFREE", ("ptr",), "frees a kmalloc object; NULL is a no-op"),
+        (34, "KSIZE", ("ptr",), "usable size of a kmalloc object"),
+        (35, "KREALLOC", ("ptr", "size", "gfp"), "result = object or 0 (old kept on failure)"),
+        (36, "KCALLOC", ("n", "size", "gfp"), "zeroed n*size, overflow-checked"),
+    ),
+    *_family(  # the C library face
+        "libc",
+        (40, "MALLOC", ("size",), "result = pointer or 0"),
+        (41, "FREE", ("ptr",), "free(NULL) is a no-op"),
+        (42, "CALLOC", ("n", "size"), "zeroed, overflow-checked"),
+        (43, "REALLOC", ("ptr", "size"), "see docs/allocator.md for the zero-size policy"),
+        (44, "ALIGNED_ALLOC", ("align", "size"), "C17 aligned_alloc; bad alignment gives 0"),
+        (45, "MALLOC_USABLE_SIZE", ("ptr",), "usable size; 0 for NULL"),
+    ),
+    *_family(
+        "dma",
+        (48, "DMA_ALLOC_COHERENT", ("size", "gfp"), "result = cpu address; aux = dma address"),
+        (49, "DMA_FREE_COHERENT", ("size", "cpu", "dma"), "frees a coherent buffer"),
+        (50, "DMA_POOL_CREATE", ("name", "size", "align", "boundary"), "result = pool handle or 0"),
+        (51, "DMA_POOL_ALLOC", ("pool", "gfp"), "result = cpu address; aux = dma address"),
+        (52, "DMA_POOL_FREE", ("pool", "cpu", "dma"), "frees a pool block"),
+        (53, "DMA_POOL_DESTROY", ("pool",), "destroys an empty pool"),
+    ),
+    *_family(  # virtual memory without demand paging (issue 6; bridge/vmbridge.py, mmu.py)
+        "vmalloc",
+        (56, "VMALLOC", ("size", "gfp"),
+         "ceil(size/4096) pages mapped contiguously now, guard page after; result = virtual address or 0"),
+        (57, "VFREE", ("addr",), "unmaps (TLB flushed) and frees a vmalloc area; 0 is a no-op"),
+        (58, "VMAP", ("pages", "count"),
+         "maps count pages (u32 physical page addresses at `pages`) contiguously; result = address or 0"),
+        (59, "VUNMAP", ("addr",), "unmaps a vmap area; the pages stay the caller's"),
+    ),
+    *_family(  # KASAN (compiled mode: firmware built with -fsanitize=kernel-address, docs/abi.md)
+        "kasan",
+        (64, "ASAN_REPORT", ("addr", "size", "flags", "pc"),
+         "a bad access found by the SDK's __asan_* checks; flags bit 0 write, bit 1 via mem*/str*"),
+        (65, "KASAN_SHADOW", ("buf", "len"),
+         "fills struct kalloc_kasan_bank[] (base, size, shadow); result = banks (0: no shadow)"),
+    ),
+)  # fmt: skip
 
 SERVICE_BY_NUMBER: dict[int, Service] = {s.number: s for s in SERVICES}
 SERVICE_BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}

@@ -37,8 +37,10 @@ from kalloc.page import PAGE_SHIFT, PAGE_SIZE
 from kalloc.stats import KIND_DMA_COHERENT, KIND_KMALLOC, KIND_MALLOC, KIND_PAGES, KIND_PAGES_EXACT
 
 if TYPE_CHECKING:
+    from kalloc import Kalloc
     from kalloc.errors import KallocError
-    from kalloc_machine.session import Session
+    from kalloc.vmalloc import Vmalloc
+    from kalloc_machine.machine import Machine
 
 KINDS: tuple[str, ...] = ("reserved", "page_tables", "slab", "large_kmalloc", "pages", "dma", "vmalloc",
                           "arena", "heap")  # fmt: skip
@@ -49,10 +51,10 @@ _LABEL = {KIND_KMALLOC: "large_kmalloc", KIND_MALLOC: "large_kmalloc", KIND_PAGE
 class CommitMeter:
     """Committed pages per kind over one run (module docstring)."""
 
-    def __init__(self, session: Session) -> None:
-        self.ka = session.ka
-        self.vm = session.vm
-        self._buddy = session.ka.buddy
+    def __init__(self, ka: Kalloc, vm: Vmalloc) -> None:
+        self.ka = ka
+        self.vm = vm
+        self._buddy = ka.buddy
         self._reserved = sum(self._buddy.reserved_bytes().values()) // PAGE_SIZE
         self._objects: dict[int, tuple[str, int]] = {}  # page-level object addr -> (kind, pages)
         self._level = dict.fromkeys(("large_kmalloc", "pages", "dma"), 0)
@@ -147,10 +149,9 @@ class CommitMeter:
         }
 
 
-def install(session: Session) -> CommitMeter:
-    """Meter `session`: sample after every hypercall (wraps machine.on_hypercall)."""
-    meter = CommitMeter(session)
-    machine = session.machine
+def install(machine: Machine, ka: Kalloc, vm: Vmalloc) -> CommitMeter:
+    """Meter `ka` (and `vm`'s pages): sample after every hypercall (wraps machine.on_hypercall)."""
+    meter = CommitMeter(ka, vm)
     inner = machine.on_hypercall
     after = meter.after_hypercall
 

@@ -1,9 +1,9 @@
 """The DMA engine's check composed with the allocator: errors that name the buffer.
 
-The engine (emulator/devices.py) knows the board's rules: which physical ranges its
+The engine (kalloc_machine.devices) knows the board's rules: which physical ranges its
 master reaches and the boundary no transfer may cross. The allocator knows what lies at
 an address: which object, how big, allocated where. `DmaCheck` is installed as the
-engine's `check` by the Session (emulator/run.py) and judges each RAM side of a
+engine's `check` by the Session (kalloc_machine.session) and judges each RAM side of a
 transfer, in this order:
 
  1. reachable by the master, else `dma-unreachable`, naming the buffer's allocation
@@ -32,7 +32,7 @@ from kalloc.errors import DmaBoundaryError, DmaUnreachableError, KallocError, Ou
 
 if TYPE_CHECKING:
     from kalloc import Kalloc
-    from kalloc_machine.devices import DmaEngine
+    from kalloc_machine.dmaengine import DmaEngine
 
 FIX = "allocate DMA buffers with dma_alloc_coherent(), a dma_pool or kmalloc(size, GFP_DMA)"
 
@@ -54,14 +54,14 @@ class DmaCheck:
         if not self.engine.reachable(addr, length):
             master = self.engine.master
             who = f"DMA master '{master.name}'" if master else "the DMA engine"
-            self._report(DmaUnreachableError(
+            self.report(DmaUnreachableError(
                 f"DMA {verb} {addr:#x}+{length}: {what} is outside the memory {who} can reach; {FIX}",
                 windows=[[b, s] for b, s in master.windows] if master else [],
             ), addr, length, is_write, rec)  # fmt: skip
             return False
         cross = self.engine.crossed_boundary(addr, length)
         if cross is not None:
-            self._report(DmaBoundaryError(
+            self.report(DmaBoundaryError(
                 f"DMA {verb} {addr:#x}+{length}: {what} crosses the engine's {self.engine.boundary:#x}-byte "
                 f"boundary at {cross:#x}; dma_alloc_coherent() and dma_pool_create(..., boundary) never do",
                 boundary=self.engine.boundary, crossing=cross,
@@ -90,7 +90,7 @@ class DmaCheck:
             where = f"runs {over} bytes past the end of" if addr >= rec.addr else "starts before"
             msg = (f"DMA {verb} {addr:#x}+{length} {where} the {rec.size}-byte object at {rec.addr:#x} "
                    f"({rec.kind})")
-            self._report(OutOfBoundsError(msg, object={"addr": rec.addr, "size": rec.size, "kind": rec.kind}),
+            self.report(OutOfBoundsError(msg, object={"addr": rec.addr, "size": rec.size, "kind": rec.kind}),
                          addr, length, is_write, rec)  # fmt: skip
             return False
         info = self.ka.describe(addr)
@@ -102,10 +102,11 @@ class DmaCheck:
                 err.fields["alloc_site"] = info["alloc_site"]
             if info.get("free_site"):
                 err.fields["free_site"] = info["free_site"]
-        self._report(err, addr, length, is_write, None)
+        self.report(err, addr, length, is_write, None)
         return False
 
-    def _report(self, err: KallocError, addr: int, length: int, is_write: bool, rec: Any) -> None:
+    def report(self, err: KallocError, addr: int, length: int, is_write: bool, rec: Any) -> None:
+        """Report err about one side of the transfer the engine is completing (module docstring)."""
         err.addr = addr
         f = err.fields
         f["length"] = length

@@ -1,6 +1,6 @@
 """Fault injection at the hypercall bridge: turn chosen allocation requests into NULL.
 
-`install(session, config)` sets `Bridge.intercept`: before each allocation
+`install(bridge, machine, ka, firmware, config)` sets `Bridge.intercept`: before each allocation
 service runs, the request (service, size, GFP, context, the cache it would come
 from, its call site) goes to `kalloc.failslab.FailSlab`, which decides. A
 request chosen to fail never reaches the allocator: the firmware reads NULL
@@ -27,10 +27,12 @@ from kalloc.errors import CpuFaultError, KallocError, OutOfMemoryError
 from kalloc.failslab import FailConfig, FailSlab, Request
 from kalloc.kmalloc import KMALLOC_MAX_CACHE_SIZE, class_name, kmalloc_index
 from kalloc_machine.bridge import abi
-from kalloc_machine.report.model import WRAPPERS, Symbolizer
+from kalloc_machine.report.symbols import WRAPPERS, Symbolizer
 
 if TYPE_CHECKING:
-    from kalloc_machine.session import Session
+    from kalloc import Kalloc
+    from kalloc_machine.bridge.doorbell import Bridge, BridgeMachine
+    from kalloc_machine.elf import Firmware
 
 _MALLOC_GFP = G.GFP_KERNEL  # what the C library face allocates with (kalloc/libc.py)
 
@@ -44,12 +46,13 @@ def _kmalloc_cache(size: int, gfp: int) -> str | None:
 class FaultInjector:
     """The bridge's intercept: decode an allocation request, ask FailSlab, answer NULL or not."""
 
-    def __init__(self, session: Session, config: FailConfig) -> None:
-        self.session = session
-        self.ka = session.ka
+    def __init__(self, machine: BridgeMachine, ka: Kalloc, firmware: Firmware, config: FailConfig) -> None:
+        self.machine = machine  # where the injected failures are reported
+        self.ka = ka
+        self.firmware = firmware
         self.failslab = FailSlab(config)
         self.last: dict[str, Any] | None = None
-        fw = session.firmware
+        fw = firmware
         lo, hi = fw.symbol_addr("__kalloc_api_start"), fw.symbol_addr("__kalloc_api_end")
         self._api = (lo, hi) if lo is not None and hi is not None else (0, 0)
         self._site_range: tuple[int, int] | None = None
@@ -117,7 +120,7 @@ class FaultInjector:
     def _in_site(self, handle: int) -> bool:
         """Is the first frame outside the wrappers inside the --fail-site function?"""
         assert self._site_range is not None
-        fw = self.session.firmware
+        fw = self.firmware
         lo, hi = self._api
         for pc in self.ka.depot.get(handle):
             at = pc - 1  # a return address: the call is just before it
@@ -145,7 +148,7 @@ class FaultInjector:
             request=request,
             nth=n,
         )
-        self.session.machine.report(err)
+        self.machine.report(err)
         self.last = {"nth": n, "request": request, "site": req.site}
 
     # -- after the run ---------------------------------------------------------------------
@@ -154,7 +157,7 @@ class FaultInjector:
         """Name the most recent injected failure in the run's cpu-fault (the unchecked NULL)."""
         if self.last is None:
             return
-        sym = Symbolizer(self.session.firmware, self.ka.depot)
+        sym = Symbolizer(self.firmware, self.ka.depot)
         for err in errors:
             if isinstance(err, CpuFaultError) and "after_injected_failure" not in err.fields:
                 last = dict(self.last)
@@ -166,10 +169,11 @@ class FaultInjector:
                 )
 
 
-def install(session: Session, config: FailConfig) -> FaultInjector | None:
-    """Intercept the session's bridge when `config` injects anything."""
+def install(bridge: Bridge, machine: BridgeMachine, ka: Kalloc, firmware: Firmware,
+            config: FailConfig) -> FaultInjector | None:  # fmt: skip
+    """Intercept `bridge` when `config` injects anything (ValueError: a --fail-site not in firmware)."""
     if not config.enabled:
         return None
-    injector = FaultInjector(session, config)
-    session.bridge.intercept = injector
+    injector = FaultInjector(machine, ka, firmware, config)
+    bridge.intercept = injector
     return injector

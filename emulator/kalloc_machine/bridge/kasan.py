@@ -49,8 +49,11 @@ from kalloc.shadow import CODE_NAMES, GRANULE, Shadow, ShadowRegion
 from kalloc_machine.bridge import abi
 
 if TYPE_CHECKING:
+    from kalloc import Kalloc
     from kalloc.physmem import PhysMem
-    from kalloc_machine.session import Session
+    from kalloc_machine.bridge.doorbell import Bridge
+    from kalloc_machine.elf import Firmware
+    from kalloc_machine.machine import Machine
 
 COMPILED_MARKER = "__asan_load4_noabort"
 MAX_REPORTS = 64  # enough to see a pattern; a loop over a bad buffer would flood the report
@@ -142,11 +145,11 @@ def find_access(read: Any, start: int, is_write: bool, size: int) -> int | None:
 class Kasan:
     """The shadow of one run, its checks (services or hook) and its reports."""
 
-    def __init__(self, session: Session, mode: str, reservation: tuple[int, int, str] | None) -> None:
-        self.session = session
-        self.machine = session.machine
-        self.ka = session.ka
-        self.firmware = session.firmware
+    def __init__(self, machine: Machine, ka: Kalloc, firmware: Firmware, mode: str,
+                 reservation: tuple[int, int, str] | None) -> None:  # fmt: skip
+        self.machine = machine
+        self.ka = ka
+        self.firmware = firmware
         self.mode = mode
         self.reported: set[tuple[str, int, int]] = set()
         self.suppressed = 0
@@ -170,8 +173,8 @@ class Kasan:
         self.shadow = Shadow(regions)
         self.shadow.attach(self.ka, accessible)
         sym = self.firmware.symbol_addr
-        lo, hi = sym("__kalloc_api_start"), sym("__kalloc_api_end")
-        self._api = (lo or 0, hi or 0)
+        api_lo, api_hi = sym("__kalloc_api_start"), sym("__kalloc_api_end")
+        self._api = (api_lo or 0, api_hi or 0)
         if mode == "hook":
             self._install_hook()
 
@@ -250,7 +253,7 @@ class Kasan:
         if self.shadow.check(addr, size) is None:
             return
         pc = self.machine.isa.pc(uc)
-        self._report(addr, size, access == unicorn.UC_MEM_WRITE, pc, self.machine._backtrace(pc))
+        self._report(addr, size, access == unicorn.UC_MEM_WRITE, pc, self.machine.backtrace(pc))
 
     # -- reports ---------------------------------------------------------------------------
 
@@ -349,14 +352,20 @@ class Kasan:
         return []
 
 
-def install(session: Session, mode: str | None, reservation: tuple[int, int, str] | None) -> Kasan | None:
-    """Build the run's KASAN runtime (None without one) and answer its services either way."""
-    kasan = Kasan(session, mode, reservation) if mode is not None else None
-    bridge = session.bridge
-    if kasan is not None:
-        bridge.register("KASAN_SHADOW", kasan.svc_kasan_shadow)
-        bridge.register("ASAN_REPORT", kasan.svc_asan_report)
-    else:
-        bridge.register("KASAN_SHADOW", lambda caller, *args: (0, 0))
-        bridge.register("ASAN_REPORT", lambda caller, *args: (0, 0))
+def _no_shadow(caller: Caller, *args: int) -> tuple[int, int]:
+    return 0, 0
+
+
+class NoKasan:
+    """The `kasan` family without a shadow: KASAN_SHADOW says 0 banks, ASAN_REPORT is ignored."""
+
+    svc_kasan_shadow = staticmethod(_no_shadow)
+    svc_asan_report = staticmethod(_no_shadow)
+
+
+def install(bridge: Bridge, machine: Machine, ka: Kalloc, firmware: Firmware, mode: str | None,
+            reservation: tuple[int, int, str] | None) -> Kasan | None:  # fmt: skip
+    """Build the run's KASAN runtime (None without one) and serve the `kasan` family either way."""
+    kasan = Kasan(machine, ka, firmware, mode, reservation) if mode is not None else None
+    bridge.serve("kasan", kasan if kasan is not None else NoKasan())
     return kasan

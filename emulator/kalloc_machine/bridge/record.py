@@ -1,10 +1,11 @@
-"""`kalloc run --record PATH`: the run's allocation trace, in kalloc's trace format (kalloc/trace.py).
+"""`kalloc run --record PATH`: the run's allocation trace, in kalloc's trace format (kalloc.replay.trace).
 
 Two taps, so every allocation is recorded once:
 
   - the C library face: `RecordingLibc` wraps the heap policy the bridge calls
-    (`bridge.libc`), and records malloc / calloc / aligned_alloc / realloc / free
-    as the firmware asked for them (a realloc keeps its object's id);
+    (`LibcServices.heap`, bridge/services/libc.py), and records malloc / calloc /
+    aligned_alloc / realloc / free as the firmware asked for them (a realloc keeps
+    its object's id);
   - everything else (kmalloc, kmem_cache, pages, DMA): a `ka.listeners` callback
     records "alloc", "free" and "resize" events of live objects whose kind is not
     "malloc", tagged with their kind (`a 12 96 kmalloc`).
@@ -20,27 +21,32 @@ Invariants:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kalloc.config import TASK, Caller
 from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, dumps
 from kalloc.stats import KIND_MALLOC, KIND_NAMES
 
+if TYPE_CHECKING:
+    from kalloc import Kalloc
+    from kalloc_machine.bridge.services.libc import LibcServices
+
 
 class Recorder:
     """Collects Ops from both taps; `write(path)` saves them."""
 
-    def __init__(self, ka: Any) -> None:
+    def __init__(self, ka: Kalloc) -> None:
         self.ka = ka
         self.ops: list[Op] = []
-        self._ids: dict[int, int] = {}  # live address -> id
+        self.ids: dict[int, int] = {}  # live address -> id
+        self.in_libc = False  # a C library call is being forwarded: its events are RecordingLibc's
         self._next = 0
         ka.listeners.append(self._listen)
 
     def new_id(self, addr: int) -> int:
         ident = self._next
         self._next += 1
-        self._ids[addr] = ident
+        self.ids[addr] = ident
         return ident
 
     def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
@@ -49,11 +55,11 @@ class Recorder:
             if rec is None or rec[1] == KIND_MALLOC:
                 return  # the C library face is recorded by RecordingLibc
             self.ops.append(Op(ALLOC, self.new_id(addr), size, api=KIND_NAMES[rec[1]]))
-        elif addr in self._ids and not getattr(self, "_in_libc", False):
+        elif addr in self.ids and not self.in_libc:
             if event == "free":
-                self.ops.append(Op(FREE, self._ids.pop(addr)))
+                self.ops.append(Op(FREE, self.ids.pop(addr)))
             elif event == "resize":
-                self.ops.append(Op(REALLOC, self._ids[addr], size))
+                self.ops.append(Op(REALLOC, self.ids[addr], size))
 
     def write(self, path: str | Path, comments: tuple[str, ...] = ()) -> None:
         Path(path).write_text(dumps(self.ops, comments))
@@ -70,11 +76,11 @@ class RecordingLibc:
         return getattr(self.inner, name)
 
     def _call(self, fn: Any, *args: Any) -> Any:
-        self.rec._in_libc = True  # type: ignore[attr-defined]
+        self.rec.in_libc = True
         try:
             return fn(*args)
         finally:
-            self.rec._in_libc = False  # type: ignore[attr-defined]
+            self.rec.in_libc = False
 
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         p = self._call(self.inner.malloc, size, caller)
@@ -95,20 +101,20 @@ class RecordingLibc:
         return p
 
     def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
-        ident = self.rec._ids.get(addr)
+        ident = self.rec.ids.get(addr)
         p = self._call(self.inner.realloc, addr, size, caller)
         if p:
             if ident is None:
                 self.rec.ops.append(Op(ALLOC, self.rec.new_id(p), size, api="realloc"))
             else:
-                del self.rec._ids[addr]
-                self.rec._ids[p] = ident
+                del self.rec.ids[addr]
+                self.rec.ids[p] = ident
                 self.rec.ops.append(Op(REALLOC, ident, size, api="realloc"))
         return p
 
     def free(self, addr: int, caller: Caller = TASK) -> None:
         self._call(self.inner.free, addr, caller)
-        ident = self.rec._ids.pop(addr, None)
+        ident = self.rec.ids.pop(addr, None)
         if ident is not None:
             self.rec.ops.append(Op(FREE, ident, api="free"))
 
@@ -116,8 +122,8 @@ class RecordingLibc:
         return self.inner.malloc_usable_size(addr)
 
 
-def attach(session: Any) -> Recorder:
-    """Record `session`'s run: wraps the bridge's C library face and listens to its allocator."""
-    rec = Recorder(session.ka)
-    session.bridge.libc = RecordingLibc(session.bridge.libc, rec)
+def attach(ka: Kalloc, libc: LibcServices) -> Recorder:
+    """Record a run: wraps the C library face's heap (`libc.heap`) and listens to `ka`."""
+    rec = Recorder(ka)
+    libc.heap = RecordingLibc(libc.heap, rec)
     return rec

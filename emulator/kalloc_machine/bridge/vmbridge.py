@@ -1,8 +1,8 @@
-"""The bridge's virtual-memory face: vmalloc services, and virtual pointers handed to kalloc.
+"""The bridge's virtual-memory guards: virtual pointers handed to services that take physical ones.
 
-`install(session)` registers the vmalloc hypercalls on the session's bridge
-(emulator/abi.py: VMALLOC, VFREE, VMAP, VUNMAP, NR_FREE_PAGES) and wraps the
-services that take a pointer the firmware may have got from vmalloc or the arena:
+The vmalloc services themselves are a service family (bridge/services/vmalloc.py).
+`install(bridge, vm, ...)` wraps the services that take a pointer the firmware may
+have got from vmalloc or the arena:
 
     CONSOLE_WRITE   a buffer in the windows is read through the page tables, page
                     by page (an unmapped page is a bad-hypercall report, nothing is
@@ -14,7 +14,7 @@ services that take a pointer the firmware may have got from vmalloc or the arena
     DMA engine      its registers take physical (bus) addresses: a transfer from or to
                     a virtual address is `dma-unreachable`, naming the area and its
                     allocation site (a vmalloc buffer is physically scattered: use
-                    dma_alloc_coherent)
+                    dma_alloc_coherent); `dma_check()` wraps the engine's DmaCheck
 
 Other pointer arguments (cache and pool names, the BOOTINFO buffer, VMAP's page
 array) must be in RAM, as before.
@@ -30,21 +30,22 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from kalloc import Caller
 from kalloc.errors import BadArgumentError, DmaUnreachableError, InvalidFreeError
-from kalloc.page import PAGE_SHIFT, PAGE_SIZE
+from kalloc.page import PAGE_SIZE
 from kalloc.physmem import BadAddress, PhysMem
 from kalloc.stats import Allocation
 from kalloc.vmalloc import ARENA_END, ARENA_START, VMALLOC_START, Vmalloc
 
 if TYPE_CHECKING:
-    from kalloc_machine.session import Session
+    from kalloc_machine.bridge.dmacheck import DmaCheck
+    from kalloc_machine.bridge.doorbell import Bridge, Handler
 
-VMAP_MAX_PAGES = 1 << 16  # 256 MiB: more than any board's RAM, so a bigger count is garbage
 CONSOLE_MAX = 1 << 20  # as CONSOLE_WRITE from RAM
+GUARDED = ("CONSOLE_WRITE", "KFREE", "KSIZE", "FREE", "REALLOC")
 
 
 def in_vmalloc(addr: int) -> bool:
@@ -55,62 +56,32 @@ def in_windows(addr: int) -> bool:
     return VMALLOC_START <= addr < ARENA_END
 
 
-class VmServices:
-    """Handlers registered on the bridge (module docstring)."""
+def _handler(bridge: Bridge, name: str) -> Handler:
+    handler = bridge.handler(name)
+    if handler is None:
+        raise ValueError(f"vmbridge: no {name} service to guard (serve the standard families first)")
+    return handler
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.bridge = session.bridge
-        self.ka = session.ka
-        self.vm: Vmalloc = session.vm
-        self.arena = session.options.heap == "arena"
-        b = self.bridge
-        self._console_write = b.svc_console_write
-        self._kfree = b.svc_kfree
-        self._ksize = b.svc_ksize
-        self._free = b.svc_free
-        self._realloc = b.svc_realloc
 
-    # -- new services -------------------------------------------------------------------------
+class VirtualPointerGuards:
+    """Wrappers of the GUARDED services, and of the DMA engine's check (module docstring)."""
 
-    def svc_vmalloc(self, caller: Caller, size: int, gfp: int, *args: int) -> tuple[int, int]:
-        addr = self.vm.vmalloc(size, caller, gfp)
-        self.bridge._irq_account(caller, addr, size)
-        return addr or 0, 0
-
-    def svc_vfree(self, caller: Caller, addr: int, *args: int) -> tuple[int, int]:
-        self.vm.vfree(addr, caller)
-        if addr:
-            self.bridge._irq_account(caller, addr, 0, free=True)
-        return 0, 0
-
-    def svc_vmap(self, caller: Caller, pages: int, count: int, *args: int) -> tuple[int, int]:
-        if not 0 < count <= VMAP_MAX_PAGES:
-            raise BadArgumentError(f"vmap() of {count} pages (1..{VMAP_MAX_PAGES})")
-        phys = self.ka.phys
-        if pages & 3 or not phys.contains(pages, 4 * count):
-            raise BadArgumentError(f"vmap() page array {pages:#x}+{4 * count} is not RAM", addr=pages)
-        addrs = [phys.read_u32(pages + 4 * i) for i in range(count)]
-        for a in addrs:
-            if a & (PAGE_SIZE - 1) or not phys.contains(a, PAGE_SIZE):
-                raise BadArgumentError(f"vmap() of {a:#x}, which is not a page of RAM", addr=a)
-        return self.vm.vmap([a >> PAGE_SHIFT for a in addrs], caller) or 0, 0
-
-    def svc_vunmap(self, caller: Caller, addr: int, *args: int) -> tuple[int, int]:
-        self.vm.vunmap(addr, caller)
-        return 0, 0
-
-    def svc_nr_free_pages(self, caller: Caller, *args: int) -> tuple[int, int]:
-        return self.ka.buddy.free_pages, 0
-
-    # -- services that take a pointer that may be virtual -------------------------------------
+    def __init__(self, bridge: Bridge, vm: Vmalloc, *, console: Callable[[bytes], None], arena: bool) -> None:
+        self.vm = vm
+        self.console = console
+        self.arena = arena  # --heap arena: the arena window is the C library face's own
+        self._console_write = _handler(bridge, "CONSOLE_WRITE")
+        self._kfree = _handler(bridge, "KFREE")
+        self._ksize = _handler(bridge, "KSIZE")
+        self._free = _handler(bridge, "FREE")
+        self._realloc = _handler(bridge, "REALLOC")
 
     def svc_console_write(self, caller: Caller, buf: int, length: int, *args: int) -> tuple[int, int]:
         if not in_windows(buf):
             return self._console_write(caller, buf, length)
         if length > CONSOLE_MAX:
             raise BadArgumentError(f"CONSOLE_WRITE of {length} bytes (at most {CONSOLE_MAX})", addr=buf)
-        self.bridge.console(self.vm.read(buf, length))  # BadAddress at the first unmapped page
+        self.console(self.vm.read(buf, length))  # BadAddress at the first unmapped page
         return length, 0
 
     def _wrong_free(self, api: str, ptr: int, caller: Caller) -> InvalidFreeError:
@@ -150,8 +121,8 @@ class VmServices:
 
     # -- the DMA engine -----------------------------------------------------------------------
 
-    def dma_check(self, inner: Any) -> Any:
-        """The engine's check, refusing virtual addresses before `inner` (DmaCheck) sees them."""
+    def dma_check(self, inner: DmaCheck) -> Callable[[int, int, bool], bool]:
+        """The engine's check, refusing virtual addresses before `inner` sees them."""
         vm = self.vm
 
         def check(addr: int, length: int, is_write: bool) -> bool:
@@ -170,23 +141,20 @@ class VmServices:
                 err.fields["object"] = d["area"]
             if d["alloc_site"]:
                 err.fields["alloc_site"] = d["alloc_site"]
-            if hasattr(inner, "_report"):
-                inner._report(err, addr, length, is_write, None)
-            else:
-                self.session.machine.report(err)
+            inner.report(err, addr, length, is_write, None)
             return False
 
         return check
 
 
-def install(session: Session) -> VmServices:
-    """Register the vmalloc services and the virtual-pointer checks on session.bridge."""
-    svc = VmServices(session)
-    reg = session.bridge.register
-    for name in ("VMALLOC", "VFREE", "VMAP", "VUNMAP", "NR_FREE_PAGES", "CONSOLE_WRITE", "KFREE", "KSIZE",
-                 "FREE", "REALLOC"):  # fmt: skip
-        reg(name, getattr(svc, "svc_" + name.lower()))
-    return svc  # the Session wraps the DMA engine's check with svc.dma_check
+def install(
+    bridge: Bridge, vm: Vmalloc, *, console: Callable[[bytes], None], arena: bool
+) -> VirtualPointerGuards:
+    """Guard the GUARDED services of `bridge` against virtual pointers (module docstring)."""
+    guards = VirtualPointerGuards(bridge, vm, console=console, arena=arena)
+    for name in GUARDED:
+        bridge.register(name, getattr(guards, "svc_" + name.lower()))
+    return guards  # the Session wraps the DMA engine's check with guards.dma_check
 
 
 # -- the leak scan's view of the windows ---------------------------------------------------------

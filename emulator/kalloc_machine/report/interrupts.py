@@ -1,7 +1,7 @@
 """Interrupts and DMA in the report: both backtraces of an interrupt-context error, and
 the per-line interrupt and DMA sections (issue 4).
 
-An allocation made in an interrupt handler records one raw stack (emulator/hypercall.py
+An allocation made in an interrupt handler records one raw stack (bridge/doorbell.py
 walks the frame-pointer chain over RAM). The SDK's trap vector builds a frame whose
 "return address" slot holds `mepc` (firmware/trap.S, docs/abi.md "Trap frames"), so that
 stack reads: the handler's frames, a return address inside the trap vector, then the
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kalloc import Kalloc
     from kalloc_machine.elf import Firmware
     from kalloc_machine.machine import Machine, RunResult
-    from kalloc_machine.report.model import Symbolizer
+    from kalloc_machine.report.symbols import Symbolizer
 
 DMA_TRANSFERS_LISTED = 64  # the report lists the first transfers; counts cover all
 

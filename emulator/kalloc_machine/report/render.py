@@ -1,4 +1,4 @@
-"""The text report: the JSON report (emulator/run.py) rendered for a person with rich.
+"""The report renderer: the JSON report (report/json_report.py) as text for a person, with rich.
 
 Order: the firmware's UART output, then how the run ended, the errors (each with
 where it happened and the backtrace), then the allocator's state in the formats
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kalloc_machine.report.model import format_frame
+from kalloc_machine.report.symbols import format_frame
 
 _STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout"}
 
@@ -88,6 +88,11 @@ def _errors(entries: list[dict[str, Any]], out: Console) -> None:
                 f"{k}={v:#x}" for k, v in regs.items() if k in ("ra", "sp", "a0", "a1", "a2", "s0")
             )
             out.print(f"  registers: {line}", markup=False)
+        if e.get("exception"):  # kind `internal`: kalloc's own traceback, innermost frame last
+            exc = e["exception"]
+            out.print(f"  python exception: {exc['type']}: {exc['message']}", markup=False)
+            for frame in exc.get("frames", []):
+                out.print(f"    in {frame['module']}:{frame['line']} {frame['function']}()", markup=False)
 
 
 def _zones(report: dict[str, Any], out: Console) -> None:

@@ -1,0 +1,225 @@
+"""The doorbell dispatch: one firmware store becomes one service call, its result written back.
+
+The machine calls `Bridge(service, block)` from the doorbell's MMIO write callback
+(kalloc_machine.bridge.abi describes the transport and the block). The bridge reads
+the block straight from guest RAM (the bank's buffer, no Unicorn call), decodes the
+caller's context and call site, looks the service up in a table indexed by number,
+runs it and writes `result`/`aux` back into the block. The services themselves live
+in families (kalloc_machine.bridge.services, .kasan), put in the table by `serve()`
+from the ABI table; other bridge parts replace single entries (`register()`) or
+intercept every call (`intercept`, fault injection).
+
+Data structure:
+    _table[number] -> handler(caller, *args) -> (result, aux), or None (no such service)
+    _contexts[ctx word] -> (Context, depth)   decoded once per distinct word
+
+Every value in a block is untrusted. The bridge checks the block address and the
+service number; the services check pointers and strings; the allocator checks
+flags, sizes and handles and raises a `KallocError`, which the bridge reports
+(result 0). Any other exception is kalloc's own bug: an `internal` report that ends
+the run (kalloc_machine.bridge.internal), never the firmware's `bad-hypercall`.
+
+Invariants:
+ 1. The callback never stops the emulator except through `machine.fatal`, which ends
+    the run (a stopped store would replay on resume).
+ 2. An error never leaves a half-done allocator operation: the allocator raises before
+    it changes state; the bridge only records.
+ 3. Site tracking is always on: every call saves its frame-pointer stack in the
+    allocator's stack depot and passes the handle as `Caller.site`.
+ 4. The hot path (a known service, no error) makes no Python call besides the caller
+    decode, the intercept when one is set, and the handler.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kalloc import Caller, Context
+from kalloc.errors import BadArgumentError, KallocError
+from kalloc.physmem import BadAddress, PhysMem, RamBank
+from kalloc_machine.bridge import abi
+from kalloc_machine.bridge.internal import hypercall_phrase, internal_error
+from kalloc_machine.memlayout import DOORBELL_SIZE
+
+if TYPE_CHECKING:
+    from kalloc import Kalloc
+
+BACKTRACE_DEPTH = 16  # frames kept per site: deep enough for wrapper → libc → user chains
+_IN = struct.Struct("<11I")  # result, aux, ra, fp, ctx, a0..a5
+_OUT = struct.Struct("<II")
+_PAIR = struct.Struct("<II")  # [fp-8], [fp-4]
+_EINVAL = 22
+_U32 = 0xFFFF_FFFF
+MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
+
+Handler = Callable[..., tuple[int, int]]
+Intercept = Callable[[int, Caller, list[int]], "tuple[int, int] | None"]
+
+
+class BridgeMachine(Protocol):
+    """What the bridge needs of the machine (a test double provides the same)."""
+
+    phys: PhysMem
+
+    def report(self, err: KallocError) -> None: ...
+
+    def fatal(self, err: KallocError) -> None: ...
+
+
+def service_name(number: int) -> str:
+    """The ABI name of a service number, or '#<number>' for none."""
+    svc = abi.SERVICE_BY_NUMBER.get(number)
+    return svc.name if svc else f"#{number}"
+
+
+class Bridge:
+    """The doorbell's callback: decodes argument blocks and dispatches them (module docstring)."""
+
+    def __init__(self, machine: BridgeMachine, ka: Kalloc) -> None:
+        self.machine = machine
+        self.ka = ka
+        self.phys = machine.phys
+        self._contexts: dict[int, tuple[Context, int]] = {}
+        self._stack_bank: RamBank = self.phys.banks[0]
+        self._stack_hi = self._stack_bank.base + self._stack_bank.size - abi.BLOCK_SIZE
+        self._counts = [0] * MAX_SERVICES
+        self._table: list[Handler | None] = [None] * MAX_SERVICES
+        # Called before every service with (service, caller, args); a (result, aux) answer
+        # replaces the service (fault injection, bridge/faultinject.py). None: no hook.
+        self.intercept: Intercept | None = None
+
+    # -- filling the table ------------------------------------------------------------------------
+
+    def serve(self, family: str, handlers: Any) -> None:
+        """Serve every service of `family` (abi.SERVICES) with handlers.svc_<name>."""
+        for svc in abi.SERVICES:
+            if svc.family == family:
+                self._table[svc.number] = getattr(handlers, "svc_" + svc.name.lower())
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Serve abi service `name` with handler(caller, *args) -> (result, aux)."""
+        self._table[abi.SERVICE_BY_NAME[name].number] = handler
+
+    def handler(self, name: str) -> Handler | None:
+        """The handler serving abi service `name` now (to wrap it), or None."""
+        return self._table[abi.SERVICE_BY_NAME[name].number]
+
+    def call_counts(self) -> dict[str, int]:
+        """Calls per service name, in ABI order (deterministic)."""
+        return {s.name: self._counts[s.number] for s in abi.SERVICES if self._counts[s.number]}
+
+    # -- the doorbell -----------------------------------------------------------------------------
+
+    def __call__(self, service: int, block: int) -> None:
+        """Run one hypercall. Called from the MMIO write callback: record, never stop."""
+        bank = self._stack_bank  # blocks live on the stack: nearly always the same bank
+        if not bank.base <= block <= self._stack_hi or block & 3:
+            found = self._block_bank(service, block)
+            if found is None:
+                return
+            bank = found
+        buf, off = bank.buf, block - bank.base  # straight from the bank's buffer: no view objects
+        _res, _aux, ra, fp, ctx, *args = _IN.unpack_from(buf, off)
+        caller = None
+        try:
+            caller = self._caller(ra, fp, ctx, bank)
+            handler = self._table[service] if service < MAX_SERVICES else None
+            if handler is None:
+                self._no_service(service, caller)
+                result, aux = 0, _EINVAL
+            else:
+                self._counts[service] += 1
+                answer = None if self.intercept is None else self.intercept(service, caller, args)
+                result, aux = handler(caller, *args) if answer is None else answer
+        except KallocError as err:
+            self._misuse(err, service, caller)
+            result, aux = 0, 0
+        except BadAddress as exc:
+            site = caller.site if caller is not None else None
+            self.machine.report(BadArgumentError(f"{service_name(service)}: {exc}", site=site))
+            result, aux = 0, 0
+        except Exception as exc:  # kalloc's own bug: end the run with a report, not a traceback
+            self._crash(exc, service, caller)
+            return
+        _OUT.pack_into(buf, off, result & _U32, aux & _U32)
+        reports = self.ka.reports  # what the allocator found on its own (poison, context, ...)
+        if reports:
+            for report in reports:
+                self.machine.report(report)
+            reports.clear()
+
+    def _caller(self, ra: int, fp: int, ctx: int, bank: RamBank) -> Caller:
+        context = self._contexts.get(ctx)
+        if context is None:
+            depth = (ctx >> abi.CTX_DEPTH_SHIFT) & abi.CTX_DEPTH_MASK
+            if depth:
+                context = (Context.IRQ, depth)
+            elif not ctx & abi.CTX_MIE:
+                context = (Context.IRQS_OFF, 0)
+            else:
+                context = (Context.TASK, 0)
+            self._contexts[ctx] = context
+        return Caller(context[0], self.ka.depot.save(stack_above(ra, fp, bank)), context[1])
+
+    # -- the cold paths -----------------------------------------------------------------------------
+
+    def _block_bank(self, service: int, block: int) -> RamBank | None:
+        """The RAM bank holding a block off the usual stack bank; None (and a fatal report) if none."""
+        bank = self.phys.bank_of(block)
+        if bank is not None and block + abi.BLOCK_SIZE <= bank.end:
+            self._stack_bank, self._stack_hi = bank, bank.base + bank.size - abi.BLOCK_SIZE
+        if block & 3 or bank is None or block + abi.BLOCK_SIZE > bank.end:
+            self.machine.fatal(BadArgumentError(
+                f"hypercall {service_name(service)} passed an argument block at {block:#x}, "
+                "which is not 4-byte aligned RAM", addr=block, service=service,
+            ))  # fmt: skip
+            return None
+        return bank
+
+    def _no_service(self, service: int, caller: Caller) -> None:
+        self.machine.report(BadArgumentError(
+            f"hypercall number {service} does not exist (ABI v{abi.ABI_VERSION})",
+            site=caller.site, service=service,
+        ))  # fmt: skip
+
+    def _misuse(self, err: KallocError, service: int, caller: Caller | None) -> None:
+        """A service refused the firmware's request: report it (a __GFP_NOFAIL oom ends the run)."""
+        if err.site is None and caller is not None:
+            err.site = caller.site
+        err.fields.setdefault("service", service_name(service))
+        if err.kind == "oom" and err.severity == "error":
+            self.machine.fatal(err)  # __GFP_NOFAIL that cannot be met ends the run
+        else:
+            self.machine.report(err)
+
+    def _crash(self, exc: Exception, service: int, caller: Caller | None) -> None:
+        name = service_name(service)
+        self.machine.fatal(internal_error(exc, hypercall_phrase(service, name), service=(service, name),
+                                          site=caller.site if caller is not None else None))  # fmt: skip
+
+
+def stack_above(ra: int, fp: int, bank: RamBank) -> tuple[int, ...]:
+    """The call stack above a hypercall stub: [ra, then saved ra of each frame up the fp chain].
+
+    The stub's own frame is at `fp`: [fp-8] is its caller's frame pointer and each
+    frame keeps its return address at [fp-4] (RISC-V GCC with frame pointers). The
+    stack is in the block's bank; a frame pointer outside it ends the walk.
+    """
+    lo, hi, buf = bank.base + 8, bank.base + bank.size, bank.buf
+    pcs = [ra]
+    if fp & 3 or not lo <= fp <= hi:
+        return (ra,)
+    fp = _PAIR.unpack_from(buf, fp - lo)[0]
+    while fp and len(pcs) < BACKTRACE_DEPTH:
+        if fp & 3 or not lo <= fp <= hi:
+            break
+        nxt, ret = _PAIR.unpack_from(buf, fp - lo)  # [fp-8], [fp-4]
+        if not ret:
+            break
+        pcs.append(ret)
+        if nxt and nxt <= fp:  # frames grow up the stack; anything else is garbage
+            break
+        fp = nxt
+    return tuple(pcs)
