@@ -2,18 +2,25 @@
 
 The package is laid out as its table of contents:
 
-    config      Config (policy settings), Caller and Context (who is calling)
-    page        struct page: per-page state arrays, PAGE_SIZE, get_order
-    zone        zones, watermarks, the reserve arithmetic
-    buddy       the buddy page allocator and boot-time accounting
-    slab        kmem_cache and slabs (SLUB's model)
-    kmalloc     the kmalloc family and its size classes
-    libc        malloc, calloc, realloc, aligned_alloc, free
-    dma         dma_alloc_coherent and DMA pools
-    debug       red zones, poison bytes, the KASAN quarantine
-    stats       Allocation records, stats(), /proc formats
-    allocator   Kalloc, the facade tying them together
-    errors, gfp, physmem, stackdepot   shared foundations
+    foundations   errors, gfp, config (Config, Caller, Context), page (struct page,
+                  PAGE_SIZE, get_order), physmem, stackdepot, kinds (live-object kinds)
+    zone, buddy   zones and watermarks; the buddy page allocator
+    gate          the request gate: argument and context checks every API makes first
+    pages         the page pipeline (zonelists, reclaim through shrinkers, oom, large
+                  objects) and the page API (alloc_pages, free_pages, *_exact)
+    live, misuse  the live-object table (LiveRecord), lookup, describe, free diagnosis
+    slab, slub    kmem_cache and slab structures; SLUB's paths and kmem_cache_*
+    dmapool, dma  DMA pool structures; dma_alloc_coherent and dma_pool_* paths
+    objects       free / resize / move of kmalloc and malloc objects
+    kmalloc       the kmalloc family and its size classes
+    libc          malloc, calloc, realloc, aligned_alloc, free, and the C rules
+    heaps/        heap policies behind the C library face (--heap)
+    vmalloc       vmalloc, vmap and the page tables behind them
+    debug, sanitize   red zone and poison bytes, the quarantine; the inline checks
+    check         the full invariant walk check() and check_poison()
+    shadow, kmemleak, failslab   KASAN shadow, leak scan, fault injection
+    stats         stats() and the /proc formats
+    allocator     Kalloc, the front that builds the parts and binds the API
 
 Usage at a REPL:
 

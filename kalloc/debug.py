@@ -126,12 +126,14 @@ class Quarantine:
 
     def drain(self, keep: Any = None) -> list[tuple[Any, ...]]:
         """Remove and return every entry, or only those for which keep(entry) is False."""
+        out: list[tuple[Any, ...]]
         if keep is None:
             out = list(self._fifo)
             self._fifo.clear()
             self.nbytes = 0
             return out
-        out, kept = [], deque()
+        out = []
+        kept: deque[tuple[Any, ...]] = deque()
         for e in self._fifo:
             (kept if keep(e) else out).append(e)
         self._fifo = kept

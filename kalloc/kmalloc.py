@@ -26,26 +26,23 @@ use the whole class without tripping the red zone (as SLUB's ksize() sets
 orig_size to the object size).
 
 Invariants:
- 1. KMALLOC_CLASSES is increasing; _kmalloc_by_size[n] is the smallest class >= n.
+ 1. KMALLOC_CLASSES is increasing; KmallocApi.by_size[n] is the smallest class >= n.
  2. A kmalloc object is either a LIVE slot of a kmalloc cache or the head of a
     page block of get_order(size) pages; both carry kind "kmalloc".
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kalloc import gfp as G
 from kalloc.config import TASK, Caller, Context
-from kalloc.debug import POISON_INUSE, RED_ACTIVE
 from kalloc.errors import BadArgumentError
-from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
-from kalloc.slab import SLAB_CACHE_DMA, Slab
-from kalloc.stats import KIND_CACHE, KIND_KMALLOC, KIND_MALLOC
-
-if TYPE_CHECKING:
-    from kalloc.allocator import Kalloc
-    from kalloc.slab import KmemCache
+from kalloc.gate import RequestGate
+from kalloc.kinds import KIND_CACHE, KIND_KMALLOC, KIND_MALLOC
+from kalloc.live import LiveTable
+from kalloc.objects import HeapObjects
+from kalloc.pages import PagePipeline
+from kalloc.slab import SLAB_CACHE_DMA, KmemCache
+from kalloc.slub import Slub
 
 ZERO_SIZE_PTR = 16  # include/linux/slab.h: ((void *)16)
 KMALLOC_MIN_SIZE = 8
@@ -69,82 +66,94 @@ def class_name(size: int) -> str:
     """kmalloc-96, kmalloc-1k, kmalloc-8k (the names /proc/slabinfo shows)."""
     return f"{size >> 10}k" if size >= 1024 else str(size)
 
+_UNKNOWN_GFP = ~G.KNOWN_MASK
+_DIRECT_RECLAIM = G.DIRECT_RECLAIM
+_DMA = G.DMA
+_TASK = Context.TASK
+
 
 class KmallocApi:
-    """kmalloc, kfree, ksize, krealloc, kzalloc, kcalloc (mixed into Kalloc)."""
+    """kmalloc, kfree, ksize, krealloc, kzalloc, kcalloc over the kmalloc size-class caches.
 
-    def _init_kmalloc(self: Kalloc) -> None:
+    Public attributes: by_size / dma_by_size ([KmemCache], index = request size
+    0..KMALLOC_MAX_CACHE_SIZE): the class cache a request of that size uses.
+    """
+
+    def __init__(
+        self,
+        gate: RequestGate,
+        slub: Slub,
+        pages: PagePipeline,
+        live: LiveTable,
+        objects: HeapObjects,
+        kasan: bool,
+    ) -> None:
+        self.gate = gate
+        self.slub = slub
+        self.pages = pages
+        self.live = live
+        self.objects = objects
+        self.kasan = kasan
+        self.by_size, self.dma_by_size = self._create_caches(slub)
+
+    @staticmethod
+    def _create_caches(slub: Slub) -> tuple[list[KmemCache], list[KmemCache]]:
         """create_kmalloc_caches(): the normal and DMA classes, and the size -> cache tables."""
         normal: dict[int, KmemCache] = {}
         dma: dict[int, KmemCache] = {}
         for prefix, table, flags in (("kmalloc-", normal, 0), ("dma-kmalloc-", dma, SLAB_CACHE_DMA)):
             for size in KMALLOC_CLASSES:
                 align = 8 if size < KMALLOC_ALIGN else KMALLOC_ALIGN
-                cache = self._make_cache(prefix + class_name(size), size, align, flags, None, internal=True)
+                cache = slub.make_cache(prefix + class_name(size), size, align, flags, None, internal=True)
                 assert cache is not None, "a kmalloc class does not fit in a slab"
                 table[size] = cache
-        self.kmalloc_by_size: list[KmemCache] = [
-            normal[kmalloc_index(max(n, 1))] for n in range(KMALLOC_MAX_CACHE_SIZE + 1)
-        ]
-        self.kmalloc_dma_by_size: list[KmemCache] = [
-            dma[kmalloc_index(max(n, 1))] for n in range(KMALLOC_MAX_CACHE_SIZE + 1)
-        ]
-        self._aligned_caches: dict[int, KmemCache] = {}
+        classes = [kmalloc_index(max(n, 1)) for n in range(KMALLOC_MAX_CACHE_SIZE + 1)]
+        return [normal[c] for c in classes], [dma[c] for c in classes]
 
-    def kmalloc(self: Kalloc, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+    def kmalloc(self, size: int, gfp: int, caller: Caller = TASK) -> int | None:
         """Allocate `size` bytes; returns the address, ZERO_SIZE_PTR for 0, or None.
 
         Pair with kfree(). Context: GFP_ATOMIC / GFP_NOWAIT from interrupts.
         Raises BadArgumentError for unknown GFP bits or a size beyond 32 bits.
         Sizes above the largest buddy block fail with an oom report.
         """
-        if gfp & ~G.KNOWN_MASK or gfp < 0:
-            self._check_gfp(gfp, caller)
+        if gfp & _UNKNOWN_GFP or gfp < 0:
+            self.gate.check_gfp(gfp, caller)
         if not 0 < size <= KMALLOC_MAX_CACHE_SIZE:
-            self._check_size(size, caller)
-        if gfp & G.DIRECT_RECLAIM and caller.context is not Context.TASK:
-            self._invalid_context(gfp, caller, "kmalloc")
+            self.gate.check_size(size, caller)
+        if gfp & _DIRECT_RECLAIM and caller.context is not _TASK:
+            self.gate.invalid_context(gfp, caller, "kmalloc")
         if 0 < size <= KMALLOC_MAX_CACHE_SIZE:
-            cache = self.kmalloc_dma_by_size[size] if gfp & G.DMA else self.kmalloc_by_size[size]
-            return self._slab_alloc(cache, size, gfp, caller, KIND_KMALLOC)
-        return self._kmalloc_checked(size, gfp, caller)
+            cache = self.dma_by_size[size] if gfp & _DMA else self.by_size[size]
+            return self.slub.alloc(cache, size, gfp, caller, KIND_KMALLOC)
+        return self._checked(size, gfp, caller)
 
-    def _kmalloc_checked(self: Kalloc, size: int, gfp: int, caller: Caller) -> int | None:
+    def _checked(self, size: int, gfp: int, caller: Caller) -> int | None:
         """kmalloc() after its argument and context checks."""
         if 0 < size <= KMALLOC_MAX_CACHE_SIZE:
-            cache = self.kmalloc_dma_by_size[size] if gfp & G.DMA else self.kmalloc_by_size[size]
-            return self._slab_alloc(cache, size, gfp, caller, KIND_KMALLOC)
-        self._check_size(size, caller)
+            cache = self.dma_by_size[size] if gfp & _DMA else self.by_size[size]
+            return self.slub.alloc(cache, size, gfp, caller, KIND_KMALLOC)
+        self.gate.check_size(size, caller)
         if size == 0:
             return ZERO_SIZE_PTR
-        return self._kmalloc_large(size, gfp, caller, KIND_KMALLOC)
+        return self.pages.alloc_large(size, gfp, caller, KIND_KMALLOC)
 
-    def _kmalloc_large(self: Kalloc, size: int, gfp: int, caller: Caller, kind: int) -> int | None:
-        """kmalloc_large(): a block of get_order(size) pages, kind kmalloc."""
-        order = get_order(size)
-        if order > self.config.max_order:
-            self._too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
-            return None
-        pfn = self._alloc_block(gfp, order, caller, size)
-        if pfn is None:
-            return None
-        return self._commit_pages(pfn, gfp, size, kind, caller)
-
-    def kzalloc(self: Kalloc, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+    def kzalloc(self, size: int, gfp: int, caller: Caller = TASK) -> int | None:
         """kmalloc(size, gfp | __GFP_ZERO)."""
         return self.kmalloc(size, gfp | G.ZERO, caller)
 
-    def kcalloc(self: Kalloc, n: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+    def kcalloc(self, n: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
         """Zeroed array of n elements; n * size beyond 32 bits fails (NULL, oom report)."""
-        self._check_gfp(gfp, caller)
-        self._check_size(n, caller, "n")
-        self._check_size(size, caller)
+        gate = self.gate
+        gate.check_gfp(gfp, caller)
+        gate.check_size(n, caller, "n")
+        gate.check_size(size, caller)
         if n * size > 0xFFFF_FFFF:
-            self._too_large(gfp, n * size, caller, f"kcalloc({n}, {size}) overflows 32 bits")
+            self.pages.too_large(gfp, n * size, caller, f"kcalloc({n}, {size}) overflows 32 bits")
             return None
         return self.kmalloc(n * size, gfp | G.ZERO, caller)
 
-    def kfree(self: Kalloc, addr: int, caller: Caller = TASK) -> None:
+    def kfree(self, addr: int, caller: Caller = TASK) -> None:
         """Free a kmalloc object. kfree(0) and kfree(ZERO_SIZE_PTR) do nothing. Context: any.
 
         Raises InvalidFreeError (never allocated, interior pointer, memory of
@@ -154,15 +163,11 @@ class KmallocApi:
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return
         rec = self.live.get(addr)
-        if rec is None or rec[1] != KIND_KMALLOC:
-            raise self._diagnose_free(addr, "kfree", caller)
-        slab = self.page_owner.get(addr >> PAGE_SHIFT)
-        if slab is None:
-            self._release_pages(addr, rec, caller)
-        else:
-            self._slab_free(slab, addr, rec, caller)  # type: ignore[arg-type]
+        if rec is None or rec.kind != KIND_KMALLOC:
+            raise self.live.diagnose_free(addr, "kfree", caller)
+        self.objects.free(addr, rec, caller)
 
-    def ksize(self: Kalloc, addr: int) -> int:
+    def ksize(self, addr: int) -> int:
         """Usable size of a kmalloc, malloc or cache object (its class or pages); 0 for 0 and 16.
 
         The caller may then use all of it: the tail red zone is lifted.
@@ -170,17 +175,18 @@ class KmallocApi:
         """
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return 0
-        rec = self.live.get(addr)
-        if rec is None or rec[1] not in (KIND_KMALLOC, KIND_MALLOC, KIND_CACHE):
+        live = self.live
+        rec = live.get(addr)
+        if rec is None or rec.kind not in (KIND_KMALLOC, KIND_MALLOC, KIND_CACHE):
             raise BadArgumentError(f"ksize() of {addr:#x}, which is not a live kmalloc object", addr=addr)
-        usable = self._usable(addr, rec)
-        if rec[0] < usable and addr not in self._ksized:
-            self._ksized.add(addr)
-            if self.listeners:
-                self._notify("resize", addr, usable, usable)
+        usable = live.usable(addr, rec)
+        if rec.size < usable and addr not in live.ksized:
+            live.ksized.add(addr)
+            if live.listeners:
+                live.notify("resize", addr, usable, usable)
         return usable
 
-    def krealloc(self: Kalloc, addr: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+    def krealloc(self, addr: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
         """Resize a kmalloc object, as Linux's krealloc().
 
         addr 0 or ZERO_SIZE_PTR: kmalloc(size). size 0: kfree(addr), returns
@@ -189,65 +195,21 @@ class KmallocApi:
         a new object gets min(old, new) bytes copied and the old one is freed.
         On failure returns None and the old object is untouched.
         """
-        self._check_gfp(gfp, caller)
-        self._check_size(size, caller)
+        self.gate.check_gfp(gfp, caller)
+        self.gate.check_size(size, caller)
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return self.kmalloc(size, gfp, caller)
-        rec = self.live.get(addr)
-        if rec is None or rec[1] != KIND_KMALLOC:
-            raise self._diagnose_free(addr, "krealloc", caller)
+        rec = self.live.take_for_free(addr, KIND_KMALLOC, "krealloc", caller)
         if size == 0:
             self.kfree(addr, caller)
             return ZERO_SIZE_PTR
-        if gfp & G.DIRECT_RECLAIM and caller.context is not Context.TASK:
-            self._invalid_context(gfp, caller, "krealloc")
-        if not self.kasan and size <= self._usable(addr, rec):
-            self._resize_in_place(addr, rec, size, gfp)
+        self.gate.may_sleep(gfp, caller, "krealloc")
+        if not self.kasan and size <= self.live.usable(addr, rec):
+            self.objects.resize_in_place(addr, rec, size, gfp)
             return addr
-        new = self._kmalloc_checked(size, gfp & ~G.ZERO, caller)
+        new = self._checked(size, gfp & ~G.ZERO, caller)
         if new is None:
             return None
-        self._move_contents(new, addr, rec, size, gfp)
+        self.objects.move_contents(new, addr, rec, size, gfp)
         self.kfree(addr, caller)
         return new
-
-    # ---------------------------------------------------------------- shared by krealloc and realloc
-
-    def _resize_in_place(
-        self: Kalloc, addr: int, rec: tuple[int, int, int, int], size: int, gfp: int
-    ) -> None:
-        """Give a live object a new requested size that fits its slot or pages.
-
-        Growth reads 0x5a (or zeros for __GFP_ZERO); the new tail is a 0xcc red
-        zone again, even if ksize() had lifted it.
-        """
-        old = rec[0]
-        if size > old:
-            if gfp & G.ZERO:
-                self.phys.fill(addr + old, size - old, 0)
-            elif self.debug and addr not in self._ksized:
-                self.phys.fill(addr + old, size - old, POISON_INUSE)
-        if self.debug:
-            end = self._guard_end(addr, size)
-            self.phys.fill(addr + size, end - size, RED_ACTIVE)
-        self._ksized.discard(addr)
-        self.live[addr] = (size, rec[1], rec[2], rec[3])
-        if self.listeners:
-            self._notify("resize", addr, size, self._usable(addr, rec))
-
-    def _guard_end(self: Kalloc, addr: int, size: int) -> int:
-        """End of the tail red zone of an object of `size` at addr (== size: no tail guard)."""
-        owner = self.page_owner.get(addr >> PAGE_SHIFT)
-        if isinstance(owner, Slab):
-            return owner.cache.size if owner.cache.redzone else size
-        return pages_for(size) * PAGE_SIZE
-
-    def _move_contents(
-        self: Kalloc, new: int, old: int, rec: tuple[int, int, int, int], size: int, gfp: int
-    ) -> None:
-        """Copy min(old size, size) bytes from old to new; zero the growth for __GFP_ZERO."""
-        n = min(rec[0], size)
-        if n:
-            self.phys.view(new, n)[:] = self.phys.view(old, n)
-        if gfp & G.ZERO and size > n:
-            self.phys.fill(new + n, size - n, 0)

@@ -46,6 +46,10 @@ malloc and friends allocate as GFP_KERNEL: calling them from an interrupt or
 with interrupts disabled is reported as invalid-context (the C heap is not
 interrupt-safe on a real board either).
 
+The rules above are methods of LibcApi (request_ok, within_heap_max,
+calloc_total, realloc_object, aligned_alloc_ok) so every heap policy behind the
+C library face (kalloc.heaps) applies the same ones.
+
 Invariants:
  1. Every malloc object has kind "malloc" and lives in a kmalloc class slot,
     an aligned-N slot, or at the head of exactly pages_for(size) pages.
@@ -55,19 +59,19 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from kalloc import gfp as G
-from kalloc.config import TASK, Caller, Context
+from kalloc.config import TASK, Caller, Config, Context
 from kalloc.errors import BadArgumentError
-from kalloc.kmalloc import KMALLOC_MAX_CACHE_SIZE, class_name, kmalloc_index
-from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
-from kalloc.slab import Slab
-from kalloc.stats import KIND_KMALLOC, KIND_MALLOC
-
-if TYPE_CHECKING:
-    from kalloc.allocator import Kalloc
-    from kalloc.slab import KmemCache
+from kalloc.gate import RequestGate
+from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
+from kalloc.kmalloc import KMALLOC_MAX_CACHE_SIZE, KmallocApi, class_name, kmalloc_index
+from kalloc.live import LiveTable
+from kalloc.objects import HeapObjects
+from kalloc.page import PAGE_SIZE, get_order, pages_for
+from kalloc.pages import PagePipeline
+from kalloc.slab import KmemCache
+from kalloc.slub import Slub
 
 MALLOC_ALIGN = 16
 ALIGNED_CACHE_MAX = 2048  # larger aligned requests take whole pages
@@ -75,136 +79,140 @@ SIZE_MAX_32 = 0xFFFF_FFFF
 _GFP_MALLOC = G.GFP_KERNEL
 
 
-# -- the C library's argument rules, shared by every heap policy (kalloc/heaps/) -----------------
-
-
-def request_ok(ka: Kalloc, size: int, caller: Caller, api: str, gfp: int = _GFP_MALLOC) -> bool:
-    """The gate every C-face request of `size` bytes passes: False means return NULL.
-
-    Outside task context the request is reported invalid-context and still served,
-    as Linux does; a zero size is NULL under the "null" zero-size policy.
-    """
-    if caller.context is not Context.TASK:
-        ka._invalid_context(gfp, caller, api)
-    return size != 0 or ka.config.zero_size_policy != "null"
-
-
-def within_heap_max(ka: Kalloc, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> bool:
-    """False, with an oom warning, for a request beyond Config.heap_max."""
-    if size > ka.config.heap_max:
-        ka._too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({ka.config.heap_max})")
-        return False
-    return True
-
-
-def calloc_total(ka: Kalloc, n: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> int | None:
-    """n * size after calloc's rules, or None when calloc must return NULL.
-
-    Raises BadArgumentError for a negative or non-integer count or size; reports
-    invalid-context outside task context (and goes on, as Linux does); an n * size
-    beyond 32 bits is an oom warning and NULL; a zero total is NULL under the
-    "null" zero-size policy.
-    """
-    ka._check_size(n, caller, "n")
-    ka._check_size(size, caller)
-    if caller.context is not Context.TASK:
-        ka._invalid_context(gfp, caller, "calloc")
-    total = n * size
-    if total > SIZE_MAX_32:
-        ka._too_large(gfp, total, caller, f"calloc({n}, {size}) overflows 32 bits")
-        return None
-    if total == 0 and ka.config.zero_size_policy == "null":
-        return None
-    return total
-
-
-def realloc_object(
-    ka: Kalloc,
-    addr: int,
-    size: int,
-    caller: Caller,
-    malloc: Callable[[int, Caller], int | None],
-    usable_for: Callable[[int], int],
-    sized: Callable[[int, int, Caller], int | None],
-) -> int | None:
-    """realloc for a heap whose objects are the allocator's malloc records (kmalloc, slab heaps).
-
-    The heap supplies how it allocates (`malloc`, `sized(size, gfp, caller)`) and the usable
-    size a request would get (`usable_for`). realloc(NULL, n) is malloc; the object stays in
-    place when its usable size would not change (never under kasan: a stale pointer must
-    fault); a shrink that cannot move stays in place; a failed grow returns None and leaves
-    the object as it was.
-    """
-    ka._check_size(size, caller)
-    if addr == 0:
-        return malloc(size, caller)
-    rec = ka.live.get(addr)
-    if rec is None or rec[1] != KIND_MALLOC:
-        raise ka._diagnose_free(addr, "realloc", caller)
-    if not request_ok(ka, size, caller, "realloc") or not within_heap_max(ka, size, caller):
-        return None
-    usable = ka._usable(addr, rec)
-    if not ka.kasan and usable_for(size) == usable:
-        ka._resize_in_place(addr, rec, size, 0)
-        return addr
-    shrink = size <= usable
-    new = sized(size, _GFP_MALLOC | (G.NOWARN if shrink else 0), caller)
-    if new is None:
-        if shrink:
-            ka._resize_in_place(addr, rec, size, 0)
-            return addr
-        return None
-    ka._move_contents(new, addr, rec, size, 0)
-    ka._free_heap(addr, rec, caller)
-    return new
-
-
-def aligned_alloc_ok(ka: Kalloc, align: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> bool:
-    """True when aligned_alloc(align, size) may be served; False means return NULL.
-
-    C17 with DR 460: `size` need not be a multiple of `align`; an alignment that
-    is not a power of two up to the largest buddy block gives NULL, silently (the
-    caller asked for something C says is unsupported, not for too much memory). A
-    size beyond heap_max is an oom warning and NULL.
-    """
-    ka._check_size(size, caller)
-    max_align = PAGE_SIZE << ka.config.max_order
-    if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
-        return False
-    return request_ok(ka, size, caller, "aligned_alloc", gfp) and within_heap_max(ka, size, caller, gfp)
-
-
 class LibcApi:
-    """The C allocation functions (mixed into Kalloc)."""
+    """malloc, free, calloc, realloc, aligned_alloc, malloc_usable_size, and the C library's rules."""
 
-    def malloc(self: Kalloc, size: int, caller: Caller = TASK) -> int | None:
-        """Allocate `size` bytes (see the module policies); returns the address or None. Pair with free()."""
-        self._check_size(size, caller)
-        if not request_ok(self, size, caller, "malloc"):
+    def __init__(
+        self,
+        config: Config,
+        gate: RequestGate,
+        slub: Slub,
+        pages: PagePipeline,
+        live: LiveTable,
+        objects: HeapObjects,
+        kmalloc: KmallocApi,
+    ) -> None:
+        self.config = config
+        self.kasan = config.sanitize == "kasan"
+        self.gate = gate
+        self.slub = slub
+        self.pages = pages
+        self.live = live
+        self.objects = objects
+        self.kmalloc = kmalloc
+        self.by_size = kmalloc.by_size
+        self.aligned_caches: dict[int, KmemCache] = {}
+
+    # ================================================================ the rules, shared by every heap policy
+
+    def request_ok(self, size: int, caller: Caller, api: str, gfp: int = _GFP_MALLOC) -> bool:
+        """The gate every C-face request of `size` bytes passes: False means return NULL.
+
+        Outside task context the request is reported invalid-context and still served,
+        as Linux does; a zero size is NULL under the "null" zero-size policy.
+        """
+        if caller.context is not Context.TASK:
+            self.gate.invalid_context(gfp, caller, api)
+        return size != 0 or self.config.zero_size_policy != "null"
+
+    def within_heap_max(self, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> bool:
+        """False, with an oom warning, for a request beyond Config.heap_max."""
+        if size > self.config.heap_max:
+            self.pages.too_large(gfp, size, caller, f"{size} bytes exceed heap_max ({self.config.heap_max})")
+            return False
+        return True
+
+    def calloc_total(self, n: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> int | None:
+        """n * size after calloc's rules, or None when calloc must return NULL.
+
+        Raises BadArgumentError for a negative or non-integer count or size; reports
+        invalid-context outside task context (and goes on, as Linux does); an n * size
+        beyond 32 bits is an oom warning and NULL; a zero total is NULL under the
+        "null" zero-size policy.
+        """
+        self.gate.check_size(n, caller, "n")
+        self.gate.check_size(size, caller)
+        if caller.context is not Context.TASK:
+            self.gate.invalid_context(gfp, caller, "calloc")
+        total = n * size
+        if total > SIZE_MAX_32:
+            self.pages.too_large(gfp, total, caller, f"calloc({n}, {size}) overflows 32 bits")
             return None
-        return self._malloc_sized(size, _GFP_MALLOC, caller)
+        if total == 0 and self.config.zero_size_policy == "null":
+            return None
+        return total
 
-    def _malloc_sized(self: Kalloc, size: int, gfp: int, caller: Caller) -> int | None:
-        if not within_heap_max(self, size, caller, gfp):
+    def realloc_object(
+        self,
+        addr: int,
+        size: int,
+        caller: Caller,
+        malloc: Callable[[int, Caller], int | None],
+        usable_for: Callable[[int], int],
+        sized: Callable[[int, int, Caller], int | None],
+    ) -> int | None:
+        """realloc for a heap whose objects are the allocator's malloc records (kmalloc, slab heaps).
+
+        The heap supplies how it allocates (`malloc`, `sized(size, gfp, caller)`) and the usable
+        size a request would get (`usable_for`). realloc(NULL, n) is malloc; the object stays in
+        place when its usable size would not change (never under kasan: a stale pointer must
+        fault); a shrink that cannot move stays in place; a failed grow returns None and leaves
+        the object as it was.
+        """
+        self.gate.check_size(size, caller)
+        if addr == 0:
+            return malloc(size, caller)
+        rec = self.live.take_for_free(addr, KIND_MALLOC, "realloc", caller)
+        if not self.request_ok(size, caller, "realloc") or not self.within_heap_max(size, caller):
+            return None
+        usable = self.live.usable(addr, rec)
+        objects = self.objects
+        if not self.kasan and usable_for(size) == usable:
+            objects.resize_in_place(addr, rec, size, 0)
+            return addr
+        shrink = size <= usable
+        new = sized(size, _GFP_MALLOC | (G.NOWARN if shrink else 0), caller)
+        if new is None:
+            if shrink:
+                objects.resize_in_place(addr, rec, size, 0)
+                return addr
+            return None
+        objects.move_contents(new, addr, rec, size, 0)
+        objects.free(addr, rec, caller)
+        return new
+
+    def aligned_alloc_ok(self, align: int, size: int, caller: Caller, gfp: int = _GFP_MALLOC) -> bool:
+        """True when aligned_alloc(align, size) may be served; False means return NULL.
+
+        C17 with DR 460: `size` need not be a multiple of `align`; an alignment that
+        is not a power of two up to the largest buddy block gives NULL, silently (the
+        caller asked for something C says is unsupported, not for too much memory). A
+        size beyond heap_max is an oom warning and NULL.
+        """
+        self.gate.check_size(size, caller)
+        max_align = PAGE_SIZE << self.config.max_order
+        if not isinstance(align, int) or align <= 0 or align & (align - 1) or align > max_align:
+            return False
+        return self.request_ok(size, caller, "aligned_alloc", gfp) and self.within_heap_max(size, caller, gfp)
+
+    # ================================================================ the C allocation functions
+
+    def malloc(self, size: int, caller: Caller = TASK) -> int | None:
+        """Allocate `size` bytes (see the module policies); returns the address or None. Pair with free()."""
+        self.gate.check_size(size, caller)
+        if not self.request_ok(size, caller, "malloc"):
+            return None
+        return self.sized(size, _GFP_MALLOC, caller)
+
+    def sized(self, size: int, gfp: int, caller: Caller) -> int | None:
+        """malloc after its argument checks: a kmalloc class slot, or exact pages above 8 KiB."""
+        if not self.within_heap_max(size, caller, gfp):
             return None
         if size <= KMALLOC_MAX_CACHE_SIZE:
-            return self._slab_alloc(self.kmalloc_by_size[size], size, gfp, caller, KIND_MALLOC)
-        return self._malloc_pages(size, 0, gfp, caller)
+            return self.slub.alloc(self.by_size[size], size, gfp, caller, KIND_MALLOC)
+        return self.pages.alloc_exact(size, gfp, caller, KIND_MALLOC)
 
-    def _malloc_pages(self: Kalloc, size: int, align_order: int, gfp: int, caller: Caller) -> int | None:
-        """ceil(size / 4096) pages (at least one), aligned to PAGE_SIZE << align_order."""
-        npages = pages_for(max(size, 1))
-        order = max(get_order(npages * PAGE_SIZE), align_order)
-        if order > self.config.max_order:
-            self._too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
-            return None
-        pfn = self._alloc_block(gfp, order, caller, size)
-        if pfn is None:
-            return None
-        self.buddy.trim(pfn, npages)
-        return self._commit_pages(pfn, gfp, size, KIND_MALLOC, caller)
-
-    def free(self: Kalloc, addr: int, caller: Caller = TASK) -> None:
+    def free(self, addr: int, caller: Caller = TASK) -> None:
         """Free what malloc, calloc, realloc or aligned_alloc returned; free(0) does nothing. Context: any.
 
         Raises InvalidFreeError (never allocated, interior pointer, kmalloc or
@@ -213,66 +221,56 @@ class LibcApi:
         if addr == 0:
             return
         rec = self.live.get(addr)
-        if rec is None or rec[1] != KIND_MALLOC:
-            raise self._diagnose_free(addr, "free", caller)
-        self._free_heap(addr, rec, caller)
+        if rec is None or rec.kind != KIND_MALLOC:
+            raise self.live.diagnose_free(addr, "free", caller)
+        self.objects.free(addr, rec, caller)
 
-    def _free_heap(self: Kalloc, addr: int, rec: tuple[int, int, int, int], caller: Caller) -> None:
-        slab = self.page_owner.get(addr >> PAGE_SHIFT)
-        if slab is None:
-            self._release_pages(addr, rec, caller)
-        else:
-            assert isinstance(slab, Slab)
-            self._slab_free(slab, addr, rec, caller)
-
-    def calloc(self: Kalloc, n: int, size: int, caller: Caller = TASK) -> int | None:
+    def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
         """Zeroed array of n objects; n * size overflowing 32 bits or heap_max gives None."""
-        total = calloc_total(self, n, size, caller)
+        total = self.calloc_total(n, size, caller)
         if total is None:
             return None
-        return self._malloc_sized(total, _GFP_MALLOC | G.ZERO, caller)
+        return self.sized(total, _GFP_MALLOC | G.ZERO, caller)
 
-    def realloc(self: Kalloc, addr: int, size: int, caller: Caller = TASK) -> int | None:
+    def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
         """Resize a malloc object (see the module's realloc and realloc(p, 0) policies)."""
-        return realloc_object(
-            self, addr, size, caller, self.malloc, self._malloc_usable_for, self._malloc_sized
-        )
+        return self.realloc_object(addr, size, caller, self.malloc, self.usable_for, self.sized)
 
     @staticmethod
-    def _malloc_usable_for(size: int) -> int:
+    def usable_for(size: int) -> int:
         """The usable size malloc(size) would give."""
         if size <= KMALLOC_MAX_CACHE_SIZE:
             return kmalloc_index(max(size, 1))
         return pages_for(size) * PAGE_SIZE
 
-    def aligned_alloc(self: Kalloc, align: int, size: int, caller: Caller = TASK) -> int | None:
+    def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
         """C17 aligned_alloc: `size` bytes aligned to `align`; None for a bad alignment. Pair with free()."""
-        if not aligned_alloc_ok(self, align, size, caller):
+        if not self.aligned_alloc_ok(align, size, caller):
             return None
         need = max(size, align)
         if align <= MALLOC_ALIGN and need <= KMALLOC_MAX_CACHE_SIZE:
-            return self._slab_alloc(self.kmalloc_by_size[need], size, _GFP_MALLOC, caller, KIND_MALLOC)
+            return self.slub.alloc(self.by_size[need], size, _GFP_MALLOC, caller, KIND_MALLOC)
         if need <= ALIGNED_CACHE_MAX:
             cache = self._aligned_cache(1 << (need - 1).bit_length())
-            return self._slab_alloc(cache, size, _GFP_MALLOC, caller, KIND_MALLOC)
-        return self._malloc_pages(size, get_order(align), _GFP_MALLOC, caller)
+            return self.slub.alloc(cache, size, _GFP_MALLOC, caller, KIND_MALLOC)
+        return self.pages.alloc_exact(size, _GFP_MALLOC, caller, KIND_MALLOC, get_order(align))
 
-    def _aligned_cache(self: Kalloc, cls: int) -> KmemCache:
+    def _aligned_cache(self, cls: int) -> KmemCache:
         """The naturally aligned cache of `cls`-byte objects, made on first use."""
-        cache = self._aligned_caches.get(cls)
+        cache = self.aligned_caches.get(cls)
         if cache is None:
-            cache = self._make_cache(f"aligned-{class_name(cls)}", cls, cls, 0, None, internal=True)
+            cache = self.slub.make_cache(f"aligned-{class_name(cls)}", cls, cls, 0, None, internal=True)
             assert cache is not None
-            self._aligned_caches[cls] = cache
+            self.aligned_caches[cls] = cache
         return cache
 
-    def malloc_usable_size(self: Kalloc, addr: int) -> int:
+    def malloc_usable_size(self, addr: int) -> int:
         """Usable bytes of a malloc (or kmalloc) object; 0 for NULL. The whole of it may then be used."""
         if addr == 0:
             return 0
         rec = self.live.get(addr)
-        if rec is None or rec[1] not in (KIND_MALLOC, KIND_KMALLOC):
+        if rec is None or rec.kind not in (KIND_MALLOC, KIND_KMALLOC):
             raise BadArgumentError(
                 f"malloc_usable_size() of {addr:#x}, which is not a live heap object", addr=addr
             )
-        return self.ksize(addr)
+        return self.kmalloc.ksize(addr)

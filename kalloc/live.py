@@ -1,17 +1,239 @@
-"""The live-object table: every object any API handed out and has not taken back.
+"""The live-object table: every object any API handed out, what it is, and what a free of it means.
 
-(Step 1 of issue 11: the table gets its public name; its record type and the
-lookup and free-diagnosis paths move here next.)
+Data structures (all keyed by ints; nothing depends on object ids):
 
-Data structure:
-    LiveTable: dict[addr, record]   the start address of every live object
+    LiveTable (a dict)  {addr: LiveRecord(size, kind, site, gfp)}   every live object, any API
+    page_owner          {pfn: Slab | PoolPage}    every page of a slab or DMA pool page
+                                                  (written by kalloc.slub and kalloc.dmapool)
+    freed               {addr: FreedPages(kind, size, alloc_site, free_site)}
+                                                  page-level objects freed and not reallocated
+                                                  at that address (double-free diagnosis)
+    not_leak, ksized    set[addr]                 kmemleak_not_leak marks; objects whose tail
+                                                  ksize() unlocked
+    listeners           [fn(event, addr, size, usable)]   told of every "alloc", "free", "resize"
+
+A record's `kind` is a KIND_* code; KIND_NAMES gives its text (":<name>" is added for
+caches and pools) and KIND_ALLOC_API the function that allocates it.
+
+Every free path asks `take_for_free(addr, kind, api, caller)` first: it returns the
+record, or raises the diagnosis (kalloc.misuse) — an invalid free (never allocated,
+interior pointer, another API's memory) or a double free with both sites.
 
 Invariants:
- 1. Every key is the first byte of exactly one live object.
+ 1. A key is the first byte of exactly one live object; its record's size is the
+    size requested (the usable size is usable()).
+ 2. not_leak and ksized hold only live addresses: forget() drops an address from both.
+ 3. Listeners hear "alloc" after a record is added, "free" after it is removed, and
+    "resize" when its size or usable tail changes.
+ 4. take_for_free() changes nothing: a misuse raises before any state changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-class LiveTable(dict):  # type: ignore[type-arg]
-    """{addr: record} of every live object."""
+from kalloc.config import Caller
+from kalloc.dmapool import PoolPage
+from kalloc.errors import InvalidFreeError, KallocError
+from kalloc.kinds import KIND_CACHE, KIND_DMA_POOL, KIND_NAMES
+from kalloc.misuse import describe, diagnose_free
+from kalloc.page import PAGE_SHIFT
+from kalloc.slab import OBJ_LIVE, KmemCache, Slab
+
+if TYPE_CHECKING:
+    from kalloc.buddy import Buddy
+    from kalloc.dmapool import DmaPool
+
+Listener = Callable[[str, int, int, int], None]
+
+
+class LiveRecord(NamedTuple):
+    """What the table knows of one live object."""
+
+    size: int  # bytes requested
+    kind: int  # KIND_*
+    site: int  # stack-depot handle of the allocation
+    gfp: int  # the request's GFP flags
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LiveRecord:
+        return self  # immutable ints: snapshots share it
+
+
+# The hot paths build records with this: NamedTuple's generated __new__ costs three
+# times as much as tuple.__new__ (measured: ~370 ns against ~190 ns).
+new_record = tuple.__new__
+
+
+class FreedPages(NamedTuple):
+    """A page-level object freed and not reallocated at its address."""
+
+    kind: int
+    size: int
+    alloc_site: int
+    free_site: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One live object.
+
+    addr: first byte; size: bytes requested; kind: "kmalloc", "malloc",
+    "pages", "pages_exact", "dma_coherent", "cache:<name>" or
+    "dma_pool:<name>"; site: stack-depot handle of the allocation; not_leak:
+    marked by kmemleak_not_leak; gfp: the request's GFP flags; usable: bytes
+    the caller may use (ksize / malloc_usable_size).
+    """
+
+    addr: int
+    size: int
+    kind: str
+    site: int
+    not_leak: bool
+    gfp: int
+    usable: int
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.size
+
+
+class LiveTable(dict[int, LiveRecord]):
+    """{addr: LiveRecord} of every live object, with the lookups every API shares."""
+
+    def __init__(self, buddy: Buddy, max_order: int, ram_contains: Callable[[int], bool]) -> None:
+        super().__init__()
+        self.buddy = buddy
+        self.max_order = max_order
+        self.ram_contains = ram_contains
+        self.page_owner: dict[int, Slab | PoolPage] = {}
+        self.freed: dict[int, FreedPages] = {}
+        self.not_leak: set[int] = set()
+        self.ksized: set[int] = set()
+        self.listeners: list[Listener] = []
+
+    # ---------------------------------------------------------------- events
+
+    def notify(self, event: str, addr: int, size: int, usable: int) -> None:
+        for fn in self.listeners:
+            fn(event, addr, size, usable)
+
+    def forget(self, addr: int, rec: LiveRecord) -> None:
+        """Remove a live object being freed (its slot or pages are released by the caller)."""
+        del self[addr]
+        if self.not_leak:
+            self.not_leak.discard(addr)
+        usable = 0
+        if self.listeners:
+            usable = self.usable(addr, rec)
+        if self.ksized:
+            self.ksized.discard(addr)
+        if self.listeners:
+            self.notify("free", addr, rec.size, usable)
+
+    def take_for_free(self, addr: int, kind: int, api: str, caller: Caller) -> LiveRecord:
+        """The record of the live object of `kind` at addr that `api` frees, or raise the misuse."""
+        rec = self.get(addr)
+        if rec is None or rec.kind != kind:
+            raise self.diagnose_free(addr, api, caller)
+        return rec
+
+    def diagnose_free(
+        self, addr: int, api: str, caller: Caller, cache: KmemCache | None = None, pool: DmaPool | None = None
+    ) -> KallocError:
+        """The error for a free that does not match a live object of the right kind (slow path)."""
+        return diagnose_free(self, addr, api, caller, cache, pool)
+
+    def mismatch(self, msg: str, addr: int, rec: LiveRecord, caller: Caller) -> InvalidFreeError:
+        """A free whose extra arguments (order, size, DMA address) do not match the object."""
+        return InvalidFreeError(
+            msg, addr=addr, site=caller.site, object=self.object_dict(addr, rec), alloc_site=rec.site
+        )
+
+    # ---------------------------------------------------------------- what an object is
+
+    def owner_of(self, addr: int) -> Slab | PoolPage | None:
+        """The slab or pool page whose pages hold addr, or None (page-level objects, free pages)."""
+        return self.page_owner.get(addr >> PAGE_SHIFT)
+
+    def usable(self, addr: int, rec: LiveRecord) -> int:
+        """Bytes the owner of a live object may use: the slot's object size, or its pages."""
+        owner = self.page_owner.get(addr >> PAGE_SHIFT)
+        if isinstance(owner, Slab):
+            return owner.cache.size
+        if isinstance(owner, PoolPage):
+            return owner.pool.size
+        return self.buddy.blocks[addr >> PAGE_SHIFT] << PAGE_SHIFT
+
+    def kind_name(self, addr: int, rec: LiveRecord) -> str:
+        kind = rec.kind
+        if kind == KIND_CACHE:
+            owner = self.page_owner[addr >> PAGE_SHIFT]
+            assert isinstance(owner, Slab)
+            return f"cache:{owner.cache.name}"
+        if kind == KIND_DMA_POOL:
+            owner = self.page_owner[addr >> PAGE_SHIFT]
+            assert isinstance(owner, PoolPage)
+            return f"dma_pool:{owner.pool.name}"
+        return KIND_NAMES[kind]
+
+    def object_dict(self, addr: int, rec: LiveRecord) -> dict[str, int | str]:
+        """{"addr", "size", "kind"}: the object as reports name it."""
+        return {"addr": addr, "size": rec.size, "kind": self.kind_name(addr, rec)}
+
+    def allocation(self, addr: int, rec: LiveRecord) -> Allocation:
+        return Allocation(
+            addr=addr,
+            size=rec.size,
+            kind=self.kind_name(addr, rec),
+            site=rec.site,
+            not_leak=addr in self.not_leak,
+            gfp=rec.gfp,
+            usable=self.usable(addr, rec),
+        )
+
+    def allocations(self) -> list[Allocation]:
+        """Every live object, sorted by address."""
+        return [self.allocation(a, self[a]) for a in sorted(self)]
+
+    def container(self, addr: int) -> tuple[int, LiveRecord] | None:
+        """(start, record) of the live object whose slot or page block contains addr."""
+        pfn = addr >> PAGE_SHIFT
+        owner = self.page_owner.get(pfn)
+        if isinstance(owner, Slab):
+            idx = (addr - owner.base) // owner.cache.stride
+            if idx < owner.nobjs and owner.obj[idx] == OBJ_LIVE:
+                start = owner.object_addr(idx)
+                return start, self[start]
+            return None
+        if isinstance(owner, PoolPage):
+            block = owner.pool.block_index_containing(addr - owner.base)
+            if block is not None and owner.obj[block] == OBJ_LIVE:
+                start = owner.base + owner.pool.offsets[block]
+                return start, self[start]
+            return None
+        head = self.block_head(pfn)
+        if head is None:
+            return None
+        rec = self.get(head << PAGE_SHIFT)
+        return (head << PAGE_SHIFT, rec) if rec is not None else None
+
+    def block_head(self, pfn: int) -> int | None:
+        """The head pfn of the allocated buddy block holding pfn, or None."""
+        blocks = self.buddy.blocks
+        for k in range(self.max_order + 1):
+            head = pfn & ~((1 << k) - 1)
+            n = blocks.get(head)
+            if n is not None:
+                return head if pfn < head + n else None
+        return None
+
+    def lookup(self, addr: int) -> Allocation | None:
+        """The live object whose slot (object, red zones, padding) or page block contains addr."""
+        hit = self.container(addr)
+        return self.allocation(*hit) if hit else None
+
+    def describe(self, addr: int) -> dict | None:
+        """What lies at addr, for reports: a live or freed object (with sites), or None (kalloc.misuse)."""
+        return describe(self, addr)

@@ -237,9 +237,9 @@ class KmemCache:
         self.slabs: dict[int, Slab] = {}
         self.total_allocs = 0
         self.total_frees = 0
-        self._build_patterns(debug)
+        self.build_patterns(debug)
 
-    def _build_patterns(self, debug: bool) -> None:
+    def build_patterns(self, debug: bool) -> None:
         """Byte patterns compared and written on the hot path, built once."""
         size, left, stride = self.size, self.left, self.stride
         self.pat_free = free_pattern(size) if self.poison else b""

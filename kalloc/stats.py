@@ -1,9 +1,7 @@
-"""What is allocated and how much: the live-object record and the /proc-style statistics.
+"""How much is allocated: stats() and the /proc-style text formats.
 
-`Allocation` is the public record of one live object (live_allocations(),
-lookup()). `StatsApi` is the part of `Kalloc` that reports: stats() as a
-JSON-able dict, and the text formats people know, byte for byte where Linux
-defines them:
+`Stats` reports one allocator's state: stats() as a JSON-able dict, and the
+text formats people know, byte for byte where Linux defines them:
 
     buddyinfo()  /proc/buddyinfo (mm/vmstat.c frag_show_print)
     slabinfo()   /proc/slabinfo version 2.1 (mm/slab_common.c cache_show)
@@ -24,68 +22,45 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kalloc.buddy import Buddy
+from kalloc.config import Config
+from kalloc.dma import DmaPools
+from kalloc.errors import KallocError
+from kalloc.kinds import (
+    KIND_ALLOC_API,
+    KIND_CACHE,
+    KIND_DMA_COHERENT,
+    KIND_DMA_POOL,
+    KIND_KMALLOC,
+    KIND_MALLOC,
+    KIND_NAMES,
+    KIND_PAGES,
+    KIND_PAGES_EXACT,
+)
+from kalloc.live import Allocation, LiveTable
 from kalloc.page import PAGE_SIZE
+from kalloc.pages import PagePipeline
+from kalloc.slub import Slub
+from kalloc.zone import Zone
 
-if TYPE_CHECKING:
-    from kalloc.allocator import Kalloc
-    from kalloc.zone import Zone
-
-# Kind codes of a live record; the kind text is KIND_NAMES[code] (":<name>" added
-# for caches and pools).
-KIND_KMALLOC = 0
-KIND_MALLOC = 1
-KIND_PAGES = 2
-KIND_PAGES_EXACT = 3
-KIND_DMA_COHERENT = 4
-KIND_CACHE = 5
-KIND_DMA_POOL = 6
-KIND_NAMES: tuple[str, ...] = (
-    "kmalloc",
-    "malloc",
-    "pages",
-    "pages_exact",
-    "dma_coherent",
-    "cache",
-    "dma_pool",
-)
-# The API that allocates each kind, for "wrong API pair" messages.
-KIND_ALLOC_API: tuple[str, ...] = (
-    "kmalloc",
-    "malloc",
-    "alloc_pages",
-    "alloc_pages_exact",
-    "dma_alloc_coherent",
-    "kmem_cache_alloc",
-    "dma_pool_alloc",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    """One live object.
-
-    addr: first byte; size: bytes requested; kind: "kmalloc", "malloc",
-    "pages", "pages_exact", "dma_coherent", "cache:<name>" or
-    "dma_pool:<name>"; site: stack-depot handle of the allocation; not_leak:
-    marked by kmemleak_not_leak; gfp: the request's GFP flags; usable: bytes
-    the caller may use (ksize / malloc_usable_size).
-    """
-
-    addr: int
-    size: int
-    kind: str
-    site: int
-    not_leak: bool
-    gfp: int
-    usable: int
-
-    @property
-    def end(self) -> int:
-        return self.addr + self.size
-
+# The kind codes and the Allocation record live in kalloc.kinds and kalloc.live;
+# they are importable from here too, where they were first defined.
+__all__ = [
+    "KIND_ALLOC_API",
+    "KIND_CACHE",
+    "KIND_DMA_COHERENT",
+    "KIND_DMA_POOL",
+    "KIND_KMALLOC",
+    "KIND_MALLOC",
+    "KIND_NAMES",
+    "KIND_PAGES",
+    "KIND_PAGES_EXACT",
+    "Allocation",
+    "Stats",
+    "unusable_index",
+]
 
 def unusable_index(free_blocks: list[int]) -> list[int]:
     """Unusable free space index per order, in thousandths (Linux's unusable_free_index())."""
@@ -104,16 +79,34 @@ def _thousandths(v: int) -> float:
     return round(v / 1000, 3)
 
 
-class StatsApi:
-    """Statistics and /proc formats (mixed into Kalloc)."""
+class Stats:
+    """Statistics and /proc formats of one allocator."""
 
-    def stats(self: Kalloc) -> dict[str, Any]:
+    def __init__(
+        self,
+        config: Config,
+        buddy: Buddy,
+        pages: PagePipeline,
+        slub: Slub,
+        pools: DmaPools,
+        live: LiveTable,
+        reports: list[KallocError],
+    ) -> None:
+        self.config = config
+        self.buddy = buddy
+        self.pages = pages
+        self.slub = slub
+        self.pools = pools
+        self.live = live
+        self.reports = reports
+
+    def stats(self) -> dict[str, Any]:
         """Everything countable, as a JSON-able dict (see docs/allocator.md, "Statistics")."""
         zones = self.buddy.populated_zones
         return {
             "config": {
                 "max_order": self.config.max_order,
-                "min_free_kbytes": self.min_free_kbytes,
+                "min_free_kbytes": self.pages.min_free_kbytes,
                 "sanitize": self.config.sanitize,
                 "redzone": self.config.redzone,
                 "struct_page_size": self.config.struct_page_size,
@@ -133,7 +126,7 @@ class StatsApi:
             "totals": self._totals(),
         }
 
-    def _zone_stats(self: Kalloc, z: Zone) -> dict[str, Any]:
+    def _zone_stats(self, z: Zone) -> dict[str, Any]:
         return {
             "name": z.name,
             "start_pfn": z.start_pfn,
@@ -152,7 +145,7 @@ class StatsApi:
             "largest_free_order": z.largest_free_order(),
         }
 
-    def _slab_row(self: Kalloc, c: Any) -> dict[str, Any]:
+    def _slab_row(self, c: Any) -> dict[str, Any]:
         nslabs = len(c.slabs)
         return {
             "name": c.name,
@@ -169,7 +162,7 @@ class StatsApi:
             "handle": c.handle,
         }
 
-    def _pool_row(self: Kalloc, p: Any) -> dict[str, Any]:
+    def _pool_row(self, p: Any) -> dict[str, Any]:
         return {
             "name": p.name,
             "handle": p.handle,
@@ -183,7 +176,7 @@ class StatsApi:
             "total_blocks": len(p.pages) * len(p.offsets),
         }
 
-    def _totals(self: Kalloc) -> dict[str, Any]:
+    def _totals(self) -> dict[str, Any]:
         b = self.buddy
         slab_pages = sum(len(c.slabs) << c.order for c in self.slub.all_caches)
         pool_pages = sum(len(p.pages) << p.order for p in self.pools.all_pools)
@@ -197,14 +190,14 @@ class StatsApi:
             "slab_bytes": slab_pages * PAGE_SIZE,
             "dma_pool_bytes": pool_pages * PAGE_SIZE,
             "live_objects": len(self.live),
-            "live_requested_bytes": sum(r[0] for r in self.live.values()),
+            "live_requested_bytes": sum(r.size for r in self.live.values()),
             "quarantine_bytes": self.slub.quarantine.nbytes if self.slub.quarantine is not None else 0,
             "reports": len(self.reports),
         }
 
     # ---------------------------------------------------------------- text formats
 
-    def buddyinfo(self: Kalloc) -> str:
+    def buddyinfo(self) -> str:
         """/proc/buddyinfo: free block counts per order, one line per populated zone."""
         lines = []
         for z in self.buddy.populated_zones:
@@ -212,7 +205,7 @@ class StatsApi:
             lines.append(f"Node 0, zone {z.name:>8s} {counts}")
         return "\n".join(lines) + "\n"
 
-    def slabinfo(self: Kalloc) -> str:
+    def slabinfo(self) -> str:
         """/proc/slabinfo, version 2.1 (SLUB: the tunables are 0, active_slabs == num_slabs)."""
         lines = [
             "slabinfo - version: 2.1",
@@ -231,7 +224,7 @@ class StatsApi:
             )
         return "\n".join(lines) + "\n"
 
-    def zoneinfo(self: Kalloc) -> str:
+    def zoneinfo(self) -> str:
         """The watermark lines of /proc/zoneinfo for every populated zone."""
         out = []
         for z in self.buddy.populated_zones:
@@ -250,7 +243,7 @@ class StatsApi:
             )
         return "".join(out)
 
-    def poolinfo(self: Kalloc) -> str:
+    def poolinfo(self) -> str:
         """DMA pools as mm/dmapool.c's sysfs file: name, blocks in use, total blocks, size, pages."""
         lines = ["poolinfo - 0.1"]
         for p in self.pools.all_pools:

@@ -131,7 +131,7 @@ class Vmalloc:
     # ================================================================ page tables
 
     def _table_page(self, caller: Caller) -> int | None:
-        pfn = self.ka._alloc_block(G.GFP_KERNEL, 0, caller, PAGE_SIZE)
+        pfn = self.ka.pages.alloc_block(G.GFP_KERNEL, 0, caller, PAGE_SIZE)
         if pfn is not None:
             self.phys.fill(pfn << PAGE_SHIFT, PAGE_SIZE, 0)
         return pfn
@@ -207,20 +207,19 @@ class Vmalloc:
         (GFP_KERNEL); GFP_ATOMIC callers may pass gfp. Raises BadArgumentError
         for size 0 or a size beyond the window.
         """
-        self.ka._check_gfp(gfp, caller)
-        self.ka._check_size(size, caller)
+        self.ka.gate.check_gfp(gfp, caller)
+        self.ka.gate.check_size(size, caller)
         if size == 0 or size > VMALLOC_MAX:
             raise BadArgumentError(f"vmalloc() of {size} bytes (1..{VMALLOC_MAX})", site=caller.site)
-        if gfp & G.DIRECT_RECLAIM and caller.context.name != "TASK":
-            self.ka._invalid_context(gfp, caller, "vmalloc")
+        self.ka.gate.may_sleep(gfp, caller, "vmalloc")
         npages = pages_for(size)
         vaddr = self._find_range(npages)
         if vaddr is None:
-            self.ka._too_large(gfp, size, caller, "no free range in the vmalloc window")
+            self.ka.pages.too_large(gfp, size, caller, "no free range in the vmalloc window")
             return None
         pfns: list[int] = []
         for _ in range(npages):
-            pfn = self.ka._alloc_block(gfp & ~G.ZERO, 0, caller, size)
+            pfn = self.ka.pages.alloc_block(gfp & ~G.ZERO, 0, caller, size)
             if pfn is None:
                 for p in pfns:
                     self.ka.buddy.free(p)
@@ -236,7 +235,7 @@ class Vmalloc:
                 self.phys.fill(p << PAGE_SHIFT, PAGE_SIZE, fill)
         if self.ka.listeners:  # the shadow: the pages are the firmware's now, through the mapping
             for p in pfns:
-                self.ka._notify("alloc", p << PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE)
+                self.ka.live.notify("alloc", p << PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE)
         self._add_area(VmArea(vaddr, npages, size, "vmalloc", caller.site, 0, pfns))
         return vaddr
 
@@ -255,7 +254,7 @@ class Vmalloc:
         self.unmap_pages(vaddr, area.npages, "vmalloc")
         for pfn in area.pfns:
             if self.ka.listeners:
-                self.ka._notify("free", pfn << PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE)
+                self.ka.live.notify("free", pfn << PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE)
             if self.ka.debug:
                 self.phys.fill(pfn << PAGE_SHIFT, PAGE_SIZE, POISON_FREE)
             self.ka.buddy.free(pfn)
@@ -269,12 +268,12 @@ class Vmalloc:
         if not pfns:
             raise BadArgumentError("vmap() of no pages", site=caller.site)
         for pfn in pfns:
-            if not self._page_allocated(pfn):
+            if self.ka.live.block_head(pfn) is None:
                 raise BadArgumentError(f"vmap() of page {pfn << PAGE_SHIFT:#x}, which is not allocated",
                                        addr=pfn << PAGE_SHIFT, site=caller.site)  # fmt: skip
         vaddr = self._find_range(len(pfns))
         if vaddr is None or not self.map_pages(vaddr, list(pfns), "vmap", caller):
-            self.ka._too_large(G.GFP_KERNEL, len(pfns) << PAGE_SHIFT, caller, "vmap() found no room")
+            self.ka.pages.too_large(G.GFP_KERNEL, len(pfns) << PAGE_SHIFT, caller, "vmap() found no room")
             return None
         self._add_area(VmArea(vaddr, len(pfns), len(pfns) << PAGE_SHIFT, "vmap", caller.site, 0, list(pfns)))
         return vaddr
@@ -288,15 +287,6 @@ class Vmalloc:
             raise self._diagnose(vaddr, "vunmap", caller, area)
         self._remove_area(area, caller)
         self.unmap_pages(vaddr, area.npages, "vmap")
-
-    def _page_allocated(self, pfn: int) -> bool:
-        blocks = self.ka.buddy.blocks
-        for k in range(self.ka.config.max_order + 1):
-            head = pfn & ~((1 << k) - 1)
-            n = blocks.get(head)
-            if n is not None:
-                return pfn < head + n
-        return False
 
     def _diagnose(self, vaddr: int, api: str, caller: Caller, area: VmArea | None) -> Exception:
         if area is not None:
@@ -407,7 +397,7 @@ class Vmalloc:
 
     def segments(self, vaddr: int, n: int) -> list[tuple[int, int]]:
         """[(paddr, length)] covering [vaddr, vaddr+n), page by page; BadAddress at the first hole."""
-        out = []
+        out: list[tuple[int, int]] = []
         while n > 0:
             pa = self.translate(vaddr)
             if pa is None:

@@ -58,11 +58,11 @@ class ArenaHeap(FitHeap):
         have = self.region.top_free() if self.region is not None else 0
         npages = pages_for(max(need - have, 1))
         if self.top + (npages << PAGE_SHIFT) > ARENA_END:
-            ka._too_large(gfp, size, caller, "the arena window is full")
+            ka.pages.too_large(gfp, size, caller, "the arena window is full")
             return False
         pfns: list[int] = []
         for _ in range(npages):
-            pfn = ka._alloc_block(gfp & ~0x100, 0, caller, size)
+            pfn = ka.pages.alloc_block(gfp & ~0x100, 0, caller, size)
             if pfn is None:
                 for p in pfns:
                     ka.buddy.free(p)

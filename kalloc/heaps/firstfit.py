@@ -36,9 +36,9 @@ class FirstFitHeap(FitHeap):
         npages = max(GROW_PAGES, pages_for(grow_need(size, align)))
         order = get_order(npages << PAGE_SHIFT)
         if order > ka.config.max_order:
-            ka._too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
+            ka.pages.too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
             return False
-        pfn = ka._alloc_block(gfp & ~0x100, order, caller, size)
+        pfn = ka.pages.alloc_block(gfp & ~0x100, order, caller, size)
         if pfn is None:
             return False
         ka.buddy.trim(pfn, npages)

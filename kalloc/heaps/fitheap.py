@@ -25,7 +25,6 @@ from kalloc.debug import POISON_FREE, POISON_INUSE
 from kalloc.errors import BadArgumentError, DoubleFreeError, InvalidFreeError, InvariantError
 from kalloc.heaps.base import Heap
 from kalloc.heaps.fit import HDR, FitRegion, block_size_for, payload_align
-from kalloc.libc import aligned_alloc_ok, calloc_total, request_ok, within_heap_max
 from kalloc.stats import Allocation
 
 _GFP = G.GFP_KERNEL
@@ -39,7 +38,7 @@ class FitHeap(Heap):
         super().__init__(ka)
         self.regions: list[FitRegion] = []  # sorted by start
         self._starts: list[int] = []
-        self.live: dict[int, tuple[int, int]] = {}  # payload -> (requested size, site)
+        self._live: dict[int, tuple[int, int]] = {}  # payload -> (requested size, site)
         self._freed: dict[int, tuple[int, int, int]] = {}  # payload -> (size, alloc site, free site)
         self.failed_grows = 0
 
@@ -86,7 +85,7 @@ class FitHeap(Heap):
 
     def _alloc(self, size: int, align: int, gfp: int, caller: Caller) -> int | None:
         ka = self.ka
-        if not within_heap_max(ka, size, caller, gfp):
+        if not ka.libc.within_heap_max(size, caller, gfp):
             return None
         p = self._fit(size, align)
         if p is None:
@@ -99,10 +98,10 @@ class FitHeap(Heap):
             self._fill(p, size, 0)
         elif ka.debug and size:
             self._fill(p, size, POISON_INUSE)
-        self.live[p] = (size, caller.site)
+        self._live[p] = (size, caller.site)
         self._freed.pop(p, None)
         if ka.listeners:
-            ka._notify("alloc", p, size, self.usable(p))
+            ka.live.notify("alloc", p, size, self.usable(p))
         return p
 
     def usable(self, p: int) -> int:
@@ -111,26 +110,26 @@ class FitHeap(Heap):
         return r.usable(p)
 
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
-        self.ka._check_size(size, caller)
-        if not request_ok(self.ka, size, caller, "malloc", _GFP):
+        self.ka.gate.check_size(size, caller)
+        if not self.ka.libc.request_ok(size, caller, "malloc", _GFP):
             return None
         return self._alloc(size, payload_align(size), _GFP, caller)
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
-        total = calloc_total(self.ka, n, size, caller, _GFP)
+        total = self.ka.libc.calloc_total(n, size, caller, _GFP)
         if total is None:
             return None
         return self._alloc(total, payload_align(total), _GFP | G.ZERO, caller)
 
     def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
-        if not aligned_alloc_ok(self.ka, align, size, caller, _GFP):
+        if not self.ka.libc.aligned_alloc_ok(align, size, caller, _GFP):
             return None
         return self._alloc(size, max(align, payload_align(size)), _GFP, caller)
 
     # -- free and realloc -------------------------------------------------------------------------
     def _diagnose(self, addr: int, api: str, caller: Caller) -> Exception:
         if addr in self.ka.live:  # memory of another API (kmalloc, pages ...)
-            return self.ka._diagnose_free(addr, api, caller)
+            return self.ka.live.diagnose_free(addr, api, caller)
         old = self._freed.get(addr)
         if old is not None:
             return DoubleFreeError(
@@ -146,17 +145,17 @@ class FitHeap(Heap):
             for b, bsize in r.used.items():
                 if b + HDR < addr < b + bsize:
                     start = b + HDR
-                    size, site = self.live[start]
+                    size, site = self._live[start]
                     return InvalidFreeError(
                         f"{api}() of a pointer {addr - start} bytes into a live object (not its start)",
                         addr=addr, site=caller.site, offset=addr - start,
                         object={"addr": start, "size": size, "kind": "malloc"}, alloc_site=site)  # fmt: skip
-        return self.ka._diagnose_free(addr, api, caller)
+        return self.ka.live.diagnose_free(addr, api, caller)
 
     def free(self, addr: int, caller: Caller = TASK) -> None:
         if addr == 0:
             return
-        rec = self.live.get(addr)
+        rec = self._live.get(addr)
         if rec is None:
             raise self._diagnose(addr, "free", caller)
         self._release(addr, rec, caller)
@@ -165,7 +164,7 @@ class FitHeap(Heap):
         region = self.region_of(addr)
         assert region is not None, "a live object lies in no region"
         usable = region.usable(addr)
-        del self.live[addr]
+        del self._live[addr]
         if self.ka.debug and usable:
             self._fill(addr, usable, POISON_FREE)
         region.release(addr)
@@ -173,18 +172,19 @@ class FitHeap(Heap):
         if len(self._freed) > FREED_MEMORY:
             del self._freed[next(iter(self._freed))]
         if self.ka.listeners:
-            self.ka._notify("free", addr, rec[0], usable)
+            self.ka.live.notify("free", addr, rec[0], usable)
         self._after_free(region)
 
     def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
         ka = self.ka
-        ka._check_size(size, caller)
+        ka.gate.check_size(size, caller)
         if addr == 0:
             return self.malloc(size, caller)
-        rec = self.live.get(addr)
+        rec = self._live.get(addr)
         if rec is None:
             raise self._diagnose(addr, "realloc", caller)
-        if not request_ok(ka, size, caller, "realloc", _GFP) or not within_heap_max(ka, size, caller, _GFP):
+        libc = ka.libc
+        if not libc.request_ok(size, caller, "realloc", _GFP) or not libc.within_heap_max(size, caller, _GFP):
             return None
         region = self.region_of(addr)
         assert region is not None
@@ -195,9 +195,9 @@ class FitHeap(Heap):
                     region.resize_in_place(addr, size)  # give the tail back
                 if size > rec[0] and ka.debug:
                     self._fill(addr + rec[0], size - rec[0], POISON_INUSE)
-                self.live[addr] = (size, rec[1])
+                self._live[addr] = (size, rec[1])
                 if ka.listeners:
-                    ka._notify("resize", addr, size, region.usable(addr))
+                    ka.live.notify("resize", addr, size, region.usable(addr))
                 self._after_free(region)
                 return addr
         new = self._alloc(size, payload_align(size), _GFP, caller)
@@ -210,7 +210,7 @@ class FitHeap(Heap):
     def malloc_usable_size(self, addr: int) -> int:
         if addr == 0:
             return 0
-        if addr not in self.live:
+        if addr not in self._live:
             raise BadArgumentError(f"malloc_usable_size() of {addr:#x}, which is not a live heap object",
                                    addr=addr)  # fmt: skip
         return self.usable(addr)
@@ -221,7 +221,7 @@ class FitHeap(Heap):
             Allocation(
                 addr=a, size=s, kind="malloc", site=site, not_leak=False, gfp=_GFP, usable=self.usable(a)
             )
-            for a, (s, site) in sorted(self.live.items())
+            for a, (s, site) in sorted(self._live.items())
         ]
 
     def check(self) -> None:
@@ -235,11 +235,11 @@ class FitHeap(Heap):
             if why:
                 raise InvariantError(f"{self.name} heap region {r.start:#x}: {why}")
             for b in r.used:
-                if b + HDR not in self.live:
+                if b + HDR not in self._live:
                     raise InvariantError(f"{self.name} heap: used block {b:#x} has no live object")
             n += len(r.used)
-        if n != len(self.live):
-            raise InvariantError(f"{self.name} heap: {len(self.live)} live objects, {n} used blocks")
+        if n != len(self._live):
+            raise InvariantError(f"{self.name} heap: {len(self._live)} live objects, {n} used blocks")
 
     def stats(self) -> dict[str, int]:
         return {
@@ -247,5 +247,5 @@ class FitHeap(Heap):
             "region_bytes": sum(r.end - r.start for r in self.regions),
             "free_bytes": sum(r.free_bytes() for r in self.regions),
             "largest_free": max((r.largest_free() for r in self.regions), default=0),
-            "live_objects": len(self.live),
+            "live_objects": len(self._live),
         }

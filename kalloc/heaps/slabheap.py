@@ -24,7 +24,7 @@ from __future__ import annotations
 from kalloc import gfp as G
 from kalloc.config import TASK, Caller
 from kalloc.heaps.base import Heap
-from kalloc.libc import MALLOC_ALIGN, calloc_total, realloc_object, request_ok, within_heap_max
+from kalloc.libc import MALLOC_ALIGN
 from kalloc.page import PAGE_SIZE, pages_for
 from kalloc.slab import SLUB_MAX_ORDER, KmemCache
 from kalloc.stats import KIND_MALLOC
@@ -71,7 +71,7 @@ class SlabHeap(Heap):
         caches = {}
         for size in SLAB_HEAP_CLASSES:
             align = 8 if size < MALLOC_ALIGN else MALLOC_ALIGN
-            cache = ka._make_cache(f"malloc-{size}", size, align, 0, None, internal=True)
+            cache = ka.slub.make_cache(f"malloc-{size}", size, align, 0, None, internal=True)
             assert cache is not None
             self._relayout(cache, heap_slab_order(cache.stride, ka.config.max_order))
             cache.min_partial = 0
@@ -92,24 +92,24 @@ class SlabHeap(Heap):
         cache.order = order
         cache.slab_bytes = PAGE_SIZE << order
         cache.nobjs = cache.slab_bytes // cache.stride
-        cache._build_patterns(self.ka.debug)
+        cache.build_patterns(self.ka.debug)
 
     # -- the C library face -----------------------------------------------------------------------
 
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         ka = self.ka
-        ka._check_size(size, caller)
-        if not request_ok(ka, size, caller, "malloc"):
+        ka.gate.check_size(size, caller)
+        if not ka.libc.request_ok(size, caller, "malloc"):
             return None
         return self._sized(size, G.GFP_KERNEL, caller)
 
     def _sized(self, size: int, gfp: int, caller: Caller) -> int | None:
         ka = self.ka
-        if not within_heap_max(ka, size, caller, gfp):
+        if not ka.libc.within_heap_max(size, caller, gfp):
             return None
         if size <= SLAB_HEAP_MAX:
-            return ka._slab_alloc(self._by_size[size], size, gfp, caller, KIND_MALLOC)
-        return ka._malloc_pages(size, 0, gfp, caller)
+            return ka.slub.alloc(self._by_size[size], size, gfp, caller, KIND_MALLOC)
+        return ka.pages.alloc_exact(size, gfp, caller, KIND_MALLOC)
 
     def usable_for(self, size: int) -> int:
         """The usable size malloc(size) would give."""
@@ -121,13 +121,13 @@ class SlabHeap(Heap):
         self.ka.free(addr, caller)
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
-        total = calloc_total(self.ka, n, size, caller)
+        total = self.ka.libc.calloc_total(n, size, caller)
         if total is None:
             return None
         return self._sized(total, G.GFP_KERNEL | G.ZERO, caller)
 
     def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
-        return realloc_object(self.ka, addr, size, caller, self.malloc, self.usable_for, self._sized)
+        return self.ka.libc.realloc_object(addr, size, caller, self.malloc, self.usable_for, self._sized)
 
     def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
         return self.ka.aligned_alloc(align, size, caller)

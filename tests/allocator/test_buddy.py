@@ -15,6 +15,7 @@ from kalloc.errors import (
     InvariantError,
     OutOfMemoryError,
 )
+from kalloc.live import LiveRecord
 from kalloc.page import PAGE_SIZE, get_order, pages_for
 from kalloc.physmem import PhysMem, RamBank, anonymous_buffer
 from kalloc.zone import ZONE_DMA, ZONE_NORMAL, default_min_free_kbytes

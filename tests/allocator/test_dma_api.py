@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from kalloc import Caller, Context, Kalloc, gfp
-from kalloc.dma import pool_block_offsets
+from kalloc.dmapool import pool_block_offsets
 from kalloc.errors import (
     BadArgumentError,
     DoubleFreeError,
