@@ -27,10 +27,12 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     multiple,
+    precondition,
     rule,
 )
 
 from kalloc import Config, Kalloc
+from kalloc.errors import DoubleFreeError, InvalidFreeError
 from kalloc.heaps import HEAPS, make_heap
 from kalloc.vmalloc import Vmalloc
 
@@ -51,15 +53,17 @@ class HeapMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.live: dict[int, bytes] = {}
+        self.freed: list[int] = []  # the latest pointers given back
         self.tag = 0
 
     @initialize(
         sanitize=st.sampled_from(["poison", "off", "kasan"]),
         zero=st.sampled_from(["unique", "null"]),
         mib=st.sampled_from([1, 4]),
+        heap_max=st.sampled_from([1 << 30, 12_000]),
     )
-    def boot(self, sanitize: str, zero: str, mib: int) -> None:
-        config = Config(sanitize=sanitize, zero_size_policy=zero, quarantine_bytes=8192)
+    def boot(self, sanitize: str, zero: str, mib: int, heap_max: int) -> None:
+        config = Config(sanitize=sanitize, zero_size_policy=zero, quarantine_bytes=8192, heap_max=heap_max)
         self.ka = Kalloc.standalone(size=mib << 20, dma_size=(mib << 20) // 4, config=config)
         self.heap = make_heap(self.heap_name, self.ka, Vmalloc(self.ka))
 
@@ -71,6 +75,8 @@ class HeapMachine(RuleBasedStateMachine):
 
     def add(self, p: int | None, size: int) -> int | None:
         """Record a fresh object: write its pattern; None (NULL) adds nothing."""
+        if size > self.ka.config.heap_max:
+            assert p is None, f"a request of {size} bytes above heap_max was served"
         if p is None:
             return None
         assert p not in self.live, f"{p:#x} handed out while live"
@@ -79,6 +85,9 @@ class HeapMachine(RuleBasedStateMachine):
         self.heap.write(p, data)
         self.live[p] = data
         return p
+
+    def forget(self, p: int) -> None:
+        self.freed = [*self.freed[-15:], p]
 
     @staticmethod
     def kept(p: int | None) -> object:
@@ -118,13 +127,31 @@ class HeapMachine(RuleBasedStateMachine):
         keep = min(len(old), size)
         assert self.heap.read(q, keep) == old[:keep], "realloc lost the object's bytes"
         del self.live[p]
+        if q != p:
+            self.forget(p)
         return self.kept(self.add(q, size))
+
+    @rule(target=ptrs, size=SIZES)
+    def realloc_null_is_malloc(self, size: int) -> object:
+        return self.kept(self.add(self.heap.realloc(0, size), size))
+
+    @rule()
+    def free_null_is_a_no_op(self) -> None:
+        self.heap.free(0)
+
+    @precondition(lambda self: any(p not in self.live for p in self.freed))
+    @rule(i=st.integers(0, 1 << 16))
+    def free_again_is_refused(self, i: int) -> None:
+        stale = [p for p in self.freed if p not in self.live]
+        with pytest.raises((DoubleFreeError, InvalidFreeError)):
+            self.heap.free(stale[i % len(stale)])
 
     @rule(p=consumes(ptrs))
     def free(self, p: int) -> None:
         assert self.heap.read(p, len(self.live[p])) == self.live[p]
         del self.live[p]
         self.heap.free(p)
+        self.forget(p)
 
     # ---------------------------------------------------------------- after every step
 

@@ -63,6 +63,13 @@ class VmallocMachine(RuleBasedStateMachine):
         self.ka = Kalloc.standalone(size=mib << 20, dma_size=(mib << 20) // 4, config=config)
         self.vm = Vmalloc(self.ka)
         self.boot_free = self.ka.buddy.free_pages
+        self.unmaps: list[tuple[int, int]] = []
+        self.vm.on_unmap.append(lambda vaddr, npages: self.unmaps.append((vaddr, npages)))
+
+    def unmapped(self, vaddr: int, npages: int) -> None:
+        """The unmap listeners (the emulator's TLB flush) saw exactly this one unmap."""
+        assert self.unmaps == [(vaddr, npages)], self.unmaps
+        self.unmaps.clear()
 
     def pattern(self, n: int) -> bytes:
         self.tag = self.tag % 251 + 1
@@ -76,12 +83,14 @@ class VmallocMachine(RuleBasedStateMachine):
 
     # ---------------------------------------------------------------- vmalloc / vfree
 
-    @rule(target=areas, size=SIZES)
-    def vmalloc(self, size: int) -> object:
-        v = self.vm.vmalloc(size, gfp=gfp.GFP_KERNEL | gfp.NOWARN)
+    @rule(target=areas, size=SIZES, zero=st.booleans())
+    def vmalloc(self, size: int, zero: bool) -> object:
+        v = self.vm.vmalloc(size, gfp=gfp.GFP_KERNEL | gfp.NOWARN | (gfp.ZERO if zero else 0))
         if v is None:
             return multiple()
         assert v % PAGE_SIZE == 0 and v not in self.vmalloced and v not in self.vmapped
+        if zero:
+            assert self.vm.read(v, pages_for(size) * PAGE_SIZE) == bytes(pages_for(size) * PAGE_SIZE)
         data = self.pattern(size)
         self.vm.write(v, data)
         self.vmalloced[v] = data
@@ -93,6 +102,7 @@ class VmallocMachine(RuleBasedStateMachine):
         data = self.vmalloced.pop(v)
         assert self.vm.read(v, len(data)) == data
         self.vm.vfree(v)
+        self.unmapped(v, pages_for(len(data)))
         self.freed[v] = pages_for(len(data))
 
     @precondition(lambda self: bool(self.freed))
@@ -138,10 +148,23 @@ class VmallocMachine(RuleBasedStateMachine):
         with pytest.raises(InvalidFreeError):
             self.vm.vunmap(v)
 
+    @precondition(lambda self: bool(self.vmalloced or self.vmapped))
+    @rule(i=st.integers(0, 1 << 16), offset=st.sampled_from([0, 16, PAGE_SIZE]))
+    def vfree_of_a_vmap_area_or_an_interior_pointer_is_an_invalid_free(self, i: int, offset: int) -> None:
+        inside = (v + offset for v, d in self.vmalloced.items() if 0 < offset < pages_for(len(d)) * PAGE_SIZE)
+        starts = sorted([*self.vmapped, *inside])
+        if not starts:
+            return
+        before = self.ka.buddy.free_pages
+        with pytest.raises(InvalidFreeError):
+            self.vm.vfree(starts[i % len(starts)])
+        assert self.ka.buddy.free_pages == before and self.unmaps == []
+
     @rule(target=pages, v=consumes(maps))
     def vunmap(self, v: int) -> object:
         mine = self.vmapped.pop(v)
         self.vm.vunmap(v)
+        self.unmapped(v, len(mine))
         return multiple(*mine)  # the pages stay the caller's
 
     # ---------------------------------------------------------------- after every step
