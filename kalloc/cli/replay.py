@@ -39,6 +39,7 @@ from kalloc.replay.trace import TraceError, load
 
 
 def parse_steps(value: str) -> tuple[int, ...]:
+    """--map-at "0,500" -> (0, 500): step numbers (usage error otherwise)."""
     try:
         return tuple(int(v, 0) for v in value.replace(" ", "").split(",") if v)
     except ValueError:
