@@ -9,10 +9,10 @@ workloads report nothing under every mode.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
+from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 
 from kalloc import Kalloc
@@ -20,11 +20,9 @@ from kalloc.config import Config
 from kalloc.failslab import FailConfig, FailSlab, Request
 from kalloc.shadow import PAGE_FREE, SLAB_FREE, SLAB_REDZONE, Shadow, ShadowRegion
 
-BUILD = Path(__file__).resolve().parents[2] / "firmware" / "build"
-
 
 def run(name: str, **opts: Any) -> tuple[dict[str, Any], Session]:
-    session = Session(RunOptions(firmware=str(BUILD / "tests" / f"{name}.elf"), **opts))
+    session = Session(RunOptions(firmware=str(prebuilt(f"tests/{name}")), **opts))
     return session.run().report, session
 
 
@@ -128,9 +126,9 @@ def test_the_demo_is_clean_under_every_sanitizer(sanitize: str) -> None:
         assert session.kasan_mode == "hook"
 
 
-@pytest.mark.parametrize("elf", ["kasan_demo.elf", "tests/kasan_mallocs.elf"])
+@pytest.mark.parametrize("elf", ["kasan_demo", "tests/kasan_mallocs"])
 def test_kasan_builds_are_clean_under_compiled_checks(elf: str) -> None:
-    session = Session(RunOptions(firmware=str(BUILD / elf), sanitize="kasan"))
+    session = Session(RunOptions(firmware=str(prebuilt(elf)), sanitize="kasan"))
     report = session.run().report
     assert session.kasan_mode == "compiled"
     assert [e for e in report["errors"] if e["kind"] not in ("oom",)] == []
@@ -138,7 +136,7 @@ def test_kasan_builds_are_clean_under_compiled_checks(elf: str) -> None:
 
 
 def test_kasan_build_runs_without_a_shadow_under_poison() -> None:
-    session = Session(RunOptions(firmware=str(BUILD / "tests" / "kasan_uaf_read.elf"), sanitize="poison"))
+    session = Session(RunOptions(firmware=str(prebuilt("tests/kasan_uaf_read")), sanitize="poison"))
     report = session.run().report
     assert session.kasan_mode is None and errors(report) == []
 
