@@ -13,7 +13,7 @@ Schema (every address and size is an int; sizes may also be strings "4MiB", "256
 
     [cpu]                                # optional; every field has a default
     isa = "rv32imac"                     # the only ISA so far (isa/__init__.py ISAS)
-    quantum = 100000                     # instructions per slice (see machine.py)
+    quantum = 100000                     # instructions per slice (see runloop.py)
     timer_hz = 100000000                 # nominal instructions per second, for reports
 
     [[ram]]                              # 1..4 banks (bootinfo carries at most 4)

@@ -159,7 +159,11 @@ class Firmware:
     # -- placement -----------------------------------------------------------------------
 
     def check_fits(self, board: Board) -> None:
-        """Raise FirmwareError unless every loadable segment lies inside one RAM bank."""
+        """Raise FirmwareError unless it was read for the board's ISA and every loadable
+        segment lies inside one RAM bank."""
+        if board.cpu.isa != self.isa.name:
+            isa = board.cpu.isa
+            raise FirmwareError(f"{self.name}: read for {self.isa.name}, board '{board.name}' is {isa}")
         for seg in self.segments:
             bank = board.bank_of(seg.paddr)
             if bank is None or seg.end > bank.end:

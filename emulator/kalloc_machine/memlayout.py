@@ -49,7 +49,7 @@ DOORBELL_SIZE = 0x1000  # 1024 services, one 32-bit doorbell each
 VMALLOC_START = 0xC000_0000
 VMALLOC_END = 0xF000_0000
 
-# The idle sled (emulator/machine.py): an execute-only page run of `nop`s that ends in
+# The idle sled (sled.py): an execute-only page run of `nop`s that ends in
 # a jump back to its start, above every other window. When the run must stop early at
 # a known point (ecall exit/panic, a fault reported by the interrupt hook) or the CPU
 # reaches `wfi`, the machine points the PC here and lets the slice's instruction count

@@ -32,7 +32,7 @@ allocator reads RAM through those buffers.
 Invariants:
  1. After `restore`, running the machine gives the same report as the run that
     followed `take`, byte for byte, but for counters of Unicorn's own TLB cache
-    (emulator/harness.py HOST_COUNTERS; tests/test_pytest_plugin.py checks it).
+    (tools/harness.py HOST_COUNTERS; tests/machine/test_pytest_plugin.py checks it).
  2. A snapshot can be restored any number of times; it is never modified.
 """
 
@@ -96,7 +96,7 @@ def _attrs(obj: Any) -> dict[str, Any]:
 
 
 def stateful_roots(session: Any, extra: tuple[Any, ...] = ()) -> list[Any]:
-    """The objects whose attributes a run changes, for a Session (emulator/run.py).
+    """The objects whose attributes a run changes, for a Session (session.py).
 
     The session, its machine, and every object of kalloc's or the emulator's own classes
     either of them holds (directly or in a list): the clock, the devices, the injector,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -161,3 +162,12 @@ def test_segment_outside_ram(tests_data: Path, tmp_path: Path) -> None:
         fw.check_fits(load_board("default"))
     assert str(info.value).startswith("low.elf: segment [0x40000000, 0x400")
     assert str(info.value).endswith(") is outside RAM of board 'default'")
+
+
+def test_a_firmware_runs_only_on_a_board_of_its_isa(tests_data: Path) -> None:
+    fw = load_firmware(tests_data / "illegal.elf")
+    assert fw.isa.name == "rv32imac"
+    board = load_board("default")
+    other = dataclasses.replace(board, cpu=dataclasses.replace(board.cpu, isa="cortex-m0"))
+    with pytest.raises(FirmwareError, match=r"illegal\.elf: read for rv32imac, board 'default' is cortex-m0"):
+        fw.check_fits(other)

@@ -42,16 +42,28 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 fault names the byte); scan_code([(addr, bytes)]) -> (idle pcs, counter
                 hazards [(addr, what, why)]): the idle instruction (wfi) is found in the
                 ELF and hooked, idle_size is its length (the CPU resumes after it)
-  idle sled     idle_sled(base, n) -> n instructions of sled_step bytes each: n-1 nops
-                and a jump back to `base`, mapped execute-only (machine.py, "Exact stops")
+  idle sled     idle_sled(base, n) -> n-1 nops of sled_step bytes each, then a jump back
+                to `base` at base + sled_step*(n-1) (the jump may be longer than a nop:
+                Thumb's 16-bit `b` does not reach 2 KiB back), mapped execute-only
+                (sled.py counts instructions from the PC's offset / sled_step)
   calls         backtrace(read_u32, pc, regs, depth, in_ram, is_code) -> [pc, return
                 addresses...] by the ISA's frame-pointer convention, never raising;
                 call_setup(uc, function, args, return_to) and return_value(uc): the
                 calling convention the test harness uses to call a firmware function
 
+What stays ISA-neutral and a port must fit: the fixed address map (memlayout.py: RAM at
+0x8000_0000, devices below it, the idle sled at 0xF800_0000), the kalloc devices (a
+CLINT-style timer, the claim-based INTC whose lines all arrive as `external_cause`),
+the doorbell hypercalls (a 32-bit store), the exit/panic numbers in the environment
+call's `syscall_args` (bridge/abi.py), 32-bit registers and addresses, and a
+`read_regs` dict that holds "pc" and `link_reg`. Known RISC-V names outside this
+package: the text report's short register line (report/render.py) and firmware/.
+
 Invariants:
- 1. `isa_for` accepts exactly the names in ISAS (board.py validates `[cpu] isa`
-    against it) and never imports Unicorn for another ISA's module.
+ 1. `isa_for` accepts exactly the names in ISAS (boardcheck.py validates `[cpu] isa`
+    against it); importing this package imports no ISA module, so board handling
+    never loads Unicorn. A firmware is read for an ISA (`load_firmware(path, isa)`)
+    and only runs on a board of that ISA (`Firmware.check_fits`).
  2. Every method that takes `uc` is called only at a slice boundary or from a Unicorn
     hook, and reads registers in as few Unicorn calls as it can (each ~1-2 µs).
  3. `enter_interrupt` is only called at a slice boundary, never from a hook.
