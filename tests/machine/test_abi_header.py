@@ -263,3 +263,13 @@ def test_wrappers_keep_ra_at_fp_minus_4_and_fp_at_fp_minus_8(elf: str) -> None:
         if not (p[0] and p[3] == p[0] and p[1] == p[0] - 4 and p[2] == p[0] - 8)
     }
     assert not bad, f"wrappers without the (ra @ fp-4, s0 @ fp-8) frame: {bad}"
+
+
+def test_docs_list_every_error_kind_and_no_other() -> None:
+    """docs/abi.md's "Error kinds" table is the closed set of kalloc.errors.KINDS."""
+    from kalloc.errors import KINDS
+
+    text = (HEADER.parents[2] / "docs" / "abi.md").read_text(encoding="utf-8")
+    section = text.split("## Error kinds", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([a-z-]+)` \|", section, re.M)
+    assert documented == list(KINDS)

@@ -188,3 +188,40 @@ def test_console_write_and_bad_buffer(env):
 
 def test_context_enum_is_what_the_allocator_sees():
     assert {c.name for c in Context} >= {"TASK", "IRQ", "IRQS_OFF"}
+
+
+def test_a_python_exception_in_a_service_is_internal_and_fatal(env):
+    _ka, machine, bridge, _ = env
+
+    def broken(caller, *args):
+        raise KeyError("no such slab")
+
+    bridge.register("KMALLOC", broken)
+    before = call(bridge, "NOP")
+    assert call(bridge, "KMALLOC", 8, GFP_KERNEL) == (0xDEAD, 0xBEEF)  # nothing written back
+    assert before == (0, 0) and machine.reported == []
+    (err,) = machine.fatal_errors
+    assert (err.kind, err.severity) == ("internal", "error")
+    assert err.fields["service"] == "KMALLOC" and err.fields["service_number"] == 32
+    assert err.fields["exception"]["type"] == "KeyError" and "KMALLOC (32)" in err.message
+    assert err.site is not None  # the firmware's call site, for the report's pc and backtrace
+
+
+def test_a_python_exception_in_the_intercept_is_internal(env):
+    _ka, machine, bridge, _ = env
+
+    def broken(service, caller, args):
+        raise ZeroDivisionError("oops")
+
+    bridge.intercept = broken
+    call(bridge, "KMALLOC", 8, GFP_KERNEL)
+    assert [e.kind for e in machine.fatal_errors] == ["internal"]
+    assert "ZeroDivisionError: oops" in machine.fatal_errors[0].message
+
+
+def test_every_service_of_the_standard_families_is_served(env):
+    _ka, _machine, bridge, _ = env
+    standard = {"misc", "pages", "slab", "kmalloc", "libc", "dma"}
+    for svc in abi.SERVICES:
+        assert (bridge.handler(svc.name) is not None) == (svc.family in standard), svc.name
+    assert set(abi.FAMILIES) == {svc.family for svc in abi.SERVICES}
