@@ -71,7 +71,8 @@ def test_a_crash_inside_a_service_is_internal_and_names_the_service(monkeypatch:
     assert err["symbol"] == "main"  # the firmware's call site, as for every kind
 
 
-def test_the_command_line_exits_64_without_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_command_line_exits_64_without_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:  # fmt: skip
     from kalloc.cli import main
 
     break_allocator(monkeypatch, "malloc")
