@@ -1,1 +1,8 @@
-"""report"""
+"""The run's report: the JSON a program reads and the text a person reads.
+
+    json_report.py  the JSON report: one entry per error (`error_entry`), its canonical text
+                    (`dumps`); the top-level dict is assembled by Session.build_report
+    render.py       the report renderer: the JSON report as text (`render_text`, rich)
+    symbols.py      PCs and stack-depot handles as frames (`Symbolizer`), allocator wrappers
+    interrupts.py   the interrupt and DMA sections, both backtraces of an interrupt-context error
+"""
