@@ -41,7 +41,7 @@ SIZES = st.one_of(
     st.sampled_from([15, 16, 17, 96, 192, 1000, 2048, 4095, 4096, 4097, 8191, 8192, 8193]),
     st.integers(65, 24_000),
 )
-ALIGNS = st.sampled_from([8, 16, 32, 64, 256, 2048, 4096, 8192])
+ALIGNS = st.sampled_from([1, 8, 16, 32, 64, 256, 2048, 4096, 8192, 0, 3, 48])  # 0, 3, 48: not powers of two
 
 
 class HeapMachine(RuleBasedStateMachine):
@@ -113,6 +113,8 @@ class HeapMachine(RuleBasedStateMachine):
     @rule(target=ptrs, align=ALIGNS, size=SIZES)
     def aligned_alloc(self, align: int, size: int) -> object:
         p = self.heap.aligned_alloc(align, size)
+        if align <= 0 or align & (align - 1):
+            assert p is None, f"aligned_alloc({align}) is not a power of two and must be NULL"
         if p is not None:
             assert p % align == 0, f"aligned_alloc({align}) gave {p:#x}"
         return self.kept(self.add(p, size))
@@ -134,6 +136,10 @@ class HeapMachine(RuleBasedStateMachine):
     @rule(target=ptrs, size=SIZES)
     def realloc_null_is_malloc(self, size: int) -> object:
         return self.kept(self.add(self.heap.realloc(0, size), size))
+
+    @rule(n=st.sampled_from([1 << 16, 1 << 20]), size=st.sampled_from([65_537, 1 << 17]))
+    def calloc_overflow_is_null(self, n: int, size: int) -> None:
+        assert self.heap.calloc(n, size) is None  # n * size is beyond the firmware's 32-bit size_t
 
     @rule()
     def free_null_is_a_no_op(self) -> None:
