@@ -95,7 +95,7 @@ class AllocatorCheck:
             n = self.buddy.blocks.get(pfn)
             if addr & (PAGE_SIZE - 1) or n is None:
                 raise InvariantError(f"live object {addr:#x} lies in no slab, pool page or allocated block")
-            if rec[1] in (KIND_CACHE, KIND_DMA_POOL) or pages_for(max(rec[0], 1)) > n:
+            if rec.kind in (KIND_CACHE, KIND_DMA_POOL) or pages_for(max(rec.size, 1)) > n:
                 raise InvariantError(f"page-level object {addr:#x} does not fit its block or has a slab kind")
             page_live += 1
         if slab_live + page_live != len(self.live):
@@ -128,7 +128,7 @@ class AllocatorCheck:
         for i in range(slab.nobjs):
             if obj[i] == OBJ_LIVE:
                 rec = self.live.get(slab.object_addr(i))
-                if rec is None or rec[1] not in kinds or rec[0] > cache.size:
+                if rec is None or rec.kind not in kinds or rec.size > cache.size:
                     raise InvariantError(f"{slab!r}: live object {i} has no matching live record")
         return live
 
@@ -162,7 +162,7 @@ class AllocatorCheck:
         for i, s in enumerate(page.obj):
             if s == OBJ_LIVE:
                 rec = self.live.get(page.base + pool.offsets[i])
-                if rec is None or rec[1] != KIND_DMA_POOL:
+                if rec is None or rec.kind != KIND_DMA_POOL:
                     raise InvariantError(f"pool {pool.name!r}: live block {i} has no matching live record")
         return live
 
@@ -171,7 +171,7 @@ class AllocatorCheck:
         for addr in sorted(self.live):
             if addr < prev_end:
                 raise InvariantError(f"live objects {prev:#x} and {addr:#x} overlap")
-            prev_end, prev = addr + self.live[addr][0], addr
+            prev_end, prev = addr + self.live[addr].size, addr
 
     def _check_quarantine(self) -> None:
         q = self.slub.quarantine
@@ -204,7 +204,7 @@ class AllocatorCheck:
                 self._poison_walk_pool_page(pool, page)
         for addr, rec in self.live.items():
             if (
-                rec[1] in HEAP_KINDS
+                rec.kind in HEAP_KINDS
                 and addr >> PAGE_SHIFT not in self.page_owner
                 and addr not in self.live.ksized
             ):
@@ -250,7 +250,7 @@ class AllocatorCheck:
                         "size": cache.size,
                         "kind": cache_kind_name(cache),
                     },
-                    alloc_site=rec[2],
+                    alloc_site=rec.site,
                     **damage,
                 )
                 self.reports.append(err)

@@ -40,6 +40,7 @@ from kalloc.gate import RequestGate
 from kalloc.kinds import KIND_CACHE, KIND_KMALLOC, KIND_MALLOC
 from kalloc.live import LiveTable
 from kalloc.objects import HeapObjects
+from kalloc.page import PAGE_SHIFT
 from kalloc.pages import PagePipeline
 from kalloc.slab import SLAB_CACHE_DMA, KmemCache
 from kalloc.slub import Slub
@@ -93,6 +94,7 @@ class KmallocApi:
         self.pages = pages
         self.live = live
         self.objects = objects
+        self.page_owner = live.page_owner
         self.kasan = kasan
         self.by_size, self.dma_by_size = self._create_caches(slub)
 
@@ -165,7 +167,11 @@ class KmallocApi:
         rec = self.live.get(addr)
         if rec is None or rec.kind != KIND_KMALLOC:
             raise self.live.diagnose_free(addr, "kfree", caller)
-        self.objects.free(addr, rec, caller)
+        slab = self.page_owner.get(addr >> PAGE_SHIFT)  # HeapObjects.free, inlined: the hot path
+        if slab is None:
+            self.pages.release(addr, rec, caller)
+        else:
+            self.slub.free(slab, addr, rec, caller)  # type: ignore[arg-type]  # a kmalloc object's owner is a Slab
 
     def ksize(self, addr: int) -> int:
         """Usable size of a kmalloc, malloc or cache object (its class or pages); 0 for 0 and 16.

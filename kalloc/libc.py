@@ -68,7 +68,7 @@ from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
 from kalloc.kmalloc import KMALLOC_MAX_CACHE_SIZE, KmallocApi, class_name, kmalloc_index
 from kalloc.live import LiveTable
 from kalloc.objects import HeapObjects
-from kalloc.page import PAGE_SIZE, get_order, pages_for
+from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
 from kalloc.pages import PagePipeline
 from kalloc.slab import KmemCache
 from kalloc.slub import Slub
@@ -99,6 +99,7 @@ class LibcApi:
         self.pages = pages
         self.live = live
         self.objects = objects
+        self.page_owner = live.page_owner
         self.kmalloc = kmalloc
         self.by_size = kmalloc.by_size
         self.aligned_caches: dict[int, KmemCache] = {}
@@ -223,7 +224,11 @@ class LibcApi:
         rec = self.live.get(addr)
         if rec is None or rec.kind != KIND_MALLOC:
             raise self.live.diagnose_free(addr, "free", caller)
-        self.objects.free(addr, rec, caller)
+        slab = self.page_owner.get(addr >> PAGE_SHIFT)  # HeapObjects.free, inlined: the hot path
+        if slab is None:
+            self.pages.release(addr, rec, caller)
+        else:
+            self.slub.free(slab, addr, rec, caller)  # type: ignore[arg-type]  # a malloc object's owner is a Slab
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
         """Zeroed array of n objects; n * size overflowing 32 bits or heap_max gives None."""

@@ -189,7 +189,7 @@ class PagePipeline:
             # Like xv6's kfree "fill with junk to catch dangling refs".
             self.phys.fill(addr, npages << PAGE_SHIFT, POISON_FREE)
         self.buddy.free(pfn)
-        live.freed[addr] = FreedPages(rec.kind, rec.size, rec.site, caller.site)
+        live.freed[addr] = new_record(FreedPages, (rec.kind, rec.size, rec.site, caller.site))
 
     def alloc_large(self, size: int, gfp: int, caller: Caller, kind: int) -> int | None:
         """kmalloc_large(): a block of get_order(size) pages."""

@@ -43,11 +43,11 @@ class Sanitizer:
         self.reports.append(
             OutOfBoundsError(
                 f"{where} overwritten: {damage['count']} byte(s) changed at offset {damage['offset']}"
-                f" of a {rec[0]}-byte object",
+                f" of a {rec.size}-byte object",
                 addr=addr + damage["offset"],
                 site=caller.site,
                 object=self.live.object_dict(addr, rec),
-                alloc_site=rec[2],
+                alloc_site=rec.site,
                 **damage,
             )
         )
@@ -66,7 +66,7 @@ class Sanitizer:
             damage = find_damage(got, cache.pat_rz[:left].tobytes(), -left)
             self.report_oob(slab.base + off, rec, damage, caller, "red zone before the object")
             mv[slot:off] = cache.pat_rz[:left]
-        guard = cache.size if slab.base + off in self.live.ksized else rec[0]
+        guard = cache.size if slab.base + off in self.live.ksized else rec.size
         end = slot + cache.stride
         got = mv[off + guard : end].tobytes()
         if got != cache.pat_rz[: end - off - guard]:
@@ -115,7 +115,7 @@ class Sanitizer:
 
     def check_large_tail(self, addr: int, rec: LiveRecord, caller: Caller = TASK) -> None:
         """The red zone after a page-level heap object, to the end of its last page."""
-        size = rec[0]
+        size = rec.size
         end = pages_for(size) * PAGE_SIZE
         got = self.phys.read(addr + size, end - size)
         want = bytes([RED_ACTIVE]) * len(got)

@@ -75,7 +75,7 @@ class ArenaHeap(FitHeap):
         new_top = self.top + (npages << PAGE_SHIFT)
         if self.region is None:
             self.region = FitRegion(self.top, new_top)
-            self._add_region(self.region)
+            self.add_region(self.region)
         else:
             self.region.grow(new_top)
         self.top = new_top

@@ -49,14 +49,14 @@ class FirstFitHeap(FitHeap):
                 self._blocks[r.start].append((pfn, npages))
                 return True
         region = FitRegion(start, end)
-        self._add_region(region)
+        self.add_region(region)
         self._blocks[start] = [(pfn, npages)]
         return True
 
     def _after_free(self, region: FitRegion) -> None:
         if not region.is_empty():
             return
-        self._drop_region(region)
+        self.drop_region(region)
         for pfn, _npages in self._blocks.pop(region.start):
             self.ka.buddy.free(pfn)
 

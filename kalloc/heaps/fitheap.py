@@ -56,12 +56,12 @@ class FitHeap(Heap):
         self.write(dst, self.read(src, n))
 
     # -- regions ----------------------------------------------------------------------------------
-    def _add_region(self, region: FitRegion) -> None:
+    def add_region(self, region: FitRegion) -> None:
         i = bisect.bisect_left(self._starts, region.start)
         self._starts.insert(i, region.start)
         self.regions.insert(i, region)
 
-    def _drop_region(self, region: FitRegion) -> None:
+    def drop_region(self, region: FitRegion) -> None:
         i = bisect.bisect_left(self._starts, region.start)
         del self._starts[i]
         del self.regions[i]
