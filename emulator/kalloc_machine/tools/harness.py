@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import unicorn
-from unicorn import riscv_const as rc
 
 from kalloc.errors import KallocError
 from kalloc_machine.machine import Machine, RunResult
@@ -46,7 +45,6 @@ from kalloc_machine.session import RunOptions, RunOutcome, Session
 from kalloc_machine.snapshot import Snapshot
 
 RETURN_STOP = IDLE_SLED_BASE  # `call`'s return address: the hook there ends the call
-_ARG_REGS = tuple(getattr(rc, f"UC_RISCV_REG_A{i}") for i in range(8))
 CALL_BUDGET = 50_000_000  # instructions a `call` may take before it is called a runaway
 
 
@@ -210,14 +208,11 @@ class Target:
             raise ValueError("at most 8 register arguments (a0..a7)")
         uc = self.machine.uc
         saved = uc.context_save()
-        for reg, value in zip(_ARG_REGS, args, strict=False):
-            uc.reg_write(reg, value & 0xFFFF_FFFF)
-        uc.reg_write(rc.UC_RISCV_REG_RA, RETURN_STOP)
-        uc.reg_write(rc.UC_RISCV_REG_PC, self.addr(function))
+        self.machine.isa.call_setup(uc, self.addr(function), args, RETURN_STOP)  # the ISA's convention
         stop = self.run(until=RETURN_STOP, instructions=budget)
         if stop.reason != "break":
             raise StopError(f"{function}{args} did not return ({stop.reason}):\n{self.text()}", self.report())
-        a0 = uc.reg_read(rc.UC_RISCV_REG_A0)
+        a0 = self.machine.isa.return_value(uc)
         uc.context_restore(saved)
         return a0 - (1 << 32) if signed and a0 & 0x8000_0000 else a0
 
