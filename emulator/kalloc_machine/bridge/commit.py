@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kalloc.kinds import KIND_DMA_COHERENT, KIND_KMALLOC, KIND_MALLOC, KIND_PAGES, KIND_PAGES_EXACT
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE
-from kalloc.stats import KIND_DMA_COHERENT, KIND_KMALLOC, KIND_MALLOC, KIND_PAGES, KIND_PAGES_EXACT
 
 if TYPE_CHECKING:
     from kalloc import Kalloc
@@ -81,7 +81,7 @@ class CommitMeter:
             return  # an object inside a slab or pool page
         npages = ka.buddy.blocks.get(pfn)
         rec = ka.live.get(addr)
-        label = _LABEL.get(rec[1]) if rec is not None else None
+        label = _LABEL.get(rec.kind) if rec is not None else None
         if npages is None or label is None:
             return
         self._objects[addr] = (label, npages)

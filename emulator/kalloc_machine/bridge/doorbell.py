@@ -55,7 +55,7 @@ _U32 = 0xFFFF_FFFF
 MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
 
 Handler = Callable[..., tuple[int, int]]
-Intercept = Callable[[int, Caller, list[int]], "tuple[int, int] | None"]
+Intercept = Callable[[int, Caller, list[int]], tuple[int, int] | None]
 
 
 class BridgeMachine(Protocol):

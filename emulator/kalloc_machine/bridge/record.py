@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kalloc.config import TASK, Caller
+from kalloc.kinds import KIND_MALLOC, KIND_NAMES
 from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, dumps
-from kalloc.stats import KIND_MALLOC, KIND_NAMES
 
 if TYPE_CHECKING:
     from kalloc import Kalloc
@@ -52,9 +52,9 @@ class Recorder:
     def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
         if event == "alloc":
             rec = self.ka.live.get(addr)
-            if rec is None or rec[1] == KIND_MALLOC:
+            if rec is None or rec.kind == KIND_MALLOC:
                 return  # the C library face is recorded by RecordingLibc
-            self.ops.append(Op(ALLOC, self.new_id(addr), size, api=KIND_NAMES[rec[1]]))
+            self.ops.append(Op(ALLOC, self.new_id(addr), size, api=KIND_NAMES[rec.kind]))
         elif addr in self.ids and not self.in_libc:
             if event == "free":
                 self.ops.append(Op(FREE, self.ids.pop(addr)))

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from kalloc import Caller
 from kalloc.errors import BadArgumentError, DmaUnreachableError, InvalidFreeError
+from kalloc.live import Allocation
 from kalloc.page import PAGE_SIZE
 from kalloc.physmem import BadAddress, PhysMem
-from kalloc.stats import Allocation
 from kalloc.vmalloc import ARENA_END, ARENA_START, VMALLOC_START, Vmalloc
 
 if TYPE_CHECKING:
