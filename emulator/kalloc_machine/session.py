@@ -34,10 +34,12 @@ from kalloc.failslab import FailConfig
 from kalloc.vmalloc import Vmalloc
 from kalloc_machine import memlayout, mmu
 from kalloc_machine.board import Board, load_board
-from kalloc_machine.bridge import abi, commit, faultinject, kasan, record, vmbridge
+from kalloc_machine.bridge import abi, commit, faultinject, kasan, vmbridge
 from kalloc_machine.bridge.dmacheck import DmaCheck
 from kalloc_machine.bridge.doorbell import Bridge
 from kalloc_machine.bridge.internal import internal_error
+from kalloc_machine.bridge.record import Recorder
+from kalloc_machine.bridge.record import attach as attach_recorder
 from kalloc_machine.bridge.services import serve_standard
 from kalloc_machine.bridge.services.misc import bootinfo_bytes
 from kalloc_machine.bridge.services.vmalloc import VmallocServices
@@ -158,9 +160,9 @@ class Session:
         except ValueError as exc:
             raise BadInput(str(exc)) from None
 
-    def record(self) -> record.Recorder:
+    def record(self) -> Recorder:
         """Record the run's allocation trace (`kalloc run --record`): call before `run()`."""
-        return record.attach(self.ka, self.services.libc)
+        return attach_recorder(self.ka, self.services.libc)
 
     # -- running ----------------------------------------------------------------------------------
 
