@@ -1,8 +1,10 @@
-"""Checks that keep the layout true (issue 11), read from the source with `ast`; nothing is imported.
+"""Checks that keep the layout true (issue 11), read from the source with `ast` (one probe collects tests).
 
 1. Layers. No module under kalloc/ except kalloc/cli/ (the composition root of the
    command line) imports kalloc_machine, unicorn or capstone, at the top or lazily
    inside a function (`import x`, `from x import y`, `importlib.import_module("x")`).
+   And `pytest tests/allocator tests/properties` collects without importing Unicorn or
+   Capstone (the kalloc pytest plugin included): those tests need no machine.
 2. Private names. No module reaches into another module's underscore names:
      - `from m import _x` (any module);
      - an attribute `expr._name` (not a dunder) where `_name` is not defined in the
@@ -157,8 +159,6 @@ def own_names(tree: ast.AST) -> set[str]:
             names.add(node.arg)
         elif isinstance(node, ast.alias) and node.asname:
             names.add(node.asname)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
-            names.add(node.value)  # __slots__ = ("_x",), setattr(self, "_x", …)
     return names
 
 
