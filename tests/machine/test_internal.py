@@ -22,7 +22,6 @@ from kalloc_machine.session import EXIT_ERROR, RunOptions, Session
 from kalloc import Kalloc
 from kalloc.errors import KINDS
 
-BUILD = Path(__file__).resolve().parents[2] / "firmware" / "build"
 ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -88,7 +87,7 @@ def test_the_command_line_exits_64_without_a_traceback(monkeypatch: pytest.Monke
 
 def test_a_crash_in_a_hook_outside_any_hypercall_is_internal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Kasan, "classify", boom)
-    session = Session(RunOptions(firmware=str(BUILD / "tests" / "oob_one.elf"), sanitize="kasan"))
+    session = Session(RunOptions(firmware=str(prebuilt("tests/oob_one")), sanitize="kasan"))
     assert session.kasan_mode == "hook"
     out = session.run()
     internal = internal_entries(out.report)
