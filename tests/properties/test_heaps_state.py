@@ -10,10 +10,15 @@ the live bytes: {pointer: the pattern written into the object}. After every step
  3. calloc's bytes are zero; aligned_alloc's pointer is aligned; realloc keeps
     min(old, new) bytes; a failed realloc (NULL) leaves the old object as it was;
  4. the heap's live set is the model's, heap.check() and ka.check() pass, and no
-    error report appears (any would be a false positive; oom warnings are fine).
+    error report appears (any would be a false positive; oom warnings are fine);
+ 5. the edges of the contract: free(NULL) does nothing, realloc(NULL, n) is malloc(n),
+    a request above Config.heap_max, a calloc beyond 32 bits and an aligned_alloc whose
+    alignment is not a power of two are NULL, and freeing a pointer already given back
+    raises DoubleFreeError or InvalidFreeError and changes nothing (1-4 still hold).
 
 Pointers live in a Bundle and free/realloc `consumes()` them, so a shrunk failure reads
-as a short program: `v1 = malloc(size=24)`, `v2 = realloc(v1, size=5000)`, `free(v2)`.
+as a short program: `ptrs_0 = state.malloc(size=24)`, `ptrs_1 = state.realloc(p=ptrs_0,
+size=5000)`, `state.free(p=ptrs_1)`.
 """
 
 from __future__ import annotations
