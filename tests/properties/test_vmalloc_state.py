@@ -13,7 +13,12 @@ areas {vaddr: the caller's pages} and the pages the caller holds. After every st
     the caller's pages and the page-table pages — so a vfree gives back every page
     and a vmap/vunmap takes none;
  4. a freed area's pages no longer translate, and describe() calls it "freed";
- 5. vm.check() and ka.check() pass and no error report appears.
+ 5. vm.check() and ka.check() pass and no error report appears;
+ 6. vmalloc with __GFP_ZERO gives zeroed pages; every vfree/vunmap tells the unmap
+    listeners (the emulator's TLB flush) exactly once, with its address and pages;
+    misuse is refused with the exact error and nothing changes: vfree of a freed area
+    is a DoubleFreeError, vfree of a vmap area or of a pointer inside a live area and
+    vunmap of a vmalloc area are InvalidFreeErrors.
 
 Areas and pages live in Bundles and the freeing rules `consumes()` them, so a shrunk
 failure reads as a short program.
