@@ -189,7 +189,7 @@ class DmaPools:
         page.inuse += 1
         page.alloc_site[idx] = caller.site
         live = self.live
-        live[addr] = new_record(LiveRecord, (pool.object_size, KIND_DMA_POOL, caller.site, gfp))
+        live.records[addr] = new_record(LiveRecord, (pool.object_size, KIND_DMA_POOL, caller.site, gfp))
         live.freed.pop(addr, None)
         if live.listeners:
             live.notify("alloc", addr, pool.object_size, pool.size)
@@ -268,7 +268,7 @@ class DmaPools:
         self.check_pool(pool, "dma_pool_free")
         if cpu == 0:
             return
-        rec = self.live.get(cpu)
+        rec = self.live.records.get(cpu)
         page = self.page_owner.get(cpu >> PAGE_SHIFT)
         ours = isinstance(page, PoolPage) and page.pool is pool
         if rec is None or rec.kind != KIND_DMA_POOL or not ours:

@@ -94,6 +94,7 @@ class KmallocApi:
         self.pages = pages
         self.live = live
         self.objects = objects
+        self.records = live.records
         self.page_owner = live.page_owner
         self.kasan = kasan
         self.by_size, self.dma_by_size = self._create_caches(slub)
@@ -164,7 +165,7 @@ class KmallocApi:
         """
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return
-        rec = self.live.get(addr)
+        rec = self.records.get(addr)
         if rec is None or rec.kind != KIND_KMALLOC:
             raise self.live.diagnose_free(addr, "kfree", caller)
         slab = self.page_owner.get(addr >> PAGE_SHIFT)  # HeapObjects.free, inlined: the hot path
@@ -182,7 +183,7 @@ class KmallocApi:
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return 0
         live = self.live
-        rec = live.get(addr)
+        rec = live.records.get(addr)
         if rec is None or rec.kind not in (KIND_KMALLOC, KIND_MALLOC, KIND_CACHE):
             raise BadArgumentError(f"ksize() of {addr:#x}, which is not a live kmalloc object", addr=addr)
         usable = live.usable(addr, rec)

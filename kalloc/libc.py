@@ -99,6 +99,7 @@ class LibcApi:
         self.pages = pages
         self.live = live
         self.objects = objects
+        self.records = live.records
         self.page_owner = live.page_owner
         self.kmalloc = kmalloc
         self.by_size = kmalloc.by_size
@@ -221,7 +222,7 @@ class LibcApi:
         """
         if addr == 0:
             return
-        rec = self.live.get(addr)
+        rec = self.records.get(addr)
         if rec is None or rec.kind != KIND_MALLOC:
             raise self.live.diagnose_free(addr, "free", caller)
         slab = self.page_owner.get(addr >> PAGE_SHIFT)  # HeapObjects.free, inlined: the hot path
@@ -273,7 +274,7 @@ class LibcApi:
         """Usable bytes of a malloc (or kmalloc) object; 0 for NULL. The whole of it may then be used."""
         if addr == 0:
             return 0
-        rec = self.live.get(addr)
+        rec = self.records.get(addr)
         if rec is None or rec.kind not in (KIND_MALLOC, KIND_KMALLOC):
             raise BadArgumentError(
                 f"malloc_usable_size() of {addr:#x}, which is not a live heap object", addr=addr

@@ -2,7 +2,7 @@
 
 Data structures (all keyed by ints; nothing depends on object ids):
 
-    LiveTable (a dict)  {addr: LiveRecord(size, kind, site, gfp)}   every live object, any API
+    LiveTable.records   {addr: LiveRecord(size, kind, site, gfp)}   every live object, any API
     page_owner          {pfn: Slab | PoolPage}    every page of a slab or DMA pool page
                                                   (written by kalloc.slub and kalloc.dmapool)
     freed               {addr: FreedPages(kind, size, alloc_site, free_site)}
@@ -30,7 +30,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, ValuesView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -99,11 +99,17 @@ class Allocation:
         return self.addr + self.size
 
 
-class LiveTable(dict[int, LiveRecord]):
-    """{addr: LiveRecord} of every live object, with the lookups every API shares."""
+class LiveTable:
+    """{addr: LiveRecord} of every live object (`records`), with the lookups every API shares.
+
+    Reads as a mapping (get, [], in, len, iteration, items, values) for callers
+    outside the hot paths; the alloc and free paths use `records` itself. (A dict
+    subclass would do the same, but every attribute read on its instances costs a
+    slow lookup, and the paths read freed, listeners, ksized on every call.)
+    """
 
     def __init__(self, buddy: Buddy, max_order: int, ram_contains: Callable[[int], bool]) -> None:
-        super().__init__()
+        self.records: dict[int, LiveRecord] = {}
         self.buddy = buddy
         self.max_order = max_order
         self.ram_contains = ram_contains
@@ -113,6 +119,35 @@ class LiveTable(dict[int, LiveRecord]):
         self.ksized: set[int] = set()
         self.listeners: list[Listener] = []
 
+    # ---------------------------------------------------------------- the mapping
+
+    def get(self, addr: int) -> LiveRecord | None:
+        return self.records.get(addr)
+
+    def __getitem__(self, addr: int) -> LiveRecord:
+        return self.records[addr]
+
+    def __setitem__(self, addr: int, rec: LiveRecord) -> None:
+        self.records[addr] = rec
+
+    def __delitem__(self, addr: int) -> None:
+        del self.records[addr]
+
+    def __contains__(self, addr: object) -> bool:
+        return addr in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.records)
+
+    def items(self) -> ItemsView[int, LiveRecord]:
+        return self.records.items()
+
+    def values(self) -> ValuesView[LiveRecord]:
+        return self.records.values()
+
     # ---------------------------------------------------------------- events
 
     def notify(self, event: str, addr: int, size: int, usable: int) -> None:
@@ -121,20 +156,17 @@ class LiveTable(dict[int, LiveRecord]):
 
     def forget(self, addr: int, rec: LiveRecord) -> None:
         """Remove a live object being freed (its slot or pages are released by the caller)."""
-        del self[addr]
+        del self.records[addr]
         if self.not_leak:
             self.not_leak.discard(addr)
-        usable = 0
-        if self.listeners:
-            usable = self.usable(addr, rec)
         if self.ksized:
             self.ksized.discard(addr)
         if self.listeners:
-            self.notify("free", addr, rec.size, usable)
+            self.notify("free", addr, rec.size, self.usable(addr, rec))
 
     def take_for_free(self, addr: int, kind: int, api: str, caller: Caller) -> LiveRecord:
         """The record of the live object of `kind` at addr that `api` frees, or raise the misuse."""
-        rec = self.get(addr)
+        rec = self.records.get(addr)
         if rec is None or rec.kind != kind:
             raise self.diagnose_free(addr, api, caller)
         return rec
@@ -195,7 +227,8 @@ class LiveTable(dict[int, LiveRecord]):
 
     def allocations(self) -> list[Allocation]:
         """Every live object, sorted by address."""
-        return [self.allocation(a, self[a]) for a in sorted(self)]
+        records = self.records
+        return [self.allocation(a, records[a]) for a in sorted(records)]
 
     def container(self, addr: int) -> tuple[int, LiveRecord] | None:
         """(start, record) of the live object whose slot or page block contains addr."""
@@ -205,18 +238,18 @@ class LiveTable(dict[int, LiveRecord]):
             idx = (addr - owner.base) // owner.cache.stride
             if idx < owner.nobjs and owner.obj[idx] == OBJ_LIVE:
                 start = owner.object_addr(idx)
-                return start, self[start]
+                return start, self.records[start]
             return None
         if isinstance(owner, PoolPage):
             block = owner.pool.block_index_containing(addr - owner.base)
             if block is not None and owner.obj[block] == OBJ_LIVE:
                 start = owner.base + owner.pool.offsets[block]
-                return start, self[start]
+                return start, self.records[start]
             return None
         head = self.block_head(pfn)
         if head is None:
             return None
-        rec = self.get(head << PAGE_SHIFT)
+        rec = self.records.get(head << PAGE_SHIFT)
         return (head << PAGE_SHIFT, rec) if rec is not None else None
 
     def block_head(self, pfn: int) -> int | None:

@@ -44,7 +44,7 @@ def diagnose_free(
 ) -> KallocError:
     """The error for a free that does not match a live object of the right kind."""
     site = caller.site
-    rec = table.get(addr)
+    rec = table.records.get(addr)
     if rec is not None:
         obj = table.object_dict(addr, rec)
         if cache is not None and rec.kind == KIND_CACHE:

@@ -66,7 +66,7 @@ class HeapObjects:
             end = self.guard_end(addr, size)
             self.phys.fill(addr + size, end - size, RED_ACTIVE)
         live.ksized.discard(addr)
-        live[addr] = rec._replace(size=size)
+        live.records[addr] = rec._replace(size=size)
         if live.listeners:
             live.notify("resize", addr, size, live.usable(addr, rec))
 

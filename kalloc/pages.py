@@ -71,6 +71,7 @@ class PagePipeline:
         self.max_order = config.max_order
         self.debug = config.debug
         self.live = live
+        self.records = live.records
         self.sanitizer = sanitizer
         self.reports = reports
         self.shrinkers: list[Shrinker] = []
@@ -171,8 +172,8 @@ class PagePipeline:
             self.phys.fill(addr, size if kind in HEAP_KINDS else nbytes, POISON_INUSE)
         if debug and kind in HEAP_KINDS:
             self.phys.fill(addr + size, pages_for(size) * PAGE_SIZE - size, RED_ACTIVE)
+        self.records[addr] = new_record(LiveRecord, (size, kind, caller.site, gfp))
         live = self.live
-        live[addr] = new_record(LiveRecord, (size, kind, caller.site, gfp))
         if live.listeners:
             live.notify("alloc", addr, size, nbytes)
         return addr

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kalloc import gfp as G
-from kalloc.config import TASK, Caller, Config
+from kalloc.config import TASK, Caller, Config, Context
 from kalloc.debug import Quarantine
 from kalloc.errors import BadArgumentError, LeakError
 from kalloc.gate import RequestGate
@@ -42,6 +42,9 @@ from kalloc.sanitize import Sanitizer
 from kalloc.slab import OBJ_FREE, OBJ_LIVE, OBJ_QUARANTINED, SLAB_CPU, SLAB_KNOWN_FLAGS, KmemCache, Slab
 
 _ZERO = G.ZERO
+_UNKNOWN_GFP = ~G.KNOWN_MASK
+_DIRECT_RECLAIM = G.DIRECT_RECLAIM
+_TASK = Context.TASK
 
 
 class Slub:
@@ -63,6 +66,9 @@ class Slub:
         self.gate = gate
         self.pages = pages
         self.live = live
+        self.records = live.records  # the hot path's views of the live table
+        self.freed = live.freed
+        self.listeners = live.listeners
         self.page_owner = live.page_owner
         self.sanitizer = sanitizer
         self.quarantine = quarantine
@@ -93,17 +99,18 @@ class Slub:
             self._prepare(cache, slab, idx, off, size, gfp, caller)
         elif gfp & _ZERO:
             slab.mv[off : off + size] = cache.pat_zero[:size]
+        site = caller.site
         slab.inuse += 1
         slab.obj[idx] = OBJ_LIVE
-        slab.alloc_site[idx] = caller.site
+        slab.alloc_site[idx] = site
         cache.last_alloc_fresh = fresh
         cache.total_allocs += 1
-        live = self.live
-        live[addr] = new_record(LiveRecord, (size, kind, caller.site, gfp))
-        if live.freed:
-            live.freed.pop(addr, None)
-        if live.listeners:
-            live.notify("alloc", addr, size, cache.size)
+        self.records[addr] = new_record(LiveRecord, (size, kind, site, gfp))
+        freed = self.freed
+        if freed:
+            freed.pop(addr, None)
+        if self.listeners:
+            self.live.notify("alloc", addr, size, cache.size)
         return addr
 
     def _prepare(
@@ -286,8 +293,11 @@ class Slub:
         SLAB_CACHE_DMA flag decides the zone.
         """
         self.check_cache(cache, "kmem_cache_alloc")
-        self.gate.check_gfp(gfp, caller)
-        self.gate.may_sleep(gfp, caller, "kmem_cache_alloc")
+        gate = self.gate
+        if gfp & _UNKNOWN_GFP or gfp < 0:
+            gate.check_gfp(gfp, caller)
+        if gfp & _DIRECT_RECLAIM and caller.context is not _TASK:  # gate.may_sleep, inlined (hot path)
+            gate.invalid_context(gfp, caller, "kmem_cache_alloc")
         return self.alloc(cache, cache.size, gfp & ~G.DMA, caller, KIND_CACHE)
 
     def kmem_cache_free(self, cache: KmemCache, addr: int, caller: Caller = TASK) -> None:
@@ -299,7 +309,7 @@ class Slub:
         self.check_cache(cache, "kmem_cache_free")
         if addr == 0:
             return
-        rec = self.live.get(addr)
+        rec = self.records.get(addr)
         slab = self.page_owner.get(addr >> PAGE_SHIFT)
         if rec is None or rec.kind != KIND_CACHE or not isinstance(slab, Slab) or slab.cache is not cache:
             raise self.live.diagnose_free(addr, "kmem_cache_free", caller, cache=cache)

@@ -187,6 +187,11 @@ class Vmalloc(PageTables):
             return InvalidFreeError(
                 msg, addr=vaddr, site=caller.site, object=area.as_dict(), alloc_site=area.site
             )
+        near = self.area_containing(vaddr)  # a live area first: stale history must not win over it
+        if near is not None:
+            return InvalidFreeError(f"{api}() of a pointer {vaddr - near.addr} bytes into an area",
+                                    addr=vaddr, site=caller.site, object=near.as_dict(),
+                                    alloc_site=near.site)  # fmt: skip
         old = self.freed.get(vaddr)
         if old is not None:
             msg = f"{api}() of an area that was already freed"
@@ -198,11 +203,6 @@ class Vmalloc(PageTables):
                 alloc_site=old.site,
                 free_site=old.free_site,
             )
-        near = self.area_containing(vaddr)
-        if near is not None:
-            return InvalidFreeError(f"{api}() of a pointer {vaddr - near.addr} bytes into an area",
-                                    addr=vaddr, site=caller.site, object=near.as_dict(),
-                                    alloc_site=near.site)  # fmt: skip
         return InvalidFreeError(f"{api}() of {vaddr:#x}, which no vmalloc/vmap returned", addr=vaddr,
                                 site=caller.site)  # fmt: skip
 
