@@ -4,7 +4,7 @@ Data structures (all keyed by ints; nothing depends on object ids):
 
     LiveTable.records   {addr: LiveRecord(size, kind, site, gfp)}   every live object, any API
     page_owner          {pfn: Slab | PoolPage}    every page of a slab or DMA pool page
-                                                  (written by kalloc.slub and kalloc.dmapool)
+                                                  (written by kalloc.slub and kalloc.dma)
     freed               {addr: FreedPages(kind, size, alloc_site, free_site)}
                                                   page-level objects freed and not reallocated
                                                   at that address (double-free diagnosis)
@@ -17,7 +17,9 @@ caches and pools) and KIND_ALLOC_API the function that allocates it.
 
 Every free path asks `take_for_free(addr, kind, api, caller)` first: it returns the
 record, or raises the diagnosis (kalloc.misuse) — an invalid free (never allocated,
-interior pointer, another API's memory) or a double free with both sites.
+interior pointer, another API's memory) or a double free with both sites. (kfree and
+free make the same test inline, being the hot paths, and kmem_cache_free and
+dma_pool_free add their cache's or pool's check; all raise diagnose_free().)
 
 Invariants:
  1. A key is the first byte of exactly one live object; its record's size is the
@@ -184,10 +186,6 @@ class LiveTable:
         )
 
     # ---------------------------------------------------------------- what an object is
-
-    def owner_of(self, addr: int) -> Slab | PoolPage | None:
-        """The slab or pool page whose pages hold addr, or None (page-level objects, free pages)."""
-        return self.page_owner.get(addr >> PAGE_SHIFT)
 
     def usable(self, addr: int, rec: LiveRecord) -> int:
         """Bytes the owner of a live object may use: the slot's object size, or its pages."""

@@ -9,6 +9,11 @@
 
 DEFAULT_HEAP is the one `kalloc run` and `kalloc replay` use; it was chosen by
 measurement (docs/performance.md, "Heap utilization").
+
+Invariants:
+ 1. HEAPS names every policy; make_heap(name) builds exactly HEAPS[name] (the
+    arena over the given Vmalloc's page tables when one is passed).
+ 2. Every policy follows kalloc.libc's rules through ka.libc (kalloc.heaps.base).
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ block: that is the fragmentation a console allocator has to live with.
 
 Pointers are virtual (ARENA_START ...): the arena reads and writes its bytes
 through the page tables.
+
+Invariants (check() proves them):
+ 1. Every page of [ARENA_START, top) is mapped, and the page at top is not.
+ 2. The region is exactly [ARENA_START, top); the fit heap's invariants hold in it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ blocks coalesce across the seam. A region that becomes entirely free goes back
 to the buddy allocator at once — the only way this heap ever shrinks: a
 region with one live object stays committed (the fragmentation the arena and
 the slab heap are compared against).
+
+Invariants (check() proves them):
+ 1. A region is exactly the pages of its buddy blocks, each an allocated block.
+ 2. A region with no live object does not outlive the free that emptied it.
 """
 
 from __future__ import annotations

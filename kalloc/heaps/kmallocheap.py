@@ -1,4 +1,9 @@
-"""The "kmalloc" heap: the C library face exactly as kalloc.libc serves it (the kmalloc classes)."""
+"""The "kmalloc" heap: the C library face exactly as kalloc.libc serves it (the kmalloc classes).
+
+Invariants:
+ 1. Every call is the allocator's own (ka.malloc, ka.free, ...): objects are
+    the allocator's malloc records, and the heap holds no state of its own.
+"""
 
 from __future__ import annotations
 

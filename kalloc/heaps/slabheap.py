@@ -17,6 +17,11 @@ with three differences that raise utilization:
 
 Requests above 8192 bytes take exactly ceil(size / 4096) pages, as in the
 kmalloc heap.
+
+Invariants:
+ 1. SLAB_HEAP_CLASSES is increasing; _by_size[n] is the smallest class >= n.
+ 2. Every object is a malloc record of the allocator (ka.live), in a malloc-N
+    slot or at the head of exactly pages_for(size) pages.
 """
 
 from __future__ import annotations
