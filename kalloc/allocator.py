@@ -17,8 +17,8 @@ bridge and the replayer use them by these names):
     pools          DmaPools (dma)                dma_pool_*
     objects        HeapObjects (objects)         free/resize/move of kmalloc and malloc objects
     kmalloc_api    KmallocApi (kmalloc)          kmalloc, kfree, ksize, krealloc, kzalloc, kcalloc
-    libc           LibcApi (libc)                malloc, free, calloc, realloc, aligned_alloc, the C rules
-    dma            DmaApi (dma)                  dma_alloc_coherent, dma_free_coherent
+    libc_api       LibcApi (libc)                malloc, free, calloc, realloc, aligned_alloc, the C rules
+    dma_api        DmaApi (dma)                  dma_alloc_coherent, dma_free_coherent
     page_api       PageApi (pages)               alloc_pages, free_pages, *_exact
     statistics     Stats (stats)                 stats(), buddyinfo(), slabinfo(), ...
     checker        AllocatorCheck (check)        check(), check_poison()
@@ -101,8 +101,8 @@ class Kalloc:
         self.pools = pools = DmaPools(config, phys, gate, pages, self.reports)
         self.objects = objects = HeapObjects(phys, live, slub, pages, self.debug)
         self.kmalloc_api = KmallocApi(gate, slub, pages, live, objects, self.kasan)
-        self.libc = LibcApi(config, gate, slub, pages, live, objects, self.kmalloc_api)
-        self.dma = DmaApi(gate, pages)
+        self.libc_api = LibcApi(config, gate, slub, pages, live, objects, self.kmalloc_api)
+        self.dma_api = DmaApi(gate, pages)
         self.page_api = PageApi(gate, pages)
         self.statistics = Stats(config, buddy, pages, slub, pools, live, self.reports)
         self.checker = AllocatorCheck(buddy, slub, pools, live, sanitizer, self.reports, self.debug)
@@ -125,7 +125,7 @@ class Kalloc:
     def _bind_api(self) -> None:
         """The kernel-named API: each name is the serving part's bound method (no extra call)."""
         km, libc, dma, pools, pages, slub = (
-            self.kmalloc_api, self.libc, self.dma, self.pools, self.page_api, self.slub
+            self.kmalloc_api, self.libc_api, self.dma_api, self.pools, self.page_api, self.slub
         )  # fmt: skip
         # kmalloc family (kalloc.kmalloc)
         self.kmalloc = km.kmalloc

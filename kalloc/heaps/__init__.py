@@ -13,7 +13,7 @@ measurement (docs/performance.md, "Heap utilization").
 Invariants:
  1. HEAPS names every policy; make_heap(name) builds exactly HEAPS[name] (the
     arena over the given Vmalloc's page tables when one is passed).
- 2. Every policy follows kalloc.libc's rules through ka.libc (kalloc.heaps.base).
+ 2. Every policy follows kalloc.libc's rules through ka.libc_api (kalloc.heaps.base).
 """
 
 from __future__ import annotations

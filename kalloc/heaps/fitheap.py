@@ -85,7 +85,7 @@ class FitHeap(Heap):
 
     def _alloc(self, size: int, align: int, gfp: int, caller: Caller) -> int | None:
         ka = self.ka
-        if not ka.libc.within_heap_max(size, caller, gfp):
+        if not ka.libc_api.within_heap_max(size, caller, gfp):
             return None
         p = self._fit(size, align)
         if p is None:
@@ -111,18 +111,18 @@ class FitHeap(Heap):
 
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         self.ka.gate.check_size(size, caller)
-        if not self.ka.libc.request_ok(size, caller, "malloc", _GFP):
+        if not self.ka.libc_api.request_ok(size, caller, "malloc", _GFP):
             return None
         return self._alloc(size, payload_align(size), _GFP, caller)
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
-        total = self.ka.libc.calloc_total(n, size, caller, _GFP)
+        total = self.ka.libc_api.calloc_total(n, size, caller, _GFP)
         if total is None:
             return None
         return self._alloc(total, payload_align(total), _GFP | G.ZERO, caller)
 
     def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
-        if not self.ka.libc.aligned_alloc_ok(align, size, caller, _GFP):
+        if not self.ka.libc_api.aligned_alloc_ok(align, size, caller, _GFP):
             return None
         return self._alloc(size, max(align, payload_align(size)), _GFP, caller)
 
@@ -183,7 +183,7 @@ class FitHeap(Heap):
         rec = self._live.get(addr)
         if rec is None:
             raise self._diagnose(addr, "realloc", caller)
-        libc = ka.libc
+        libc = ka.libc_api
         if not libc.request_ok(size, caller, "realloc", _GFP) or not libc.within_heap_max(size, caller, _GFP):
             return None
         region = self.region_of(addr)

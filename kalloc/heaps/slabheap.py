@@ -104,13 +104,13 @@ class SlabHeap(Heap):
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         ka = self.ka
         ka.gate.check_size(size, caller)
-        if not ka.libc.request_ok(size, caller, "malloc"):
+        if not ka.libc_api.request_ok(size, caller, "malloc"):
             return None
         return self._sized(size, G.GFP_KERNEL, caller)
 
     def _sized(self, size: int, gfp: int, caller: Caller) -> int | None:
         ka = self.ka
-        if not ka.libc.within_heap_max(size, caller, gfp):
+        if not ka.libc_api.within_heap_max(size, caller, gfp):
             return None
         if size <= SLAB_HEAP_MAX:
             return ka.slub.alloc(self._by_size[size], size, gfp, caller, KIND_MALLOC)
@@ -126,13 +126,13 @@ class SlabHeap(Heap):
         self.ka.free(addr, caller)
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
-        total = self.ka.libc.calloc_total(n, size, caller)
+        total = self.ka.libc_api.calloc_total(n, size, caller)
         if total is None:
             return None
         return self._sized(total, G.GFP_KERNEL | G.ZERO, caller)
 
     def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
-        return self.ka.libc.realloc_object(addr, size, caller, self.malloc, self.usable_for, self._sized)
+        return self.ka.libc_api.realloc_object(addr, size, caller, self.malloc, self.usable_for, self._sized)
 
     def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
         return self.ka.aligned_alloc(align, size, caller)

@@ -19,11 +19,11 @@ KERNEL = gfp.GFP_KERNEL
 def test_the_kernel_api_is_the_serving_parts_methods() -> None:
     ka = Kalloc.standalone()
     assert ka.kmalloc.__self__ is ka.kmalloc_api
-    assert ka.malloc.__self__ is ka.libc
+    assert ka.malloc.__self__ is ka.libc_api
     assert ka.alloc_pages.__self__ is ka.page_api
     assert ka.kmem_cache_alloc.__self__ is ka.slub
     assert ka.dma_pool_alloc.__self__ is ka.pools
-    assert ka.dma_alloc_coherent.__self__ is ka.dma
+    assert ka.dma_alloc_coherent.__self__ is ka.dma_api
     for part in (ka.gate, ka.sanitizer, ka.pages, ka.pools, ka.statistics, ka.checker):
         assert part.reports is ka.reports
     assert ka.listeners is ka.live.listeners and ka.page_owner is ka.live.page_owner
