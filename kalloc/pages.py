@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from kalloc import gfp as G
 from kalloc.buddy import Buddy
-from kalloc.config import TASK, Caller, Config
+from kalloc.config import TASK, Caller, Config, Context
 from kalloc.debug import POISON_FREE, POISON_INUSE, RED_ACTIVE
 from kalloc.errors import BadArgumentError, KallocError, OutOfMemoryError
 from kalloc.gate import RequestGate
@@ -50,6 +50,8 @@ from kalloc.zone import (
 )
 
 _ZERO = G.ZERO
+_DIRECT_RECLAIM = G.DIRECT_RECLAIM
+_TASK = Context.TASK
 
 Shrinker = Callable[[], object]
 
@@ -235,7 +237,8 @@ class PageApi:
         gate = self.gate
         gate.check_gfp(gfp, caller)
         gate.check_order(order, caller)
-        gate.may_sleep(gfp, caller, "alloc_pages")
+        if gfp & _DIRECT_RECLAIM and caller.context is not _TASK:  # gate.may_sleep, inlined (hot path)
+            gate.invalid_context(gfp, caller, "alloc_pages")
         pfn = self.pages.alloc_block(gfp, order, caller, PAGE_SIZE << order)
         if pfn is None:
             return None
