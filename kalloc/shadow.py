@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from kalloc.dmapool import PoolPage
 from kalloc.page import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -161,8 +162,6 @@ class Shadow:
         ka = self._ka
         if ka is None:
             return True
-        from kalloc.dma import PoolPage
-
         return isinstance(ka.page_owner.get(addr >> PAGE_SHIFT), PoolPage)
 
     def on_event(self, event: str, addr: int, size: int, usable: int) -> None:
