@@ -63,7 +63,7 @@ from collections.abc import Callable
 from kalloc import gfp as G
 from kalloc.config import TASK, Caller, Config, Context
 from kalloc.errors import BadArgumentError
-from kalloc.gate import RequestGate
+from kalloc.gate import U32_MAX, RequestGate
 from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
 from kalloc.kmalloc import KMALLOC_MAX_CACHE_SIZE, KmallocApi, class_name, kmalloc_index
 from kalloc.live import LiveTable
@@ -77,6 +77,7 @@ MALLOC_ALIGN = 16
 ALIGNED_CACHE_MAX = 2048  # larger aligned requests take whole pages
 SIZE_MAX_32 = 0xFFFF_FFFF
 _GFP_MALLOC = G.GFP_KERNEL
+_TASK = Context.TASK
 
 
 class LibcApi:
@@ -93,6 +94,7 @@ class LibcApi:
         kmalloc: KmallocApi,
     ) -> None:
         self.config = config
+        self.heap_max = config.heap_max
         self.kasan = config.sanitize == "kasan"
         self.gate = gate
         self.slub = slub
@@ -201,14 +203,16 @@ class LibcApi:
 
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         """Allocate `size` bytes (see the module policies); returns the address or None. Pair with free()."""
-        self.gate.check_size(size, caller)
-        if not self.request_ok(size, caller, "malloc"):
-            return None
+        if not (isinstance(size, int) and 0 < size <= U32_MAX and caller.context is _TASK):
+            # the unusual cases, apart from the hot path: a bad size, a report, size 0's policy
+            self.gate.check_size(size, caller)
+            if not self.request_ok(size, caller, "malloc"):
+                return None
         return self.sized(size, _GFP_MALLOC, caller)
 
     def sized(self, size: int, gfp: int, caller: Caller) -> int | None:
         """malloc after its argument checks: a kmalloc class slot, or exact pages above 8 KiB."""
-        if not self.within_heap_max(size, caller, gfp):
+        if size > self.heap_max and not self.within_heap_max(size, caller, gfp):
             return None
         if size <= KMALLOC_MAX_CACHE_SIZE:
             return self.slub.alloc(self.by_size[size], size, gfp, caller, KIND_MALLOC)

@@ -51,6 +51,7 @@ from kalloc.zone import (
 
 _ZERO = G.ZERO
 _DIRECT_RECLAIM = G.DIRECT_RECLAIM
+_UNKNOWN_GFP = ~G.KNOWN_MASK
 _TASK = Context.TASK
 
 Shrinker = Callable[[], object]
@@ -226,6 +227,7 @@ class PageApi:
         self.gate = gate
         self.pages = pages
         self.live = pages.live
+        self.max_order = pages.max_order
 
     def alloc_pages(self, gfp: int, order: int, caller: Caller = TASK) -> int | None:
         """Allocate 2^order contiguous pages; returns the physical address or None.
@@ -234,10 +236,12 @@ class PageApi:
         interrupts; a blocking gfp there is reported as invalid-context.
         Raises BadArgumentError for unknown GFP bits or an order outside 0..max_order.
         """
-        gate = self.gate
-        gate.check_gfp(gfp, caller)
-        gate.check_order(order, caller)
-        if gfp & _DIRECT_RECLAIM and caller.context is not _TASK:  # gate.may_sleep, inlined (hot path)
+        gate = self.gate  # its checks behind one inline test each: the usual case costs no call
+        if gfp & _UNKNOWN_GFP or gfp < 0:
+            gate.check_gfp(gfp, caller)
+        if not (isinstance(order, int) and 0 <= order <= self.max_order):
+            gate.check_order(order, caller)
+        if gfp & _DIRECT_RECLAIM and caller.context is not _TASK:
             gate.invalid_context(gfp, caller, "alloc_pages")
         pfn = self.pages.alloc_block(gfp, order, caller, PAGE_SIZE << order)
         if pfn is None:
@@ -246,7 +250,8 @@ class PageApi:
 
     def free_pages(self, addr: int, order: int, caller: Caller = TASK) -> None:
         """Free what alloc_pages(gfp, order) returned; addr 0 is a no-op. Context: any."""
-        self.gate.check_order(order, caller)
+        if not (isinstance(order, int) and 0 <= order <= self.max_order):
+            self.gate.check_order(order, caller)
         if addr == 0:
             return
         rec = self.live.take_for_free(addr, KIND_PAGES, "free_pages", caller)

@@ -292,7 +292,8 @@ class Slub:
         Context: GFP_ATOMIC from interrupts. __GFP_DMA is ignored: the cache's
         SLAB_CACHE_DMA flag decides the zone.
         """
-        self.check_cache(cache, "kmem_cache_alloc")
+        if not isinstance(cache, KmemCache) or cache.destroyed or cache.internal:  # the usual case: one test
+            self.check_cache(cache, "kmem_cache_alloc")
         gate = self.gate
         if gfp & _UNKNOWN_GFP or gfp < 0:
             gate.check_gfp(gfp, caller)
@@ -306,7 +307,8 @@ class Slub:
         Raises InvalidFreeError (not from this cache, interior pointer, another
         API's memory) or DoubleFreeError.
         """
-        self.check_cache(cache, "kmem_cache_free")
+        if not isinstance(cache, KmemCache) or cache.destroyed or cache.internal:
+            self.check_cache(cache, "kmem_cache_free")
         if addr == 0:
             return
         rec = self.records.get(addr)
