@@ -2,7 +2,7 @@
 
 A board is data, not code: the machine (machine.py) builds its memory map,
 devices and DMA rules from a `Board`, and the allocator builds its zones from the
-banks' `dma` flags. The shipped boards live in emulator/boards/*.toml (package data);
+banks' `dma` flags. The shipped boards live in emulator/kalloc_machine/boards/*.toml (package data);
 `--board` also takes a path to a user's own file.
 
 Schema (every address and size is an int; sizes may also be strings "4MiB", "256KiB",
