@@ -56,8 +56,11 @@ Invariants:
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +79,7 @@ from kalloc_machine.boardspec import (
 
 __all__ = [
     "BOARDS_DIR", "Board", "BoardError", "CpuSpec", "DeviceSpec", "DmaMaster", "DmaRules", "RamSpec",
-    "board_path", "list_boards", "load_board", "parse_board", "parse_size",
+    "board_label", "board_path", "list_boards", "load_board", "parse_board", "parse_size",
 ]  # fmt: skip
 
 BOARDS_DIR = Path(__file__).parent / "boards"
@@ -84,7 +87,7 @@ BOARDS_DIR = Path(__file__).parent / "boards"
 
 # -- parsing -------------------------------------------------------------------------
 
-_SIZE_RE = re.compile(r"^\s*(0x[0-9a-fA-F_]+|[0-9_]+)\s*([KMG]i?B?)?\s*$")
+_SIZE_RE = re.compile(r"^\s*(0x[0-9a-fA-F_]{1,20}|[0-9_]{1,24})\s*([KMG]i?B?)?\s*$", re.ASCII)
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -100,6 +103,26 @@ def parse_size(value: Any, what: str) -> int:
             n = int(m.group(1).replace("_", ""), 0)
             return n * (_UNITS[m.group(2)[0]] if m.group(2) else 1)
     raise BoardError(f'{what}: expected a size such as 4096 or "4MiB", got {value!r}')
+
+
+# Every key a table may hold (anything else is a typo or a feature that does not exist).
+_TOP_KEYS = ("name", "description", "cpu", "ram", "device", "dma_master", "dma_engine")
+_CPU_KEYS = ("isa", "quantum", "timer_hz")
+_RAM_KEYS = ("name", "base", "size", "attributes")
+_DEVICE_KEYS = ("name", "type", "base", "size", "irq")
+_DEVICE_OPTIONS = {"intc": ("test_irq",)}  # type-specific keys beside _DEVICE_KEYS
+_MASTER_KEYS = ("name", "windows")
+_ENGINE_KEYS = ("master", "boundary", "cycles_per_byte")
+
+
+def _check_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """BoardError for the first key not in `known`, naming the closest known one (a typo)."""
+    for key in table:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
+        raise BoardError(f"{where}: unknown key {str(key)!r} ({hint})")
 
 
 def _req(table: dict[str, Any], key: str, where: str) -> Any:
@@ -119,6 +142,8 @@ def _str(table: dict[str, Any], key: str, where: str) -> str:
     value = _req(table, key, where)
     if not isinstance(value, str) or not value:
         raise BoardError(f"{where}: '{key}' must be a non-empty string")
+    if not value.isprintable():
+        raise BoardError(f"{where}: '{key}' must be one line of printable text, got {value!r}")
     return value
 
 
@@ -129,7 +154,14 @@ def _tables(doc: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
     return items
 
 
+def _named(t: dict[str, Any], i: int, src: str, what: str, label: str) -> str:
+    """How messages name the i-th [[what]] entry: by its name when it has one."""
+    name = t.get("name")
+    return f"{src}: {label} '{name}'" if isinstance(name, str) and name else f"{src}: {what}[{i}]"
+
+
 def _parse_ram(t: dict[str, Any], i: int, src: str) -> RamSpec:
+    _check_keys(t, _RAM_KEYS, _named(t, i, src, "ram", "ram bank"))
     where = f"{src}: ram[{i}]"
     name = _str(t, "name", where)
     where = f"{src}: ram bank '{name}'"
@@ -144,6 +176,8 @@ def _parse_ram(t: dict[str, Any], i: int, src: str) -> RamSpec:
 
 
 def _parse_device(t: dict[str, Any], i: int, src: str) -> DeviceSpec:
+    type_opts = _DEVICE_OPTIONS.get(t.get("type"), ()) if isinstance(t.get("type"), str) else ()
+    _check_keys(t, _DEVICE_KEYS + type_opts, _named(t, i, src, "device", "device"))
     name = _str(t, "name", f"{src}: device[{i}]")
     where = f"{src}: device '{name}'"
     type_ = _str(t, "type", where)
@@ -158,6 +192,7 @@ def _parse_device(t: dict[str, Any], i: int, src: str) -> DeviceSpec:
 
 
 def _parse_master(t: dict[str, Any], i: int, src: str) -> DmaMaster:
+    _check_keys(t, _MASTER_KEYS, _named(t, i, src, "dma_master", "dma master"))
     name = _str(t, "name", f"{src}: dma_master[{i}]")
     where = f"{src}: dma master '{name}'"
     raw = _req(t, "windows", where)
@@ -175,12 +210,26 @@ def _parse_master(t: dict[str, Any], i: int, src: str) -> DmaMaster:
 
 
 def parse_board(doc: dict[str, Any], src: str) -> Board:
-    """Build a Board from a parsed TOML document, then validate it. Raises BoardError."""
+    """Build a Board from a parsed TOML document, then validate it. Raises BoardError (one line)."""
+    try:
+        return _build(doc, src)
+    except BoardError as e:
+        msg = str(e)
+        if "\n" not in msg and "\r" not in msg:
+            raise
+        raise BoardError(msg.replace("\r", "\\r").replace("\n", "\\n")) from None
+
+
+def _build(doc: dict[str, Any], src: str) -> Board:  # long: one table after the other, in file order
+    if not isinstance(doc, dict):
+        raise BoardError(f"{src}: a board is a TOML document (a table)")
+    _check_keys(doc, _TOP_KEYS, src)
     name = _str(doc, "name", src)
     description = _str(doc, "description", src)
     cpu_t = doc.get("cpu", {})
     if not isinstance(cpu_t, dict):
         raise BoardError(f"{src}: [cpu] must be a table")
+    _check_keys(cpu_t, _CPU_KEYS, f"{src}: [cpu]")
     cpu = CpuSpec(
         isa=str(cpu_t.get("isa", "rv32imac")),
         quantum=_int(cpu_t, "quantum", f"{src}: [cpu]", 100_000),
@@ -189,6 +238,7 @@ def parse_board(doc: dict[str, Any], src: str) -> Board:
     rules_t = doc.get("dma_engine", {})
     if not isinstance(rules_t, dict):
         raise BoardError(f"{src}: [dma_engine] must be a table")
+    _check_keys(rules_t, _ENGINE_KEYS, f"{src}: [dma_engine]")
     master = rules_t.get("master")
     if master is not None and not isinstance(master, str):
         raise BoardError(f"{src}: [dma_engine]: 'master' must be a master's name")
@@ -230,19 +280,38 @@ def load_board(name_or_path: str) -> Board:
     """
     path = board_path(name_or_path)
     shipped = path.parent == BOARDS_DIR
-    src = f"board '{name_or_path}'" if shipped else str(name_or_path)
-    if not path.is_file():
+    shown = name_or_path if name_or_path.isprintable() else repr(name_or_path)  # messages are one line
+    src = f"board '{shown}'" if shipped else shown
+    if not _is_file(path):
         if shipped:
             known = ", ".join(n for n, _ in list_boards())
-            raise BoardError(f"unknown board '{name_or_path}' (shipped boards: {known})")
+            raise BoardError(f"unknown board '{shown}' (shipped boards: {known})")
         raise BoardError(f"{src}: no such board file")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BoardError(f"{src}: bad TOML: {e}") from None
+        raw = path.read_bytes()
+        doc = tomllib.loads(raw.decode("utf-8"))
     except OSError as e:
         raise BoardError(f"{src}: cannot read: {e.strerror}") from None
-    return parse_board(doc, src)
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError, UnicodeDecodeError, int() digit limits
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BoardError(f"{src}: bad TOML: {first}") from None
+    board = parse_board(doc, src)
+    return replace(board, label=board_label(name_or_path, board.name, raw, shipped))
+
+
+def board_label(name_or_path: str, name: str, content: bytes, shipped: bool) -> str:
+    """How reports name a board (the JSON's options.board): a shipped board by the name typed,
+    a board file by its name and a digest of its content ("mine@sha256:1a2b3c4d"), never a host path."""
+    if shipped:
+        return name_or_path
+    return f"{name}@sha256:{hashlib.sha256(content).hexdigest()[:8]}"
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
 
 
 def list_boards() -> list[tuple[str, str]]:

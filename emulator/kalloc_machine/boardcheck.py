@@ -12,6 +12,11 @@ Invariants (each checked here):
  4. A bank marked "dma" is reachable, whole, by every DMA master; `RamSpec.dma` is that
     flag, and it becomes `RamBank.dma` in the machine's PhysMem.
  5. `[cpu] isa` names a known ISA (isa/__init__.py ISAS), and the quantum is positive.
+ 6. No device window touches the null guard [0, NULL_GUARD) (a NULL dereference must
+    fault) or the vmalloc/arena windows [VMALLOC_START, VMALLOC_END) (translated).
+ 7. The devices the SDK drives sit where firmware/include/kalloc.h expects them
+    (memlayout's bases): the clint, intc and uart are required (every firmware uses
+    them: the timer, interrupt entry, output); a dma device is optional.
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ import itertools
 from kalloc_machine import memlayout as ml
 from kalloc_machine.boardspec import DEVICE_TYPES, INTC_LINES, MAX_BANKS, Board, BoardError
 from kalloc_machine.isa import ISAS
+
+
+NULL_GUARD = 0x1_0000  # the low 64 KiB stay unmapped: NULL and small offsets from it fault
+# The devices the SDK drives, at the bases kalloc.h hard-codes (invariant 7); True: required.
+SDK_DEVICES: dict[str, tuple[int, bool]] = {
+    "clint": (ml.CLINT_BASE, True),
+    "intc": (ml.INTC_BASE, True),
+    "uart": (ml.UART_BASE, True),
+    "dma": (ml.DMA_BASE, False),
+}
 
 
 def _overlap(a0: int, a1: int, b0: int, b1: int) -> bool:
@@ -55,7 +70,9 @@ def _validate_ram(board: Board, src: str) -> None:
 
 def _validate_devices(board: Board, src: str) -> None:
     reserved = [
+        ("the null guard", 0, NULL_GUARD),
         ("the hypercall doorbells", ml.DOORBELL_BASE, ml.DOORBELL_BASE + ml.DOORBELL_SIZE),
+        ("the vmalloc/arena windows", ml.VMALLOC_START, ml.VMALLOC_END),
         ("the idle sled", ml.IDLE_SLED_BASE, ml.IDLE_SLED_BASE + ml.IDLE_SLED_SIZE),
     ]
     seen_types: set[str] = set()
@@ -118,7 +135,7 @@ def _validate_dma(board: Board, src: str) -> None:
     rules = board.dma_rules
     if rules.master is not None and rules.master not in names:
         raise BoardError(f"{src}: [dma_engine] master '{rules.master}' is not a [[dma_master]]")
-    if rules.boundary and rules.boundary & (rules.boundary - 1):
+    if rules.boundary < 0 or (rules.boundary and rules.boundary & (rules.boundary - 1)):
         raise BoardError(f"{src}: [dma_engine] boundary {rules.boundary} is not a power of two")
     for b in board.ram:
         for m in board.dma_masters:
@@ -127,6 +144,19 @@ def _validate_dma(board: Board, src: str) -> None:
                     f"{src}: ram bank '{b.name}' is marked dma but DMA master '{m.name}' "
                     "cannot reach all of it"
                 )
+
+
+def _validate_sdk_devices(board: Board, src: str) -> None:
+    for type_, (base, required) in SDK_DEVICES.items():
+        d = board.device(type_)
+        if d is None:
+            if required:
+                raise BoardError(f"{src}: no {type_} device: the SDK needs one at {base:#x} (a [[device]] "
+                                 f"with type = \"{type_}\")")  # fmt: skip
+            continue
+        if d.base != base:
+            raise BoardError(f"{src}: device '{d.name}': the SDK drives the {type_} at {base:#x}, "
+                             f"not {d.base:#x}")  # fmt: skip
 
 
 def validate(board: Board) -> None:
@@ -140,3 +170,4 @@ def validate(board: Board) -> None:
     _validate_devices(board, src)
     _validate_irqs(board, src)
     _validate_dma(board, src)
+    _validate_sdk_devices(board, src)

@@ -110,6 +110,7 @@ class Board:
     dma_rules: DmaRules = DmaRules()
     cpu: CpuSpec = CpuSpec()
     source: str = ""  # the file it came from (shipped name or user path), for messages
+    label: str = ""  # how reports name it: shipped name, or "name@sha256:<8 hex>" of a file (board_label)
 
     @property
     def ram_size(self) -> int:
