@@ -259,6 +259,7 @@ class Session:
         opts = asdict(self.options)
         opts.pop("firmware")
         opts.pop("timeout_s")
+        opts["board"] = self.board.label or opts["board"]  # a board file: name@sha256:digest, no host path
         irq = self.services.irq
         return {
             "kalloc_version": VERSION,
