@@ -89,7 +89,7 @@ class Trace:
     header: dict[str, int]
 
 
-_WEE = re.compile(r"^(Alloc|Free)\((\d+)\),?$")
+_WEE = re.compile(r"^(Alloc|Free)\(([0-9]+)\),?$")
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
@@ -106,7 +106,7 @@ def parse(text: str, name: str = "trace") -> Trace:
         return _parse_kalloc(lines, name)
     if _WEE.match(first):
         return _parse_wee(lines, name)
-    if first.isdigit():
+    if first.isascii() and first.isdigit():  # "²".isdigit() too, and int() refuses it
         return _parse_malloc_lab(lines, name)
     raise TraceError(f"{name}:{lines[0][0]}: not a malloc-lab, wee_alloc or kalloc trace: {first[:40]!r}")
 
@@ -119,6 +119,14 @@ def load(path: str | Path) -> Trace:
     except OSError as exc:
         raise TraceError(f"{p.name}: {exc.strerror or exc}") from None
     return parse(text, p.name)
+
+
+def _number(text: str, lineno: int, name: str) -> int:
+    """A decimal number of the file (int() refuses more than 4300 digits: a TraceError, not a crash)."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise TraceError(f"{name}:{lineno}: {text[:40]!r} is not a usable number") from None
 
 
 def _ints(fields: list[str], lineno: int, name: str, want: int) -> list[int]:
@@ -134,9 +142,9 @@ def _ints(fields: list[str], lineno: int, name: str, want: int) -> list[int]:
 
 
 def _parse_malloc_lab(lines: list[tuple[int, str]], name: str) -> Trace:
-    if len(lines) < 4 or not all(s.isdigit() for _, s in lines[:4]):
+    if len(lines) < 4 or not all(s.isascii() and s.isdigit() for _, s in lines[:4]):
         raise TraceError(f"{name}: a malloc-lab trace starts with a 4-line header of numbers")
-    h = [int(s) for _, s in lines[:4]]
+    h = [_number(s, lineno, name) for lineno, s in lines[:4]]
     # 2016: <weight 0..3> <ids> <ops> <peak bytes>; 2002: <heap size> <ids> <ops> <weight>.
     if h[0] <= 3:
         header = {"weight": h[0], "num_ids": h[1], "num_ops": h[2], "peak_bytes": h[3]}
@@ -173,7 +181,7 @@ def _parse_wee(lines: list[tuple[int, str]], name: str) -> Trace:
         m = _WEE.match(line)
         if m is None:
             raise TraceError(f"{name}:{lineno}: expected `Alloc(N),` or `Free(K),`, found {line[:40]!r}")
-        n = int(m.group(2))
+        n = _number(m.group(2), lineno, name)
         if m.group(1) == "Alloc":
             ops.append(Op(ALLOC, nalloc, n))
             nalloc += 1
