@@ -41,6 +41,8 @@ Invariants (kalloc.check proves them; see its docstring for the list):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kalloc.buddy import Buddy
 from kalloc.check import AllocatorCheck
 from kalloc.config import Config
@@ -106,6 +108,7 @@ class Kalloc:
         self.page_api = PageApi(gate, pages)
         self.statistics = Stats(config, buddy, pages, slub, pools, live, self.reports)
         self.checker = AllocatorCheck(buddy, slub, pools, live, sanitizer, self.reports, self.debug)
+        self.not_leak_hooks: list[Callable[[int], bool]] = []  # kalloc.vmalloc: marks its areas
         self._bind_api()
 
     @classmethod
@@ -184,7 +187,7 @@ class Kalloc:
         """kmemleak_not_leak(): leave this live object out of leak reports. 0 is a no-op."""
         if addr == 0:
             return
-        if addr not in self.live:
+        if addr not in self.live and not any(hook(addr) for hook in self.not_leak_hooks):
             raise BadArgumentError(
                 f"not_leak() of {addr:#x}, which is not the start of a live object", addr=addr
             )

@@ -292,6 +292,11 @@ class Buddy:
     def free_pages(self) -> int:
         return sum(z.nr_free for z in self.zones)
 
+    @property
+    def managed_pages(self) -> int:
+        """Pages the allocator may ever hand out (RAM less what boot reserved): the bound of any request."""
+        return sum(z.managed for z in self.zones)
+
     def reserved_bytes(self) -> dict[str, int]:
         """Reserved bytes by label, in label order of first use; "unusable" last."""
         out = {label: pages * PAGE_SIZE for label, pages in self.reserved_pages.items()}

@@ -42,7 +42,9 @@ from kalloc.pages import PagePipeline
 from kalloc.physmem import PhysMem
 from kalloc.slab import OBJ_FREE, OBJ_LIVE
 
-__all__ = ["DmaApi", "DmaPool", "DmaPools", "PoolPage"]
+__all__ = ["MAX_POOLS", "DmaApi", "DmaPool", "DmaPools", "PoolPage"]
+
+MAX_POOLS = 1024  # live dma_pool_create() pools: each costs host memory with no guest RAM behind it
 
 
 class DmaApi:
@@ -128,6 +130,10 @@ class DmaPools:
         """
         if not isinstance(name, str) or not name:
             raise BadArgumentError("dma_pool_create() needs a non-empty name")
+        if len(self.by_handle) >= MAX_POOLS:
+            raise BadArgumentError(
+                f"dma_pool_create({name!r}): {MAX_POOLS} pools exist already (kalloc's limit)"
+            )
         for what, v in (("size", size), ("align", align), ("boundary", boundary)):
             self.gate.check_size(v, TASK, what)
         if size == 0:
@@ -205,6 +211,7 @@ class DmaPools:
             pfn = self.pages.alloc_block((gfp & ~G.ZERO) | G.DMA, pool.order, caller, pool.size)
             if pfn is None:
                 return None
+            pool.build_poison()
             page = PoolPage(pool, pfn, self.phys.view(pfn << PAGE_SHIFT, PAGE_SIZE << pool.order))
             if self.debug:
                 page.mv[:] = bytes([POOL_POISON_FREED]) * len(page.mv)
@@ -291,8 +298,10 @@ class DmaPools:
         if page is not pool.cur and len(page.free) == 1:
             pool.partial[page.pfn] = page
 
-    def dma_pool_destroy(self, pool: DmaPool) -> None:
-        """Free every page of an empty pool. With blocks in use: raises LeakError, keeps the pool."""
+    def dma_pool_destroy(self, pool: DmaPool | None) -> None:
+        """Free every page of an empty pool; None is a no-op, as in Linux. Blocks in use: LeakError."""
+        if pool is None:
+            return
         self.check_pool(pool, "dma_pool_destroy")
         busy = pool.active_blocks()
         if busy:

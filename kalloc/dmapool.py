@@ -85,8 +85,13 @@ class DmaPool:
         self.partial: dict[int, PoolPage] = {}
         self.cur: PoolPage | None = None
         self.destroyed = False
-        self.poison_free = bytes([POOL_POISON_FREED]) * self.size
-        self.poison_alloc = bytes([POOL_POISON_ALLOCATED]) * self.size
+        self.poison_free = self.poison_alloc = b""  # built with the first pool page (build_poison)
+
+    def build_poison(self) -> None:
+        """The block-size poison patterns; made with the first page so host bytes follow guest RAM."""
+        if not self.poison_free:
+            self.poison_free = bytes([POOL_POISON_FREED]) * self.size
+            self.poison_alloc = bytes([POOL_POISON_ALLOCATED]) * self.size
 
     def block_index_at(self, offset: int) -> int | None:
         """Index of the block starting at `offset` in a page, or None."""

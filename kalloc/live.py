@@ -120,6 +120,9 @@ class LiveTable:
         self.not_leak: set[int] = set()
         self.ksized: set[int] = set()
         self.listeners: list[Listener] = []
+        # pfn -> starts of the vmap areas mapping it (kalloc.vmalloc keeps it): such a page may
+        # not be freed while mapped, or it would be handed out twice (docs/allocator.md)
+        self.vmapped: dict[int, list[int]] = {}
 
     # ---------------------------------------------------------------- the mapping
 
@@ -171,7 +174,27 @@ class LiveTable:
         rec = self.records.get(addr)
         if rec is None or rec.kind != kind:
             raise self.diagnose_free(addr, api, caller)
+        if self.vmapped:
+            self.refuse_mapped(addr, rec, api, caller)
         return rec
+
+    def refuse_mapped(self, addr: int, rec: LiveRecord, api: str, caller: Caller) -> None:
+        """Raise invalid-free when a page of the page-level object at addr is still vmap'd."""
+        pfn = addr >> PAGE_SHIFT
+        if pfn in self.page_owner:  # a slab or pool object: its pages are never vmap'd (Vmalloc.vmap)
+            return
+        for p in range(pfn, pfn + self.buddy.blocks.get(pfn, 0)):
+            areas = self.vmapped.get(p)
+            if areas:
+                raise InvalidFreeError(
+                    f"{api}() of {addr:#x} while its page {p << PAGE_SHIFT:#x} is still mapped by the"
+                    f" vmap area at {areas[0]:#x} (vunmap it first: the page would be handed out twice)",
+                    addr=addr,
+                    site=caller.site,
+                    object=self.object_dict(addr, rec),
+                    alloc_site=rec.site,
+                    vmap_area=areas[0],
+                )
 
     def diagnose_free(
         self, addr: int, api: str, caller: Caller, cache: KmemCache | None = None, pool: DmaPool | None = None

@@ -185,6 +185,8 @@ class PagePipeline:
         """Free a page-level live object (checks its tail red zone first)."""
         pfn = addr >> PAGE_SHIFT
         live = self.live
+        if live.vmapped:  # before anything changes: a vmap'd page is never handed out twice
+            live.refuse_mapped(addr, rec, "free", caller)
         if self.debug and rec.kind in HEAP_KINDS and addr not in live.ksized:
             self.sanitizer.check_large_tail(addr, rec, caller)
         live.forget(addr, rec)

@@ -237,10 +237,23 @@ class KmemCache:
         self.slabs: dict[int, Slab] = {}
         self.total_allocs = 0
         self.total_frees = 0
-        self.build_patterns(debug)
+        self.drop_patterns()  # built with the first slab (kalloc.slub new_slab): host bytes follow guest RAM
+
+    def drop_patterns(self) -> None:
+        """Forget the byte patterns (a cache without slabs needs none; `built` says which)."""
+        self.built = False
+        self.pat_free = b""
+        self.pat_fresh = self.pat_zero = self.pat_rz = memoryview(b"")
+        self.pat_pad = self.template = b""
 
     def build_patterns(self, debug: bool) -> None:
-        """Byte patterns compared and written on the hot path, built once."""
+        """Byte patterns compared and written on the hot path, built with the cache's first slab.
+
+        They cost about five slabs of host memory, so they exist only while the
+        cache holds guest memory (a cache the firmware made and never used, or
+        emptied, costs no pattern bytes; kalloc.slub drops them again).
+        """
+        self.built = True
         size, left, stride = self.size, self.left, self.stride
         self.pat_free = free_pattern(size) if self.poison else b""
         self.pat_fresh = memoryview(bytes([POISON_INUSE]) * size) if self.poison else memoryview(b"")
@@ -253,7 +266,7 @@ class KmemCache:
                 slot[left : left + size] = self.pat_free
             else:
                 slot[left : left + size] = bytes(size)
-            self.template: bytes = bytes(slot) * self.nobjs + self.pat_pad
+            self.template = bytes(slot) * self.nobjs + self.pat_pad
         else:
             self.template = b""
 

@@ -41,6 +41,7 @@ from kalloc.physmem import PhysMem
 from kalloc.sanitize import Sanitizer
 from kalloc.slab import OBJ_FREE, OBJ_LIVE, OBJ_QUARANTINED, SLAB_CPU, SLAB_KNOWN_FLAGS, KmemCache, Slab
 
+MAX_USER_CACHES = 1024  # live kmem_cache_create() caches: each costs host memory, no guest RAM
 _ZERO = G.ZERO
 _UNKNOWN_GFP = ~G.KNOWN_MASK
 _DIRECT_RECLAIM = G.DIRECT_RECLAIM
@@ -134,6 +135,8 @@ class Slub:
         pfn = self.pages.alloc_block(slab_gfp, cache.order, caller, size)
         if pfn is None:
             return None
+        if not cache.built:
+            cache.build_patterns(self.debug)
         slab = Slab(cache, pfn, self.phys.view(pfn << PAGE_SHIFT, cache.slab_bytes))
         if self.debug:
             slab.mv[:] = cache.template
@@ -175,14 +178,17 @@ class Slub:
             if dead is not None:
                 self.discard(dead)
 
-    def discard(self, slab: Slab) -> None:
+    def discard(self, slab: Slab, last: bool = True) -> None:
         """discard_slab(): check the padding, unmap the pages, free them to the buddy."""
         if self.debug:
             self.sanitizer.check_padding(slab)
-        slab.cache.forget(slab)
+        cache = slab.cache
+        cache.forget(slab)
         for p in range(slab.pfn, slab.pfn + (1 << slab.order)):
             del self.page_owner[p]
         self.pages.buddy.free(slab.pfn)
+        if last and not cache.slabs and not cache.internal:  # patterns follow guest memory (kalloc.slab)
+            cache.drop_patterns()
 
     # ================================================================ reclaim
 
@@ -203,8 +209,9 @@ class Slub:
     def shrink_cache(self, cache: KmemCache) -> int:
         """Free every empty slab of `cache`; returns pages freed."""
         freed = 0
-        for slab in cache.take_empty():
-            self.discard(slab)
+        empty = cache.take_empty()  # off the lists already: discard() sees no slabs left until the last
+        for i, slab in enumerate(empty):
+            self.discard(slab, last=i == len(empty) - 1)
             freed += 1 << slab.order
         return freed
 
@@ -261,6 +268,15 @@ class Slub:
         self.gate.check_size(size, TASK)
         if size == 0:
             raise BadArgumentError(f"kmem_cache_create({name!r}) of 0-byte objects")
+        largest = PAGE_SIZE << self.config.max_order
+        if size > largest:  # refused before anything is built: no host bytes for a size no slab holds
+            raise BadArgumentError(
+                f"kmem_cache_create({name!r}): {size}-byte objects exceed the largest slab ({largest} bytes)"
+            )
+        if len(self.by_handle) >= MAX_USER_CACHES:
+            raise BadArgumentError(
+                f"kmem_cache_create({name!r}): {MAX_USER_CACHES} caches exist already (kalloc's limit)"
+            )
         if not isinstance(align, int) or align < 0 or align & (align - 1) or align > PAGE_SIZE:
             raise BadArgumentError(
                 f"kmem_cache_create({name!r}): align {align!r} is not 0 or a power of two <= 4096"
@@ -326,8 +342,10 @@ class Slub:
         self.shrink_cache(cache)
         return before - buddy.used_pages
 
-    def kmem_cache_destroy(self, cache: KmemCache) -> None:
-        """Destroy an empty cache. With live objects: raises LeakError and keeps the cache."""
+    def kmem_cache_destroy(self, cache: KmemCache | None) -> None:
+        """Destroy an empty cache; None is a no-op, as in Linux. With live objects: raises LeakError."""
+        if cache is None:
+            return
         self.check_cache(cache, "kmem_cache_destroy")
         live = cache.live_objs()
         if live:

@@ -66,6 +66,7 @@ class VmArea:
     site: int = 0
     free_site: int = 0
     pfns: list[int] = field(default_factory=list)
+    not_leak: bool = False  # kmemleak_not_leak() of its address: left out of leak reports
 
     @property
     def end(self) -> int:
@@ -84,6 +85,7 @@ class Vmalloc(PageTables):
 
     def __init__(self, ka: Kalloc) -> None:
         super().__init__(ka)
+        ka.not_leak_hooks.append(self.not_leak)  # kmemleak_not_leak() of a vmalloc address
         self.areas: dict[int, VmArea] = {}
         self._starts: list[int] = []
         self.freed: dict[int, VmArea] = {}  # vfree'd areas by start (the latest at each address)
@@ -106,6 +108,9 @@ class Vmalloc(PageTables):
             raise BadArgumentError(f"vmalloc() of {size} bytes (1..{VMALLOC_MAX})", site=caller.site)
         self.ka.gate.may_sleep(gfp, caller, "vmalloc")
         npages = pages_for(size)
+        if npages > self.ka.buddy.managed_pages:  # no memory state could meet it: refused before any work
+            self.ka.pages.too_large(gfp, size, caller, "more pages than the machine has")
+            return None
         vaddr = self._find_range(npages)
         if vaddr is None:
             self.ka.pages.too_large(gfp, size, caller, "no free range in the vmalloc window")
@@ -152,6 +157,14 @@ class Vmalloc(PageTables):
                 self.phys.fill(pfn << PAGE_SHIFT, PAGE_SIZE, POISON_FREE)
             self.ka.buddy.free(pfn)
 
+    def not_leak(self, vaddr: int) -> bool:
+        """kmemleak_not_leak() of a live vmalloc area's start: mark it; False when it is none."""
+        area = self.areas.get(vaddr)
+        if area is None or area.kind != "vmalloc":
+            return False
+        area.not_leak = True
+        return True
+
     def vmap(self, pfns: list[int], caller: Caller = TASK) -> int | None:
         """Map pages the caller owns (allocated blocks) contiguously; returns the address or None.
 
@@ -160,15 +173,23 @@ class Vmalloc(PageTables):
         """
         if not pfns:
             raise BadArgumentError("vmap() of no pages", site=caller.site)
+        live = self.ka.live
         for pfn in pfns:
-            if self.ka.live.block_head(pfn) is None:
+            head = live.block_head(pfn)
+            if head is None:
                 raise BadArgumentError(f"vmap() of page {pfn << PAGE_SHIFT:#x}, which is not allocated",
+                                       addr=pfn << PAGE_SHIFT, site=caller.site)  # fmt: skip
+            if (head << PAGE_SHIFT) not in live.records or pfn in live.page_owner:
+                raise BadArgumentError(f"vmap() of page {pfn << PAGE_SHIFT:#x}, which is not a page-level"
+                                       " allocation of the caller (alloc_pages, kmalloc > 8 KiB, ...)",
                                        addr=pfn << PAGE_SHIFT, site=caller.site)  # fmt: skip
         vaddr = self._find_range(len(pfns))
         if vaddr is None or not self.map_pages(vaddr, list(pfns), "vmap", caller):
             self.ka.pages.too_large(G.GFP_KERNEL, len(pfns) << PAGE_SHIFT, caller, "vmap() found no room")
             return None
         self._add_area(VmArea(vaddr, len(pfns), len(pfns) << PAGE_SHIFT, "vmap", caller.site, 0, list(pfns)))
+        for pfn in pfns:  # pinned: freeing them is refused until vunmap (LiveTable.refuse_mapped)
+            live.vmapped.setdefault(pfn, []).append(vaddr)
         return vaddr
 
     def vunmap(self, vaddr: int, caller: Caller = TASK) -> None:
@@ -180,6 +201,12 @@ class Vmalloc(PageTables):
             raise self._diagnose(vaddr, "vunmap", caller, area)
         self._remove_area(area, caller)
         self.unmap_pages(vaddr, area.npages, "vmap")
+        vmapped = self.ka.live.vmapped
+        for pfn in area.pfns:
+            starts = vmapped[pfn]
+            starts.remove(vaddr)
+            if not starts:
+                del vmapped[pfn]
 
     def _diagnose(self, vaddr: int, api: str, caller: Caller, area: VmArea | None) -> Exception:
         if area is not None:
@@ -317,4 +344,9 @@ class Vmalloc(PageTables):
                     raise InvariantError(f"page {i} of area {a.addr:#x} is not an allocated order-0 block")
             if (a.end >> PAGE_SHIFT) in self.pte:
                 raise InvariantError(f"the guard page after area {a.addr:#x} is mapped")
+            if a.kind == "vmap" and any(a.addr not in self.ka.live.vmapped.get(p, ()) for p in a.pfns):
+                raise InvariantError(f"a page of vmap area {a.addr:#x} is not pinned against free")
             prev_end = a.end + (GUARD_PAGES << PAGE_SHIFT)
+        for pfn, starts in self.ka.live.vmapped.items():
+            if any(self.areas.get(v) is None or pfn not in self.areas[v].pfns for v in starts):
+                raise InvariantError(f"page {pfn << PAGE_SHIFT:#x} is pinned by a vmap area not mapping it")

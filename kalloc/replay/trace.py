@@ -121,12 +121,18 @@ def load(path: str | Path) -> Trace:
     return parse(text, p.name)
 
 
+_U32_MAX = 0xFFFF_FFFF
+
+
 def _number(text: str, lineno: int, name: str) -> int:
     """A decimal number of the file (int() refuses more than 4300 digits: a TraceError, not a crash)."""
     try:
-        return int(text, 10)
+        value = int(text, 10)
     except ValueError:
         raise TraceError(f"{name}:{lineno}: {text[:40]!r} is not a usable number") from None
+    if value > _U32_MAX:  # sizes are a 32-bit machine's size_t (issue 12)
+        raise TraceError(f"{name}:{lineno}: {text[:40]} does not fit in 32 bits (a size_t of this machine)")
+    return value
 
 
 def _ints(fields: list[str], lineno: int, name: str, want: int) -> list[int]:
@@ -138,6 +144,8 @@ def _ints(fields: list[str], lineno: int, name: str, want: int) -> list[int]:
         raise TraceError(f"{name}:{lineno}: {' '.join(fields)!r} is not a list of decimal numbers") from None
     if any(v < 0 for v in vals):
         raise TraceError(f"{name}:{lineno}: negative number")
+    if any(v > _U32_MAX for v in vals):  # sizes are a 32-bit machine's size_t (issue 12)
+        raise TraceError(f"{name}:{lineno}: {max(vals)} does not fit in 32 bits (a size_t of this machine)")
     return vals
 
 

@@ -199,4 +199,4 @@ def vmalloc_allocations(vm: Vmalloc) -> Iterator[Allocation]:
     for addr in sorted(vm.areas):
         a = vm.areas[addr]
         if a.kind == "vmalloc":
-            yield Allocation(a.addr, a.size, "vmalloc", a.site, False, 0, a.npages * PAGE_SIZE)
+            yield Allocation(a.addr, a.size, "vmalloc", a.site, a.not_leak, 0, a.npages * PAGE_SIZE)

@@ -66,5 +66,7 @@ class DmaServices:
         return 0, 0
 
     def svc_dma_pool_destroy(self, caller: Caller, handle: int, *args: int) -> tuple[int, int]:
+        if handle == 0:  # dma_pool_destroy(NULL) is a no-op in Linux
+            return 0, 0
         self.ka.dma_pool_destroy(self.pool(handle))
         return 0, 0

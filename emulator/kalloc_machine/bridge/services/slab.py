@@ -60,6 +60,8 @@ class CacheServices:
         return self.ka.kmem_cache_shrink(self.cache(handle)), 0
 
     def svc_cache_destroy(self, caller: Caller, handle: int, *args: int) -> tuple[int, int]:
+        if handle == 0:  # kmem_cache_destroy(NULL) is a no-op in Linux
+            return 0, 0
         self.ka.kmem_cache_destroy(self.cache(handle))
         return 0, 0
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from kalloc.vmalloc import Vmalloc
     from kalloc_machine.bridge.services.common import IrqAccounting
 
-VMAP_MAX_PAGES = 1 << 16  # 256 MiB: more than any board's RAM, so a bigger count is garbage
+VMAP_MAX_PAGES = 1 << 16  # 256 MiB; a count beyond the board's own pages is refused too (garbage)
 
 
 class VmallocServices:
@@ -47,8 +47,9 @@ class VmallocServices:
         return 0, 0
 
     def svc_vmap(self, caller: Caller, pages: int, count: int, *args: int) -> tuple[int, int]:
-        if not 0 < count <= VMAP_MAX_PAGES:
-            raise BadArgumentError(f"vmap() of {count} pages (1..{VMAP_MAX_PAGES})")
+        most = min(VMAP_MAX_PAGES, self.vm.ka.buddy.managed_pages)  # checked before the array is read
+        if not 0 < count <= most:
+            raise BadArgumentError(f"vmap() of {count} pages (1..{most}: the machine's pages)")
         phys = self.phys
         if pages & 3 or not phys.contains(pages, 4 * count):
             raise BadArgumentError(f"vmap() page array {pages:#x}+{4 * count} is not RAM", addr=pages)
