@@ -29,6 +29,7 @@ KINDS: tuple[str, ...] = (
     "cpu-fault",
     "timeout",
     "internal",
+    "stack-overflow",
 )
 
 
@@ -130,6 +131,12 @@ class InternalError(KallocError):
     """kalloc's own bug (a Python exception in kalloc while running firmware), never the firmware's."""
 
     kind = "internal"
+
+
+class StackOverflowError(KallocError):
+    """The guard below the firmware's stack was touched: the stack overflowed (the run ends)."""
+
+    kind = "stack-overflow"
 
 
 class InvariantError(AssertionError):

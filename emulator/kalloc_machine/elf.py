@@ -167,9 +167,11 @@ class Firmware:
         for seg in self.segments:
             bank = board.bank_of(seg.paddr)
             if bank is None or seg.end > bank.end:
+                stack = self.symbol_addr("__kalloc_stack_size") or 0  # the SDK's stack: the usual culprit
+                hint = f" (its stack is {stack >> 10} KiB: build with a smaller STACK_SIZE)" if stack else ""
                 raise FirmwareError(
                     f"{self.name}: segment [{seg.paddr:#x}, {seg.end:#x}) is outside RAM of board "
-                    f"'{board.name}'"
+                    f"'{board.name}'{hint}"
                 )
         if board.bank_of(self.entry) is None:
             raise FirmwareError(f"{self.name}: entry point {self.entry:#x} is outside RAM")

@@ -152,12 +152,12 @@ class Machine:
         """Record a non-fatal error. Safe from any callback."""
         self.errors.append(err)
 
-    def fatal(self, err: KallocError) -> None:
-        """Record an error that ends the run. Safe from any callback: stopping the emulator
-        from an MMIO callback is allowed here because the run never resumes."""
+    def fatal(self, err: KallocError, reason: str = "fatal") -> None:
+        """Record an error that ends the run (with `reason`: "fault" for a stack overflow). Safe
+        from any callback: stopping the emulator there is allowed because the run never resumes."""
         self.errors.append(err)
         if self.loop.ending is None:
-            self.loop.ending = "fatal"
+            self.loop.ending = reason
         if self.sled.running:
             self.uc.emu_stop()
 

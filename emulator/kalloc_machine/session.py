@@ -34,7 +34,7 @@ from kalloc.failslab import FailConfig
 from kalloc.vmalloc import Vmalloc
 from kalloc_machine import memlayout, mmu
 from kalloc_machine.board import Board, load_board
-from kalloc_machine.bridge import abi, commit, faultinject, kasan, vmbridge
+from kalloc_machine.bridge import abi, commit, faultinject, kasan, stackguard, vmbridge
 from kalloc_machine.bridge.dmacheck import DmaCheck
 from kalloc_machine.bridge.doorbell import Bridge
 from kalloc_machine.bridge.internal import internal_error
@@ -111,6 +111,7 @@ class Session:
         self.heap = make_heap(options.heap, self.ka, self.vm)
         self._wire_bridge()
         self.commit = commit.install(self.machine, self.ka, self.vm)  # committed pages per kind, headroom
+        self.stackguard = stackguard.install(self.machine, self.firmware)  # stack-overflow at the guard
         self.kasan = kasan.install(self.bridge, self.machine, self.ka, self.firmware, self.kasan_mode, shadow)
         self.faults = self._fault_injection()
         if self.machine.dma is not None:  # transfers judged against the allocator (issue 4)

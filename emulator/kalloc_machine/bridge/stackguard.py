@@ -1,0 +1,158 @@
+"""The stack guard: the run ends with a `stack-overflow` report at the first touch below the stack.
+
+The SDK's linker script (firmware/link.ld) puts a guard between .bss and the stack:
+
+    __kalloc_stack_guard    4 KiB nothing legitimate reads or writes
+    __kalloc_stack_bottom   the stack's lowest address; it grows down from
+    __kalloc_stack_top      (sp at reset; interrupt handlers run on this stack too)
+
+`install(machine, firmware)` puts ONE ranged Unicorn memory hook (reads and writes) on
+[__kalloc_stack_guard, __kalloc_stack_bottom): a ranged hook costs nothing outside its
+range. The first access into it — the prologue of the function whose frame no longer
+fits, the trap vector saving registers for a handler, a local buffer written past the
+bottom — builds the report and ends the run through `machine.fatal(err, reason="fault")`
+(exit status 65, like a CPU fault: the firmware crashed, as on a guard page in Linux).
+
+What lands: `emu_stop` inside a memory callback leaves the instruction un-retired (the
+PC stays on it and the run never resumes), but Unicorn has already made the access to
+guest RAM when the callback runs: a store into the guard does land — in the guard, which
+nothing uses. That is what the guard is for: the run ends before any store reaches .bss
+(`kalloc_irq_depth` and the firmware's globals are never overwritten).
+
+The report (`StackOverflowError`, kind `stack-overflow`, severity error), built once at
+the first access:
+
+    pc, instruction, registers, backtrace   as for a CPU fault (16 frames)
+    access      {type, addr, size}
+    stack       {bottom, top, size, guard, sp, used (top - sp), frames (the whole
+                 frame-pointer chain, counted), context ("task" or "interrupt"),
+                 repeated: {symbol, frames} the function with the most frames (a
+                 runaway recursion names itself)}
+
+An ELF that has `__kalloc_stack_bottom` but no `__kalloc_stack_guard` was built by an SDK
+without the guard: no hook (its .bss lies right below the stack), and the firmware's
+warnings say so. An ELF without either (not built with the SDK) gets neither.
+
+Invariants:
+ 1. The hook is installed only when the ELF names the guard; it never stops the emulator
+    except through `machine.fatal` (the run is ending), and only once.
+ 2. Building the report never raises on guest garbage (the walk is bounded by the stack's
+    size and stops at unreadable frames).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import unicorn
+
+from kalloc.errors import StackOverflowError
+
+if TYPE_CHECKING:
+    from kalloc_machine.elf import Firmware
+    from kalloc_machine.machine import Machine
+
+GUARD = "__kalloc_stack_guard"
+BOTTOM = "__kalloc_stack_bottom"
+TOP = "__kalloc_stack_top"
+TRAP_START, TRAP_END = "kalloc_trap_vector", "__kalloc_trap_vector_end"
+SP = "sp"  # the stack pointer's name in Isa.read_regs (RISC-V and Arm alike)
+NO_GUARD_WARNING = (
+    "no stack guard: this ELF was built by an SDK without __kalloc_stack_guard, so a stack "
+    "overflow is not detected (rebuild it against the installed SDK)"
+)
+_VERBS = {unicorn.UC_MEM_READ: "read", unicorn.UC_MEM_WRITE: "write"}
+
+
+@dataclass(frozen=True, slots=True)
+class StackBounds:
+    guard: int  # lowest address of the guard
+    bottom: int  # the stack's lowest address (= the guard's end)
+    top: int  # sp at reset
+
+    @property
+    def size(self) -> int:
+        return self.top - self.bottom
+
+
+def bounds_of(firmware: Firmware) -> StackBounds | None:
+    """The SDK stack and its guard as the ELF's symbols place them, or None (no guard)."""
+    guard, bottom, top = (firmware.symbol_addr(n) for n in (GUARD, BOTTOM, TOP))
+    if guard is None or bottom is None or top is None or not guard < bottom < top:
+        return None
+    return StackBounds(guard, bottom, top)
+
+
+class StackGuard:
+    """The guard's hook and its one report (module docstring)."""
+
+    def __init__(self, machine: Machine, firmware: Firmware, bounds: StackBounds) -> None:
+        self.machine = machine
+        self.firmware = firmware
+        self.bounds = bounds
+        self.tripped = False
+        trap = firmware.symbol_addr(TRAP_START), firmware.symbol_addr(TRAP_END)
+        self._trap = (trap[0], trap[1]) if trap[0] is not None and trap[1] is not None else None
+        machine.uc.hook_add(unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, self._on_access, None,
+                            bounds.guard, bounds.bottom - 1)  # fmt: skip
+
+    def _on_access(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> None:
+        if self.tripped:
+            return
+        self.tripped = True
+        self.machine.fatal(self.error(_VERBS.get(access, "access"), addr, size), reason="fault")
+
+    def error(self, verb: str, addr: int, size: int) -> StackOverflowError:
+        """The report of an access into the guard, from the CPU's state now."""
+        m, b = self.machine, self.bounds
+        regs = m.regs()
+        pc, sp = regs["pc"], regs[SP]
+        pcs = m.isa.backtrace(m.phys.read_u32, pc, regs, depth=b.size // 8 + 2,
+                              in_ram=lambda a: b.guard <= a and a + 8 <= b.top,
+                              is_code=self.firmware.is_code)  # fmt: skip
+        symbols = [s[0] for p in pcs if (s := self.firmware.symbol_at(p)) is not None]
+        repeated = Counter(symbols).most_common(1)
+        func = self.firmware.symbol_at(pc)
+        where = func[0] if func else f"{pc:#x}"
+        context = "interrupt" if self._in_handler(pcs) else "task"
+        used = b.top - sp
+        stack: dict[str, Any] = {
+            "bottom": b.bottom, "top": b.top, "size": b.size, "guard": b.guard, "sp": sp,
+            "used": used, "frames": len(pcs), "context": context,
+        }  # fmt: skip
+        if repeated:
+            stack["repeated"] = {"symbol": repeated[0][0], "frames": repeated[0][1]}
+        below = b.bottom - addr
+        if sp < b.bottom:  # the stack pointer left the stack: this frame does not fit
+            handler = " (interrupt handler)" if context == "interrupt" else ""
+            what = (f"stack overflow in {where}{handler}: {verb} of {size} bytes at {addr:#x}, {below} bytes "
+                    f"below the stack's bottom; {used} bytes in use of the {b.size}-byte stack (sp {sp:#x}), "
+                    f"{len(pcs)} frames")  # fmt: skip
+            if repeated and repeated[0][1] > 1:
+                what += f" ({repeated[0][1]} in {repeated[0][0]})"
+        else:  # sp is inside the stack: not this frame's overflow, a pointer into the guard
+            what = (f"{verb} of {size} bytes at {addr:#x} in the stack guard from {where}, with sp {sp:#x} "
+                    f"inside the stack ({used} bytes in use): a wild pointer below the stack")  # fmt: skip
+        err = m.faults.cpu_fault(what, pc, {"type": verb, "addr": addr, "size": size})
+        return StackOverflowError(what, addr=addr, pc=pc, instruction=err.fields["instruction"],
+                                  registers=err.fields["registers"], backtrace=err.fields["backtrace"],
+                                  access=err.fields["access"], stack=stack)  # fmt: skip
+
+    def _in_handler(self, pcs: list[int]) -> bool:
+        """True when the frame chain passes through the trap vector (a handler's frames)."""
+        if self._trap is None:
+            return False
+        lo, hi = self._trap
+        return any(lo <= p < hi for p in pcs[1:])
+
+
+def install(machine: Machine, firmware: Firmware) -> StackGuard | None:
+    """The guard of an SDK ELF that has one; else None (and a warning for an SDK ELF without)."""
+    bounds = bounds_of(firmware)
+    if bounds is None:
+        if firmware.symbol_addr(BOTTOM) is not None and NO_GUARD_WARNING not in firmware.warnings:
+            firmware.warnings.append(NO_GUARD_WARNING)
+        return None
+    return StackGuard(machine, firmware, bounds)
