@@ -8,6 +8,7 @@ bar and prints the figures beside their targets (docs/performance.md).
 
 Invariants:
  1. The bench never fails a run for a missed target: it marks it MISSED; exit status 0.
+    A board that cannot be loaded is one line, status 3, before anything is measured.
  2. `--json -` writes only the JSON to stdout (the table goes to stderr).
 """
 
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from kalloc.cli.options import json_option, run_option, stderr, write_json
+from kalloc.cli.options import fail, json_option, run_option, stderr, write_json
 
 
 @click.command("bench")
@@ -29,7 +30,16 @@ from kalloc.cli.options import json_option, run_option, stderr, write_json
 @click.option("--only", multiple=True, type=click.Choice(list(SUITE)), help="Run only these parts.")
 @json_option("Write the figures as JSON ('-' for stdout).")
 def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_path: str | None) -> None:
-    """Measure the performance figures, each as a side-by-side ratio (docs/performance.md)."""
+    """Measure the performance figures, each as a side-by-side ratio (docs/performance.md).
+
+    Exit status: 0 measured (a missed target included); 3 bad board; 2 usage.
+    """
+    from kalloc_machine.board import BoardError, load_board
+
+    try:
+        load_board(board)  # before minutes of measurement, and one line when it is bad
+    except BoardError as exc:
+        fail(exc)
     settings = BenchSettings(board=board, reps=2 if quick else reps)
     if quick:
         settings.iters, settings.compute_iters = (50, 550), 2000

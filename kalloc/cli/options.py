@@ -15,17 +15,23 @@ Invariants:
  2. A list value that does not parse is a usage error (status 2) with the parser's message.
  3. `fail(message)` is the one way a command reports bad input: one line on
     stderr, `kalloc: error: ...`, status 3 (EXIT_BAD_INPUT); no traceback.
+ 4. Every output path (--json, --record, --plot) is checked when the command line is
+    parsed, before any run (`output_file`, `output_dir`): a missing directory, a
+    directory where a file goes, a file where a directory goes or a path that cannot be
+    written is one line, status 2 (EXIT_USAGE); `--json -` (stdout) is always valid.
+    A write that still fails at the end is one line, status 3.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from kalloc_machine.session import EXIT_BAD_INPUT
+from kalloc_machine.session import EXIT_BAD_INPUT, EXIT_USAGE
 from kalloc_machine.tools.options import RUN_OPTIONS, RunOption
 from rich.console import Console
 
@@ -87,8 +93,64 @@ def run_options(*fields: str) -> Callable[[F], F]:
 
 
 def json_option(help: str) -> Callable[[F], F]:
-    """--json FILE ('-': stdout), into the `json_path` parameter."""
-    return click.option("--json", "json_path", metavar="FILE", help=help)
+    """--json FILE ('-': stdout), into the `json_path` parameter (checked: invariant 4)."""
+    return click.option("--json", "json_path", metavar="FILE", help=help, callback=output_file)
+
+
+def _shown(value: str) -> str:
+    return value if value.isprintable() else repr(value)
+
+
+def _output_problem(p: Path, directory: bool) -> str | None:
+    """Why `p` cannot be written as an output file (or directory), or None."""
+    if p.exists():
+        if directory:
+            if not p.is_dir():
+                return "is not a directory"
+            return None if os.access(p, os.W_OK | os.X_OK) else "directory is not writable"
+        if p.is_dir():
+            return "is a directory"
+        if not p.is_file():  # /dev/stdout, a pipe: opening could block; ask the kernel
+            return None if os.access(p, os.W_OK) else "is not writable"
+        try:
+            os.close(os.open(p, os.O_WRONLY | os.O_APPEND))  # changes nothing
+        except OSError as exc:
+            return f"cannot be written ({exc.strerror or exc})"
+        return None
+    parent = p.parent
+    while directory and not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # --plot DIR is created with its parents
+    if not parent.exists():
+        return f"directory {_shown(str(parent))} does not exist"
+    if not parent.is_dir():
+        return f"{_shown(str(parent))} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {_shown(str(parent))} is not writable"
+    return None
+
+
+def check_output(flag: str, value: str | None, directory: bool = False) -> None:
+    """Exit with a one-line usage error (status 2) unless `value` can be written (invariant 4)."""
+    if value is None or (value == "-" and flag == "--json"):
+        return
+    try:
+        problem = "is empty" if not value else _output_problem(Path(value), directory)
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long
+        problem = f"cannot be used ({exc})"
+    if problem:
+        fail(f"{flag} {_shown(value)}: {problem}", status=EXIT_USAGE)
+
+
+def output_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """click callback: an output FILE option, checked before the command runs."""
+    check_output(param.opts[0], value)
+    return value
+
+
+def output_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """click callback: an output DIR option (created with its parents when missing)."""
+    check_output(param.opts[0], value, directory=True)
+    return value
 
 
 def quiet_option(help: str) -> Callable[[F], F]:
@@ -101,7 +163,7 @@ def stderr() -> Console:
 
 def fail(message: object, status: int = EXIT_BAD_INPUT) -> NoReturn:
     """`kalloc: error: message` on stderr, then exit (invariant 3)."""
-    stderr().print(f"kalloc: error: {message}", markup=False)
+    stderr().print(f"kalloc: error: {message}", markup=False, soft_wrap=True)  # never wrapped: one line
     sys.exit(status)
 
 
@@ -110,5 +172,8 @@ def write_json(json_path: str, text: str) -> None:
     if json_path == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
-    else:
+        return
+    try:
         Path(json_path).write_text(text)
+    except OSError as exc:  # checked at the start (invariant 4), but the disk can fill up
+        fail(f"--json {_shown(json_path)}: cannot write: {exc.strerror or exc}")

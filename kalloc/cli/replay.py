@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from kalloc_machine.session import EXIT_ERROR
+from kalloc_machine.board import load_board
+from kalloc_machine.session import EXIT_ERROR, EXIT_USAGE
 from kalloc_machine.tools.fwreplay import board_banks, firmware_parts
 from rich.console import Console
 from rich.table import Table
 
-from kalloc.cli.options import fail, json_option, quiet_option, run_option, stderr, write_json
+from kalloc.cli.options import fail, json_option, output_dir, quiet_option, run_option, stderr, write_json
 from kalloc.heaps import HEAPS
 from kalloc.replay import DEFAULT_HEAP, shipped_traces
 from kalloc.replay.measure import Bank, Parts, build, measure
@@ -65,7 +66,8 @@ def parse_steps(value: str) -> tuple[int, ...]:
 )
 @json_option("Write summaries and per-step figures ('-': stdout).")
 @click.option(
-    "--plot", "plot_dir", metavar="DIR", help="Write PNGs: memory maps and fragmentation over time."
+    "--plot", "plot_dir", metavar="DIR", callback=output_dir,
+    help="Write PNGs: memory maps and fragmentation over time.",
 )
 @click.option(
     "--map-at",
@@ -107,6 +109,7 @@ def replay_cmd(
     err = stderr()
     pdir = _plot_dir(plot_dir)
     try:
+        label = load_board(board).label  # the JSON names a board file by name@sha256:digest, no host path
         banks = board_banks(board)
         loaded = [load(t) for t in (traces or [str(p) for p in shipped_traces()])]
     except (TraceError, ValueError, OSError) as exc:
@@ -130,7 +133,7 @@ def replay_cmd(
         for p in pngs:
             con.print(f"wrote {p}", markup=False)
     if json_path:
-        doc = {"board": board, "options": {"heap": heap, "sanitize": sanitize, "check_every": check_every,
+        doc = {"board": label, "options": {"heap": heap, "sanitize": sanitize, "check_every": check_every,
                                            "firmware": firmware},
                "replays": results}  # fmt: skip
         write_json(json_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
@@ -148,7 +151,10 @@ def _plot_dir(plot_dir: str | None) -> Path | None:
     except PlotUnavailable as exc:
         fail(exc)
     pdir = Path(plot_dir)
-    pdir.mkdir(parents=True, exist_ok=True)
+    try:
+        pdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--plot {plot_dir}: cannot create: {exc.strerror or exc}", status=EXIT_USAGE)
     return pdir
 
 

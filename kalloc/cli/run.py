@@ -23,7 +23,7 @@ from kalloc_machine.report.render import render_text
 from kalloc_machine.session import BadInput, RunOptions, Session
 from rich.console import Console
 
-from kalloc.cli.options import fail, json_option, quiet_option, run_options, stderr, write_json
+from kalloc.cli.options import fail, json_option, output_file, quiet_option, run_options, stderr, write_json
 
 # The run options in `kalloc run --help` order (--json comes after --board).
 _FIRST = ("board",)
@@ -37,7 +37,8 @@ _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_ev
 @run_options(*_FIRST)
 @json_option("Write the JSON report to FILE ('-' for stdout).")
 @run_options(*_REST)
-@click.option("--record", "record_path", metavar="PATH", help="Record the allocation trace (kalloc replay).")
+@click.option("--record", "record_path", metavar="PATH", callback=output_file,
+              help="Record the allocation trace (kalloc replay).")  # fmt: skip
 @quiet_option("No text report; the UART output and errors only.")
 def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
             **run_kw: Any) -> None:  # fmt: skip
@@ -56,8 +57,11 @@ def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None
         recorder = session.record()
     outcome = session.run()
     if recorder is not None and record_path:
-        recorder.write(record_path, (f"firmware {session.firmware_name}, board {options.board}, "
-                                     f"heap {options.heap}",))  # fmt: skip
+        try:
+            recorder.write(record_path, (f"firmware {session.firmware_name}, board {session.board.label}, "
+                                         f"heap {options.heap}",))  # fmt: skip
+        except OSError as exc:  # checked before the run; a full disk is still possible
+            fail(f"--record {record_path}: cannot write: {exc.strerror or exc}")
     out = stderr() if json_path == "-" else Console(highlight=False)
     render_text(outcome.report, out, wall_s=outcome.wall_s, quiet=quiet)
     if json_path:
