@@ -176,7 +176,7 @@ def _parse_ram(t: dict[str, Any], i: int, src: str) -> RamSpec:
 
 
 def _parse_device(t: dict[str, Any], i: int, src: str) -> DeviceSpec:
-    type_opts = _DEVICE_OPTIONS.get(t.get("type"), ()) if isinstance(t.get("type"), str) else ()
+    type_opts: tuple[str, ...] = _DEVICE_OPTIONS.get(str(t.get("type")), ())
     _check_keys(t, _DEVICE_KEYS + type_opts, _named(t, i, src, "device", "device"))
     name = _str(t, "name", f"{src}: device[{i}]")
     where = f"{src}: device '{name}'"

@@ -27,7 +27,6 @@ from kalloc_machine import memlayout as ml
 from kalloc_machine.boardspec import DEVICE_TYPES, INTC_LINES, MAX_BANKS, Board, BoardError
 from kalloc_machine.isa import ISAS
 
-
 NULL_GUARD = 0x1_0000  # the low 64 KiB stay unmapped: NULL and small offsets from it fault
 # The devices the SDK drives, at the bases kalloc.h hard-codes (invariant 7); True: required.
 SDK_DEVICES: dict[str, tuple[int, bool]] = {
