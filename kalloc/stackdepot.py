@@ -9,25 +9,36 @@ Invariants:
  1. Handle 0 means "no stack recorded"; real handles start at 1.
  2. save() of an equal tuple always returns the same handle (deterministic:
     handles are assigned in first-seen order).
+ 3. At most MAX_STACKS stacks are kept: the stacks come from guest memory (return
+    addresses the firmware can forge), so a firmware could otherwise grow the depot
+    by one entry per call. Past the cap a new stack gets handle 0 ("no stack
+    recorded") and is counted in `dropped`, as Linux's depot stops at its capacity.
 """
 
 from __future__ import annotations
 
 
+MAX_STACKS = 1 << 16  # distinct stacks kept (invariant 3): a few MiB of host memory at most
+
+
 class StackDepot:
     """Deduplicated stacks of raw PCs."""
 
-    __slots__ = ("_by_stack", "_stacks")
+    __slots__ = ("_by_stack", "_stacks", "dropped")
 
     def __init__(self) -> None:
         self._by_stack: dict[tuple[int, ...], int] = {}
         self._stacks: list[tuple[int, ...]] = [()]
+        self.dropped = 0  # new stacks refused past MAX_STACKS
 
     def save(self, stack: tuple[int, ...]) -> int:
         """Store `stack` (innermost PC first) and return its handle."""
         handle = self._by_stack.get(stack)
         if handle is None:
             handle = len(self._stacks)
+            if handle > MAX_STACKS:
+                self.dropped += 1
+                return 0
             self._stacks.append(stack)
             self._by_stack[stack] = handle
         return handle

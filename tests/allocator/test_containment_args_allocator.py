@@ -244,3 +244,13 @@ def test_a_trace_size_beyond_32_bits_is_a_parse_error(text: str) -> None:
     with pytest.raises(TraceError, match="does not fit in 32 bits"):
         parse(text, "t")
     assert parse(text.replace("4294967296", "4294967295"), "t").ops  # the largest size_t parses
+
+
+def test_the_stack_depot_is_bounded_against_forged_return_addresses() -> None:
+    from kalloc.stackdepot import MAX_STACKS, StackDepot
+
+    depot = StackDepot()
+    handles = [depot.save((0x8000_0000 + 4 * i,)) for i in range(MAX_STACKS + 10)]
+    assert len(depot) == MAX_STACKS and depot.dropped == 10
+    assert handles[-1] == 0 and depot.get(0) == ()
+    assert depot.save((0x8000_0000,)) == handles[0] == 1  # known stacks keep their handle

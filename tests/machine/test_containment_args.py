@@ -1,7 +1,8 @@
 """Hostile hypercall arguments on the real machine (issue 12: host memory, memory handed out twice).
 
-Each firmware of firmware/tests/hostile_args_*.c runs in a subprocess, so its peak RSS
-(ru_maxrss) is the run's own; the subprocess also runs the allocator's and vmalloc's
+Each firmware of firmware/tests/hostile_args_*.c runs in a subprocess, so its peak RSS is the
+run's own (VmHWM of /proc/self/status: ru_maxrss would carry the parent's peak across fork and
+exec); the subprocess also runs the allocator's and vmalloc's
 full check() after the run and prints one JSON line with what the test checks.
 """
 
@@ -21,15 +22,15 @@ from kalloc.slub import MAX_USER_CACHES
 RSS_BOUND_MIB = 300  # Python + Unicorn + a 16 MiB board is ~50 MiB; before the fix one call took 24 GB
 WALL_BOUND_S = 20.0
 
-_CHILD = """
-import json, resource, sys
+_CHILD = r"""
+import json, re, sys
 from kalloc_machine.session import RunOptions, Session
 s = Session(RunOptions(firmware=sys.argv[1], timeout_s=30))
 out = s.run()
 s.ka.check()
 s.vm.check()
 print(json.dumps({"exit": out.exit_status, "report": out.report,
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+                  "rss_mib": int(re.search(r"VmHWM:\s*(\d+)", open("/proc/self/status").read())[1]) // 1024}))
 """
 
 
