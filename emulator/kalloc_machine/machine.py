@@ -40,6 +40,7 @@ from kalloc_machine.elf import Firmware
 from kalloc_machine.faults import FaultReporter
 from kalloc_machine.isa import Isa, isa_for
 from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE
+from kalloc_machine.report.errorlog import ErrorLog
 from kalloc_machine.runloop import RunLoop, RunResult
 from kalloc_machine.sled import IdleSled, UcErrorHook
 
@@ -79,7 +80,7 @@ class Machine:
         self.quantum = quantum or board.cpu.quantum
         self.seed = seed
         self.clock = Clock()
-        self.errors: list[KallocError] = []
+        self.errors = ErrorLog()  # deduplicated and capped as filed (report/errorlog.py)
         self.on_hypercall: Callable[[int, int], None] = self._no_hypercall_handler
         self.on_uc_error: UcErrorHook | None = None
         self.uc = unicorn.Uc(self.isa.uc_arch, self.isa.uc_mode)
@@ -149,8 +150,9 @@ class Machine:
         return self.clock.now
 
     def report(self, err: KallocError) -> None:
-        """Record a non-fatal error. Safe from any callback."""
-        self.errors.append(err)
+        """Record a non-fatal error (counted on its first twin, or suppressed past the cap: ErrorLog).
+        Safe from any callback."""
+        self.errors.add(err)
 
     def fatal(self, err: KallocError, reason: str = "fatal") -> None:
         """Record an error that ends the run (with `reason`: "fault" for a stack overflow). Safe

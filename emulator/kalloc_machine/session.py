@@ -81,6 +81,7 @@ class RunOptions:
     fail_site: str | None = None
     fail_context: str = "any"
     fail_cache: str | None = None
+    max_errors: int = 1000  # issue 12: distinct errors kept, the rest counted (report/errorlog.py)
 
 
 @dataclass(slots=True)
@@ -98,6 +99,7 @@ class Session:
         self.options = options
         self.board, self.firmware, self.firmware_name = _load(options)
         self.machine = self._build_machine()
+        self.machine.errors.max_errors = options.max_errors  # error storms: report/errorlog.py
         image = (memlayout.FIRMWARE_LOAD, self.firmware.image_end, "firmware")
         self.kasan_mode = kasan.mode_for(options.sanitize, self.firmware)  # compiled / hook / None
         shadow = self._shadow_reservation()
@@ -171,10 +173,10 @@ class Session:
         start = time.perf_counter()
         result = self._run_machine(start)
         errors: list[KallocError] = list(result.errors)
-        errors.extend(self.ka.reports)
+        errors.extend(self.machine.errors.admit(self.ka.reports))  # deduplicated, capped
         self.ka.reports.clear()
         if result.reason == "exit":
-            errors.extend(self._end_checks())
+            errors.extend(self.machine.errors.admit(self._end_checks()))
         if self.faults is not None:
             self.faults.link_fault(errors)
         wall = time.perf_counter() - start
@@ -268,12 +270,13 @@ class Session:
             "board": self.board.name,
             "firmware": self.firmware_name,
             "options": opts,
-            "exit_code": exit_status(result, errors),
+            "exit_code": exit_status(result, errors, self.machine.errors.suppressed_error),
             "firmware_exit_code": result.exit_code,
             "end": result.reason,
             "instructions": result.instructions,
             "uart": result.uart,
             "errors": entries,
+            **self.machine.errors.section(),  # {"suppressed": {count, by_kind}} past --max-errors, else {}
             "leaks": self._leaks_section(entries),
             "warnings_firmware": list(self.firmware.warnings),
             "interrupts": {
@@ -321,7 +324,7 @@ def _load(options: RunOptions) -> tuple[Board, Firmware, str]:
     return board, firmware, Path(fw_path).name
 
 
-def exit_status(result: RunResult, errors: list[KallocError]) -> int:
+def exit_status(result: RunResult, errors: list[KallocError], suppressed_error: bool = False) -> int:
     """The process exit status for a run (module docstring)."""
     if any(e.kind == "internal" for e in errors):
         return EXIT_ERROR  # kalloc's own bug: whatever the firmware did after it is not to be trusted
@@ -329,7 +332,7 @@ def exit_status(result: RunResult, errors: list[KallocError]) -> int:
         return EXIT_TIMEOUT
     if result.reason in ("fault", "panic"):
         return EXIT_FAULT
-    if any(e.severity == "error" for e in errors) or result.reason != "exit":
+    if any(e.severity == "error" for e in errors) or suppressed_error or result.reason != "exit":
         return EXIT_ERROR
     code = result.exit_code or 0
     return min(max(code, 0), 63) if code >= 0 else 63

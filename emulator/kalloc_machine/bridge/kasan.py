@@ -21,8 +21,10 @@ Either way the report is the same: kind `out-of-bounds` or `use-after-free`
 the shadow byte), the access (read/write, size, address), the object hit or the
 nearest live one with its size and the offset, the allocation site and (for
 use-after-free) the free site as `*_site` depot handles, the disassembled
-instruction and a backtrace. Each (kind, instruction, object) is reported once,
-and at most MAX_REPORTS in all.
+instruction and a backtrace. Each (kind, instruction, object) is built once; a
+repeat is filed again as the same error, so the run's ErrorLog counts it
+(report/errorlog.py: identical errors kept once with a count, distinct ones
+capped by --max-errors, the rest counted as suppressed).
 
 Under every sanitize mode the two services are answered: without a shadow,
 KASAN_SHADOW says 0 banks and the SDK checks nothing, so a KASAN=1 ELF also
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from kalloc_machine.machine import Machine
 
 COMPILED_MARKER = "__asan_load4_noabort"
-MAX_REPORTS = 64  # enough to see a pattern; a loop over a bad buffer would flood the report
+MAX_REPORTS = 1000  # (kind, pc, object) keys remembered to count a repeat cheaply; past it, built anew
 SCAN_INSNS = 12  # instructions searched after an __asan_* call for the access it guarded
 _FP_REGS = (2, 8)  # sp, s0: accesses through them are the frame's own (not instrumented)
 
@@ -151,8 +153,7 @@ class Kasan:
         self.ka = ka
         self.firmware = firmware
         self.mode = mode
-        self.reported: set[tuple[str, int, int]] = set()
-        self.suppressed = 0
+        self.reported: dict[tuple[str, int, int], KallocError] = {}  # key -> the error filed for it
         phys = self.machine.phys
         accessible = [(seg.paddr, seg.paddr + seg.memsz) for seg in self.firmware.segments]
         accessible.append((phys.banks[0].base, self.firmware.image_end))
@@ -265,12 +266,10 @@ class Kasan:
         kind, info = self.classify(at)
         obj = info.get("object") or {}
         key = (kind, pc, obj.get("addr", at & ~(GRANULE - 1)))
-        if key in self.reported:
+        known = self.reported.get(key)
+        if known is not None:  # a repeat: the ErrorLog counts it on the error kept (O(1))
+            self.machine.report(known)
             return
-        if len(self.reported) >= MAX_REPORTS:
-            self.suppressed += 1
-            return
-        self.reported.add(key)
         code = self.shadow.code(at)
         verb = "write" if is_write else "read"
         where = self._where(info)
@@ -292,7 +291,10 @@ class Kasan:
             if kind == "use-after-free":
                 fields["free_site"] = info.get("free_site", 0)
         err_cls = UseAfterFreeError if kind == "use-after-free" else OutOfBoundsError
-        self.machine.report(err_cls(msg, addr=addr, **fields))
+        err = err_cls(msg, addr=addr, **fields)
+        if len(self.reported) < MAX_REPORTS:
+            self.reported[key] = err
+        self.machine.report(err)
 
     def _instruction(self, pc: int) -> str:
         try:

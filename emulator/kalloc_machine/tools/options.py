@@ -7,7 +7,7 @@ metavar and help. The front ends adapt this one table:
     kalloc.cli.options      click options (`kalloc run`, and the ones `kalloc explore`
                             shares: board, sanitize)
     tools.pytest_plugin     `--kalloc-board`, `--kalloc-sanitize`, `--kalloc-seed`,
-                            `--kalloc-irq-every`, `--kalloc-fail-nth`
+                            `--kalloc-irq-every`, `--kalloc-fail-nth`, `--kalloc-max-errors`
     run_args(options)       back to a `kalloc run` command line (explore's reproducer)
 
 A list value ("N,N,...") is text on the command line and a tuple of ints in RunOptions:
@@ -106,6 +106,9 @@ _OPTIONS = (
               "Fail these allocation requests (1-based, counting the requests that match the --fail-* "
               "filters).",
               metavar="N,N,...", parse=parse_counts),
+    RunOption("max_errors", "--max-errors", 1000,
+              "Keep at most N distinct errors; later new ones are only counted (identical errors are "
+              "always kept once, with a count).", int, low=1, metavar="N", show_default=True),
     RunOption("timeout_s", "--timeout", 120.0, "Wall-clock limit in seconds (status 66).", float, low=0.01,
               show_default=True),
 )  # fmt: skip

@@ -24,7 +24,7 @@ A test that drives a Target and never looks at its report (`report()`, `errors()
 `take_errors()`, `finish()`) still fails when kalloc found an error during it.
 
 Command-line options: --kalloc-board, --kalloc-sanitize, --kalloc-seed,
---kalloc-irq-every, --kalloc-fail-nth: `kalloc run`'s options of the same names
+--kalloc-irq-every, --kalloc-fail-nth, --kalloc-max-errors: `kalloc run`'s options of the same names
 (kalloc_machine.tools.options, where both are defined).
 
 Invariants:
@@ -56,7 +56,7 @@ __all__ = ["StopError", "Target", "assert_clean", "assert_errors", "assert_exit"
 _USED = pytest.StashKey[list["Target"]]()
 
 # The run options a suite sets from the command line, as --kalloc-<flag> (RUN_OPTIONS).
-PLUGIN_OPTIONS = ("board", "sanitize", "seed", "irq_every", "fail_nth")
+PLUGIN_OPTIONS = ("board", "sanitize", "seed", "irq_every", "fail_nth", "max_errors")
 _METAVARS = {"board": "NAME|PATH"}
 
 
@@ -103,6 +103,8 @@ def options_from_config(config: pytest.Config) -> RunOptions:
                 value = spec.parse(str(value or ""))
             except ValueError as exc:
                 raise pytest.UsageError(f"{_plugin_flag(spec)} {value!r}: {exc}") from None
+        elif spec.low is not None and value is not None and value < spec.low:
+            raise pytest.UsageError(f"{_plugin_flag(spec)} {value!r}: must be at least {spec.low:g}")
         values[field] = value
     return RunOptions(**values)
 
