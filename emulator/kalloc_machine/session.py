@@ -113,7 +113,7 @@ class Session:
         self.heap = make_heap(options.heap, self.ka, self.vm)
         self._wire_bridge()
         self.commit = commit.install(self.machine, self.ka, self.vm)  # committed pages per kind, headroom
-        self.stackguard = stackguard.install(self.machine, self.firmware)  # stack-overflow at the guard
+        self.stackguard = stackguard.install(self.machine, self.firmware, self.ka.depot)  # stack-overflow
         self.kasan = kasan.install(self.bridge, self.machine, self.ka, self.firmware, self.kasan_mode, shadow)
         self.faults = self._fault_injection()
         if self.machine.dma is not None:  # transfers judged against the allocator (issue 4)

@@ -71,6 +71,8 @@ def test_runaway_recursion_in_task_context_is_one_stack_overflow() -> None:
     assert stack["guard"] <= err["access"]["addr"] < stack["bottom"]
     assert err["access"]["type"] == "write" and err["registers"]["sp"] == stack["sp"]
     assert "stack overflow in runaway" in err["message"] and f"{stack['used']} bytes in use" in err["message"]
+    origin = [f["symbol"] for f in err["origin_site"]["backtrace"]]  # where the deep call began
+    assert origin[-2:] == ["main", "_start"] and origin[0] == "runaway"
     assert u32(s, "kalloc_irq_depth") == 0
     assert_allocator_sound(s)
 
@@ -83,6 +85,8 @@ def test_overflow_inside_an_interrupt_handler_is_caught_by_the_same_guard() -> N
     assert err["kind"] == "stack-overflow" and err["symbol"] == "irq_runaway"
     assert err["stack"]["context"] == "interrupt"
     assert "(interrupt handler)" in err["message"]
+    origin = [f["symbol"] for f in err["origin_site"]["backtrace"]]
+    assert origin[-5:] == ["on_timer", "__kalloc_trap", "kalloc_trap_vector", "main", "_start"]
     assert report["interrupts"]["context_allocations"]  # the handler's GFP_ATOMIC kmalloc was served
     assert u32(s, "kalloc_irq_depth") == 1  # inside the handler, and intact
     assert_allocator_sound(s)

@@ -28,6 +28,9 @@ the first access:
                  frame-pointer chain, counted), context ("task" or "interrupt"),
                  repeated: {symbol, frames} the function with the most frames (a
                  runaway recursion names itself)}
+    origin_site the outermost ORIGIN_FRAMES frames of the chain, where the deep call
+                began (a stack-depot handle, symbolized in the report), when the chain
+                is longer than the backtrace
 
 An ELF that has `__kalloc_stack_bottom` but no `__kalloc_stack_guard` was built by an SDK
 without the guard: no hook (its .bss lies right below the stack), and the firmware's
@@ -51,6 +54,7 @@ import unicorn
 from kalloc.errors import StackOverflowError
 
 if TYPE_CHECKING:
+    from kalloc.stackdepot import StackDepot
     from kalloc_machine.elf import Firmware
     from kalloc_machine.machine import Machine
 
@@ -63,6 +67,8 @@ NO_GUARD_WARNING = (
     "no stack guard: this ELF was built by an SDK without __kalloc_stack_guard, so a stack "
     "overflow is not detected (rebuild it against the installed SDK)"
 )
+BACKTRACE_FRAMES = 16  # what FaultReporter.backtrace walks
+ORIGIN_FRAMES = 8
 _VERBS = {unicorn.UC_MEM_READ: "read", unicorn.UC_MEM_WRITE: "write"}
 
 
@@ -88,8 +94,10 @@ def bounds_of(firmware: Firmware) -> StackBounds | None:
 class StackGuard:
     """The guard's hook and its one report (module docstring)."""
 
-    def __init__(self, machine: Machine, firmware: Firmware, bounds: StackBounds) -> None:
+    def __init__(self, machine: Machine, firmware: Firmware, bounds: StackBounds,
+                 depot: StackDepot | None = None) -> None:  # fmt: skip
         self.machine = machine
+        self.depot = depot
         self.firmware = firmware
         self.bounds = bounds
         self.tripped = False
@@ -136,9 +144,11 @@ class StackGuard:
             what = (f"{verb} of {size} bytes at {addr:#x} in the stack guard from {where}, with sp {sp:#x} "
                     f"inside the stack ({used} bytes in use): a wild pointer below the stack")  # fmt: skip
         err = m.faults.cpu_fault(what, pc, {"type": verb, "addr": addr, "size": size})
-        return StackOverflowError(what, addr=addr, pc=pc, instruction=err.fields["instruction"],
-                                  registers=err.fields["registers"], backtrace=err.fields["backtrace"],
-                                  access=err.fields["access"], stack=stack)  # fmt: skip
+        fields = dict(err.fields, stack=stack)
+        fields.pop("pc", None)
+        if self.depot is not None and len(pcs) > BACKTRACE_FRAMES:
+            fields["origin_site"] = self.depot.save(tuple(pcs[-ORIGIN_FRAMES:]))
+        return StackOverflowError(what, addr=addr, pc=pc, **fields)
 
     def _in_handler(self, pcs: list[int]) -> bool:
         """True when the frame chain passes through the trap vector (a handler's frames)."""
@@ -148,11 +158,12 @@ class StackGuard:
         return any(lo <= p < hi for p in pcs[1:])
 
 
-def install(machine: Machine, firmware: Firmware) -> StackGuard | None:
-    """The guard of an SDK ELF that has one; else None (and a warning for an SDK ELF without)."""
+def install(machine: Machine, firmware: Firmware, depot: StackDepot | None = None) -> StackGuard | None:
+    """The guard of an SDK ELF that has one; else None (and a warning for an SDK ELF without).
+    `depot` (the allocator's) keeps the report's origin_site."""
     bounds = bounds_of(firmware)
     if bounds is None:
         if firmware.symbol_addr(BOTTOM) is not None and NO_GUARD_WARNING not in firmware.warnings:
             firmware.warnings.append(NO_GUARD_WARNING)
         return None
-    return StackGuard(machine, firmware, bounds)
+    return StackGuard(machine, firmware, bounds, depot)
