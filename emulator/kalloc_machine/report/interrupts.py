@@ -111,7 +111,7 @@ def dma_section(result: RunResult, machine: Machine, errors: list[KallocError]) 
         "completed": len(done),
         "failed": len(transfers) - len(done),
         "bytes": sum(t["len"] for t in done),
-        "errors": len(dma_errors),
+        "errors": sum(e.fields.get("count", 1) for e in dma_errors),  # repeats too (report/errorlog.py)
         "ignored_starts": machine.dma.ignored_starts if machine.dma is not None else 0,
         "list": transfers[:DMA_TRANSFERS_LISTED],
     }
