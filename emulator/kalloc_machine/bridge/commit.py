@@ -145,7 +145,7 @@ class CommitMeter:
             "peak_committed_bytes": (self.peak_used + self._reserved) * PAGE_SIZE,
             "ram_bytes": ram,
             "zones": zones,
-            "allocation_failures": sum(1 for e in errors if e.kind == "oom"),
+            "allocation_failures": sum(e.fields.get("count", 1) for e in errors if e.kind == "oom"),
         }
 
 
