@@ -5,4 +5,6 @@
     render.py       the report renderer: the JSON report as text (`render_text`, rich)
     symbols.py      PCs and stack-depot handles as frames (`Symbolizer`), allocator wrappers
     interrupts.py   the interrupt and DMA sections, both backtraces of an interrupt-context error
+    errorlog.py     the run's error log (Machine.errors): identical errors once with a count,
+                    distinct ones capped by --max-errors, the rest counted as suppressed
 """
