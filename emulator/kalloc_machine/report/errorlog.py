@@ -78,6 +78,7 @@ class ErrorLog(list[KallocError]):
             self.suppressed[err.kind] = self.suppressed.get(err.kind, 0) + 1
             self.suppressed_error = self.suppressed_error or err.severity == "error"
             return False
+        err.fields.pop("count", None)  # filed again after clear() (the harness's take_errors): anew
         self.seen[key] = err
         self.append(err)
         return True
