@@ -247,7 +247,11 @@ class IrqInjector:
     Firing times: every value of `irq_at`, and, when `irq_every` > 0, the k-th periodic
     time k*irq_every + j_k (k = 1, 2, ...) where j_k is drawn uniformly from
     [0, irq_jitter] by a `random.Random(seed)` of its own. Same options and seed, same times.
+    `fired` keeps the first FIRED_KEPT times, `fired_count` counts them all (a run may
+    inject hundreds of millions: the host's memory must not grow with them).
     """
+
+    FIRED_KEPT = 64
 
     def __init__(self, line: int, raise_irq: RaiseFn, *, irq_at: Iterable[int] = (), irq_every: int = 0,
                  irq_jitter: int = 0, seed: int = 0) -> None:  # fmt: skip
@@ -263,6 +267,7 @@ class IrqInjector:
         self._next_periodic: int | None = None
         self._advance_periodic()
         self.fired: list[int] = []
+        self.fired_count = 0
 
     def _advance_periodic(self) -> None:
         if not self.every:
@@ -283,5 +288,7 @@ class IrqInjector:
             self._advance_periodic()
 
     def _fire(self, when: int) -> None:
-        self.fired.append(when)
+        if self.fired_count < self.FIRED_KEPT:
+            self.fired.append(when)
+        self.fired_count += 1
         self.raise_irq(self.line)

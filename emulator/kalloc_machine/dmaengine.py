@@ -13,6 +13,8 @@ transfer is timed from the exact store and `stamp` moves its start to that time)
 `service(now)` completes what is due: the transfer is checked (`check`, replaceable
 by the composer: bridge/dmacheck.py), copies through PhysMem or the buffer, and
 raises the engine's line (done or error). A start while busy is ignored and counted.
+`transfers` keeps the first TRANSFERS_KEPT transfers; `count`, `completed` and
+`bytes_done` count them all (a DMA loop must not grow the host's memory).
 
 Invariants:
  1. MMIO callbacks change only the engine's registers and queue (devices.py, 1).
@@ -69,6 +71,7 @@ class DmaEngine(Device):
     BUF_OFFSET = 0x800
     BUF_SIZE = 0x800
     CTRL_START = 1
+    TRANSFERS_KEPT = 64
 
     def __init__(
         self,
@@ -91,7 +94,8 @@ class DmaEngine(Device):
         self.regs = {self.SRC: 0, self.DST: 0, self.LEN: 0}
         self.status = DMA_IDLE
         self.current: Transfer | None = None
-        self.transfers: list[Transfer] = []
+        self.transfers: list[Transfer] = []  # the first TRANSFERS_KEPT
+        self.count = self.completed = self.bytes_done = 0  # every transfer ended
         self.ignored_starts = 0  # starts while busy: ignored, as on most simple engines
         self.completing: Transfer | None = None
         self.check: CheckFn = self.default_check
@@ -151,7 +155,12 @@ class DmaEngine(Device):
         t.status = DMA_DONE if self._complete(t) else DMA_ERROR
         self.completing = None
         self.status = t.status
-        self.transfers.append(t)
+        if self.count < self.TRANSFERS_KEPT:
+            self.transfers.append(t)
+        self.count += 1
+        if t.status == DMA_DONE:
+            self.completed += 1
+            self.bytes_done += t.length
         if self.irq is not None:
             self.raise_irq(self.irq)
 

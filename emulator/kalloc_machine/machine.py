@@ -46,6 +46,8 @@ from kalloc_machine.sled import IdleSled, UcErrorHook
 
 __all__ = ["Machine", "RunResult"]
 
+WALL_POLL_CALLS = 4096  # a slice of costly hypercalls still meets --timeout (runloop.py, "Limits")
+
 
 class Machine:
     """One emulated machine, ready to `run()` once.
@@ -103,6 +105,7 @@ class Machine:
         self.sled = IdleSled(self.isa, self.uc, self.phys, self.faults, self.errors)
         self.sled.install(firmware.wfi_pcs)
         self.loop = RunLoop(self)
+        self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them
         self.isa.set_pc(self.uc, firmware.entry)
 
     # -- building the machine -------------------------------------------------------
@@ -190,6 +193,11 @@ class Machine:
         """Slices ended early, exactly, at a poking store or an mtime read."""
         return self.loop.cuts
 
+    def interrupt(self) -> None:
+        """Ask the run to end at the next boundary, reason "interrupted" (Ctrl-C; safe from a
+        signal handler, even inside a Unicorn callback: the run never resumes)."""
+        self.loop.interrupt()
+
     def run(self) -> RunResult:
         """Run the firmware until it exits or something ends the run (runloop.py).
 
@@ -241,6 +249,9 @@ class Machine:
             self.on_hypercall(offset // 4, value & 0xFFFF_FFFF)
         except KallocError as err:
             self.fatal(err)
+        self._calls += 1
+        if not self._calls % WALL_POLL_CALLS and self.loop.wall_expired():
+            self.loop.expire()
 
     def _no_hypercall_handler(self, service: int, block: int) -> None:
         self.report(BadArgumentError(f"hypercall {service} with block {block:#x}: no hypercall handler",

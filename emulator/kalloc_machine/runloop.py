@@ -15,7 +15,6 @@ and while an interrupt is pending but masked by the ISA's global mask (mstatus.M
 so it is taken within a few instructions of being unmasked.
 
 Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early).
-
 Approximate counts: a memory fault (Unicorn raises out of `emu_start`) and a fatal
 error reported from an MMIO callback (`fatal()` stops the emulator: the run is ending)
 stop mid-slice with no way to count; `instructions` is then the clock at the start of
@@ -25,8 +24,14 @@ that slice (a lower bound, off by less than one quantum, still deterministic) an
 Run reasons (RunResult.reason): "exit" (ecall exit; exit_code = a0, signed),
 "panic" (ecall panic), "fault" (CPU fault), "fatal" (a fatal report: bad ecall, bad
 doorbell, or the composer's `fatal()`), "budget" (max_instructions), "timeout"
-(wall clock), "wfi" (wfi with nothing that can ever wake it), and any reason a
-`IdleSled.stop_slice` caller gives (the harness's "break").
+(wall clock), "wfi" (wfi with nothing that can ever wake it), "interrupted" (the
+host asked the run to stop: `interrupt()`, Ctrl-C; not the firmware's doing), and any
+reason a `IdleSled.stop_slice` caller gives (the harness's "break").
+
+Limits in every state: the budget bounds each slice and idle step; the wall clock is
+read every POLL_SLICES slices, IDLE_POLL idle steps and (machine.py) WALL_POLL_CALLS
+hypercalls. wfi wakes only for the timer when mie.MTIE, a line when mie.MEIE and the
+line is enabled (fixed while the CPU sleeps); nothing that can wake it: "wfi" ends the run.
 
 Invariants:
  1. Unicorn is never stopped from a memory or MMIO callback unless the run is ending.
@@ -63,6 +68,8 @@ DEVICE_BURST = 256
 # mtime reads inside it are not cut again: kalloc_now() reads mtime three times (hi, lo,
 # hi), so every read sees the time within READ_WINDOW instructions, for 2 boundaries.
 READ_WINDOW = 64
+POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
+IDLE_POLL = 1024  # ... and every IDLE_POLL idle steps
 
 
 @dataclass(slots=True)
@@ -113,6 +120,32 @@ class RunLoop:
         self._masked_burst = 1  # next slice length while an interrupt waits for the mask
         self._was_masked = False
         self._read_window = False  # the next slice must be a READ_WINDOW
+        self.interrupted, self.wall_deadline = False, float("inf")  # interrupt(); perf_counter() limit
+
+    # -- limits ------------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """End the run ("interrupted") at the next boundary; safe from a signal handler, even
+        inside a Unicorn callback (the run never resumes: a replay does not matter)."""
+        self.interrupted = True
+        if self.sled.running:
+            self.uc.emu_stop()
+
+    def wall_expired(self) -> bool:  # the wall-clock limit has passed (one perf_counter call)
+        return time.perf_counter() > self.wall_deadline
+
+    def expire(self) -> None:
+        """From an MMIO callback: the wall-clock limit passed inside a slice; end the run now."""
+        if self.ending is None:
+            self.ending = "timeout"
+            self.errors.append(self._timeout_error())
+        if self.sled.running:
+            self.uc.emu_stop()
+
+    def _timeout_error(self, pc: int | None = None) -> KallocError:
+        pc = self.isa.pc(self.uc) if pc is None else pc
+        return TimeoutError_(f"wall-clock limit of {self.machine.timeout_s:g} s exceeded", pc=pc,
+                             backtrace=self.faults.backtrace(pc))  # fmt: skip
 
     # -- between slices ---------------------------------------------------------------------
 
@@ -169,32 +202,71 @@ class RunLoop:
             return self._masked_burst
         return self._burst
 
-    def _can_wake(self) -> bool:
-        """wfi wakes on any interrupt pending and enabled, whatever the global mask."""
+    def _wakers(self) -> tuple[bool, bool, int]:  # mie.MTIE, mie.MEIE, the intc's enables
         timer_en, ext_en = self.isa.pending_enable(self.uc)
+        return timer_en, ext_en, self.intc.enable if (ext_en and self.intc is not None) else 0
+
+    def _can_wake(self, timer_en: bool, ext_en: bool) -> bool:
+        """wfi wakes on any interrupt pending and enabled, whatever the global mask."""
         now = self.clock.now
         return bool((timer_en and self.clint is not None and self.clint.pending(now))
                     or (ext_en and self.intc is not None and self.intc.asserted()))  # fmt: skip
 
+    def _wake_deadline(self, timer_en: bool, enabled: int) -> int | None:
+        """The earliest deadline of a device whose interrupt could wake the CPU, or None."""
+        now, due = self.clock.now, []
+        for d in self.timed:
+            line = self._line_of(d)
+            if line == -1:
+                if not timer_en:
+                    continue
+            elif line is None or not enabled >> line & 1:
+                continue
+            t = d.deadline()
+            if t is not None and t > now:
+                due.append(t)
+        return min(due) if due else None
+
+    def _deadlock_error(self, ext_en: bool, enabled: int) -> KallocError:
+        """wfi that nothing can wake; names the raised lines that are not a wake-up."""
+        why = ""
+        pending = self.intc.pending if self.intc is not None else 0
+        if pending and not (ext_en and pending & enabled):
+            lines = ", ".join(str(n) for n in range(32) if pending >> n & 1)
+            why = (f" (line(s) {lines} raised but " + ("not enabled in the interrupt controller)" if ext_en
+                   else "external interrupts are off in mie)"))  # fmt: skip
+        return TimeoutError_("wfi with nothing to wake it: no timer, DMA transfer or injected interrupt that "
+                             f"could wake the CPU is pending or due{why}", pc=self._wfi_pc,
+                             backtrace=self.faults.backtrace(self._wfi_pc))  # fmt: skip
+
+    def _line_of(self, d: Any) -> int | None:  # -1: the timer; else the intc line it raises (or None)
+        return -1 if d is self.clint else getattr(d, "line", getattr(d, "irq", None))
+
     def _idle(self) -> str | None:
-        """Fast-forward through wfi. Returns a reason when the run must end."""
+        """Fast-forward through wfi to what can wake it. Returns a reason when the run must end."""
+        timer_en, ext_en, enabled = self._wakers()
+        budget, steps = self.machine.max_instructions, 0
         while True:
-            self._service()  # what fell due inside the slice that reached wfi
-            if self._can_wake():
+            self._service()  # what fell due inside the slice (or the idle step) that reached now
+            if self._can_wake(timer_en, ext_en):
                 return None
-            deadline = self._next_deadline()
-            if deadline is None:
-                self.errors.append(TimeoutError_(
-                    "wfi with nothing to wake it: no timer, DMA transfer or injected interrupt is pending "
-                    "or enabled", pc=self._wfi_pc, backtrace=self.faults.backtrace(self._wfi_pc),
-                ))  # fmt: skip
+            if self._wake_deadline(timer_en, enabled) is None:
+                self.errors.append(self._deadlock_error(ext_en, enabled))
                 return "wfi"
-            budget = self.machine.max_instructions
+            deadline = self._next_deadline()
+            assert deadline is not None  # a wake deadline is one
             target = min(deadline, budget)
             self._idle_time += target - self.clock.now
             self.clock.now = target
             if target >= budget:
                 return None  # the loop reports the budget
+            steps += 1
+            if not steps % IDLE_POLL:
+                if self.interrupted:
+                    return "interrupted"
+                if self.wall_expired():
+                    self.errors.append(self._timeout_error(self._wfi_pc))
+                    return "timeout"
 
     # -- slices -----------------------------------------------------------------------------
 
@@ -216,9 +288,9 @@ class RunLoop:
         sled.running = False
         stop = sled.stop
         if stop is None:
-            if self.ending is not None:  # fatal() from a callback stopped the slice
+            if self.ending is not None or self.interrupted:  # fatal() or interrupt() stopped the slice
                 self._exact = False
-                return self.ending
+                return self.ending or "interrupted"
             self.clock.now = start + count
             pc = isa.pc(uc)
             if IDLE_SLED_BASE <= pc < IDLE_SLED_BASE + IDLE_SLED_SIZE:
@@ -268,9 +340,14 @@ class RunLoop:
         self._ran = True
         m = self.machine
         started = time.perf_counter()
+        self.wall_deadline = started + m.timeout_s
         reason: str | None = None
+        poll = 0
         while reason is None:
             now = self.clock.now
+            if self.interrupted:
+                reason = "interrupted"
+                break
             if now >= m.max_instructions:
                 pc = self.isa.pc(self.uc)
                 self.errors.append(TimeoutError_(f"instruction budget exhausted ({m.max_instructions})",
@@ -278,11 +355,13 @@ class RunLoop:
                                                  budget=m.max_instructions))  # fmt: skip
                 reason = "budget"
                 break
-            if time.perf_counter() - started > m.timeout_s:
-                self.errors.append(TimeoutError_(f"wall-clock limit of {m.timeout_s:g} s exceeded",
-                                                 pc=self.isa.pc(self.uc)))  # fmt: skip
-                reason = "timeout"
-                break
+            poll -= 1
+            if poll < 0:
+                poll = POLL_SLICES
+                if self.wall_expired():
+                    self.errors.append(self._timeout_error())
+                    reason = "timeout"
+                    break
             self._service()
             if self.ending is not None:
                 reason = self.ending

@@ -11,7 +11,7 @@ checks into the JSON report (report/json_report.py) and the exit status.
 Exit status (DESIGN.md, docs/abi.md): 0 clean; 1–63 the firmware's own exit code
 (larger clamp to 63); 64 kalloc found an error (an `internal` one — kalloc's own bug —
 included); 65 CPU fault (a panic counts as one); 66 instruction budget or timeout;
-2 usage error; 3 bad input. kalloc's codes win over the firmware's.
+130 interrupted (Ctrl-C: hostlimits.py); 2 usage error; 3 bad input. kalloc's codes win over the firmware's.
 
 Invariants:
  1. The JSON report is a function of (firmware bytes, board, options, seed).
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kalloc import Config, Kalloc, kmemleak
-from kalloc.errors import KallocError, LeakError
+from kalloc.errors import KallocError, LeakError, TimeoutError_
 from kalloc.failslab import FailConfig
 from kalloc.vmalloc import Vmalloc
 from kalloc_machine import memlayout, mmu
@@ -44,6 +44,7 @@ from kalloc_machine.bridge.services import serve_standard
 from kalloc_machine.bridge.services.misc import bootinfo_bytes
 from kalloc_machine.bridge.services.vmalloc import VmallocServices
 from kalloc_machine.elf import Firmware, load_firmware
+from kalloc_machine.hostlimits import EXIT_INTERRUPTED, BoundedPhys, HostLimit, sigint_stops
 from kalloc_machine.machine import Machine, RunResult
 from kalloc_machine.report.interrupts import annotate_interrupt_context, dma_section, interrupts_section
 from kalloc_machine.report.json_report import error_entry
@@ -121,6 +122,7 @@ class Session:
             check = DmaCheck(self.machine.dma, self.ka, sanitize=sanitize, exempt=((image[0], image[1]),))
             self.machine.dma.check = self.vmguards.dma_check(check)  # virtual addresses refused first
         self.still_reachable: list[Any] = []
+        self._scan_expired: Any = lambda: False  # the leak scan's wall clock / Ctrl-C (_end_checks)
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -171,12 +173,13 @@ class Session:
 
     def run(self) -> RunOutcome:
         start = time.perf_counter()
-        result = self._run_machine(start)
-        errors: list[KallocError] = list(result.errors)
-        errors.extend(self.machine.errors.admit(self.ka.reports))  # deduplicated, capped
-        self.ka.reports.clear()
-        if result.reason == "exit":
-            errors.extend(self.machine.errors.admit(self._end_checks()))
+        with sigint_stops(self.machine) as sigints:  # Ctrl-C: end "interrupted" (hostlimits.py)
+            result = self._run_machine(start)
+            errors: list[KallocError] = list(result.errors)
+            errors.extend(self.machine.errors.admit(self.ka.reports))  # deduplicated, capped
+            self.ka.reports.clear()
+            if result.reason == "exit":
+                errors.extend(self.machine.errors.admit(self._end_checks(result, sigints)))
         if self.faults is not None:
             self.faults.link_fault(errors)
         wall = time.perf_counter() - start
@@ -206,10 +209,21 @@ class Session:
                          irq_raised=dict(sorted(intc.raised.items())) if intc else {},
                          dma_transfers=[t.as_dict() for t in m.dma.transfers] if m.dma else [])  # fmt: skip
 
-    def _end_checks(self) -> list[KallocError]:
-        """Poisoned memory overwritten and leaks, after the firmware exited by itself."""
+    def _end_checks(self, result: RunResult, sigints: list[int]) -> list[KallocError]:
+        """Poisoned memory overwritten and leaks, after the firmware exited by itself.
+
+        The leak scan honours --timeout and Ctrl-C (hostlimits.BoundedPhys): cut short, it
+        judges no leaks and the run's end becomes "timeout" or "interrupted"."""
+        loop = self.machine.loop
+        self._scan_expired = lambda: bool(sigints[0]) or loop.wall_expired()
         try:
             return [*self.ka.check_poison(), *self.find_leaks()]
+        except HostLimit:
+            result.reason = "interrupted" if sigints[0] else "timeout"
+            if sigints[0]:
+                return []
+            return [TimeoutError_(f"wall-clock limit of {self.options.timeout_s:g} s exceeded in the leak "
+                                  "scan after the firmware exited: leaks not judged")]  # fmt: skip
         except Exception as exc:  # kalloc's own bug: an `internal` report, not a traceback
             return [internal_error(exc, "checking the allocator after the firmware exited")]
 
@@ -227,7 +241,8 @@ class Session:
         # Virtual memory: arena objects and vmalloc areas are read through the page tables.
         objects = sorted([*self.ka.live_allocations(), *self.heap.live_allocations(),
                           *vmbridge.vmalloc_allocations(self.vm)], key=lambda o: o.addr)  # fmt: skip
-        result = kmemleak.scan(vmbridge.VirtualPhys(self.machine.phys, self.vm), objects,  # type: ignore[arg-type]
+        phys = BoundedPhys(vmbridge.VirtualPhys(self.machine.phys, self.vm), self._scan_expired)
+        result = kmemleak.scan(phys, objects,  # type: ignore[arg-type]
                                roots,
                                self.machine.regs().values())  # fmt: skip
         self.still_reachable = result.reachable
@@ -326,6 +341,8 @@ def _load(options: RunOptions) -> tuple[Board, Firmware, str]:
 
 def exit_status(result: RunResult, errors: list[KallocError], suppressed_error: bool = False) -> int:
     """The process exit status for a run (module docstring)."""
+    if result.reason == "interrupted":
+        return EXIT_INTERRUPTED  # the host stopped the run: never the firmware's fault
     if any(e.kind == "internal" for e in errors):
         return EXIT_ERROR  # kalloc's own bug: whatever the firmware did after it is not to be trusted
     if result.reason in ("budget", "timeout", "wfi"):

@@ -24,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -50,7 +51,17 @@ def _click_type(spec: RunOption) -> Any:
     if spec.type is int:
         return click.IntRange(min=None if spec.low is None else int(spec.low),
                               max=None if spec.high is None else int(spec.high))  # fmt: skip
-    return click.FloatRange(min=spec.low, max=spec.high)
+    return _FiniteFloatRange(min=spec.low, max=spec.high)
+
+
+class _FiniteFloatRange(click.FloatRange):
+    """A FloatRange that refuses nan and inf (nan passes every range test; inf is no limit)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def _list_callback(spec: RunOption) -> Callable[[click.Context, click.Parameter, str], tuple[int, ...]]:

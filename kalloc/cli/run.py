@@ -8,7 +8,9 @@ report kalloc_machine.report.render's, the JSON report kalloc_machine.report.jso
 
 Invariants:
  1. The exit status is the Session's (0 clean; 1-63 the firmware's; 64 error; 65 CPU
-    fault; 66 budget or timeout), 3 for a bad ELF or board, 2 for usage.
+    fault; 66 budget or timeout; 130 interrupted), 3 for a bad ELF or board, 2 for usage.
+ 3. Ctrl-C during the run ends it with the report so far (`end: interrupted`, status 130;
+    kalloc_machine.hostlimits); a Ctrl-C anywhere else is one line on stderr, status 130.
  2. `--json -` writes only the JSON to stdout (the text report goes to stderr).
 """
 
@@ -18,6 +20,7 @@ import sys
 from typing import Any
 
 import click
+from kalloc_machine.hostlimits import EXIT_INTERRUPTED
 from kalloc_machine.report.json_report import dumps
 from kalloc_machine.report.render import render_text
 from kalloc_machine.session import BadInput, RunOptions, Session
@@ -45,8 +48,17 @@ def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None
     """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
 
     Exit status: 0 clean; 1-63 the firmware's exit code; 64 kalloc found an
-    error; 65 CPU fault; 66 budget or timeout; 2 usage; 3 bad ELF or board.
+    error; 65 CPU fault; 66 budget or timeout; 130 interrupted; 2 usage; 3 bad
+    ELF or board.
     """
+    try:
+        _run(firmware, json_path, record_path, quiet, run_kw)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the run (invariant 3)
+        fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _run(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
+         run_kw: dict[str, Any]) -> None:  # fmt: skip
     options = RunOptions(firmware=firmware, **run_kw)
     try:
         session = Session(options)

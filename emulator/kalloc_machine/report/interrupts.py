@@ -97,7 +97,8 @@ def interrupts_section(result: RunResult, machine: Machine, lines_stats: dict[in
         "exact_cuts": machine.cuts,
     }
     if machine.injector is not None:
-        out["injected"] = {"line": machine.injector.line, "times": list(machine.injector.fired)}
+        inj = machine.injector  # times: the first FIRED_KEPT; count: all of them
+        out["injected"] = {"line": inj.line, "times": list(inj.fired), "count": inj.fired_count}
     return out
 
 
@@ -105,12 +106,14 @@ def dma_section(result: RunResult, machine: Machine, errors: list[KallocError]) 
     """Transfers, bytes moved, failed transfers and DMA error reports."""
     transfers = result.dma_transfers
     done = [t for t in transfers if t["status"] == "done"]
+    dma = machine.dma  # its counters cover every transfer; result.dma_transfers only the first ones
+    count, completed = (dma.count, dma.completed) if dma is not None else (len(transfers), len(done))
     dma_errors = [e for e in errors if e.kind in ("dma-unreachable", "dma-boundary") or e.fields.get("dma")]
     return {
-        "transfers": len(transfers),
-        "completed": len(done),
-        "failed": len(transfers) - len(done),
-        "bytes": sum(t["len"] for t in done),
+        "transfers": count,
+        "completed": completed,
+        "failed": count - completed,
+        "bytes": dma.bytes_done if dma is not None else sum(t["len"] for t in done),
         "errors": sum(e.fields.get("count", 1) for e in dma_errors),  # repeats too (report/errorlog.py)
         "ignored_starts": machine.dma.ignored_starts if machine.dma is not None else 0,
         "list": transfers[:DMA_TRANSFERS_LISTED],

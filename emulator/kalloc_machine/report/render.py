@@ -19,7 +19,8 @@ from rich.text import Text
 
 from kalloc_machine.report.symbols import format_frame
 
-_STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout"}
+_STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout",
+           130: "interrupted"}  # fmt: skip
 
 
 def render_text(
