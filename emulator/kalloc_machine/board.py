@@ -83,6 +83,7 @@ __all__ = [
 ]  # fmt: skip
 
 BOARDS_DIR = Path(__file__).parent / "boards"
+MAX_BOARD_BYTES = 1 << 20  # a board is a page of TOML; anything this big is not one (and is not read)
 
 
 # -- parsing -------------------------------------------------------------------------
@@ -288,13 +289,16 @@ def load_board(name_or_path: str) -> Board:
             raise BoardError(f"unknown board '{shown}' (shipped boards: {known})")
         raise BoardError(f"{src}: no such board file")
     try:
-        raw = path.read_bytes()
+        size = path.stat().st_size
+        raw = path.read_bytes() if size <= MAX_BOARD_BYTES else b""
         doc = tomllib.loads(raw.decode("utf-8"))
     except OSError as e:
         raise BoardError(f"{src}: cannot read: {e.strerror}") from None
     except (ValueError, RecursionError) as e:  # TOMLDecodeError, UnicodeDecodeError, int() digit limits
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BoardError(f"{src}: bad TOML: {first}") from None
+    if size > MAX_BOARD_BYTES:
+        raise BoardError(f"{src}: {size} bytes; a board file is at most {MAX_BOARD_BYTES} (not read)")
     board = parse_board(doc, src)
     return replace(board, label=board_label(name_or_path, board.name, raw, shipped))
 

@@ -231,3 +231,12 @@ def test_json_names_a_board_file_by_name_and_digest_never_by_host_path(tmp_path:
 def test_a_shipped_board_by_name_keeps_its_name() -> None:
     res = invoke("run", HELLO, "--board", "default", "--json", "-", "-q")
     assert json.loads(res.stdout)["options"]["board"] == "default"
+
+
+def test_a_huge_or_binary_board_file_is_one_line_and_status_3(tmp_path: Path) -> None:
+    status, line = run_board(tmp_path, "#" * (2 << 20))
+    assert status == 3 and "a board file is at most 1048576 (not read)" in line
+    status, line = run_board(tmp_path, "x = " + "[" * 5000)
+    assert status == 3 and "bad TOML" in line
+    status, line = run_board(tmp_path, BOARD.replace('name = "default"', 'name = "two\\nlines"'))
+    assert status == 3 and "must be one line of printable text" in line
