@@ -11,7 +11,14 @@ an unknown state. So while a run is under way the first Ctrl-C only sets a flag 
 Unicorn to stop (`Machine.interrupt`: the run ends at the next boundary and the report
 says `end: interrupted`, exit status 130); the second one raises KeyboardInterrupt as
 usual (the front end catches it: one line, status 130). Installed only from the main
-thread, and not when SIGINT is ignored (a background job keeps ignoring it).
+thread, and not when SIGINT is ignored (a background job keeps ignoring it); nested
+uses (Session.run around Machine.run) share the outer one.
+
+Who gets the report: only `kalloc run` wants the report of an interrupted run
+(`report_interrupts` on the Session / Machine). Any other caller (the pytest plugin,
+the harness, explore, bench) gets a KeyboardInterrupt raised once the machine has
+stopped cleanly, so a Ctrl-C aborts a test session or a search as usual and is never
+mistaken for a finding.
 
 The leak scan reads every word of the firmware's writable memory and of every live
 object: over a 1 GiB board that is minutes of Python. BoundedPhys hands the scan at
@@ -37,6 +44,9 @@ class Interruptible(Protocol):
     def interrupt(self) -> None: ...
 
 
+_active: list[int] | None = None  # the installed handler's counter (nesting)
+
+
 class HostLimit(Exception):
     """The wall clock or Ctrl-C ended a phase after the run (the leak scan)."""
 
@@ -48,6 +58,10 @@ def sigint_stops(machine: Interruptible) -> Iterator[list[int]]:
     Yields a one-item list counting the Ctrl-Cs seen (0 when none; the caller may read it
     after the run to tell a Ctrl-C in a later phase).
     """
+    global _active
+    if _active is not None:  # nested: the outer handler already stops this machine
+        yield _active
+        return
     seen = [0]
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
         signal.SIG_IGN,
@@ -63,9 +77,11 @@ def sigint_stops(machine: Interruptible) -> Iterator[list[int]]:
         machine.interrupt()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    _active = seen
     try:
         yield seen
     finally:
+        _active = None
         signal.signal(signal.SIGINT, previous)
 
 

@@ -38,6 +38,7 @@ from kalloc_machine.devices import Clint, Clock, Device, Intc, IrqInjector, Uart
 from kalloc_machine.dmaengine import DmaEngine
 from kalloc_machine.elf import Firmware
 from kalloc_machine.faults import FaultReporter
+from kalloc_machine.hostlimits import sigint_stops
 from kalloc_machine.isa import Isa, isa_for
 from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE
 from kalloc_machine.report.errorlog import ErrorLog
@@ -106,6 +107,7 @@ class Machine:
         self.sled.install(firmware.wfi_pcs)
         self.loop = RunLoop(self)
         self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them
+        self.report_interrupts = False  # True: an interrupted run returns its result (kalloc run)
         self.isa.set_pc(self.uc, firmware.entry)
 
     # -- building the machine -------------------------------------------------------
@@ -202,8 +204,14 @@ class Machine:
         """Run the firmware until it exits or something ends the run (runloop.py).
 
         A machine runs once, unless `allow_resume` says a break ended the last run.
+        Ctrl-C stops it cleanly (hostlimits.py); then, unless `report_interrupts`, this
+        raises KeyboardInterrupt (outside any Unicorn callback).
         """
-        return self.loop.run()
+        with sigint_stops(self):
+            result = self.loop.run()
+        if result.reason == "interrupted" and not self.report_interrupts:
+            raise KeyboardInterrupt
+        return result
 
     # -- breaks (the harness: tools/harness.py) ----------------------------------------------
 

@@ -123,6 +123,7 @@ class Session:
             self.machine.dma.check = self.vmguards.dma_check(check)  # virtual addresses refused first
         self.still_reachable: list[Any] = []
         self._scan_expired: Any = lambda: False  # the leak scan's wall clock / Ctrl-C (_end_checks)
+        self.report_interrupts = False  # kalloc run: an interrupted run is reported (hostlimits.py)
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ class Session:
 
     def run(self) -> RunOutcome:
         start = time.perf_counter()
+        self.machine.report_interrupts = self.report_interrupts
         with sigint_stops(self.machine) as sigints:  # Ctrl-C: end "interrupted" (hostlimits.py)
             result = self._run_machine(start)
             errors: list[KallocError] = list(result.errors)
@@ -180,6 +182,8 @@ class Session:
             self.ka.reports.clear()
             if result.reason == "exit":
                 errors.extend(self.machine.errors.admit(self._end_checks(result, sigints)))
+        if result.reason == "interrupted" and not self.report_interrupts:
+            raise KeyboardInterrupt  # not `kalloc run`: Ctrl-C aborts the caller (hostlimits.py)
         if self.faults is not None:
             self.faults.link_fault(errors)
         wall = time.perf_counter() - start

@@ -64,6 +64,7 @@ def _run(firmware: str | None, json_path: str | None, record_path: str | None, q
         session = Session(options)
     except BadInput as exc:
         fail(exc)
+    session.report_interrupts = True  # Ctrl-C: the report so far, status 130
     recorder = None
     if record_path:
         recorder = session.record()

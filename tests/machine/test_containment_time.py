@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,36 @@ def test_ctrl_c_with_json_on_stdout(tmp_path: Path) -> None:
     report = json.loads(out[out.index("{") :])
     assert report["end"] == "interrupted" and report["exit_code"] == 130
     assert "end: interrupted" in err and "Traceback" not in err and "Exception ignored" not in err
+
+
+def _sigint_soon(delay: float) -> threading.Timer:
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_ctrl_c_in_process_reports_when_asked() -> None:
+    """What `kalloc run` does (report_interrupts): the report so far, status 130; the
+    allocator is intact and serves afterwards."""
+    s = Session(RunOptions(firmware=str(prebuilt("tests/hostile_time_hcloop")), timeout_s=60,
+                           max_instructions=10**12))  # fmt: skip
+    s.report_interrupts = True
+    _sigint_soon(0.5)
+    out = s.run()
+    assert out.exit_status == 130 and out.report["end"] == "interrupted" and out.report["errors"] == []
+    s.ka.check()
+    s.ka.kfree(s.ka.kmalloc(48, GFP_KERNEL))
+
+
+def test_ctrl_c_in_a_library_caller_raises_keyboard_interrupt() -> None:
+    """Any other caller (pytest plugin, harness, explore): the machine stops cleanly, then
+    KeyboardInterrupt, so a Ctrl-C aborts the test session and never looks like a finding."""
+    s = Session(RunOptions(firmware=str(prebuilt("tests/spin")), timeout_s=60, max_instructions=10**12))
+    before = signal.getsignal(signal.SIGINT)
+    _sigint_soon(0.5)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    assert time.monotonic() - t0 < 10.0
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is Python's again
+    s.ka.check()
