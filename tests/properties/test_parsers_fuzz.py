@@ -307,3 +307,17 @@ def test_run_option_values(scratch: Path, flag: str, value: str) -> None:
 @given(st.sampled_from(["--map-at", "--check-every", "--heap", "--board", "--sanitize"]), cli_values)
 def test_replay_option_values(scratch: Path, flag: str, value: str) -> None:
     check_cli(["replay", str(scratch / "absent.trace"), flag, value], {2, 3})
+
+
+@settings(FUZZ, max_examples=15, deadline=20_000)
+@given(st.lists(st.tuples(st.integers(0x1000, len(ELF_BYTES) - 1), st.integers(0, 255)), min_size=1,
+                max_size=16))  # fmt: skip
+def test_run_of_a_mutated_elf_reports_and_never_crashes(scratch: Path, muts: list[tuple[int, int]]) -> None:
+    # Mutations past the headers: the ELF mostly loads and its code or data is garbage.
+    raw = bytearray(ELF_BYTES)
+    for off, byte in muts:
+        raw[off] = byte
+    path = scratch / "run.elf"
+    path.write_bytes(bytes(raw))
+    documented = {*range(0, 64), 64, 65, 66, 2, 3}
+    check_cli(["run", str(path), "-q", "--max-instructions", "2000000", "--timeout", "20"], documented)
