@@ -8,8 +8,10 @@ guard is written. Firmware: firmware/tests/hostile_stack_*.c.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -110,6 +112,29 @@ def test_deep_but_bounded_recursion_runs_clean_with_the_default_stack() -> None:
     assert "1000 nested arrays parsed and printed back: same" in report["uart"]
     assert "1001 levels: refused" in report["uart"]
     assert wall < WALL_BOUND_S
+
+
+_CHILD = r"""
+import json, re, sys
+from kalloc_machine.session import RunOptions, Session
+s = Session(RunOptions(firmware=sys.argv[1], timeout_s=30))
+out = s.run()
+s.ka.check()
+print(json.dumps({"exit": out.exit_status, "kinds": [e["kind"] for e in out.report["errors"]],
+                  "rss_mib": int(re.search(r"VmHWM:\s*(\d+)", open("/proc/self/status").read())[1]) // 1024}))
+"""
+RSS_BOUND_MIB = 300  # Python + Unicorn + a 16 MiB board is ~50 MiB
+
+
+@pytest.mark.parametrize("name", ["tests/hostile_stack_task", "tests/hostile_stack_irq"])
+def test_peak_rss_of_an_overflowing_run_is_bounded(name: str) -> None:
+    # VmHWM: the child's own peak (ru_maxrss would carry the parent's across fork and exec)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(prebuilt(name))], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["exit"] == 65 and got["kinds"] == ["stack-overflow"]
+    assert got["rss_mib"] < RSS_BOUND_MIB, got["rss_mib"]
 
 
 def test_the_report_is_deterministic() -> None:
