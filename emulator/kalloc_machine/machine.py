@@ -39,6 +39,7 @@ from kalloc_machine.dmaengine import DmaEngine
 from kalloc_machine.elf import Firmware
 from kalloc_machine.faults import FaultReporter
 from kalloc_machine.hostlimits import sigint_stops
+from kalloc_machine.irqstate import IrqState
 from kalloc_machine.isa import Isa, isa_for
 from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE
 from kalloc_machine.report.errorlog import ErrorLog
@@ -105,6 +106,8 @@ class Machine:
         self.faults = FaultReporter(self.isa, self.uc, self.phys, firmware)
         self.sled = IdleSled(self.isa, self.uc, self.phys, self.faults, self.errors)
         self.sled.install(firmware.wfi_pcs)
+        self.irq_state = IrqState(self.isa, self.uc)  # the caller context's truth (irqstate.py)
+        self.irq_state.install(firmware)
         self.loop = RunLoop(self)
         self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them
         self.report_interrupts = False  # True: an interrupted run returns its result (kalloc run)
@@ -207,8 +210,11 @@ class Machine:
         Ctrl-C stops it cleanly (hostlimits.py); then, unless `report_interrupts`, this
         raises KeyboardInterrupt (outside any Unicorn callback).
         """
+        self.irq_state.resync()
         with sigint_stops(self):
             result = self.loop.run()
+        if result.reason == "break" and self.sled.stop is not None:  # the instruction there did not run
+            self.irq_state.not_run(self.sled.stop.pc)
         if result.reason == "interrupted" and not self.report_interrupts:
             raise KeyboardInterrupt
         return result

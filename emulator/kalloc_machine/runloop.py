@@ -183,6 +183,7 @@ class RunLoop:
             isa.enter_interrupt(self.uc, isa.timer_cause)
             self._timer_taken += 1
             self.irq_timer = True
+        self.machine.irq_state.entered()  # the depth the bridge trusts (irqstate.py)
         self._burst = min(DEVICE_BURST, self.machine.quantum)
         return False
 

@@ -9,9 +9,18 @@ in families (kalloc_machine.bridge.services, .kasan), put in the table by `serve
 from the ABI table; other bridge parts replace single entries (`register()`) or
 intercept every call (`intercept`, fault injection).
 
+Context: the machine's truth wins, the firmware's claim is checked. The caller's
+context (task, interrupt depth, interrupts off) comes from the machine's `irq_state`
+(kalloc_machine.irqstate: the interrupts it delivered, the returns the CPU ran, the
+global mask), not from the block's `ctx` word, which guest code can overwrite. A claim
+that disagrees is a `bad-hypercall` naming both, once per distinct (claim, truth)
+pair, and the call goes on judged by the truth. A test double without `irq_state`
+has only the claim.
+
 Data structure:
     _table[number] -> handler(caller, *args) -> (result, aux), or None (no such service)
-    _contexts[ctx word] -> (Context, depth)   decoded once per distinct word
+    _contexts[ctx word] -> (Context, depth)   decoded once per distinct (true) word
+    _disagreements {(claim, truth)}           the context claims already reported
 
 Every value in a block is untrusted. The bridge checks the block address and the
 service number; the services check pointers and strings; the allocator checks
@@ -26,8 +35,11 @@ Invariants:
     it changes state; the bridge only records.
  3. Site tracking is always on: every call saves its frame-pointer stack in the
     allocator's stack depot and passes the handle as `Caller.site`.
- 4. The hot path (a known service, no error) makes no Python call besides the caller
-    decode, the intercept when one is set, and the handler.
+ 4. The hot path (a known service, no error, the claim equal to the truth) makes no
+    Python call besides the caller decode, the intercept when one is set, and the handler:
+    the claim is checked by one comparison with `irq_state.word`, and only a mismatch
+    (or a mask the machine must read from the CPU) takes `_judge`.
+ 5. Every Caller's context and depth are the machine's (invariant 2 of irqstate.py).
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from kalloc.errors import BadArgumentError, KallocError
 from kalloc.physmem import BadAddress, PhysMem, RamBank
 from kalloc_machine.bridge import abi
 from kalloc_machine.bridge.internal import hypercall_phrase, internal_error
+from kalloc_machine.irqstate import UNKNOWN, IrqState
 from kalloc_machine.memlayout import DOORBELL_SIZE
 
 if TYPE_CHECKING:
@@ -52,6 +65,7 @@ _OUT = struct.Struct("<II")
 _PAIR = struct.Struct("<II")  # [fp-8], [fp-4]
 _EINVAL = 22
 _U32 = 0xFFFF_FFFF
+_CTX_BITS = abi.CTX_DEPTH_MASK << abi.CTX_DEPTH_SHIFT | abi.CTX_MIE  # the bits a claim may set
 MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
 
 Handler = Callable[..., tuple[int, int]]
@@ -82,6 +96,10 @@ class Bridge:
         self.ka = ka
         self.phys = machine.phys
         self._contexts: dict[int, tuple[Context, int]] = {}
+        # the machine's truth about the caller's context; a test double may have none (claims only)
+        self._irq: IrqState | None = getattr(machine, "irq_state", None)
+        self._truth: Any = self._irq if self._irq is not None else _ClaimsOnly
+        self._disagreements: set[tuple[int, int]] = set()
         self._stack_bank: RamBank = self.phys.banks[0]
         self._stack_hi = self._stack_bank.base + self._stack_bank.size - abi.BLOCK_SIZE
         self._counts = [0] * MAX_SERVICES
@@ -110,6 +128,11 @@ class Bridge:
         """Calls per service name, in ABI order (deterministic)."""
         return {s.name: self._counts[s.number] for s in abi.SERVICES if self._counts[s.number]}
 
+    @property
+    def context_disagreements(self) -> list[tuple[int, int]]:
+        """The (claimed, true) context words reported so far, sorted (empty: every claim held)."""
+        return sorted(self._disagreements)
+
     # -- the doorbell -----------------------------------------------------------------------------
 
     def __call__(self, service: int, block: int) -> None:
@@ -124,7 +147,10 @@ class Bridge:
         _res, _aux, ra, fp, ctx, *args = _IN.unpack_from(buf, off)
         caller = None
         try:
-            caller = self._caller(ra, fp, ctx, bank)
+            if ctx != self._truth.word:  # the claim is checked; the machine's truth wins
+                ctx = self._judge(service, ctx, ra, fp, bank)
+            context = self._contexts.get(ctx) or self._decode(ctx)  # the caller, inline (hot path)
+            caller = Caller(context[0], self.ka.depot.save(stack_above(ra, fp, bank)), context[1])
             handler = self._table[service] if service < MAX_SERVICES else None
             if handler is None:
                 self._no_service(service, caller)
@@ -150,20 +176,33 @@ class Bridge:
                 self.machine.report(report)
             reports.clear()
 
-    def _caller(self, ra: int, fp: int, ctx: int, bank: RamBank) -> Caller:
-        context = self._contexts.get(ctx)
-        if context is None:
-            depth = (ctx >> abi.CTX_DEPTH_SHIFT) & abi.CTX_DEPTH_MASK
-            if depth:
-                context = (Context.IRQ, depth)
-            elif not ctx & abi.CTX_MIE:
-                context = (Context.IRQS_OFF, 0)
-            else:
-                context = (Context.TASK, 0)
-            self._contexts[ctx] = context
-        return Caller(context[0], self.ka.depot.save(stack_above(ra, fp, bank)), context[1])
-
     # -- the cold paths -----------------------------------------------------------------------------
+
+    def _decode(self, ctx: int) -> tuple[Context, int]:
+        """(Context, depth) of a context word, kept for the next call with the same word."""
+        depth = ctx >> abi.CTX_DEPTH_SHIFT
+        if depth:
+            context = (Context.IRQ, depth)
+        elif not ctx & abi.CTX_MIE:
+            context = (Context.IRQS_OFF, 0)
+        else:
+            context = (Context.TASK, 0)
+        self._contexts[ctx] = context
+        return context
+
+    def _judge(self, service: int, claim: int, ra: int, fp: int, bank: RamBank) -> int:
+        """The context word to judge a call by: the machine's, reading the mask if it must; a
+        claim that disagrees is reported once per distinct (claim, truth) pair."""
+        claim &= _CTX_BITS  # bits the ABI does not define were always ignored
+        irq = self._irq
+        if irq is None:
+            return claim
+        truth = irq.resolve()
+        if truth != claim and (claim, truth) not in self._disagreements:
+            self._disagreements.add((claim, truth))
+            site = self.ka.depot.save(stack_above(ra, fp, bank))
+            self.machine.report(context_disagreement(service_name(service), claim, truth, site))
+        return truth
 
     def _block_bank(self, service: int, block: int) -> RamBank | None:
         """The RAM bank holding a block off the usual stack bank; None (and a fatal report) if none."""
@@ -198,6 +237,29 @@ class Bridge:
         name = service_name(service)
         self.machine.fatal(internal_error(exc, hypercall_phrase(service, name), service=(service, name),
                                           site=caller.site if caller is not None else None))  # fmt: skip
+
+
+class _ClaimsOnly:
+    """The truth of a bridge whose machine keeps none (a test double): never equal to a claim."""
+
+    word = UNKNOWN
+
+
+def _describe(word: int) -> tuple[str, dict[str, Any]]:
+    depth, on = word >> abi.CTX_DEPTH_SHIFT, "on" if word & abi.CTX_MIE else "off"
+    where = f"interrupt context at depth {depth}" if depth else "task context"
+    return f"{where}, interrupts {on}", {"depth": depth, "interrupts": on}
+
+
+def context_disagreement(name: str, claim: int, truth: int, site: int) -> BadArgumentError:
+    """The bad-hypercall for a context word that is not the machine's (both named)."""
+    said, claimed = _describe(claim)
+    real, machine = _describe(truth)
+    return BadArgumentError(
+        f"hypercall {name}: the argument block claims {said} (ctx {claim:#x}), but the machine is in "
+        f"{real}; the call is judged by the machine's state",
+        site=site, service=name, ctx=claim, claimed=claimed, machine=machine,
+    )  # fmt: skip
 
 
 def stack_above(ra: int, fp: int, bank: RamBank) -> tuple[int, ...]:
