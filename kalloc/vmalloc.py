@@ -156,6 +156,7 @@ class Vmalloc(PageTables):
             if self.ka.debug:
                 self.phys.fill(pfn << PAGE_SHIFT, PAGE_SIZE, POISON_FREE)
             self.ka.buddy.free(pfn)
+        area.pfns = []  # the history keeps the area's shape, not its pages (bounded by the window)
 
     def not_leak(self, vaddr: int) -> bool:
         """kmemleak_not_leak() of a live vmalloc area's start: mark it; False when it is none."""
@@ -207,6 +208,7 @@ class Vmalloc(PageTables):
             starts.remove(vaddr)
             if not starts:
                 del vmapped[pfn]
+        area.pfns = []  # as vfree: the history keeps the shape only
 
     def _diagnose(self, vaddr: int, api: str, caller: Caller, area: VmArea | None) -> Exception:
         if area is not None:
