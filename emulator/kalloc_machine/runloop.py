@@ -29,7 +29,7 @@ host asked the run to stop: `interrupt()`, Ctrl-C; not the firmware's doing), an
 reason a `IdleSled.stop_slice` caller gives (the harness's "break").
 
 Limits in every state: the budget bounds each slice and idle step; the wall clock is
-read every POLL_SLICES slices, IDLE_POLL idle steps and (machine.py) WALL_POLL_CALLS
+read every POLL_SLICES slices, every idle step and (machine.py) WALL_POLL_CALLS
 hypercalls. wfi wakes only for the timer when mie.MTIE, a line when mie.MEIE and the
 line is enabled (fixed while the CPU sleeps); nothing that can wake it: "wfi" ends the run.
 
@@ -69,7 +69,7 @@ DEVICE_BURST = 256
 # hi), so every read sees the time within READ_WINDOW instructions, for 2 boundaries.
 READ_WINDOW = 64
 POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
-IDLE_POLL = 1024  # ... and every IDLE_POLL idle steps
+IDLE_JUMP = 1 << 20  # the longest idle step (a non-waking injector catches up at most this much)
 
 
 @dataclass(slots=True)
@@ -203,30 +203,11 @@ class RunLoop:
             return self._masked_burst
         return self._burst
 
-    def _wakers(self) -> tuple[bool, bool, int]:  # mie.MTIE, mie.MEIE, the intc's enables
-        timer_en, ext_en = self.isa.pending_enable(self.uc)
-        return timer_en, ext_en, self.intc.enable if (ext_en and self.intc is not None) else 0
-
     def _can_wake(self, timer_en: bool, ext_en: bool) -> bool:
         """wfi wakes on any interrupt pending and enabled, whatever the global mask."""
         now = self.clock.now
         return bool((timer_en and self.clint is not None and self.clint.pending(now))
                     or (ext_en and self.intc is not None and self.intc.asserted()))  # fmt: skip
-
-    def _wake_deadline(self, timer_en: bool, enabled: int) -> int | None:
-        """The earliest deadline of a device whose interrupt could wake the CPU, or None."""
-        now, due = self.clock.now, []
-        for d in self.timed:
-            line = self._line_of(d)
-            if line == -1:
-                if not timer_en:
-                    continue
-            elif line is None or not enabled >> line & 1:
-                continue
-            t = d.deadline()
-            if t is not None and t > now:
-                due.append(t)
-        return min(due) if due else None
 
     def _deadlock_error(self, ext_en: bool, enabled: int) -> KallocError:
         """wfi that nothing can wake; names the raised lines that are not a wake-up."""
@@ -240,34 +221,43 @@ class RunLoop:
                              f"could wake the CPU is pending or due{why}", pc=self._wfi_pc,
                              backtrace=self.faults.backtrace(self._wfi_pc))  # fmt: skip
 
-    def _line_of(self, d: Any) -> int | None:  # -1: the timer; else the intc line it raises (or None)
-        return -1 if d is self.clint else getattr(d, "line", getattr(d, "irq", None))
-
     def _idle(self) -> str | None:
-        """Fast-forward through wfi to what can wake it. Returns a reason when the run must end."""
-        timer_en, ext_en, enabled = self._wakers()
-        budget, steps = self.machine.max_instructions, 0
+        """Fast-forward through wfi to what can wake it. Returns a reason when the run must end.
+
+        Wakers (fixed while the CPU sleeps): the timer when mie.MTIE, a device whose line is
+        enabled when mie.MEIE. Idle steps end at the deadlines of the wakers and of the other
+        devices (a DMA completion), except the injector's when its line cannot wake: it
+        catches up in `service` (exact times, deterministic), at most IDLE_JUMP at a time.
+        """
+        timer_en, ext_en = self.isa.pending_enable(self.uc)
+        enabled = self.intc.enable if (ext_en and self.intc is not None) else 0
+        inj = self.machine.injector
+        wakers, steps_at = [], []
+        for d in self.timed:
+            line = -1 if d is self.clint else getattr(d, "line" if d is inj else "irq", None)
+            wakes = timer_en if line == -1 else line is not None and bool(enabled >> line & 1)
+            wakers += [d] if wakes else []
+            steps_at += [d] if wakes or d is not inj else []
+        budget = self.machine.max_instructions
         while True:
             self._service()  # what fell due inside the slice (or the idle step) that reached now
             if self._can_wake(timer_en, ext_en):
                 return None
-            if self._wake_deadline(timer_en, enabled) is None:
+            now = self.clock.now
+            if not any((t := d.deadline()) is not None and t > now for d in wakers):
                 self.errors.append(self._deadlock_error(ext_en, enabled))
                 return "wfi"
-            deadline = self._next_deadline()
-            assert deadline is not None  # a wake deadline is one
-            target = min(deadline, budget)
-            self._idle_time += target - self.clock.now
+            due = [t for d in steps_at if (t := d.deadline()) is not None and t > now]
+            target = min(*due, budget, now + IDLE_JUMP)
+            self._idle_time += target - now
             self.clock.now = target
             if target >= budget:
                 return None  # the loop reports the budget
-            steps += 1
-            if not steps % IDLE_POLL:
-                if self.interrupted:
-                    return "interrupted"
-                if self.wall_expired():
-                    self.errors.append(self._timeout_error(self._wfi_pc))
-                    return "timeout"
+            if self.interrupted:
+                return "interrupted"
+            if self.wall_expired():
+                self.errors.append(self._timeout_error(self._wfi_pc))
+                return "timeout"
 
     # -- slices -----------------------------------------------------------------------------
 

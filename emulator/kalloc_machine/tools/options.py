@@ -109,7 +109,8 @@ _OPTIONS = (
     RunOption("max_errors", "--max-errors", 1000,
               "Keep at most N distinct errors; later new ones are only counted (identical errors are "
               "always kept once, with a count).", int, low=1, metavar="N", show_default=True),
-    RunOption("timeout_s", "--timeout", 120.0, "Wall-clock limit in seconds (status 66).", float, low=0.01,
+    RunOption("timeout_s", "--timeout", 120.0,
+              "Wall-clock limit in seconds: the run and the leak scan (status 66).", float, low=0.01,
               show_default=True),
 )  # fmt: skip
 RUN_OPTIONS: dict[str, RunOption] = {o.field: o for o in _OPTIONS}
