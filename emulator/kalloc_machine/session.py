@@ -239,9 +239,7 @@ class Session:
         """
         fw = self.firmware
         roots = [(seg.vaddr, seg.vaddr + seg.memsz) for seg in fw.segments if seg.flags & 2]
-        lo, hi = fw.symbol_addr("__kalloc_stack_bottom"), fw.symbol_addr("__kalloc_stack_top")
-        if lo is not None and hi is not None:
-            roots.append((lo, hi))
+        roots = stackguard.leak_roots(roots, fw, self.machine.regs()["sp"])  # the live stack only
         # Virtual memory: arena objects and vmalloc areas are read through the page tables.
         objects = sorted([*self.ka.live_allocations(), *self.heap.live_allocations(),
                           *vmbridge.vmalloc_allocations(self.vm)], key=lambda o: o.addr)  # fmt: skip

@@ -158,6 +158,25 @@ class StackGuard:
         return any(lo <= p < hi for p in pcs[1:])
 
 
+def leak_roots(roots: list[tuple[int, int]], firmware: Firmware, sp: int) -> list[tuple[int, int]]:
+    """The leak scan's roots with the stack cut to its live part, [sp, top).
+
+    Frames below sp are dead: a stale pointer left there would hide a real leak (crt0 no
+    longer clears the stack when main returns: with a 256 KiB stack that cost ~100k
+    instructions per run). The guard and the dead stack are taken out of the writable
+    segments' ranges; an sp outside the stack keeps the whole stack as a root.
+    """
+    bottom, top = firmware.symbol_addr(BOTTOM), firmware.symbol_addr(TOP)
+    if bottom is None or top is None:
+        return roots
+    lo = firmware.symbol_addr(GUARD) or bottom
+    out: list[tuple[int, int]] = []
+    for a, b in roots:
+        out += [(x, y) for x, y in ((a, min(b, lo)), (max(a, top), b)) if x < y]
+    out.append((sp if bottom <= sp <= top else bottom, top))
+    return out
+
+
 def install(machine: Machine, firmware: Firmware, depot: StackDepot | None = None) -> StackGuard | None:
     """The guard of an SDK ELF that has one; else None (and a warning for an SDK ELF without).
     `depot` (the allocator's) keeps the report's origin_site."""
