@@ -201,3 +201,15 @@ def test_bad_stack_sizes_fail_the_build(tmp_path: Path, bad: str) -> None:
     with pytest.raises(subprocess.CalledProcessError) as info:
         build(tmp_path, "hostile_stack_nesting.c", bad)
     assert b"STACK_SIZE" in info.value.stderr
+
+
+def test_leak_roots_are_the_live_stack_only() -> None:
+    fw = load_firmware(prebuilt("tests/hello"))
+    bounds = stackguard.bounds_of(fw)
+    assert bounds is not None
+    writable = [(s.vaddr, s.vaddr + s.memsz) for s in fw.segments if s.flags & 2]
+    sp = bounds.top - 64
+    roots = stackguard.leak_roots(writable, fw, sp)
+    assert roots[-1] == (sp, bounds.top)
+    assert not any(a < sp and b > bounds.guard for a, b in roots)  # neither dead frames nor the guard
+    assert stackguard.leak_roots(writable, fw, 0)[-1] == (bounds.bottom, bounds.top)  # sp elsewhere
