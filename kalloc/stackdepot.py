@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-
 MAX_STACKS = 1 << 16  # distinct stacks kept (invariant 3): a few MiB of host memory at most
 
 
