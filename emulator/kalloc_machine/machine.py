@@ -106,7 +106,7 @@ class Machine:
         self.faults = FaultReporter(self.isa, self.uc, self.phys, firmware)
         self.sled = IdleSled(self.isa, self.uc, self.phys, self.faults, self.errors)
         self.sled.install(firmware.wfi_pcs)
-        self.irq_state = IrqState(self.isa, self.uc)  # the caller context's truth (irqstate.py)
+        self.irq_state = IrqState(self.isa, self.uc, self.clock)  # the caller context's truth (irqstate.py)
         self.irq_state.install(firmware)
         self.loop = RunLoop(self)
         self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them

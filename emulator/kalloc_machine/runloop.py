@@ -165,6 +165,7 @@ class RunLoop:
         Returns True when an interrupt is pending and enabled but masked by the ISA's
         global mask: the firmware is expected to unmask it soon (see `_next_count`).
         """
+        self.machine.irq_state.boundary()  # return hooks only while a handler runs (irqstate.py)
         ext = self.intc is not None and self.intc.asserted()
         timer = self.clint is not None and self.clint.pending(self.clock.now)
         if not (ext or timer):

@@ -109,11 +109,12 @@ def test_corrupted_depth_word_does_not_misattribute_later_calls() -> None:
 
 
 def test_stray_mret_in_task_context_changes_nothing() -> None:
+    """No handler runs, so no return is watched (the hooks cost task code nothing): depth stays 0."""
     s, out = ctx_run("hostile_ctx_mret", 0)
     assert (out.exit_status, out.report["errors"]) == (0, [])
     assert out.report["uart"] == "mode 0: back in main\nstill works\n"
     state = s.machine.irq_state
-    assert (state.depth, state.returns, state.stray_returns) == (0, 1, 1)
+    assert (state.depth, state.returns, state.armed) == (0, 0, False)
 
 
 def test_handler_escaping_through_its_own_mret_is_task_context_after() -> None:
@@ -185,34 +186,43 @@ def test_a_break_on_the_mret_is_not_a_return() -> None:
     assert (state.depth, state.entries, state.returns, state.stray_returns) == (0, 1, 1, 0)
 
 
-def test_the_mask_is_read_only_when_unknown() -> None:
-    """After an entry the mask is known (off); an mstatus write makes it unknown until resolved."""
+def test_the_mask_is_read_only_when_the_claim_needs_it() -> None:
+    """The prediction answers a claim that differs only in depth; any other claim reads the CPU."""
     s = Session(RunOptions(firmware=str(prebuilt("tests/hello"))))
     state = s.machine.irq_state
-    assert state.word == UNKNOWN and state.resolve() == 0  # at reset: task context, MIE clear
-    state.entered()
-    assert state.word == 1 << 8 and state.mie is False and state.saved is True
+    assert state.word == UNKNOWN
+    assert state.truth(0x001) == 0 and state.reads == 1  # at reset: task context, MIE clear ...
+    assert state.word == UNKNOWN  # ... which is never taken unchecked
+    state.entered()  # a boundary: the return hooks go in
+    assert state.word == 1 << 8 and state.mie is False and state.saved is True and state.armed
+    assert state.truth(0xFF00) == 1 << 8 and state.reads == 1  # only the depth differs: no read
+    assert state.truth(0x0101) == 1 << 8 and state.reads == 2  # the mask differs: read
     state.resync()
-    assert state.word == UNKNOWN and state.depth == 1
+    assert state.word == UNKNOWN and state.depth == 1 and state.armed
     state.not_run(0x1234)  # no return was hooked there: nothing to take back
     assert state.depth == 1
 
 
-def test_rv32_scan_finds_every_mret_and_mstatus_write() -> None:
+def test_rv32_scan_finds_every_mret() -> None:
     isa = isa_for("rv32imac")
-    words = [
-        0x3020_0073,  # mret                       -> return
-        0x3000_2573,  # csrr a0, mstatus           (csrrs rs1=x0: a read)
-        0x3004_1073,  # csrw mstatus, s0           -> write
-        0x3004_7073,  # csrci mstatus, 8           -> write
-        0x3000_6073,  # csrrsi x0, mstatus, 0      (a read)
-        0x3045_9073,  # csrw mie, a1               (another CSR)
-        0x1050_0073,  # wfi
-    ]
+    words = [0x3020_0073, 0x3000_2573, 0x1050_0073, 0x3020_0073]  # mret, csrr a0 mstatus, wfi, mret
     code = b"".join(w.to_bytes(4, "little") for w in words)
     mret = (0x3020_0073).to_bytes(4, "little")
-    returns, writes = isa.scan_irq_code([(0x8000_0000, code), (0x8000_1001, mret)])
-    assert returns == [0x8000_0000]  # an odd address is never an instruction
-    assert writes == [0x8000_0008, 0x8000_000C]
-    returns, writes = isa.scan_irq_code([(0x8000_0002, b"\x01\x00" + mret)])
-    assert returns == [0x8000_0004]  # after a 16-bit instruction
+    assert isa.scan_returns([(0x8000_0000, code), (0x8000_1001, mret)]) == [0x8000_0000, 0x8000_000C]
+    assert isa.scan_returns([(0x8000_0002, b"\x01\x00" + mret)]) == [0x8000_0004]  # after a 16-bit insn
+
+
+def test_return_hooks_are_armed_only_while_a_handler_runs() -> None:
+    """Each armed code hook slows every instruction of a counted slice: task code far from an
+    interrupt runs without them."""
+    fw = Target(RunOptions(firmware=str(prebuilt("tests/irq_kernel"))))
+    state = fw.machine.irq_state
+    assert state.return_pcs == [fw.firmware.symbol_addr("__kalloc_mret")]
+    fw.run_to("main")
+    assert not state.armed
+    fw.run_to("on_timer")
+    assert state.armed and state.depth == 1
+    fw.finish()
+    assert state.depth == 0
+    state.boundary()  # no handler runs, and none ran just before this one: disarmed
+    assert not state.armed

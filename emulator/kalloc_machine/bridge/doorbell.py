@@ -38,7 +38,8 @@ Invariants:
  4. The hot path (a known service, no error, the claim equal to the truth) makes no
     Python call besides the caller decode, the intercept when one is set, and the handler:
     the claim is checked by one comparison with `irq_state.word`, and only a mismatch
-    (or a mask the machine must read from the CPU) takes `_judge`.
+    takes `_judge` (which reads the mask from the CPU when the claim's differs from the
+    machine's prediction, or would make the call "interrupts off").
  5. Every Caller's context and depth are the machine's (invariant 2 of irqstate.py).
 """
 
@@ -197,7 +198,7 @@ class Bridge:
         irq = self._irq
         if irq is None:
             return claim
-        truth = irq.resolve()
+        truth = irq.truth(claim)
         if truth != claim and (claim, truth) not in self._disagreements:
             self._disagreements.add((claim, truth))
             site = self.ka.depot.save(stack_above(ra, fp, bank))

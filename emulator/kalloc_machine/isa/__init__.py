@@ -42,8 +42,8 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 fault names the byte); scan_code([(addr, bytes)]) -> (idle pcs, counter
                 hazards [(addr, what, why)]): the idle instruction (wfi) is found in the
                 ELF and hooked, idle_size is its length (the CPU resumes after it);
-                scan_irq_code([(addr, bytes)]) -> (returns from interrupt, writes that may
-                change the global mask): hooked to keep the machine's interrupt context
+                scan_returns([(addr, bytes)]) -> every return-from-interrupt instruction
+                (mret), hooked while a handler runs to keep the machine's interrupt depth
                 (irqstate.py)
   idle sled     idle_sled(base, n) -> n-1 nops of sled_step bytes each, then a jump back
                 to `base` at base + sled_step*(n-1) (the jump may be longer than a nop:
@@ -132,7 +132,7 @@ class Isa(Protocol):
     def disassemble(self, pc: int, code: bytes) -> str: ...
     def memory_operand(self, read: ReadCode, pc: int, regs: dict[str, int]) -> tuple[int, int] | None: ...
     def scan_code(self, ranges: Sequence[tuple[int, bytes]]) -> CodeScan: ...
-    def scan_irq_code(self, ranges: Sequence[tuple[int, bytes]]) -> tuple[list[int], list[int]]: ...
+    def scan_returns(self, ranges: Sequence[tuple[int, bytes]]) -> list[int]: ...
     def idle_sled(self, base: int, length: int) -> bytes: ...
 
     # calls
