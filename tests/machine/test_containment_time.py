@@ -192,10 +192,25 @@ def test_fail_prob_nan_is_a_usage_error() -> None:
 _KALLOC = "import sys; import kalloc.cli as c; print('ready', flush=True); sys.argv[0] = 'kalloc'; c.main()"
 
 
+def _sigint_default() -> None:
+    """A shell's background job (a CI runner's, `nohup … &`) inherits SIGINT ignored; kalloc
+    honours that (it is what the user asked for), so the tests restore the default first."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def python_sigint():
+    """In-process Ctrl-C tests need Python's own SIGINT handler, whatever the runner inherited."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def interrupt_run(name: str, *args: str, after: float = 1.5) -> tuple[int, str, str]:
     proc = subprocess.Popen([sys.executable, "-c", _KALLOC, "run", str(prebuilt(name)), "--timeout", "60",
                              "--max-instructions", str(10**12), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)  # fmt: skip
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(after)  # the board, ELF and allocator are built in well under a second
@@ -234,7 +249,7 @@ def _sigint_soon(delay: float) -> threading.Timer:
     return timer
 
 
-def test_ctrl_c_in_process_reports_when_asked() -> None:
+def test_ctrl_c_in_process_reports_when_asked(python_sigint: None) -> None:
     """What `kalloc run` does (report_interrupts): the report so far, status 130; the
     allocator is intact and serves afterwards."""
     s = Session(RunOptions(firmware=str(prebuilt("tests/hostile_time_hcloop")), timeout_s=60,
@@ -247,7 +262,7 @@ def test_ctrl_c_in_process_reports_when_asked() -> None:
     s.ka.kfree(s.ka.kmalloc(48, GFP_KERNEL))
 
 
-def test_ctrl_c_in_a_library_caller_raises_keyboard_interrupt() -> None:
+def test_ctrl_c_in_a_library_caller_raises_keyboard_interrupt(python_sigint: None) -> None:
     """Any other caller (pytest plugin, harness, explore): the machine stops cleanly, then
     KeyboardInterrupt, so a Ctrl-C aborts the test session and never looks like a finding."""
     s = Session(RunOptions(firmware=str(prebuilt("tests/spin")), timeout_s=60, max_instructions=10**12))
