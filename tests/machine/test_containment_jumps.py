@@ -16,6 +16,8 @@ import pytest
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 
+from kalloc.gfp import GFP_KERNEL
+
 
 def run(name: str) -> tuple[Session, dict, int, float]:
     s = Session(RunOptions(firmware=str(prebuilt(f"tests/{name}")), timeout_s=30))
@@ -37,7 +39,7 @@ def test_a_jump_into_devices_or_data_is_one_cpu_fault(name: str, target: int | N
         assert report["errors"][0]["pc"] == target
     assert wall < 20
     s.ka.check()  # the allocator survived: its invariants hold and it still serves
-    p = s.ka.kmalloc(64, 0xCC0)  # GFP_KERNEL
+    p = s.ka.kmalloc(64, GFP_KERNEL)
     assert p is not None
     s.ka.kfree(p)
 
