@@ -43,8 +43,10 @@ from kalloc.zone import (
     ALLOC_MIN_RESERVE,
     ZONE_DMA,
     ZONE_NORMAL,
+    Zone,
     alloc_flags_for,
     default_min_free_kbytes,
+    enough_free,
     setup_lowmem_reserve,
     setup_watermarks,
 )
@@ -110,7 +112,7 @@ class PagePipeline:
             if pfn is None and gfp & G.NOFAIL:
                 pfn = buddy.alloc_zonelist(zones, order, highest, flags | ALLOC_MIN_RESERVE)
             if pfn is None:
-                self.oom(gfp, order, size, caller, "no zone has a free block above its watermark")
+                self.oom(gfp, order, size, caller, why_no_block(zones, order, highest, flags))
                 return None
         self.live.freed.pop(pfn << PAGE_SHIFT, None)
         return pfn
@@ -295,3 +297,16 @@ class PageApi:
                 f"free_pages_exact() of {size} bytes, but {rec.size} bytes were allocated", addr, rec, caller
             )
         self.pages.release(addr, rec, caller)
+
+
+def why_no_block(zones: list[Zone], order: int, highest: int, alloc_flags: int) -> str:
+    """Why the zonelist walk found no block: fragmentation (pages free, no block that
+    large: teaching session 5) or too few free pages above the min watermark."""
+    for z in zones:
+        if z.managed and enough_free(z, order, z.wmark_min, highest, alloc_flags):
+            largest = z.largest_free_order()
+            return (f"fragmentation: zone {z.name} has {z.nr_free} free pages, enough above its min watermark, "
+                    f"but no free block of order {order} (largest free block: "
+                    f"{f'order {largest}' if largest >= 0 else 'none'})")  # fmt: skip
+    return "too few free pages above the min watermark: " + ", ".join(
+        f"{z.name} {z.nr_free} free, min {z.wmark_min}" for z in zones if z.managed)

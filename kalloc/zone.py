@@ -189,14 +189,23 @@ def watermark_ok(zone: Zone, order: int, mark: int, highest_zoneidx: int, alloc_
     """
     if alloc_flags & ALLOC_NO_WATERMARKS:
         return any(zone.free_area[o] for o in range(order, len(zone.free_area)))
+    if not enough_free(zone, order, mark, highest_zoneidx, alloc_flags):
+        return False
+    if order == 0:
+        return True
+    return any(zone.free_area[o] for o in range(order, len(zone.free_area)))
+
+
+def enough_free(zone: Zone, order: int, mark: int, highest_zoneidx: int, alloc_flags: int) -> bool:
+    """watermark_ok()'s count test alone: are there enough free pages, whatever their shape?
+
+    When it holds and watermark_ok() does not, the request failed on fragmentation:
+    the pages are free but no block of `order` is.
+    """
     free_pages = zone.nr_free - ((1 << order) - 1)
     wmin = mark
     if alloc_flags & ALLOC_MIN_RESERVE:
         wmin -= wmin // 2
         if alloc_flags & ALLOC_NON_BLOCK:
             wmin -= wmin // 4
-    if free_pages <= wmin + zone.lowmem_reserve[highest_zoneidx]:
-        return False
-    if order == 0:
-        return True
-    return any(zone.free_area[o] for o in range(order, len(zone.free_area)))
+    return free_pages > wmin + zone.lowmem_reserve[highest_zoneidx]

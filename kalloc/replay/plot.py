@@ -82,6 +82,14 @@ def memory_map(pmap: list[tuple[str, int, bytearray]], path: str | Path, title: 
     return out
 
 
+def order_colours(orders: int) -> list[tuple[float, float, float, float]]:
+    """`orders` distinct colours, low orders dark, high orders light (viridis, evenly spaced)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(o / max(orders - 1, 1)) for o in range(orders)]
+
+
 def fragmentation(result: ReplayResult, path: str | Path) -> Path:
     """Write the fragmentation-over-time figure for a replay; returns its path."""
     plt = require()
@@ -99,13 +107,13 @@ def fragmentation(result: ReplayResult, path: str | Path) -> Path:
     if sampled:
         orders = len(sampled[0].free_blocks or [])
         stacks = [[(s.free_blocks or [])[o] << o for s in sampled] for o in range(orders)]
-        a2.stackplot(xs, stacks, labels=[f"order {o}" for o in range(orders)])
+        colours = order_colours(orders)  # one colour per order (the default cycle repeats after 10)
+        a2.stackplot(xs, stacks, labels=[f"order {o}" for o in range(orders)], colors=colours)
         a2.legend(fontsize=6, ncol=6, loc="upper right")
         for o in (0, 3, 6, 9):
             if o < orders:
-                a3.plot(
-                    xs, [unusable_index(s.free_blocks or [])[o] / 1000 for s in sampled], label=f"order {o}"
-                )
+                a3.plot(xs, [unusable_index(s.free_blocks or [])[o] / 1000 for s in sampled],
+                        label=f"order {o}", color=colours[o])  # fmt: skip
         a3.legend(fontsize=7)
     a2.set_ylabel("free pages by block order")
     a3.set_ylabel("unusable free space index")

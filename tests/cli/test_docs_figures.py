@@ -1,0 +1,108 @@
+"""The figures the docs quote, checked against the commands that produce them.
+
+A figure in a guide that no test recomputes drifts: this file recomputes the cheap
+ones (the utilization table's small traces, the tiny board's reserve, the
+fragmentation failure teaching session 5 explains, the plot's order colours, the
+command table) and compares them with what the docs say.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kalloc import Kalloc, gfp
+from kalloc.cli import main
+from kalloc.replay import shipped_traces
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+HEAPS = ("kmalloc", "slab", "firstfit", "arena")
+QUICK_TRACES = ("cpp-demangle.trace", "ls.trace", "grep-random-data.trace", "coalesce.rep", "find.trace")
+
+
+def _utilization_table() -> dict[str, dict[str, str]]:
+    """docs/performance.md's utilization table: trace -> heap -> "87.6%"."""
+    rows = {}
+    for line in (DOCS / "performance.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0].endswith((".rep", ".trace")):
+            rows[cells[0]] = dict(zip(HEAPS, cells[3:], strict=True))
+    return rows
+
+
+def test_utilization_table_matches_the_replay_of_the_small_traces():
+    table = _utilization_table()
+    paths = {p.name: p for p in shipped_traces()}
+    assert set(table) == set(paths), "the table lists every shipped trace, and only those"
+    args = ["replay", *(str(paths[t]) for t in QUICK_TRACES), "--heap", "all", "--json", "-", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output[-2000:]
+    for r in json.loads(result.stdout)["replays"]:
+        quoted = table[Path(r["trace"]).name][r["heap"]]
+        assert quoted == f"{r['utilization']:.1%}", (r["trace"], r["heap"])
+
+
+def test_teaching_note_quotes_the_coalesce_figures():
+    table = _utilization_table()["coalesce.rep"]
+    note = (DOCS / "teaching.md").read_text()
+    m = re.search(r"`firstfit` reaches about (\d+)% utilization against (\d+)% for the kmalloc", note)
+    assert m, "teaching session 5's instructor note quotes firstfit vs kmalloc on coalesce.rep"
+    assert f"{m[1]}" == table["firstfit"].split(".")[0] and f"{m[2]}" == table["kmalloc"].split(".")[0]
+
+
+def test_tiny_board_reserve_is_the_one_allocator_md_states():
+    result = CliRunner().invoke(main, ["run", "--board", "tiny", "--json", "-", "-q"])
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    kib = report["allocator"]["config"]["min_free_kbytes"]
+    text = (DOCS / "allocator.md").read_text()
+    m = re.search(r"so its\s+reserve is (\d+) KiB", text)
+    assert m and int(m[1]) == kib
+
+
+def test_fragmentation_failure_says_fragmentation_not_watermark():
+    """Teaching session 5's exercise: half the RAM free in single pages, an order-5 request fails."""
+    ka = Kalloc.standalone(size=1 << 20, dma_size=256 << 10)
+    pages = []
+    for flags in (gfp.GFP_KERNEL, gfp.GFP_ATOMIC):
+        while (p := ka.alloc_pages(flags | gfp.__GFP_NOWARN, 0)) is not None:
+            pages.append(p)
+    for p in sorted(pages)[::2]:
+        ka.free_pages(p, 0)
+    assert ka.alloc_pages(gfp.GFP_KERNEL, 5) is None
+    msg = str(ka.reports[-1])
+    assert "fragmentation: zone Normal has" in msg and "no free block of order 5" in msg
+    ka2 = Kalloc.standalone(size=1 << 20, dma_size=256 << 10)
+    while ka2.alloc_pages(gfp.GFP_KERNEL | gfp.__GFP_NOWARN, 0) is not None:
+        pass
+    assert ka2.alloc_pages(gfp.GFP_KERNEL, 0) is None
+    assert "too few free pages above the min watermark" in str(ka2.reports[-1])
+
+
+def test_fragmentation_plot_gives_every_order_its_own_colour(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from kalloc.replay import plot
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    trace = str(next(p for p in shipped_traces() if p.name == "coalesce.rep"))
+    result = CliRunner().invoke(main, ["replay", trace, "--heap", "firstfit", "--plot", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output[-2000:]
+    frag = next(f for f in figures if len(f.axes) == 3)
+    layers = frag.axes[1].collections
+    assert len(layers) == 11  # orders 0..10 on the default board
+    colours = {tuple(round(c, 3) for c in layer.get_facecolor()[0]) for layer in layers}
+    assert len(colours) == len(layers)
+    assert plot.order_colours(11)[0] != plot.order_colours(11)[10]
+
+
+def test_command_table_lists_every_command():
+    guide = (DOCS / "user-guide.md").read_text()
+    listed = set(re.findall(r"^\| `kalloc (\w+)", guide, re.M))
+    assert set(main.commands) <= listed, set(main.commands) - listed
