@@ -305,8 +305,8 @@ def why_no_block(zones: list[Zone], order: int, highest: int, alloc_flags: int) 
     for z in zones:
         if z.managed and enough_free(z, order, z.wmark_min, highest, alloc_flags):
             largest = z.largest_free_order()
-            return (f"fragmentation: zone {z.name} has {z.nr_free} free pages, enough above its min watermark, "
-                    f"but no free block of order {order} (largest free block: "
-                    f"{f'order {largest}' if largest >= 0 else 'none'})")  # fmt: skip
+            biggest = f"order {largest}" if largest >= 0 else "none"
+            return (f"fragmentation: zone {z.name} has {z.nr_free} free pages, enough above its min "
+                    f"watermark, but no free block of order {order} (largest: {biggest})")
     return "too few free pages above the min watermark: " + ", ".join(
         f"{z.name} {z.nr_free} free, min {z.wmark_min}" for z in zones if z.managed)
