@@ -1,7 +1,7 @@
 """The error hierarchy: one exception per misuse, each a report entry in waiting.
 
 Every error kalloc or the machine can report is a `KallocError` whose `kind` is
-one of the closed set in DESIGN.md / docs/abi.md. Errors carry raw facts only
+one of the closed set in docs/abi.md. Errors carry raw facts only
 (addresses, sizes, stack-depot handles, PCs); symbols and file:line are
 resolved when a report is written, by whoever holds the firmware's ELF.
 

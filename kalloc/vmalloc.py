@@ -1,6 +1,6 @@
 """Virtual memory without demand paging: vmalloc, vmap, vfree and the areas they map.
 
-The machine has virtual memory but no demand paging (DESIGN.md): every virtual
+The machine has virtual memory but no demand paging (docs/allocator.md): every virtual
 page that can be touched is backed by a physical page *when it is mapped*, and
 a touch of any other page of the windows is a fatal page fault. This module
 keeps the mapping, as kalloc's own data:

@@ -14,7 +14,7 @@ machine translates instead: Unicorn's soft TLB is switched to `UC_TLB_VIRTUAL` a
 
 Nothing is ever mapped lazily: the hook only reads the tables, never adds to them.
 
-A refused fill (Unicorn 2.1.4, DESIGN.md "Unicorn quirks") makes `emu_start` raise
+A refused fill (Unicorn 2.1.4, checked) makes `emu_start` raise
 `UC_ERR_EXCEPTION` without calling any other hook, so the fill hook records the
 address and the access, and `Machine` asks `page_fault()` for the report when the
 slice ends in that error: a `page-fault` error with the address, the access, the

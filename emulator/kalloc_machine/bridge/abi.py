@@ -4,7 +4,7 @@
 (tests/machine/test_abi_header.py) parses the header and checks it against this module,
 so the two cannot drift. docs/abi.md explains every entry.
 
-Transport (DESIGN.md, "The hypercall ABI"): the SDK stub builds an argument
+Transport (docs/abi.md): the SDK stub builds an argument
 block on its own stack and stores the block's address to doorbell N:
 
     sw  <blockaddr>, 4*N(DOORBELL_BASE)

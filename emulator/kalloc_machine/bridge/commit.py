@@ -2,7 +2,7 @@
 how close the run came to failing.
 
 Without demand paging every page handed out is committed memory the moment it is
-allocated (DESIGN.md), so "what is committed" is "what the buddy allocator has handed
+allocated (docs/allocator.md), so "what is committed" is "what the buddy allocator has handed
 out", by kind:
 
     reserved      firmware image, struct page array, KASAN shadow (boot-time, constant)

@@ -9,7 +9,7 @@ of kalloc's code it went through, and what kalloc was doing: the hypercall (serv
 name and number) or another phrase.
 
 The report holds no host paths: a frame is named by its module (`kalloc.allocator`),
-line and function, the same on every machine (DESIGN.md: the JSON is a function of
+line and function, the same on every machine (docs/abi.md: the JSON is a function of
 the inputs).
 
 Invariants:
