@@ -1,11 +1,12 @@
 #!/bin/sh
-# check_repro.sh — rebuilds the shipped ELFs in a temporary directory and
+# check_repro.sh — rebuilds the shipped ELFs and SDK libraries
+# (libkalloc_sdk.a, libkalloc_sdk_kasan.a) in a temporary directory and
 # compares them byte for byte with the committed ones in firmware/build/.
 #
 # Only meaningful with the toolchain recorded in firmware/TOOLCHAIN (line 1:
 # `riscv64-unknown-elf-gcc --version | head -1`, line 2: the picolibc
 # package and version); with any other it says so and skips the comparison.
-# Exit status: 0 identical or skipped, 1 some ELF differs or is missing.
+# Exit status: 0 identical or skipped, 1 some ELF or library differs or is missing.
 set -eu
 
 fw=$(cd "$(dirname "$0")" && pwd)
@@ -24,10 +25,10 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
-make -s -C "$fw" BUILD="$tmp" elfs >/dev/null
+make -s -C "$fw" BUILD="$tmp" elfs libs >/dev/null
 
 status=0
-for built in "$tmp"/*.elf "$tmp"/tests/*.elf; do
+for built in "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/*.a; do
     rel=${built#"$tmp"/}
     if [ ! -f "$fw/build/$rel" ]; then
         echo "not committed: firmware/build/$rel"
@@ -37,12 +38,12 @@ for built in "$tmp"/*.elf "$tmp"/tests/*.elf; do
         status=1
     fi
 done
-for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf; do
+for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf "$fw"/build/*.a; do
     rel=${committed#"$fw"/build/}
     if [ ! -f "$tmp/$rel" ]; then
         echo "no source builds it any more: firmware/build/$rel"
         status=1
     fi
 done
-[ $status -eq 0 ] && echo "firmware ELFs are reproducible: rebuild is byte-identical"
+[ $status -eq 0 ] && echo "firmware ELFs and SDK libraries are reproducible: rebuild is byte-identical"
 exit $status
