@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kalloc import Config, Kalloc, kmemleak
-from kalloc.errors import KallocError, LeakError, TimeoutError_
+from kalloc.errors import KallocError, TimeoutError_
 from kalloc.failslab import FailConfig
 from kalloc.vmalloc import Vmalloc
 from kalloc_machine import memlayout, mmu
@@ -48,6 +48,7 @@ from kalloc_machine.hostlimits import EXIT_INTERRUPTED, BoundedPhys, HostLimit, 
 from kalloc_machine.machine import Machine, RunResult
 from kalloc_machine.report.interrupts import annotate_interrupt_context, dma_section, interrupts_section
 from kalloc_machine.report.json_report import error_entry
+from kalloc_machine.report.leaks import leak_errors, leaks_section
 from kalloc_machine.report.symbols import Symbolizer
 
 VERSION = "0.1.0"
@@ -232,7 +233,8 @@ class Session:
             return [internal_error(exc, "checking the allocator after the firmware exited")]
 
     def find_leaks(self) -> list[KallocError]:
-        """Unreferenced live objects at exit, one error per allocation site (kmemleak-style).
+        """Unreferenced live objects at exit, one error per allocation site and class (definitely or
+        indirectly lost, kmemleak's scan split as Valgrind's Memcheck does: report/leaks.py).
 
         Objects some root still points to are "still reachable": listed in the report,
         not errors (DESIGN.md, "Leaks").
@@ -248,24 +250,7 @@ class Session:
                                roots,
                                self.machine.regs().values())  # fmt: skip
         self.still_reachable = result.reachable
-        groups: dict[int, list[Any]] = {}
-        lost: list[Any] = result.lost  # Allocation records (the scan's protocol names only addr and size)
-        for a in lost:
-            groups.setdefault(a.site, []).append(a)
-        leaks: list[KallocError] = []
-        for site, objs in groups.items():
-            total = sum(o.size for o in objs)
-            leaks.append(
-                LeakError(
-                    f"{len(objs)} object(s), {total} bytes, allocated here and unreferenced at exit",
-                    addr=objs[0].addr,
-                    site=site,
-                    count=len(objs),
-                    bytes=total,
-                    objects=[{"addr": o.addr, "size": o.size, "kind": o.kind} for o in objs[:16]],
-                )
-            )
-        return leaks
+        return leak_errors(result)  # one per (site, definitely / indirectly lost): report/leaks.py
 
     # -- the report -------------------------------------------------------------------------------
 
@@ -294,7 +279,7 @@ class Session:
             "uart": result.uart,
             "errors": entries,
             **self.machine.errors.section(),  # {"suppressed": {count, by_kind}} past --max-errors, else {}
-            "leaks": self._leaks_section(entries),
+            "leaks": leaks_section(entries, self.still_reachable),
             "warnings_firmware": list(self.firmware.warnings),
             "interrupts": {
                 "lines": {str(k): v for k, v in sorted(result.irq_counts.items())},
@@ -311,28 +296,19 @@ class Session:
             "vm": {**self.vm.stats(), **self.mmu.stats()},
         }
 
-    def _leaks_section(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        leaks = [e for e in entries if e["kind"] == "leak"]
-        return {
-            "count": sum(e.get("count", 0) for e in leaks),
-            "bytes": sum(e.get("bytes", 0) for e in leaks),
-            "sites": len(leaks),
-            "still_reachable": {
-                "count": len(self.still_reachable),
-                "bytes": sum(o.size for o in self.still_reachable),
-            },
-        }
-
 
 def _load(options: RunOptions) -> tuple[Board, Firmware, str]:
     """The board and the firmware of a run (BadInput when either cannot be used)."""
-    from kalloc_machine.sdk import default_firmware
+    from kalloc_machine.sdk import resolve_firmware
 
-    fw_path = options.firmware or str(default_firmware())
     try:
         board = load_board(options.board)
     except (ValueError, OSError) as exc:
         raise BadInput(f"board {options.board}: {exc}") from None
+    try:
+        fw_path = str(resolve_firmware(options.firmware))  # a path, or a shipped name ("tests/hello")
+    except FileNotFoundError as exc:
+        raise BadInput(f"firmware {exc}") from None
     try:
         firmware = load_firmware(fw_path)
         firmware.check_fits(board)
