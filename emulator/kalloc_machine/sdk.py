@@ -3,15 +3,27 @@
 A checkout keeps them in `firmware/` beside the packages; a wheel carries the
 same tree as `kalloc_machine/_firmware` (pyproject.toml force-includes it).
 
+What a build system needs to compile and link against the SDK (flags, linker
+script, library) is written once, in the pkg-config files `pkgconfig/kalloc.pc`
+and `pkgconfig/kalloc-kasan.pc` of the SDK; `build_flags()` reads them, so
+`kalloc sdk --cflags` and `pkg-config --cflags kalloc` never disagree.
+
 Invariants:
  1. `sdk_dir()` always names a directory holding `include/kalloc.h` and `Makefile`.
+ 2. Every path `build_flags()` returns is absolute and normalized (no `..`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
+
+# The targets the SDK is built for; the first is the default.
+ARCHES = ("rv32imac",)
 
 
 def sdk_dir() -> Path:
@@ -30,3 +42,81 @@ def prebuilt(name: str) -> Path:
 def default_firmware() -> Path:
     """The main job's demo firmware."""
     return prebuilt("demo")
+
+
+def resolve_firmware(firmware: str | None) -> Path:
+    """The ELF a run loads: the shipped demo when none is given, an existing path as it is,
+    else a shipped ELF of that name ("demo", "tests/hello"); anything else is returned as
+    the path it is, for the loader to report."""
+    if not firmware:
+        return default_firmware()
+    path = Path(firmware)
+    if path.exists():
+        return path
+    try:
+        shipped = prebuilt(firmware.removesuffix(".elf"))
+    except FileNotFoundError:
+        return path
+    return shipped if shipped.is_file() else path
+
+
+def pkg_config_dir() -> Path:
+    """The directory holding kalloc.pc and kalloc-kasan.pc (for PKG_CONFIG_PATH)."""
+    return sdk_dir() / "pkgconfig"
+
+
+@dataclass(frozen=True)
+class BuildFlags:
+    """What a build system needs, for one arch and variant (plain or compiled KASAN)."""
+
+    prefix: Path
+    include_dir: Path
+    linker_script: Path
+    library: Path
+    cflags: str
+    ldflags: str
+    libs: str
+
+
+def pc_name(arch: str = ARCHES[0], kasan: bool = False) -> str:
+    """The pkg-config package name: kalloc, kalloc-kasan (another arch: kalloc-<arch>...)."""
+    if arch not in ARCHES:
+        raise ValueError(f"unknown arch {arch!r} (known: {', '.join(ARCHES)})")
+    base = "kalloc" if arch == ARCHES[0] else f"kalloc-{arch}"
+    return base + ("-kasan" if kasan else "")
+
+
+_REF = re.compile(r"\$\{(\w+)\}")
+
+
+def read_pc(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A .pc file's variables and fields, `${...}` expanded (`pcfiledir` = its directory)."""
+    variables = {"pcfiledir": str(path.parent)}
+    fields: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        m = re.match(r"([\w.]+)\s*([=:])\s*(.*)$", line)
+        if not m:
+            continue
+        name, sep, value = m.groups()
+        value = _REF.sub(lambda r: variables.get(r[1], ""), value)
+        if sep == "=":
+            variables[name] = os.path.normpath(value) if name == "prefix" else value
+        else:
+            fields[name] = value
+    return variables, fields
+
+
+def build_flags(arch: str = ARCHES[0], kasan: bool = False) -> BuildFlags:
+    """The flags, paths and library of one arch and variant, from its .pc file."""
+    variables, _fields = read_pc(pkg_config_dir() / f"{pc_name(arch, kasan)}.pc")
+    lib = "libkalloc_sdk_kasan.a" if kasan else "libkalloc_sdk.a"
+    return BuildFlags(
+        prefix=Path(variables["prefix"]),
+        include_dir=Path(variables["includedir"]),
+        linker_script=Path(variables["linker_script"]),
+        library=Path(variables["libdir"]) / lib,
+        cflags=variables["cflags"],
+        ldflags=variables["ldflags"],
+        libs=variables["sdk_libs"],
+    )
