@@ -42,7 +42,7 @@ static void on_tick(unsigned int irq, void *arg)
     kalloc_timer_set(bench_timer_period);
 }
 
-static uint32_t compute(uint32_t n)
+__attribute__((noipa)) uint32_t bench_compute(uint32_t n)
 {
     uint32_t x = 2166136261u;
     for (uint32_t i = 0; i < n * 64; i++)
@@ -87,13 +87,13 @@ int main(void)
         }
         break;
     case MODE_COMPUTE:
-        bench_sink = compute(n);
+        bench_sink = bench_compute(n);
         break;
     case MODE_COMPUTE_IRQ:
         request_irq(0, on_tick, NULL);
         kalloc_timer_set(bench_timer_period);
         local_irq_enable();
-        bench_sink = compute(n);
+        bench_sink = bench_compute(n);
         kalloc_timer_cancel();
         break;
     default:

@@ -69,7 +69,7 @@ def test_fragmentation_failure_says_fragmentation_not_watermark():
     ka = Kalloc.standalone(size=1 << 20, dma_size=256 << 10)
     pages = []
     for flags in (gfp.GFP_KERNEL, gfp.GFP_ATOMIC):
-        while (p := ka.alloc_pages(flags | gfp.__GFP_NOWARN, 0)) is not None:
+        while (p := ka.alloc_pages(flags | gfp.NOWARN, 0)) is not None:
             pages.append(p)
     for p in sorted(pages)[::2]:
         ka.free_pages(p, 0)
@@ -77,7 +77,7 @@ def test_fragmentation_failure_says_fragmentation_not_watermark():
     msg = str(ka.reports[-1])
     assert "fragmentation: zone Normal has" in msg and "no free block of order 5" in msg
     ka2 = Kalloc.standalone(size=1 << 20, dma_size=256 << 10)
-    while ka2.alloc_pages(gfp.GFP_KERNEL | gfp.__GFP_NOWARN, 0) is not None:
+    while ka2.alloc_pages(gfp.GFP_KERNEL | gfp.NOWARN, 0) is not None:
         pass
     assert ka2.alloc_pages(gfp.GFP_KERNEL, 0) is None
     assert "too few free pages above the min watermark" in str(ka2.reports[-1])

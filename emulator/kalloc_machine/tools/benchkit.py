@@ -1,0 +1,102 @@
+"""What every `kalloc bench` figure is made of: the settings, a figure, one timed run of the
+bench firmware (firmware/tests/bench.c), and interleaved medians.
+
+Invariants:
+ 1. No figure is a single timing: `interleaved` takes the median over `reps` rounds,
+    the samplers interleaved within each round (A B A B ...): machines are shared and noisy.
+ 2. `run_bench` times the machine's run only (RunResult.wall_s): boot and report are not in it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kalloc_machine.sdk import prebuilt
+from kalloc_machine.session import RunOptions, Session
+
+MODES = {
+    "empty": 0,
+    "nop": 1,
+    "kmalloc": 2,
+    "cache": 3,
+    "pages": 4,
+    "malloc": 5,
+    "compute": 6,
+    "compute_irq": 7,
+}
+# hypercalls per iteration of each allocation workload (bench.c)
+CALLS_PER_ITER = {"kmalloc": 2, "cache": 2, "pages": 2, "malloc": 3}
+
+
+@dataclass(slots=True)
+class Figure:
+    name: str
+    value: float | None
+    unit: str
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+
+@dataclass(slots=True)
+class BenchSettings:
+    board: str = "default"
+    sanitize: str = "off"
+    reps: int = 5
+    # Two iteration counts whose difference is timed: large enough that the measured
+    # work (~10k hypercalls) dwarfs a run's fixed cost and its noise (tens of ms).
+    iters: tuple[int, int] = (1000, 11000)
+    compute_iters: int = 20_000
+    # The timer's default rate: Linux's HZ=1000 on the boards' nominal 100 MIPS clock
+    # (CpuSpec.timer_hz), i.e. a tick every 100,000 instructions.
+    timer_period: int = 100_000
+    figures: list[Figure] = field(default_factory=list)
+
+
+def poke(session: Session, symbol: str, value: int) -> None:
+    addr = session.firmware.symbol_addr(symbol)
+    if addr is None:
+        raise RuntimeError(f"bench firmware has no symbol {symbol}")
+    session.machine.phys.write_u32(addr, value)
+
+
+def run_bench(
+    mode: str, iters: int, *, board: str, sanitize: str, period: int = 100_000, bare: bool = False
+) -> tuple[float, int]:
+    """(machine wall seconds, instructions) of one bench run.
+
+    bare: the doorbell's MMIO callback calls a Python no-op instead of the bridge: what
+    Unicorn's callback costs alone, the physical limit under the bridge.
+    """
+    session = Session(RunOptions(firmware=str(prebuilt("tests/bench")), board=board, sanitize=sanitize))
+    if bare:
+        bridge = session.bridge
+        session.machine.on_hypercall = lambda service, block: None if service == 0 else bridge(service, block)
+    poke(session, "bench_mode", MODES[mode])
+    poke(session, "bench_iters", iters)
+    poke(session, "bench_timer_period", period)
+    result = session.machine.run()
+    if result.exit_code != 0 or result.errors:
+        raise RuntimeError(f"bench mode {mode} failed: {result.reason} {result.errors[:1]}")
+    return result.wall_s, result.instructions
+
+
+def per_iter(mode: str, s: BenchSettings, board: str | None = None, bare: bool = False) -> float:
+    lo, hi = s.iters
+    t_lo, _ = run_bench(mode, lo, board=board or s.board, sanitize=s.sanitize, bare=bare)
+    t_hi, _ = run_bench(mode, hi, board=board or s.board, sanitize=s.sanitize, bare=bare)
+    return (t_hi - t_lo) / (hi - lo)
+
+
+def interleaved(
+    samplers: dict[str, Callable[[], float]], reps: int, tick: Callable[[], None]
+) -> dict[str, float]:
+    """Median of each sampler over `reps` rounds, the samplers interleaved within each round."""
+    samples: dict[str, list[float]] = {k: [] for k in samplers}
+    for _ in range(reps):
+        for key, fn in samplers.items():
+            samples[key].append(fn())
+            tick()
+    return {k: statistics.median(v) for k, v in samples.items()}

@@ -1,0 +1,172 @@
+"""The machine's figures of `kalloc bench`: emulation speed against raw Unicorn and with the
+timer ticking, translation on/off, snapshot restore vs boot.
+
+The engine's own limit is what Unicorn does alone with the same code in the same
+shape of work: `emu_start(count=quantum)` slices (kalloc delivers interrupts
+between slices, so a free-running `emu_start` would not be the same engine work).
+`RawCall` builds a bare Unicorn for a board's RAM, loads the ELF's segments (through
+kalloc_machine.elf, the loader every run uses) and calls one firmware function
+(`bench_compute(n)` of firmware/tests/bench.c) directly: pc at the function, the
+argument in a0, the return address a sentinel where the last slice stops. No
+hooks, no devices, no doorbells, no Python per slice beyond the loop.
+`bench_emulation` times it against a whole run of the same ELF with
+`--sanitize=off`, each at two iteration counts with the difference taken (boot,
+exit and report cancel), in interleaved repetitions.
+
+Invariants:
+ 1. The baseline executes exactly the instructions of the call (plus the final
+    return); a CPU error is a RuntimeError naming it (the bench firmware is ours).
+ 2. RV32 only for now: the raw CPU is built for the board's RV32 ISA.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV32, Uc, UcError
+from unicorn.riscv_const import UC_RISCV_REG_A0, UC_RISCV_REG_PC, UC_RISCV_REG_RA, UC_RISCV_REG_SP
+
+from kalloc_machine.board import load_board
+from kalloc_machine.elf import load_firmware
+from kalloc_machine.memlayout import PAGE_SIZE
+from kalloc_machine.sdk import prebuilt
+from kalloc_machine.session import RunOptions, Session
+from kalloc_machine.tools.benchkit import MODES, BenchSettings, Figure, interleaved, poke, run_bench
+
+SENTINEL_OFFSET = 0  # the return address: the first byte of the first RAM bank (crt0's entry)
+
+
+class RawCall:
+    """One firmware function, called on a bare Unicorn built for `board` (module docstring)."""
+
+    def __init__(self, elf: str | Path, board: str, function: str, quantum: int) -> None:
+        spec = load_board(board)
+        firmware = load_firmware(Path(elf))
+        entry = firmware.symbol_addr(function)
+        if entry is None:
+            raise RuntimeError(f"{elf}: no function {function}")
+        self.uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV32)
+        for bank in spec.ram:
+            self.uc.mem_map(bank.base, -(-bank.size // PAGE_SIZE) * PAGE_SIZE)
+        for seg in firmware.segments:
+            self.uc.mem_write(seg.paddr, seg.data)
+        first = spec.ram[0]
+        self.entry = entry
+        self.sentinel = first.base + SENTINEL_OFFSET
+        self.stack_top = first.end - 16
+        self.quantum = quantum
+
+    def call(self, arg: int) -> float:
+        """Seconds spent in `emu_start` slices running function(arg) to its return."""
+        uc = self.uc
+        uc.reg_write(UC_RISCV_REG_SP, self.stack_top)
+        uc.reg_write(UC_RISCV_REG_RA, self.sentinel)
+        uc.reg_write(UC_RISCV_REG_A0, arg)
+        pc, sentinel, quantum = self.entry, self.sentinel, self.quantum
+        start = time.perf_counter()
+        try:
+            while pc != sentinel:
+                uc.emu_start(pc, sentinel, count=quantum)
+                pc = uc.reg_read(UC_RISCV_REG_PC)
+        except UcError as exc:
+            raise RuntimeError(f"raw Unicorn stopped at {pc:#x}: {exc}") from None
+        return time.perf_counter() - start
+
+
+def bench_emulation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
+    def speed(mode: str) -> Callable[[], float]:
+        def run() -> float:
+            wall, instr = run_bench(
+                mode, s.compute_iters, board=s.board, sanitize=s.sanitize, period=s.timer_period
+            )
+            return instr / wall
+
+        return run
+
+    lo, hi = s.compute_iters, 5 * s.compute_iters  # hi: ~25M instructions, a tenth of a second raw
+    raw = RawCall(prebuilt("tests/bench"), s.board, "bench_compute", load_board(s.board).cpu.quantum)
+
+    def kalloc_diff() -> float:
+        return run_bench("compute", hi, board=s.board, sanitize="off")[0] - run_bench(
+            "compute", lo, board=s.board, sanitize="off")[0]  # fmt: skip
+
+    def raw_diff() -> float:
+        return raw.call(hi) - raw.call(lo)
+
+    med = interleaved({"plain": speed("compute"), "irq": speed("compute_irq"), "kalloc": kalloc_diff,
+                        "raw": raw_diff}, s.reps, tick)  # fmt: skip
+    ratio = med["irq"] / med["plain"]
+    engine = med["raw"] / med["kalloc"] if med["kalloc"] > 0 else None
+    return [
+        Figure("emulation speed, timer ticking / no interrupts", ratio, "×", "≥ 0.8", ratio >= 0.8,
+               f"{med['plain'] / 1e6:.1f} M instr/s without, timer every {s.timer_period} instructions"),
+        Figure("emulation speed, kalloc run (sanitize off) / raw Unicorn slices", engine, "×", "≥ 0.9",
+               None if engine is None else engine >= 0.9,
+               "the same compute loop of tests/bench.elf; raw: emu_start(count=quantum) slices, no hooks "
+               "(tools/benchmachine.py)"),
+    ]  # fmt: skip
+
+
+class _NoTranslation:
+    """Stands in for kalloc_machine.mmu.install's result when translation is switched off."""
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+
+def _install_no_translation(machine: Any, vm: Any) -> Any:
+    return _NoTranslation()
+
+
+def _session_without_translation(options: RunOptions) -> Session:
+    """A Session whose CPU keeps Unicorn's default TLB (no vmalloc window): the baseline."""
+    from kalloc_machine import mmu
+
+    real = mmu.install
+    mmu.install = _install_no_translation  # the Session calls mmu.install(machine, vm) while it boots
+    try:
+        return Session(options)
+    finally:
+        mmu.install = real
+
+
+def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
+    """What the machine's always-on parts cost: translation (UC_TLB_VIRTUAL) and snapshots."""
+    from kalloc_machine.tools.harness import Target
+
+    def compute(translate: bool) -> Callable[[], float]:
+        def run() -> float:
+            opts = RunOptions(firmware=str(prebuilt("tests/bench")), board=s.board, sanitize="off")
+            session = Session(opts) if translate else _session_without_translation(opts)
+            poke(session, "bench_mode", MODES["compute"])
+            poke(session, "bench_iters", s.compute_iters)
+            result = session.machine.run()
+            return result.instructions / result.wall_s
+
+        return run
+
+    target = Target(RunOptions(board=s.board))
+    target.run_to("main")
+    snap = target.snapshot()
+
+    def boot() -> float:
+        t = time.perf_counter()
+        Target(RunOptions(board=s.board)).run_to("main")
+        return time.perf_counter() - t
+
+    def restore() -> float:
+        t = time.perf_counter()
+        target.restore(snap)
+        return time.perf_counter() - t
+
+    med = interleaved({"on": compute(True), "off": compute(False), "boot": boot, "restore": restore},
+                       s.reps, tick)  # fmt: skip
+    return [
+        Figure("emulation speed, translation (UC_TLB_VIRTUAL) on / off", med["on"] / med["off"], "×",
+               note="compute loop; the TLB-fill hook runs per page miss, not per access"),
+        Figure("snapshot restore vs boot to main (demo)", med["boot"] / med["restore"], "× faster",
+               note=f"boot {med['boot'] * 1e3:.1f} ms, restore {med['restore'] * 1e3:.1f} ms"),
+    ]  # fmt: skip
