@@ -28,12 +28,11 @@ from __future__ import annotations
 
 from kalloc.buddy import Buddy
 from kalloc.config import TASK
-from kalloc.debug import find_damage
 from kalloc.dma import DmaPools
 from kalloc.dmapool import DmaPool, PoolPage
-from kalloc.errors import InvariantError, KallocError, OutOfBoundsError
-from kalloc.kinds import HEAP_KINDS, KIND_CACHE, KIND_DMA_POOL, cache_kind_name
-from kalloc.live import LiveRecord, LiveTable
+from kalloc.errors import InvariantError, KallocError
+from kalloc.kinds import HEAP_KINDS, KIND_CACHE, KIND_DMA_POOL
+from kalloc.live import LiveTable
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE, pages_for
 from kalloc.sanitize import Sanitizer
 from kalloc.slab import (
@@ -198,7 +197,7 @@ class AllocatorCheck:
         start = len(self.reports)
         for cache in self.slub.all_caches:
             for slab in cache.slabs.values():
-                self._poison_walk_slab(cache, slab)
+                self.sanitizer.check_slab(slab)
         for pool in self.pools.all_pools:
             for page in pool.pages.values():
                 self._poison_walk_pool_page(pool, page)
@@ -212,49 +211,6 @@ class AllocatorCheck:
         found = self.reports[start:]
         del self.reports[start:]
         return found
-
-    def _poison_walk_slab(self, cache: KmemCache, slab: Slab) -> None:
-        for idx in range(slab.nobjs):
-            state = slab.obj[idx]
-            off = idx * cache.stride + cache.left
-            if state == OBJ_LIVE:
-                addr = slab.base + off
-                self.sanitizer.check_redzones(cache, slab, idx, off, self.live[addr], TASK)
-                continue
-            if cache.poison and slab.mv[off : off + cache.size].tobytes() != cache.pat_free:
-                self.sanitizer.report_poison(cache, slab, idx, TASK)
-                slab.mv[off : off + cache.size] = cache.pat_free
-            if cache.redzone:
-                fake = LiveRecord(cache.size, KIND_CACHE, slab.alloc_site[idx], 0)
-                self._check_free_slot_redzones(cache, slab, off, fake)
-        self.sanitizer.check_padding(slab)
-
-    def _check_free_slot_redzones(
-        self, cache: KmemCache, slab: Slab, off: int, rec: LiveRecord
-    ) -> None:
-        mv, left = slab.mv, cache.left
-        slot = off - left
-        for lo, hi, base, where in (
-            (slot, off, -left, "red zone before a free object"),
-            (off + cache.size, slot + cache.stride, cache.size, "red zone after a free object"),
-        ):
-            got = mv[lo:hi].tobytes()
-            want = cache.pat_rz[: hi - lo].tobytes()
-            damage = find_damage(got, want, base)
-            if damage:
-                err = OutOfBoundsError(
-                    f"{where} overwritten: {damage['count']} byte(s) changed at offset {damage['offset']}",
-                    addr=slab.base + off + damage["offset"],
-                    object={
-                        "addr": slab.base + off,
-                        "size": cache.size,
-                        "kind": cache_kind_name(cache),
-                    },
-                    alloc_site=rec.site,
-                    **damage,
-                )
-                self.reports.append(err)
-                mv[lo:hi] = want
 
     def _poison_walk_pool_page(self, pool: DmaPool, page: PoolPage) -> None:
         for idx, state in enumerate(page.obj):

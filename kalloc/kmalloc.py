@@ -35,10 +35,11 @@ from __future__ import annotations
 
 from kalloc import gfp as G
 from kalloc.config import TASK, Caller, Context
-from kalloc.errors import BadArgumentError
+from kalloc.errors import BadArgumentError, KallocError, UseAfterFreeError
 from kalloc.gate import RequestGate
 from kalloc.kinds import KIND_CACHE, KIND_KMALLOC, KIND_MALLOC
 from kalloc.live import LiveTable
+from kalloc.misuse import freed_object_at, object_phrase
 from kalloc.objects import HeapObjects
 from kalloc.page import PAGE_SHIFT
 from kalloc.pages import PagePipeline
@@ -178,20 +179,38 @@ class KmallocApi:
         """Usable size of a kmalloc, malloc or cache object (its class or pages); 0 for 0 and 16.
 
         The caller may then use all of it: the tail red zone is lifted.
-        Raises BadArgumentError for anything else.
+        Raises UseAfterFreeError for a freed object (with its sites), BadArgumentError
+        for anything else.
         """
         if addr == 0 or addr == ZERO_SIZE_PTR:
             return 0
         live = self.live
         rec = live.records.get(addr)
         if rec is None or rec.kind not in (KIND_KMALLOC, KIND_MALLOC, KIND_CACHE):
-            raise BadArgumentError(f"ksize() of {addr:#x}, which is not a live kmalloc object", addr=addr)
+            raise self.not_live("ksize", addr, rec is None, "a live kmalloc object")
         usable = live.usable(addr, rec)
         if rec.size < usable and addr not in live.ksized:
             live.ksized.add(addr)
             if live.listeners:
                 live.notify("resize", addr, usable, usable)
         return usable
+
+    def not_live(self, api: str, addr: int, dangling: bool, what: str) -> KallocError:
+        """The error for a size query of addr, which is not `what`: use-after-free if it was freed.
+
+        dangling: no live object starts at addr (else it is one of another kind: bad-hypercall).
+        """
+        freed = freed_object_at(self.live, addr) if dangling else None
+        if freed is None:
+            return BadArgumentError(f"{api}() of {addr:#x}, which is not {what}", addr=addr)
+        obj, alloc_site, free_site = freed
+        return UseAfterFreeError(
+            f"{api}() of a freed {object_phrase(obj)}",
+            addr=addr,
+            object=obj,
+            alloc_site=alloc_site,
+            free_site=free_site,
+        )
 
     def krealloc(self, addr: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
         """Resize a kmalloc object, as Linux's krealloc().
@@ -200,6 +219,7 @@ class KmallocApi:
         ZERO_SIZE_PTR. If the object's usable size holds `size` it stays in
         place (except under sanitize="kasan", where it always moves); otherwise
         a new object gets min(old, new) bytes copied and the old one is freed.
+        Either way the krealloc is the object's allocation site from then on.
         On failure returns None and the old object is untouched.
         """
         self.gate.check_gfp(gfp, caller)
@@ -212,7 +232,7 @@ class KmallocApi:
             return ZERO_SIZE_PTR
         self.gate.may_sleep(gfp, caller, "krealloc")
         if not self.kasan and size <= self.live.usable(addr, rec):
-            self.objects.resize_in_place(addr, rec, size, gfp)
+            self.objects.resize_in_place(addr, rec, size, gfp, caller)
             return addr
         new = self._checked(size, gfp & ~G.ZERO, caller)
         if new is None:

@@ -30,6 +30,8 @@ implementation fixed and documented here (and in docs/allocator.md):
                   no smaller object is available it stays in place). On
                   failure: NULL, p untouched. Under sanitize="kasan" it
                   always moves, so stale pointers to the old copy are caught.
+                  In place or moved, the realloc is the object's allocation
+                  site from then on (leak and bounds reports name its line).
     calloc        n * size above 2^32 - 1 (the firmware's size_t) or above
                   heap_max: NULL with an oom warning. Zeroed.
     aligned_alloc C17 with DR 460: any size, alignment a power of two up to
@@ -62,7 +64,6 @@ from collections.abc import Callable
 
 from kalloc import gfp as G
 from kalloc.config import TASK, Caller, Config, Context
-from kalloc.errors import BadArgumentError
 from kalloc.gate import U32_MAX, RequestGate
 from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
 from kalloc.kmalloc import KMALLOC_MAX_CACHE_SIZE, KmallocApi, class_name, kmalloc_index
@@ -172,13 +173,13 @@ class LibcApi:
         usable = self.live.usable(addr, rec)
         objects = self.objects
         if not self.kasan and usable_for(size) == usable:
-            objects.resize_in_place(addr, rec, size, 0)
+            objects.resize_in_place(addr, rec, size, 0, caller)
             return addr
         shrink = size <= usable
         new = sized(size, _GFP_MALLOC | (G.NOWARN if shrink else 0), caller)
         if new is None:
             if shrink:
-                objects.resize_in_place(addr, rec, size, 0)
+                objects.resize_in_place(addr, rec, size, 0, caller)
                 return addr
             return None
         objects.move_contents(new, addr, rec, size, 0)
@@ -280,7 +281,5 @@ class LibcApi:
             return 0
         rec = self.records.get(addr)
         if rec is None or rec.kind not in (KIND_MALLOC, KIND_KMALLOC):
-            raise BadArgumentError(
-                f"malloc_usable_size() of {addr:#x}, which is not a live heap object", addr=addr
-            )
+            raise self.kmalloc.not_live("malloc_usable_size", addr, rec is None, "a live heap object")
         return self.kmalloc.ksize(addr)

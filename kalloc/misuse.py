@@ -12,10 +12,13 @@ page-level objects):
         4. not RAM / never allocated                           -> invalid-free
     describe(table, addr)   {"state": "live" | "free" | "quarantined", "object", "offset",
                              "alloc_site", "free_site"} or None
+    object_phrase(obj)      "177-byte malloc object in a 192-byte slot of kmalloc-192"
 
 Invariants:
  1. Both are pure: they read the table and change nothing (the slow path of a free).
  2. A never-used slab slot or pool block is "free" with free_site 0.
+ 3. A freed object is named by the size it was requested with (the last one, after a
+    realloc in place), as a live one is; the slot's size and cache are added beside it.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def diagnose_free(
     if freed is not None:
         obj, alloc_site, free_site = freed
         return DoubleFreeError(
-            f"{api}() of an object that was already freed",
+            f"{api}() of an object that was already freed: a {object_phrase(obj)}",
             addr=addr,
             site=site,
             object=obj,
@@ -88,8 +91,7 @@ def freed_object_at(table: LiveTable, addr: int) -> tuple[dict, int, int] | None
         cache = owner.cache
         idx, delta = cache.object_index(owner, addr)
         if delta == 0 and idx < owner.nobjs and owner.obj[idx] in (OBJ_FREE, OBJ_QUARANTINED):
-            obj = {"addr": addr, "size": cache.size, "kind": cache_kind_name(cache)}
-            return obj, owner.alloc_site[idx], owner.free_site[idx]
+            return freed_slot_object(owner, idx, addr), owner.alloc_site[idx], owner.free_site[idx]
         return None
     if isinstance(owner, PoolPage):
         block = owner.pool.block_index_at(addr - owner.base)
@@ -101,6 +103,29 @@ def freed_object_at(table: LiveTable, addr: int) -> tuple[dict, int, int] | None
     if rec is not None:
         return {"addr": addr, "size": rec.size, "kind": KIND_NAMES[rec.kind]}, rec.alloc_site, rec.free_site
     return None
+
+
+def freed_slot_object(slab: Slab, idx: int, start: int) -> dict:
+    """The object freed from slot idx as reports name it: the size it was requested with.
+
+    {"addr", "size", "kind"} as for a live object; a kmalloc or malloc object adds
+    "usable" (the slot's object size) and "cache" (the size class it came from).
+    """
+    cache = slab.cache
+    kind = slab.freed_kind[idx]
+    if kind == KIND_CACHE or not cache.internal:
+        return {"addr": start, "size": cache.size, "kind": cache_kind_name(cache)}
+    size = slab.freed_size[idx]
+    return {"addr": start, "size": size, "kind": KIND_NAMES[kind], "usable": cache.size, "cache": cache.name}
+
+
+def object_phrase(obj: dict) -> str:
+    """"177-byte malloc object in a 192-byte slot of kmalloc-192": an object dict in words."""
+    text = f"{obj['size']}-byte {obj['kind']} object"
+    usable = obj.get("usable")
+    if usable is not None and usable != obj["size"]:
+        text += f" in a {usable}-byte slot of {obj['cache']}"
+    return text
 
 
 def describe(table: LiveTable, addr: int) -> dict | None:
@@ -147,7 +172,7 @@ def _describe_slab_slot(slab: Slab, addr: int) -> dict | None:
         start = slab.object_addr(idx)
         return {
             "state": "quarantined" if slab.obj[idx] == OBJ_QUARANTINED else "free",
-            "object": {"addr": start, "size": cache.size, "kind": cache_kind_name(cache)},
+            "object": freed_slot_object(slab, idx, start),
             "offset": addr - start,
             "alloc_site": slab.alloc_site[idx],
             "free_site": slab.free_site[idx],

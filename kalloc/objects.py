@@ -4,14 +4,17 @@ A heap object (kind kmalloc or malloc) lives either in a slab slot (small) or at
 the head of a page block (large); which one is told by the page -> slab map.
 
     free(addr, rec)                   to its slab (kalloc.slub) or its pages (kalloc.pages)
-    resize_in_place(addr, rec, size)  a new requested size that fits its slot or pages
+    resize_in_place(addr, rec, size, gfp, caller)  a new requested size that fits its slot or
+                                      pages; the resize becomes the object's allocation site
     move_contents(new, old, rec, size)  copy min(old size, size) bytes, zero the growth
                                       for __GFP_ZERO
 
 Invariants:
  1. After resize_in_place the bytes past the new size, to the end of the slot's
     object or the last page, are a 0xcc red zone (sanitizer on), even if ksize()
-    had lifted it; the record's size is the new size.
+    had lifted it; the record's size is the new size and its site the resize's
+    (as if the object had moved: leak and bounds reports name the realloc line,
+    the line that chose the size; Valgrind's realloc3 checks the same).
  2. These run after the caller took the record (kalloc.live take_for_free): no misuse
     reaches them.
 """
@@ -49,11 +52,12 @@ class HeapObjects:
             assert isinstance(slab, Slab)
             self.slub.free(slab, addr, rec, caller)
 
-    def resize_in_place(self, addr: int, rec: LiveRecord, size: int, gfp: int) -> None:
-        """Give a live object a new requested size that fits its slot or pages.
+    def resize_in_place(self, addr: int, rec: LiveRecord, size: int, gfp: int, caller: Caller) -> None:
+        """Give a live object a new requested size that fits its slot or pages, allocated at caller.
 
         Growth reads 0x5a (or zeros for __GFP_ZERO); the new tail is a 0xcc red
-        zone again, even if ksize() had lifted it.
+        zone again, even if ksize() had lifted it. The object's allocation site
+        becomes caller's (invariant 1).
         """
         old = rec.size
         live = self.live
@@ -66,7 +70,11 @@ class HeapObjects:
             end = self.guard_end(addr, size)
             self.phys.fill(addr + size, end - size, RED_ACTIVE)
         live.ksized.discard(addr)
-        live.records[addr] = rec._replace(size=size)
+        site = caller.site
+        live.records[addr] = rec._replace(size=size, site=site)
+        slab = self.page_owner.get(addr >> PAGE_SHIFT)
+        if isinstance(slab, Slab):
+            slab.alloc_site[(addr - slab.base) // slab.cache.stride] = site
         if live.listeners:
             live.notify("resize", addr, size, live.usable(addr, rec))
 

@@ -7,11 +7,14 @@ this module compares them where SLUB does, on the paths themselves:
                                                  tail and right red zone (check_object())
     report_poison(cache, slab, idx)              at a slab alloc: a free object's poison
                                                  changed (a write after free)
-    check_padding(slab)                          at slab discard: the bytes after the last
-                                                 slot (slab_pad_check())
+    check_padding(slab)                          the bytes after the last slot (slab_pad_check())
+    check_slab(slab)                             at slab discard (a shrink, kmem_cache_destroy)
+                                                 and in the end-of-run walk: every slot's red
+                                                 zones and free poison, then the padding
     check_large_tail(addr, rec)                  at a large heap object's free: the red zone
                                                  after it, to the end of its last page
-The full walk over every object (check_poison()) lives apart, in kalloc.check.
+The full walk over every object (check_poison()) lives apart, in kalloc.check; it runs
+check_slab() on every slab.
 
 Invariants:
  1. Every check repairs the damage it reports, so the next check reports only new damage.
@@ -25,9 +28,10 @@ from kalloc.debug import RED_ACTIVE, find_damage
 from kalloc.errors import KallocError, OutOfBoundsError, UseAfterFreeError
 from kalloc.kinds import cache_kind_name
 from kalloc.live import LiveRecord, LiveTable
+from kalloc.misuse import freed_slot_object, object_phrase
 from kalloc.page import PAGE_SIZE, pages_for
 from kalloc.physmem import PhysMem
-from kalloc.slab import KmemCache, Slab
+from kalloc.slab import OBJ_LIVE, OBJ_UNUSED, KmemCache, Slab
 
 
 class Sanitizer:
@@ -81,18 +85,71 @@ class Sanitizer:
         damage = find_damage(got, cache.pat_free, 0)
         assert damage is not None
         addr = slab.base + off
+        obj = freed_slot_object(slab, idx, addr)
         self.reports.append(
             UseAfterFreeError(
                 f"write to a freed object: {damage['count']} byte(s) of poison changed at offset"
-                f" {damage['offset']} of a freed {cache.size}-byte {cache.name} object",
+                f" {damage['offset']} of a freed {object_phrase(obj)}",
                 addr=addr + damage["offset"],
                 site=caller.site,
-                object={"addr": addr, "size": cache.size, "kind": cache_kind_name(cache)},
+                object=obj,
                 alloc_site=slab.alloc_site[idx],
                 free_site=slab.free_site[idx],
                 **damage,
             )
         )
+
+    def check_slab(self, slab: Slab, caller: Caller = TASK) -> None:
+        """Every slot of a slab: live objects' red zones, free objects' poison and red zones,
+        then the padding; the end-of-run walk (kalloc.check) and a slab's discard use it.
+
+        Run before a slab's pages go back (a shrink, kmem_cache_destroy()), it keeps a write
+        into a freed object from vanishing with the slab, as SLUB's free_slab() checks every
+        object of a debug cache.
+        """
+        cache = slab.cache
+        for idx in range(slab.nobjs):
+            state = slab.obj[idx]
+            off = idx * cache.stride + cache.left
+            if state == OBJ_LIVE:
+                self.check_redzones(cache, slab, idx, off, self.live[slab.base + off], caller)
+                continue
+            if cache.poison and slab.mv[off : off + cache.size].tobytes() != cache.pat_free:
+                self.report_poison(cache, slab, idx, caller)
+                slab.mv[off : off + cache.size] = cache.pat_free
+            if cache.redzone:
+                self._check_free_slot_redzones(slab, idx, off, caller)
+        self.check_padding(slab)
+
+    def _check_free_slot_redzones(self, slab: Slab, idx: int, off: int, caller: Caller) -> None:
+        cache = slab.cache
+        mv, left = slab.mv, cache.left
+        slot = off - left
+        addr = slab.base + off
+        if slab.obj[idx] == OBJ_UNUSED:
+            obj, state = {"addr": addr, "size": cache.size, "kind": cache_kind_name(cache)}, "never-used"
+        else:
+            obj, state = freed_slot_object(slab, idx, addr), "freed"
+        for lo, hi, base, where in (
+            (slot, off, -left, "red zone before a free object"),
+            (off + cache.size, slot + cache.stride, cache.size, "red zone after a free object"),
+        ):
+            got = mv[lo:hi].tobytes()
+            want = cache.pat_rz[: hi - lo].tobytes()
+            damage = find_damage(got, want, base)
+            if damage:
+                self.reports.append(
+                    OutOfBoundsError(
+                        f"{where} overwritten: {damage['count']} byte(s) changed at offset {damage['offset']}"
+                        f" of a {state} {object_phrase(obj)}",
+                        addr=addr + damage["offset"],
+                        site=caller.site,
+                        object=obj,
+                        alloc_site=slab.alloc_site[idx],
+                        **damage,
+                    )
+                )
+                mv[lo:hi] = want
 
     def check_padding(self, slab: Slab) -> KallocError | None:
         """slab_pad_check(): the bytes after the last slot must still read 0x5a."""

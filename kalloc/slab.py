@@ -157,6 +157,8 @@ class Slab:
         "cache",
         "free",
         "free_site",
+        "freed_kind",
+        "freed_size",
         "inuse",
         "mv",
         "next_fresh",
@@ -179,6 +181,10 @@ class Slab:
         self.obj = bytearray(cache.nobjs)
         self.alloc_site = [0] * cache.nobjs
         self.free_site = [0] * cache.nobjs
+        # what the last object freed from each slot was: its requested size and KIND_* code
+        # (a use-after-free or double free names "a freed 177-byte malloc object", not the class)
+        self.freed_size = [0] * cache.nobjs
+        self.freed_kind = bytearray(cache.nobjs)
         self.mv = mv
         self.where = SLAB_EMPTY
 

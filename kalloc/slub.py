@@ -159,6 +159,8 @@ class Slub:
                 slab.mv[off : off + cache.size] = cache.pat_free
         self.live.forget(addr, rec)
         slab.free_site[idx] = caller.site
+        slab.freed_size[idx] = rec.size
+        slab.freed_kind[idx] = rec.kind
         cache.total_frees += 1
         q = self.quarantine
         if q is not None:
@@ -178,10 +180,14 @@ class Slub:
             if dead is not None:
                 self.discard(dead)
 
-    def discard(self, slab: Slab, last: bool = True) -> None:
-        """discard_slab(): check the padding, unmap the pages, free them to the buddy."""
+    def discard(self, slab: Slab, last: bool = True, caller: Caller = TASK) -> None:
+        """discard_slab(): check every slot and the padding, unmap the pages, free them to the buddy.
+
+        The check (sanitizer on) is the end-of-run walk's (Sanitizer.check_slab): a write into
+        a freed object must not vanish with its slab (SLUB's free_slab() checks each object).
+        """
         if self.debug:
-            self.sanitizer.check_padding(slab)
+            self.sanitizer.check_slab(slab, caller)
         cache = slab.cache
         cache.forget(slab)
         for p in range(slab.pfn, slab.pfn + (1 << slab.order)):
@@ -342,8 +348,12 @@ class Slub:
         self.shrink_cache(cache)
         return before - buddy.used_pages
 
-    def kmem_cache_destroy(self, cache: KmemCache | None) -> None:
-        """Destroy an empty cache; None is a no-op, as in Linux. With live objects: raises LeakError."""
+    def kmem_cache_destroy(self, cache: KmemCache | None, caller: Caller = TASK) -> None:
+        """Destroy an empty cache; None is a no-op, as in Linux. With live objects: raises LeakError.
+
+        Before its slabs go, every freed object's poison and red zones are checked (discard()):
+        damage is reported (use-after-free, out-of-bounds) at the caller's site.
+        """
         if cache is None:
             return
         self.check_cache(cache, "kmem_cache_destroy")
@@ -361,7 +371,7 @@ class Slub:
             )
         self.drain_quarantine_of(cache)
         for slab in list(cache.slabs.values()):
-            self.discard(slab)
+            self.discard(slab, caller=caller)
         cache.destroyed = True
         del self.by_handle[cache.handle]
         self.all_caches.remove(cache)

@@ -12,6 +12,7 @@ from kalloc.errors import (
     InvalidFreeError,
     OutOfBoundsError,
     OutOfMemoryError,
+    UseAfterFreeError,
 )
 from kalloc.page import PAGE_SIZE, pages_for
 
@@ -197,8 +198,11 @@ def test_free_misuse() -> None:
         ka.realloc(p, 64)
     assert exc.value.fields["free_site"] == s2
     assert ka.malloc_usable_size(k) == 32  # accepts both heaps
-    with pytest.raises(BadArgumentError):
+    with pytest.raises(UseAfterFreeError, match="of a freed") as uaf:  # a dangling pointer, not a bad argument
         ka.malloc_usable_size(p)
+    assert uaf.value.fields["free_site"] == s2
+    with pytest.raises(BadArgumentError):
+        ka.malloc_usable_size(p + 16)
     ka.check()
 
 

@@ -142,7 +142,7 @@ def test_describe_names_freed_objects() -> None:
     d = ka.describe(p + 4)
     assert d == {
         "state": "free",
-        "object": {"addr": p, "size": 64, "kind": "kmalloc-64"},
+        "object": {"addr": p, "size": 50, "kind": "kmalloc", "usable": 64, "cache": "kmalloc-64"},
         "offset": 4,
         "alloc_site": s1,
         "free_site": s2,

@@ -46,6 +46,7 @@ import unicorn
 
 from kalloc.config import Caller
 from kalloc.errors import KallocError, OutOfBoundsError, UseAfterFreeError
+from kalloc.misuse import object_phrase
 from kalloc.page import PAGE_SIZE
 from kalloc.shadow import CODE_NAMES, GRANULE, Shadow, ShadowRegion
 from kalloc_machine.bridge import abi
@@ -309,21 +310,22 @@ class Kasan:
             return "heap memory no object was ever given"
         off, size = info["offset"], obj["size"]
         state = info.get("state", "live")
-        if state != "live" and 0 <= off < size:
-            return f"{off} bytes inside a freed {size}-byte {obj['kind']} object"
+        if state != "live" and 0 <= off < obj.get("usable", size):
+            inside = "inside" if off < size else "into"
+            return f"{off} bytes {inside} a freed {object_phrase(obj)}"
         if off < 0:
             rel = f"{-off} bytes before"
         elif off >= size:
             rel = f"{off - size} bytes after the end of"
         else:
             rel = f"{off} bytes inside"
-        return f"{rel} a {'' if state == 'live' else state + ' '}{size}-byte {obj['kind']} object"
+        return f"{rel} a {'' if state == 'live' else state + ' '}{object_phrase(obj)}"
 
     def classify(self, addr: int) -> tuple[str, dict[str, Any]]:
         """(kind, info) for a bad access at addr, from the allocator's state (module docstring)."""
         d = self.ka.describe(addr)
         if d is not None:
-            inside = 0 <= d["offset"] < d["object"]["size"]
+            inside = 0 <= d["offset"] < d["object"].get("usable", d["object"]["size"])
             if d["state"] != "live" and inside and d.get("free_site"):
                 return "use-after-free", d
             if d["state"] == "live":

@@ -62,7 +62,7 @@ class CacheServices:
     def svc_cache_destroy(self, caller: Caller, handle: int, *args: int) -> tuple[int, int]:
         if handle == 0:  # kmem_cache_destroy(NULL) is a no-op in Linux
             return 0, 0
-        self.ka.kmem_cache_destroy(self.cache(handle))
+        self.ka.kmem_cache_destroy(self.cache(handle), caller)
         return 0, 0
 
 
