@@ -17,16 +17,33 @@ Invariants:
  1. No Python traceback for bad input or misbehaving firmware: bad board/ELF/trace →
     one line on stderr and status 3; usage errors → status 2 (click's own).
  2. `--json -` writes only the JSON to stdout (text reports go to stderr).
+ 3. Ctrl-C is one line, `kalloc: interrupted`, and status 130: while a command runs
+    (`_Commands`), and before, while Python imports the command line (the console
+    script is kalloc_machine.script, outside this package, so it catches that too).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+from kalloc_machine.script import interrupted
 
 from kalloc.cli import bench, boards, explore, replay, run, sdk
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group: Ctrl-C while a command runs (outside `kalloc run`'s own handling) is
+    `kalloc: interrupted` and status 130, not click's "Aborted!" and 1 (invariant 3)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="kalloc")
 def main() -> None:
     """kalloc: a kernel-style allocator for firmware on an emulated RISC-V machine."""

@@ -18,7 +18,9 @@ The interface, by what the machine does with it (rv32.py is the reference):
   registers     read_regs(uc) -> {"pc": .., name: ..} in one batch read, names in
                 `reg_names` order (what fault reports show); read_csrs(uc) -> the trap
                 state by name (RISC-V: mstatus mie mtvec mepc mcause); pc(uc),
-                set_pc(uc, pc); link_reg (the return-address register's name, "ra")
+                set_pc(uc, pc); link_reg (the return-address register's name, "ra");
+                report_registers: the few registers the text report's one-line
+                `registers:` shows, in order (RISC-V: ra sp s0 a0 a1 a2)
   interrupts    timer_cause, external_cause: the `cause` values of the two interrupt
                 sources the machine has (the CLINT-style timer, the INTC's external
                 line; RISC-V: their mcause values, Cortex-M would use its exception
@@ -60,7 +62,8 @@ CLINT-style timer, the claim-based INTC whose lines all arrive as `external_caus
 the doorbell hypercalls (a 32-bit store), the exit/panic numbers in the environment
 call's `syscall_args` (bridge/abi.py), 32-bit registers and addresses, and a
 `read_regs` dict that holds "pc" and `link_reg`. Known RISC-V names outside this
-package: the text report's short register line (report/render.py) and firmware/.
+package: firmware/ (the text report takes its registers line from `report_registers`,
+through the JSON report's `isa`).
 
 Invariants:
  1. `isa_for` accepts exactly the names in ISAS (boardcheck.py validates `[cpu] isa`
@@ -103,6 +106,7 @@ class Isa(Protocol):
     elf_machine: str
     elf_description: str
     reg_names: tuple[str, ...]
+    report_registers: tuple[str, ...]
     link_reg: str
     timer_cause: int
     external_cause: int
@@ -156,3 +160,9 @@ def isa_for(name: str = DEFAULT_ISA) -> Isa:
         raise ValueError(f"ISA '{name}' is not supported (known: {', '.join(ISAS)})")
     cpu: Isa = importlib.import_module(module).Cpu()
     return cpu
+
+
+def report_registers(name: str | None) -> tuple[str, ...]:
+    """The registers a text report shows for the ISA a JSON report names (`isa`; older
+    reports have none: the default ISA's)."""
+    return isa_for(name if name in ISAS else DEFAULT_ISA).report_registers

@@ -170,6 +170,8 @@ class RiscV32:
     elf_machine = "EM_RISCV"
     elf_description = "32-bit RISC-V"
     reg_names: tuple[str, ...] = ABI_NAMES[1:]
+    # The text report's short registers line: return address, stack and frame pointers, first arguments.
+    report_registers: tuple[str, ...] = ("ra", "sp", "s0", "a0", "a1", "a2")
     link_reg = "ra"
     timer_cause = CAUSE_TIMER
     external_cause = CAUSE_EXTERNAL
