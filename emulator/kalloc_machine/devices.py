@@ -200,6 +200,7 @@ class Intc(Device):
         super().__init__(spec, clock)
         self.pending = 0
         self.enable = 0
+        self.ever_enabled = 0  # every line enabled at some time (kalloc explore: is the test line handled?)
         self.raised: dict[int, int] = {}  # line -> times raised
         self.claimed: dict[int, int] = {}  # line -> times claimed (taken by a handler)
         self.last_claimed = 0  # the line the running external-interrupt handler claimed
@@ -216,6 +217,7 @@ class Intc(Device):
     def write(self, offset: int, size: int, value: int) -> None:
         if offset & ~3 == self.ENABLE:
             self.enable = merge_bytes(self.enable, offset, size, value) & ~1  # line 0 does not exist
+            self.ever_enabled |= self.enable
 
     def raise_line(self, line: int) -> None:
         """Set a line pending. Called at boundaries only (module invariant 2)."""

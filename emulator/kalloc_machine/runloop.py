@@ -44,6 +44,7 @@ Invariants:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,8 @@ class RunLoop:
         self._was_masked = False
         self._read_window = False  # the next slice must be a READ_WINDOW
         self.interrupted, self.wall_deadline = False, float("inf")  # interrupt(); perf_counter() limit
+        # Called with the clock every POLL_SLICES slices (kalloc run's progress on a terminal); reads only.
+        self.on_poll: Callable[[int], None] | None = None
 
     # -- limits ------------------------------------------------------------------------------
 
@@ -354,6 +357,8 @@ class RunLoop:
                     self.errors.append(self._timeout_error())
                     reason = "timeout"
                     break
+                if self.on_poll is not None:
+                    self.on_poll(now)
             self._service()
             if self.ending is not None:
                 reason = self.ending

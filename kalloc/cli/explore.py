@@ -2,23 +2,36 @@
 
     kalloc explore FIRMWARE [--board B] [--sanitize MODE] [--fail] [--no-irq] [--examples N] [--seed S]
 
-The search is kalloc_machine.tools.explore's `explore()`; this command prints what
-it found: a summary line (runs, exit status, error kinds counted) and the one-line
-`kalloc run ...` that reproduces the minimal failing run.
+The search is kalloc_machine.tools.explore's `explore()`; this command first runs the
+firmware once unperturbed (`baseline()`), warns when the firmware never enables a
+handler on the board's test line (interrupt schedules then change nothing), searches
+with a progress line on a terminal, and prints what it found: a summary line (runs,
+exit status, error kinds counted) and the one-line `kalloc run ...` that reproduces the
+minimal failing run.
 
 Invariants:
- 1. Exit status: 0 no failing run found; 1 found and printed; 3 bad ELF or board; 2 usage.
+ 1. Exit status: 0 no failing run found; 1 found and printed; 4 the firmware already
+    fails unperturbed (nothing to search; EXIT_ALREADY_FAILS); 3 bad ELF or board;
+    2 usage, or Hypothesis not installed (one line naming `pip install 'kalloc[explore]'`).
+ 2. The printed reproducer reproduces: it is `run_args` of the failing run's options.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 import click
-from kalloc_machine.session import BadInput, RunOptions
+from kalloc_machine.session import EXIT_USAGE, BadInput, RunOptions
+from kalloc_machine.tools.explore import AlreadyFails, Baseline, baseline, explore
 
 from kalloc.cli.options import fail as fail_input
-from kalloc.cli.options import run_option
+from kalloc.cli.options import run_option, stderr
+from kalloc.cli.progress import Steps, steps
+
+EXIT_ALREADY_FAILS = 4  # the unperturbed run already fails (docs/abi.md, "Exit codes of kalloc explore")
+INSTALL_HINT = "kalloc explore needs Hypothesis, which is not installed: pip install 'kalloc[explore]'"
 
 
 @click.command("explore")
@@ -34,16 +47,33 @@ def explore_cmd(
 ) -> None:
     """Search interrupt schedules (and failure points) for a run of FIRMWARE that fails; shrink it.
 
-    Prints a one-line `kalloc run ...` that reproduces the minimal failing run.
-    Exit status: 0 no failing run found; 1 found and printed; 3 bad ELF or board.
+    First runs FIRMWARE once unperturbed. Prints a one-line `kalloc run ...` that
+    reproduces the minimal failing run.
+
+    \b
+    Exit status: 0 no failing run found; 1 found and printed; 4 the firmware
+    already fails without any perturbation (fix that first); 3 bad ELF or board;
+    2 usage, or Hypothesis not installed (pip install 'kalloc[explore]').
     """
-    from kalloc_machine.tools.explore import explore
+    try:
+        import hypothesis  # noqa: F401  (the optional dependency: the `explore` extra)
+    except ImportError:
+        fail_input(INSTALL_HINT, EXIT_USAGE)
 
     base = RunOptions(board=board, sanitize=sanitize)
     try:
-        found = explore(firmware, base=base, irq=not no_irq, fail=fail, max_examples=examples, seed=seed)
+        clean = baseline(firmware, base)
+        if clean.outcome.exit_status != 0:  # nothing to search for (and no warning about it)
+            _already_fails(clean)
+        if not no_irq:
+            _warn_unhandled(clean)
+        with steps("exploring: runs", total=None) as bar:
+            found = explore(firmware, base=base, irq=not no_irq, fail=fail, max_examples=examples, seed=seed,
+                            clean=clean, progress=_reporter(bar, examples))  # fmt: skip
     except BadInput as exc:
         fail_input(exc)
+    except AlreadyFails as exc:
+        _already_fails(exc.baseline)
     if found is None:
         click.echo(f"no failing run in {examples} examples")
         sys.exit(0)
@@ -54,3 +84,33 @@ def explore_cmd(
     click.echo(f"minimal failing run after {found.runs} runs: status {found.outcome.exit_status}, {kinds}")
     click.echo(found.command())
     sys.exit(1)
+
+
+def _reporter(bar: Steps, examples: int) -> Callable[[int, bool], None]:
+    """explore()'s progress callback: one step per run, and what the search is doing."""
+
+    def ran(_runs: int, shrinking: bool) -> None:
+        bar.done()
+        bar.doing("shrinking the failing run" if shrinking else f"searching ({examples} examples at most)")
+
+    return ran
+
+
+def _warn_unhandled(clean: Baseline) -> None:
+    """One warning line when the firmware never enabled its board's test line (nothing to perturb)."""
+    if clean.test_line is None or clean.handled:
+        return
+    stderr().print(f"kalloc: warning: the firmware never enabled a handler on interrupt line "
+                   f"{clean.test_line}, the board's test line that --irq-at raises: injected interrupts are "
+                   "never taken, so interrupt schedules cannot change the run "
+                   "(request_irq(kalloc_bootinfo.test_irq, ...) registers one; --fail --no-irq explores "
+                   "failure points only)",
+                   markup=False, soft_wrap=True)  # fmt: skip
+
+
+def _already_fails(clean: Baseline) -> NoReturn:
+    """The unperturbed run fails: say what and how to see it, exit EXIT_ALREADY_FAILS."""
+    stderr().print(f"kalloc explore: the firmware already fails without any perturbation: {clean.failure()}; "
+                   f"fix that first, or run `{clean.command()}` to see its report",
+                   markup=False, soft_wrap=True)  # fmt: skip
+    sys.exit(EXIT_ALREADY_FAILS)
