@@ -224,6 +224,8 @@ class DmaPools:
     def check_poison(self, pool: DmaPool, page: PoolPage, idx: int, caller: Caller) -> None:
         """pool_check_block(): a free block must still read 0xa7."""
         off = pool.offsets[idx]
+        if self.pages.sanitizer.seen:  # bytes KASAN reported at the access are not reported again
+            self.pages.sanitizer.reported.restore(page.base + off, pool.poison_free)
         got = page.mv[off : off + pool.size].tobytes()
         damage = find_damage(got, pool.poison_free, 0)
         if damage is None:

@@ -19,6 +19,9 @@ check_slab() on every slab.
 Invariants:
  1. Every check repairs the damage it reports, so the next check reports only new damage.
  2. A check only appends to `reports` (OutOfBoundsError, UseAfterFreeError); it never raises.
+ 3. A byte whose bad write KASAN reported at the access (mark_reported) is reported by no
+    check: the bug is reported once, where it happened. Bytes no access report covered
+    still are (damage KASAN could not see: uninstrumented code, a device).
 """
 
 from __future__ import annotations
@@ -34,13 +37,72 @@ from kalloc.physmem import PhysMem
 from kalloc.slab import OBJ_LIVE, OBJ_UNUSED, KmemCache, Slab
 
 
+SEEN_MAX_GRANULES = 1 << 16  # 512 KiB of bad writes remembered; past it a later check reports them again
+
+
+class ReportedWrites:
+    """Bytes whose bad write was already reported at the access (KASAN): the checks skip them.
+
+    {granule (addr >> 3): bit mask of its bytes}. KASAN reports a write into a red zone or a
+    freed object as it happens; the red-zone and poison checks at free, at a slab's discard
+    and at exit would find the same bytes changed and report the bug a second time. They
+    call restore() first: the marked bytes in their range get the expected pattern back
+    and their marks are dropped, so only damage KASAN did not see is reported.
+    """
+
+    def __init__(self, phys: PhysMem) -> None:
+        self.phys = phys
+        self.seen: dict[int, int] = {}
+
+    def mark(self, addr: int, size: int) -> None:
+        """The write of [addr, addr + size) was reported at the access."""
+        seen, end = self.seen, addr + size
+        while addr < end:
+            g = addr >> 3
+            lo, hi = addr & 7, min(8, end - (g << 3))
+            if g not in seen and len(seen) >= SEEN_MAX_GRANULES:
+                return
+            seen[g] = seen.get(g, 0) | (((1 << hi) - 1) & ~((1 << lo) - 1))
+            addr = (g + 1) << 3
+
+    def restore(self, addr: int, want: bytes | memoryview) -> None:
+        """Write want's bytes back where [addr, addr + len(want)) holds marked bytes; unmark them."""
+        seen, end = self.seen, addr + len(want)
+        view = None
+        for g in range(addr >> 3, ((end - 1) >> 3) + 1):
+            m = seen.get(g)
+            if not m:
+                continue
+            for b in range(8):
+                a = (g << 3) + b
+                if m >> b & 1 and addr <= a < end:
+                    if view is None:
+                        view = self.phys.view(addr, len(want))
+                    view[a - addr] = want[a - addr]
+                    m &= ~(1 << b)
+            if m:
+                seen[g] = m
+            else:
+                del seen[g]
+
+
 class Sanitizer:
-    """The inline checks of one allocator (module docstring)."""
+    """The inline checks of one allocator (module docstring).
+
+    Public attributes: reported (ReportedWrites): bytes KASAN reported at the access,
+    which the checks leave out.
+    """
 
     def __init__(self, phys: PhysMem, live: LiveTable, reports: list[KallocError]) -> None:
         self.phys = phys
         self.live = live
         self.reports = reports
+        self.reported = ReportedWrites(phys)
+        self.seen = self.reported.seen  # non-empty only after a KASAN write report (one test per check)
+
+    def mark_reported(self, addr: int, size: int) -> None:
+        """A bad write of [addr, addr + size) was reported at the access: the checks skip it."""
+        self.reported.mark(addr, size)
 
     def report_oob(self, addr: int, rec: LiveRecord, damage: dict | None, caller: Caller, where: str) -> None:
         assert damage is not None
@@ -65,13 +127,16 @@ class Sanitizer:
         mv = slab.mv
         left = cache.left
         slot = off - left
+        guard = cache.size if slab.base + off in self.live.ksized else rec.size
+        end = slot + cache.stride
+        if self.seen:
+            self.reported.restore(slab.base + slot, cache.pat_rz[:left])
+            self.reported.restore(slab.base + off + guard, cache.pat_rz[: end - off - guard])
         got = mv[slot:off].tobytes()
         if got != cache.pat_rz[:left]:
             damage = find_damage(got, cache.pat_rz[:left].tobytes(), -left)
             self.report_oob(slab.base + off, rec, damage, caller, "red zone before the object")
             mv[slot:off] = cache.pat_rz[:left]
-        guard = cache.size if slab.base + off in self.live.ksized else rec.size
-        end = slot + cache.stride
         got = mv[off + guard : end].tobytes()
         if got != cache.pat_rz[: end - off - guard]:
             damage = find_damage(got, cache.pat_rz[: end - off - guard].tobytes(), guard)
@@ -81,10 +146,13 @@ class Sanitizer:
     def report_poison(self, cache: KmemCache, slab: Slab, idx: int, caller: Caller) -> None:
         """A free object's poison changed: something wrote to it after it was freed."""
         off = idx * cache.stride + cache.left
+        addr = slab.base + off
+        if self.seen:
+            self.reported.restore(addr, cache.pat_free)
         got = slab.mv[off : off + cache.size].tobytes()
         damage = find_damage(got, cache.pat_free, 0)
-        assert damage is not None
-        addr = slab.base + off
+        if damage is None:  # every changed byte was a write KASAN reported at the access
+            return
         obj = freed_slot_object(slab, idx, addr)
         self.reports.append(
             UseAfterFreeError(
@@ -134,8 +202,10 @@ class Sanitizer:
             (slot, off, -left, "red zone before a free object"),
             (off + cache.size, slot + cache.stride, cache.size, "red zone after a free object"),
         ):
-            got = mv[lo:hi].tobytes()
             want = cache.pat_rz[: hi - lo].tobytes()
+            if self.seen:
+                self.reported.restore(slab.base + lo, want)
+            got = mv[lo:hi].tobytes()
             damage = find_damage(got, want, base)
             if damage:
                 self.reports.append(
@@ -155,6 +225,8 @@ class Sanitizer:
         """slab_pad_check(): the bytes after the last slot must still read 0x5a."""
         cache = slab.cache
         start = slab.nobjs * cache.stride
+        if self.seen and cache.pat_pad:
+            self.reported.restore(slab.base + start, cache.pat_pad)
         got = slab.mv[start:].tobytes()
         if got == cache.pat_pad:
             return None
@@ -174,8 +246,10 @@ class Sanitizer:
         """The red zone after a page-level heap object, to the end of its last page."""
         size = rec.size
         end = pages_for(size) * PAGE_SIZE
+        want = bytes([RED_ACTIVE]) * (end - size)
+        if self.seen:
+            self.reported.restore(addr + size, want)
         got = self.phys.read(addr + size, end - size)
-        want = bytes([RED_ACTIVE]) * len(got)
         damage = find_damage(got, want, size)
         if damage:
             self.report_oob(addr, rec, damage, caller, "red zone after the object")

@@ -16,6 +16,11 @@ in one of two ways, chosen per ELF:
             it never stops the emulator (DESIGN.md), so the run goes on after a
             bad access, as Linux's KASAN does by default.
 
+A bad write is reported once, here, at the access: its bytes are marked
+(Sanitizer.mark_reported) and the allocator's red-zone and poison checks at free,
+at a slab's discard and at exit leave them out (they still report damage no access
+report covered).
+
 Either way the report is the same: kind `out-of-bounds` or `use-after-free`
 (decided from the allocator's state at the address, `Kalloc.describe`, not from
 the shadow byte), the access (read/write, size, address), the object hit or the
@@ -264,6 +269,8 @@ class Kasan:
     ) -> None:
         bad = self.shadow.check(addr, size)
         at = bad if bad is not None else addr
+        if is_write and addr + size > at:  # reported here: the red-zone and poison checks skip these bytes
+            self.ka.sanitizer.mark_reported(at, addr + size - at)
         kind, info = self.classify(at)
         obj = info.get("object") or {}
         key = (kind, pc, obj.get("addr", at & ~(GRANULE - 1)))
