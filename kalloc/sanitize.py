@@ -36,7 +36,6 @@ from kalloc.page import PAGE_SIZE, pages_for
 from kalloc.physmem import PhysMem
 from kalloc.slab import OBJ_LIVE, OBJ_UNUSED, KmemCache, Slab
 
-
 SEEN_MAX_GRANULES = 1 << 16  # 512 KiB of bad writes remembered; past it a later check reports them again
 
 
