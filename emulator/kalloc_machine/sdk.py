@@ -44,20 +44,31 @@ def default_firmware() -> Path:
     return prebuilt("demo")
 
 
-def resolve_firmware(firmware: str | None) -> Path:
-    """The ELF a run loads: the shipped demo when none is given, an existing path as it is,
-    else a shipped ELF of that name ("demo", "tests/hello"); anything else is returned as
-    the path it is, for the loader to report."""
+def resolve_firmware(firmware: str | Path | None) -> Path:
+    """The ELF a run loads, for every front end (`kalloc run`, the pytest plugin, the harness).
+
+    The shipped demo when none is given; a path that exists wins; else a shipped ELF of that
+    name ("demo", "tests/hello", ".elf" optional). FileNotFoundError with a one-line message
+    naming where it looked when nothing matches.
+    """
     if not firmware:
         return default_firmware()
     path = Path(firmware)
     if path.exists():
         return path
-    try:
-        shipped = prebuilt(firmware.removesuffix(".elf"))
-    except FileNotFoundError:
-        return path
-    return shipped if shipped.is_file() else path
+    looked = [str(path.absolute())]
+    stem = str(firmware).removesuffix(".elf")
+    if not path.is_absolute() and ".." not in Path(stem).parts:
+        try:
+            shipped = prebuilt(stem)
+        except FileNotFoundError:  # no SDK in this installation: only the path was possible
+            shipped = None
+        if shipped is not None and shipped.is_file():
+            return shipped
+        if shipped is not None:
+            looked.append(str(shipped))
+    raise FileNotFoundError(f"{firmware}: no such file, and no shipped firmware of that name "
+                            f"(looked for {' and '.join(looked)})")  # fmt: skip
 
 
 def pkg_config_dir() -> Path:
