@@ -82,6 +82,8 @@ def _entry_lines(e: dict[str, Any]) -> list[str]:
     if e.get("pc") is not None:
         where = f" ({loc['file']}:{loc['line']})" if loc.get("file") else ""
         lines.append(f"  at {e['pc']:#010x} {e.get('symbol') or '??'}{where}")
+    elif e.get("symbol") and loc.get("file"):  # no pc: a pytest test that called in (tools/harness.py)
+        lines.append(f"  at {e['symbol']} ({loc['file']}:{loc['line']})")
     if e.get("instruction"):
         lines.append(f"  instruction: {e['instruction']}")
     if e.get("access"):

@@ -7,10 +7,16 @@ needs beyond `kalloc run`:
   `until` (a one-address UC_HOOK_CODE), or for N more instructions, or to the end.
   Stops are exact: the hook sends the CPU into the machine's idle sled, as a `wfi`
   does, so the instruction count is exact and the run can resume from there.
-- `call(FUNCTION, *args)`: a0..a7 = args, ra = the return stop (the first address
-  of the idle sled, where a one-address hook waits), pc = the function; run until
-  it returns; a0 is the result. The CPU's registers are put back afterwards
-  (`context_save`/`context_restore`), so the firmware continues where it stood.
+- `call(FUNCTION, *args)`: a0..a7 = args, ra = a call stop (tools/callsites.py: an
+  address the idle sled never runs, where one range hook waits), pc = the function;
+  run until it returns; a0 is the result. The CPU's registers are put back afterwards
+  (`context_save`/`context_restore`), so the firmware continues where it stood. A
+  name the ELF lacks raises `MissingFunction` (one line: dropped by --gc-sections,
+  inlined, or unknown, and how to keep it: tools/missing.py).
+- Call sites (tools/callsites.py): each Python line that calls (the test's, with the
+  pytest plugin's `origin`) gets its own return stop, so an allocation made during a
+  call has the called function's frames and then, as its outermost frame, the test:
+  `{"pc": null, "symbol": "test_foo", "file": "tests/test_x.py", "line": 12}`.
 - memory by symbol or address: `addr`, `read`, `write`, `read_u32`, `write_u32`,
   `read_cstr` (through the same memoryviews the allocator uses: no Unicorn call).
 - `ka` (the allocator, to drive directly), `report()` (the JSON report of what ran
@@ -39,12 +45,12 @@ import unicorn
 
 from kalloc.errors import KallocError
 from kalloc_machine.machine import Machine, RunResult
-from kalloc_machine.memlayout import IDLE_SLED_BASE
 from kalloc_machine.report.render import render_text
 from kalloc_machine.session import RunOptions, RunOutcome, Session
 from kalloc_machine.snapshot import Snapshot
+from kalloc_machine.tools.callsites import CALL_STOPS, CALL_STOPS_END, CallOrigin, CallSites
 
-RETURN_STOP = IDLE_SLED_BASE  # `call`'s return address: the hook there ends the call
+RETURN_STOP = CALL_STOPS  # the first call stop (tools/callsites.py)
 CALL_BUDGET = 50_000_000  # instructions a `call` may take before it is called a runaway
 
 
@@ -60,6 +66,24 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k != key}
     return out
+
+
+class MissingFunction(KeyError):
+    """`call` of a function the firmware does not have; the message is one line (tools/missing.py)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class _Hooks:
+    """The Unicorn hooks a Target added: kept by snapshots as they are (the hooks stay in Unicorn)."""
+
+    def __init__(self) -> None:
+        self.breaks: dict[int, int] = {}  # breakpoint address -> its (persistent) code hook
+        self.calls: int | None = None  # the range hook on the call stops
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Hooks:
+        return self
 
 
 class StopError(Exception):
@@ -96,8 +120,10 @@ class Target:
         self.finished = False
         self._skip_break: int | None = None
         self.autocheck = False  # the pytest plugin: fail on errors the test never looked at
-        self._breaks: dict[int, int] = {}  # breakpoint address -> its (persistent) code hook
+        self._hooks = _Hooks()
         self._armed: int | None = None  # the breakpoint of the run in progress
+        self.origin: CallOrigin | None = None  # the pytest plugin's test, for the call sites
+        self.call_sites = CallSites()  # each calling line's return stop (tools/callsites.py)
 
     # -- addresses and memory ---------------------------------------------------------------
 
@@ -166,9 +192,7 @@ class Target:
         target = None
         if until is not None:
             target = self.addr(until)
-            if target not in self._breaks:  # kept once added: adding a hook retranslates code
-                self._breaks[target] = uc.hook_add(unicorn.UC_HOOK_CODE, self._on_break, None, target, target)
-                uc.ctl_remove_cache(target, target + 4)
+            self._hook(target)
             self._skip_break = target if m.isa.pc(uc) == target else None
         self._armed = target
         budget = m.max_instructions
@@ -197,19 +221,48 @@ class Target:
             self._finish(result)
         return Stop(reason, m.isa.pc(uc), m.instructions, result)
 
+    def _hook(self, target: int) -> None:
+        """The code hook that stops at `target` (kept once added: adding a hook retranslates code)."""
+        hooks, uc = self._hooks, self.machine.uc
+        if CALL_STOPS <= target < CALL_STOPS_END:
+            if hooks.calls is None:  # one hook for every call stop: each hook costs every instruction
+                lo, hi = CALL_STOPS, CALL_STOPS_END
+                uc.mem_write(lo, self.machine.isa.idle_sled(lo, (hi - lo) // 4))  # never runs: harmless
+                hooks.calls = uc.hook_add(unicorn.UC_HOOK_CODE, self._on_break, None, lo, hi - 1)
+                uc.ctl_remove_cache(lo, hi)
+        elif target not in hooks.breaks:
+            hooks.breaks[target] = uc.hook_add(unicorn.UC_HOOK_CODE, self._on_break, None, target, target)
+            uc.ctl_remove_cache(target, target + 4)
+
+    def function_addr(self, function: str | int) -> int:
+        """The address `call` jumps to; MissingFunction (one line: why, how to keep it) for a missing name."""
+        if isinstance(function, int):
+            return function
+        a = self.firmware.symbol_addr(function)
+        if a is None:
+            from kalloc_machine.sdk import resolve_firmware
+            from kalloc_machine.tools.missing import why_missing
+
+            names = [name for _, _, name in self.firmware.symbols]
+            why = why_missing(resolve_firmware(self.options.firmware), function, names)
+            raise MissingFunction(f"call({function!r}): {why}")
+        return a
+
     def call(self, function: str | int, *args: int, budget: int = CALL_BUDGET, signed: bool = False) -> int:
         """Call a firmware function with up to 8 integer arguments and return a0.
 
         Context: the firmware must have set itself up (stack, interrupts): call after
         `run(until="main")` or any later stop. Registers are restored afterwards.
-        Raises StopError when the function does not return (fault, exit, budget).
+        Raises MissingFunction (a KeyError) for a name the firmware lacks, StopError
+        when the function does not return (fault, exit, budget).
         """
         if len(args) > 8:
             raise ValueError("at most 8 register arguments (a0..a7)")
         uc = self.machine.uc
+        entry, stop_at = self.function_addr(function), self.call_sites.stop_for(self.origin)
         saved = uc.context_save()
-        self.machine.isa.call_setup(uc, self.addr(function), args, RETURN_STOP)  # the ISA's convention
-        stop = self.run(until=RETURN_STOP, instructions=budget)
+        self.machine.isa.call_setup(uc, entry, args, stop_at)  # the ISA's convention
+        stop = self.run(until=stop_at, instructions=budget)
         if stop.reason != "break":
             raise StopError(f"{function}{args} did not return ({stop.reason}):\n{self.text()}", self.report())
         a0 = self.machine.isa.return_value(uc)
@@ -270,15 +323,21 @@ class Target:
         if result is None:  # nothing ran yet: an empty run at the entry point
             result = RunResult(None, "none", self.machine.instructions, self.uart, [], {}, 0.0)
         result.errors = list(self.machine.errors)
-        return self.session.build_report(result, self._all_errors())
+        report = self.session.build_report(result, self._all_errors())
+        self.call_sites.attribute(report)
+        return report
 
-    def text(self, *, quiet: bool = True, width: int = 110) -> str:
-        """The text report `kalloc run` prints (quiet: UART, end and errors)."""
+    def text(self, *, quiet: bool = True, width: int | None = None) -> str:
+        """The text report `kalloc run` prints piped (quiet: UART, end, errors, summary): one line per
+        fact (report/console.py); `width`: wrapped at that many columns instead."""
         from rich.console import Console
 
+        from kalloc_machine.report.console import report_console
+
         buf = io.StringIO()
-        render_text(self.report(), Console(file=buf, width=width, highlight=False, color_system=None,
-                                           soft_wrap=False), quiet=quiet)  # fmt: skip
+        con = report_console(file=buf, color=False) if width is None else Console(
+            file=buf, width=width, highlight=False, color_system=None, soft_wrap=False)  # fmt: skip
+        render_text(self.report(), con, quiet=quiet)
         return buf.getvalue()
 
     # -- snapshots --------------------------------------------------------------------------------

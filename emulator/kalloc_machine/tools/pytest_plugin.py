@@ -18,13 +18,22 @@ Fixtures (docs/user-guide.md, "Testing firmware with pytest"):
 
 Assertions (plain functions; each fails the test with the text report `kalloc run`
 prints): `assert_clean(x, leaks=True)`, `assert_exit(x, code)`, `assert_uart(x, text)`,
-`assert_errors(x, *kinds)`; x is a Target, a RunOutcome or a report dict.
+`assert_errors(x, kinds={...})` (these kinds, any order and number),
+`assert_errors(x, at_least={...})` (these kinds among others), `assert_errors(x, *kinds)`
+or `exact=[...]` (exactly this list, in order); x is a Target, a RunOutcome or a report dict.
+
+Firmware names: a path that exists, else a shipped name ("tests/hello"), resolved by
+`kalloc_machine.sdk.resolve_firmware` as `kalloc run` does. A Target's calls are
+attributed to the test (`Target.origin`: its name, and the line of each `call`).
+A MissingFunction or StopError a test lets through, and a firmware that cannot be
+loaded, fail the test with their one-line message (and the report), no traceback.
 
 A test that drives a Target and never looks at its report (`report()`, `errors()`,
 `take_errors()`, `finish()`) still fails when kalloc found an error during it.
 
 Command-line options: --kalloc-board, --kalloc-sanitize, --kalloc-seed,
---kalloc-irq-every, --kalloc-fail-nth, --kalloc-max-errors: `kalloc run`'s options of the same names
+--kalloc-irq-every, --kalloc-fail-nth, --kalloc-max-errors, --kalloc-suppress (repeatable): `kalloc run`'s
+options of the same names
 (kalloc_machine.tools.options, where both are defined).
 
 Invariants:
@@ -38,7 +47,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable, Iterator
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -49,20 +60,21 @@ from kalloc_machine.tools.options import RUN_OPTIONS, RunOption
 if TYPE_CHECKING:  # imported when used: this module loads in every pytest session (Unicorn is heavy)
     from kalloc_machine.session import RunOptions, RunOutcome
     from kalloc_machine.snapshot import Snapshot
-    from kalloc_machine.tools.harness import StopError, Target
+    from kalloc_machine.tools.harness import MissingFunction, StopError, Target
 
-__all__ = ["StopError", "Target", "assert_clean", "assert_errors", "assert_exit", "assert_uart"]
+__all__ = ["MissingFunction", "StopError", "Target",
+           "assert_clean", "assert_errors", "assert_exit", "assert_uart"]  # fmt: skip
 
 _USED = pytest.StashKey[list["Target"]]()
 
 # The run options a suite sets from the command line, as --kalloc-<flag> (RUN_OPTIONS).
-PLUGIN_OPTIONS = ("board", "sanitize", "seed", "irq_every", "fail_nth", "max_errors")
+PLUGIN_OPTIONS = ("board", "sanitize", "seed", "irq_every", "fail_nth", "max_errors", "suppress")
 _METAVARS = {"board": "NAME|PATH"}
 
 
 def __getattr__(name: str) -> Any:
     """`from kalloc_machine.tools.pytest_plugin import Target, StopError` (imported on first use)."""
-    if name in ("StopError", "Target"):
+    if name in ("MissingFunction", "StopError", "Target"):
         from kalloc_machine.tools import harness
 
         return getattr(harness, name)
@@ -78,7 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for field in PLUGIN_OPTIONS:
         spec = RUN_OPTIONS[field]
         kw: dict[str, Any] = {"dest": f"kalloc_{field}", "default": spec.default, "help": spec.help}
-        if spec.parse is not None:
+        if spec.multiple:  # repeatable: --kalloc-suppress A --kalloc-suppress B
+            kw.update(action="append", default=[])
+        elif spec.parse is not None:
             kw["default"] = ""
         elif spec.choices:
             kw["choices"] = spec.choices
@@ -98,7 +112,10 @@ def options_from_config(config: pytest.Config) -> RunOptions:
     values: dict[str, Any] = {}
     for field in PLUGIN_OPTIONS:
         spec, value = RUN_OPTIONS[field], config.getoption(f"kalloc_{field}")
-        if spec.parse is not None:
+        if spec.multiple:
+            value = tuple(value or ())
+            _check_suppressions(value)
+        elif spec.parse is not None:
             try:
                 value = spec.parse(str(value or ""))
             except ValueError as exc:
@@ -109,12 +126,25 @@ def options_from_config(config: pytest.Config) -> RunOptions:
     return RunOptions(**values)
 
 
+def _check_suppressions(paths: tuple[str, ...]) -> None:
+    """--kalloc-suppress files that cannot be used: a one-line usage error, before any test runs."""
+    from kalloc_machine.report import suppressions
+
+    try:
+        suppressions.load(paths)
+    except suppressions.SuppressionError as exc:
+        raise pytest.UsageError(str(exc).replace("--suppress", "--kalloc-suppress", 1)) from None
+
+
 def _options(base: RunOptions, firmware: str | Path | None, overrides: dict[str, Any]) -> RunOptions:
     fw = str(firmware) if firmware is not None else base.firmware
-    if fw is not None and not fw.endswith(".elf") and not Path(fw).exists():
-        from kalloc_machine.sdk import prebuilt
+    if fw is not None:
+        from kalloc_machine.sdk import resolve_firmware
 
-        fw = str(prebuilt(fw))  # a shipped firmware by name: "demo", "tests/hello"
+        try:
+            fw = str(resolve_firmware(fw))  # a path, or a shipped name ("tests/hello"), as `kalloc run`
+        except FileNotFoundError as exc:
+            pytest.fail(f"firmware {exc}", pytrace=False)
     for key in ("irq_at", "fail_nth"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
@@ -171,16 +201,22 @@ def kalloc_target(request: pytest.FixtureRequest, kalloc_options: RunOptions,
 
     def make(firmware: str | Path | None = None, *, until: str | None = None, snapshot: bool = True,
              **overrides: Any) -> Target:  # fmt: skip
-        from kalloc_machine.tools.harness import Target
+        from kalloc_machine.session import BadInput
+        from kalloc_machine.tools.harness import CallOrigin, Target
 
         opts = _options(kalloc_options, firmware, overrides)
-        if snapshot:
-            target = _kalloc_boot_cache.get(opts, until)
-        else:
-            target = Target(opts)
-            if until is not None:
-                target.run_to(until)
+        try:
+            if snapshot:
+                target = _kalloc_boot_cache.get(opts, until)
+            else:
+                target = Target(opts)
+                if until is not None:
+                    target.run_to(until)
+        except BadInput as exc:  # an unreadable ELF or board: the CLI's one line
+            pytest.fail(str(exc), pytrace=False)
         target.autocheck = True
+        node = request.node
+        target.origin = CallOrigin(node.name, str(node.path), node.nodeid.split("::")[0])
         used.append(target)
         return target
 
@@ -199,12 +235,33 @@ def kalloc_run(kalloc_target: Callable[..., Target]) -> Callable[..., RunOutcome
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Fail a test whose Target saw kalloc errors the test never looked at."""
-    result = yield
+    """Fail a test whose Target saw kalloc errors the test never looked at.
+
+    A MissingFunction or StopError the test let through fails it with its message (and the
+    test's line), no traceback: the harness's frames say nothing the message does not.
+    """
+    try:
+        result = yield
+    except Exception as exc:
+        harness = sys.modules.get("kalloc_machine.tools.harness")
+        if harness is None or not isinstance(exc, (harness.MissingFunction, harness.StopError)):
+            raise
+        pytest.fail(f"{_test_line(item, exc)}{exc}", pytrace=False)
     for target in item.stash.get(_USED, []):
         if getattr(target, "autocheck", False) and _has_errors(target.report(consult=False)):
             pytest.fail("kalloc found errors the test did not examine:\n" + target.text(), pytrace=False)
     return result
+
+
+def _test_line(item: pytest.Item, exc: BaseException) -> str:
+    """The prefix "tests/test_x.py:12: " for the test's last line in the exception's traceback, else ""."""
+    path, line = str(item.path), None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{item.nodeid.split('::')[0]}:{line}: " if line is not None else ""
 
 
 # -- assertions ---------------------------------------------------------------------------------
@@ -224,13 +281,12 @@ def _report_of(x: Checked) -> dict[str, Any]:
 
 
 def report_text(report: dict[str, Any], *, quiet: bool = True) -> str:
-    """The text report `kalloc run` prints for this report (quiet: UART, end and errors)."""
-    from rich.console import Console
-
+    """The text report `kalloc run` prints piped for this report (quiet: UART, end, errors, summary)."""
+    from kalloc_machine.report.console import report_console
     from kalloc_machine.report.render import render_text
 
     buf = io.StringIO()
-    render_text(report, Console(file=buf, width=110, highlight=False, color_system=None), quiet=quiet)
+    render_text(report, report_console(file=buf, color=False), quiet=quiet)  # one line per fact
     return buf.getvalue()
 
 
@@ -262,10 +318,31 @@ def assert_uart(x: Checked, text: str) -> None:
         pytest.fail(f"{text!r} not in the UART output:\n" + report_text(report), pytrace=False)
 
 
-def assert_errors(x: Checked, *kinds: str) -> list[dict[str, Any]]:
-    """Exactly these error kinds (errors and warnings, in order); returns the entries."""
+def assert_errors(x: Checked, *ordered: str | Iterable[str], kinds: Iterable[str] | None = None,
+                  at_least: Iterable[str] | None = None, exact: Iterable[str] | None = None,
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """The report's error kinds (errors and warnings) are as expected; returns the entries.
+
+    kinds={...}: exactly these kinds, in any order, each any number of times (a sanitizer
+    that reports a bug earlier, or twice, still passes). at_least={...}: each of these
+    kinds at least once, others allowed. A single set given positionally is `kinds`.
+    Positional kinds (`assert_errors(x, "double-free")`) or exact=[...]: exactly this
+    list, in order, one entry each (as before kinds= existed); none at all: no entry.
+    """
+    if len(ordered) == 1 and isinstance(ordered[0], (set, frozenset)):
+        kinds, ordered = ordered[0], ()
+    forms = [f for f in (kinds, at_least, exact, ordered or None) if f is not None]
+    if len(forms) > 1:
+        raise TypeError("assert_errors: give one of kinds=, at_least=, exact= or positional kinds")
     report = _report_of(x)
     got = [e["kind"] for e in report["errors"]]
-    if got != list(kinds):
-        pytest.fail(f"error kinds {got}, expected {list(kinds)}:\n" + report_text(report), pytrace=False)
+    if kinds is not None:
+        ok, want = set(got) == set(kinds), f"the kinds {sorted(set(kinds))} (any order)"
+    elif at_least is not None:
+        ok, want = not Counter(set(at_least)) - Counter(got), f"at least {sorted(set(at_least))}"
+    else:
+        expected = [str(k) for k in (exact if exact is not None else ordered)]
+        ok, want = got == expected, f"exactly {expected}"
+    if not ok:
+        pytest.fail(f"error kinds {got}, expected {want}:\n" + report_text(report), pytrace=False)
     return report["errors"]
