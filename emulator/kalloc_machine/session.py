@@ -46,6 +46,7 @@ from kalloc_machine.bridge.services.vmalloc import VmallocServices
 from kalloc_machine.elf import Firmware, load_firmware
 from kalloc_machine.hostlimits import EXIT_INTERRUPTED, BoundedPhys, HostLimit, sigint_stops
 from kalloc_machine.machine import Machine, RunResult
+from kalloc_machine.report import suppressions
 from kalloc_machine.report.interrupts import annotate_interrupt_context, dma_section, interrupts_section
 from kalloc_machine.report.json_report import error_entry
 from kalloc_machine.report.leaks import leak_errors, leaks_section
@@ -84,6 +85,7 @@ class RunOptions:
     fail_context: str = "any"
     fail_cache: str | None = None
     max_errors: int = 1000  # issue 12: distinct errors kept, the rest counted (report/errorlog.py)
+    suppress: tuple[str, ...] = ()  # issue 13: suppressions files (report/suppressions.py)
 
 
 @dataclass(slots=True)
@@ -125,6 +127,10 @@ class Session:
         self.still_reachable: list[Any] = []
         self._scan_expired: Any = lambda: False  # the leak scan's wall clock / Ctrl-C (_end_checks)
         self.report_interrupts = False  # kalloc run: an interrupted run is reported (hostlimits.py)
+        try:  # --suppress FILE...: known errors left out of the report
+            self.suppressions = suppressions.load(options.suppress)
+        except suppressions.SuppressionError as exc:
+            raise BadInput(str(exc)) from None
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -258,12 +264,15 @@ class Session:
         """The JSON report of a run that ended with `result`, judged with `errors` (also the harness's)."""
         sym = Symbolizer(self.firmware, self.ka.depot)
         entries = [error_entry(e, sym) for e in errors]
+        fatal = errors[-1] if errors and result.reason in ("fault", "panic", "fatal") else None
+        errors, entries, suppressed = self.suppressions.apply(errors, entries, fatal)  # --suppress
         for entry, err in zip(entries, errors, strict=True):
             annotate_interrupt_context(entry, err, sym, self.firmware)
         stats = self.ka.stats()
         opts = asdict(self.options)
         opts.pop("firmware")
         opts.pop("timeout_s")
+        opts.pop("suppress")  # host paths: the `suppressions` key names the files
         opts["board"] = self.board.label or opts["board"]  # a board file: name@sha256:digest, no host path
         irq = self.services.irq
         return {
@@ -280,6 +289,7 @@ class Session:
             "errors": entries,
             **self.machine.errors.section(),  # {"suppressed": {count, by_kind}} past --max-errors, else {}
             "leaks": leaks_section(entries, self.still_reachable),
+            **suppressed,  # {"suppressions": {files, count, used}} with --suppress, else {}
             "warnings_firmware": list(self.firmware.warnings),
             "interrupts": {
                 "lines": {str(k): v for k, v in sorted(result.irq_counts.items())},

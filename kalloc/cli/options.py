@@ -4,7 +4,10 @@ The run options (board, seed, sanitize, heap, budgets, the test interrupt's --ir
 fault injection's --fail-*) are defined once, front-end neutral, in
 kalloc_machine.tools.options.RUN_OPTIONS (the pytest plugin's --kalloc-* options come
 from the same table); `run_options(...)` makes click options of them. `json_option`
-and `quiet_option` are the output options of run, replay and bench.
+and `quiet_option` are the output options of run, replay and bench; `color_option`
+(--color/--no-color) that of every command that prints a report, whose consoles come
+from `console()` / `stderr()` (kalloc_machine.report.console: rich on a terminal, one
+line per fact and no padding when piped, NO_COLOR / FORCE_COLOR honoured).
 
     @run_options("board", "seed")           the listed run options, in that order in --help
     @run_option("sanitize", help=None)      one, with click keywords overridden
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from kalloc_machine.report.console import report_console
 from kalloc_machine.session import EXIT_BAD_INPUT, EXIT_USAGE
 from kalloc_machine.tools.options import RUN_OPTIONS, RunOption
 from rich.console import Console
@@ -168,8 +172,21 @@ def quiet_option(help: str) -> Callable[[F], F]:
     return click.option("-q", "--quiet", is_flag=True, help=help)
 
 
-def stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+def color_option() -> Callable[[F], F]:
+    """--color/--no-color into the `color` parameter (None: kalloc_machine.report.console decides)."""
+    return click.option("--color/--no-color", "color", default=None,
+                        help="Colour even when piped (CI logs that render ANSI), or never. Default: colour "
+                             "on a terminal only; NO_COLOR set: never; FORCE_COLOR set: always.")  # fmt: skip
+
+
+def console(color: bool | None = None, terminal_width: int | None = None) -> Console:
+    """The console of a report on stdout: rich on a terminal, one line per fact when piped."""
+    return report_console(color=color, terminal_width=terminal_width)
+
+
+def stderr(color: bool | None = None) -> Console:
+    """The same on stderr (the text report under `--json -`, progress, errors)."""
+    return report_console(stderr=True, color=color)
 
 
 def fail(message: object, status: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -32,7 +32,7 @@ from kalloc.cli.options import fail, json_option, output_file, quiet_option, run
 _FIRST = ("board",)
 _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_every", "irq_jitter",
          "irq_at", "quarantine", "fail_nth", "fail_prob", "fail_site", "fail_context", "fail_cache",
-         "heap", "max_errors")  # fmt: skip
+         "heap", "max_errors", "suppress")  # fmt: skip
 
 
 @click.command("run")

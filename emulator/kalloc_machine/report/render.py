@@ -41,8 +41,25 @@ def render_text(
     )
     _errors(report["errors"], out)
     _suppressed(report, out)
-    if quiet:
-        return
+    _leak_summary(report, out)  # issue 13: definitely / indirectly lost, still reachable apart
+    _suppressions(report, out)  # issue 13: --suppress
+    if not quiet:
+        _state(report, out)
+        for line in summary.poison_hint(report):
+            out.print(Text(line, style="dim"))
+    out.print(Text(summary.summary_line(report), style="bold"))  # always the last line (docs/abi.md)
+
+
+def _header(title: str, out: Console) -> None:
+    """A rule across a terminal; elsewhere a plain line, never padded to the width (report/console.py)."""
+    if out.is_terminal:
+        out.rule(title, style="dim")
+    else:
+        out.print(Text(f"── {title} ──", style="dim"))
+
+
+def _state(report: dict[str, Any], out: Console) -> None:
+    """The allocator's and the machine's state: zones, commit, buddyinfo, slabinfo, interrupts."""
     _zones(report, out)
     _commit(report, out)
     out.print(Text("\n/proc/buddyinfo", style="bold"))
@@ -144,6 +161,29 @@ def _zones(report: dict[str, Any], out: Console) -> None:
             z["name"],
             str(pages.get("managed", "")),
             str(pages.get("free", "")),
+def _leak_summary(report: dict[str, Any], out: Console) -> None:
+    """Valgrind's LEAK SUMMARY in one line, when there are leaks (report/leaks.py)."""
+    leaks = report.get("leaks") or {}
+    if not leaks.get("count"):
+        return
+    parts = [f"{key.replace('_', ' ')} {leaks[key]['bytes']:,} bytes in {leaks[key]['count']:,} object(s)"
+             for key in ("definitely_lost", "indirectly_lost")
+             if leaks.get(key, {}).get("count")]  # fmt: skip
+    reach = leaks.get("still_reachable") or {}
+    out.print(f"\nleak summary: {', '.join(parts)}; still reachable {reach.get('bytes', 0):,} bytes in "
+              f"{reach.get('count', 0):,} object(s) (not errors)", markup=False)  # fmt: skip
+
+
+def _suppressions(report: dict[str, Any], out: Console) -> None:
+    """One line per --suppress file whose rules took errors (report/suppressions.py)."""
+    sup = report.get("suppressions") or {}
+    for name in dict.fromkeys(u["file"] for u in sup.get("used", [])):
+        used = [u for u in sup["used"] if u["file"] == name]
+        rules = ", ".join(f"rule {u['rule']}" + (f" ({u['reason']})" if u["reason"] else "")
+                          + f" ×{u['count']:,}" for u in used)  # fmt: skip
+        out.print(f"{sum(u['count'] for u in used):,} error(s) suppressed by {name} ({rules})", markup=False)
+
+
             str(wm.get("min", "")),
             str(wm.get("low", "")),
             str(wm.get("high", "")),

@@ -6,7 +6,7 @@ metavar and help. The front ends adapt this one table:
 
     kalloc.cli.options      click options (`kalloc run`, and the ones `kalloc explore`
                             shares: board, sanitize)
-    tools.pytest_plugin     `--kalloc-board`, `--kalloc-sanitize`, `--kalloc-seed`,
+    tools.pytest_plugin     `--kalloc-board`, `--kalloc-sanitize`, `--kalloc-seed`, `--kalloc-suppress`,
                             `--kalloc-irq-every`, `--kalloc-fail-nth`, `--kalloc-max-errors`
     run_args(options)       back to a `kalloc run` command line (explore's reproducer)
 
@@ -68,6 +68,7 @@ class RunOption:
     metavar: str | None = None
     show_default: bool = False
     parse: Callable[[str], tuple[int, ...]] | None = None  # a list value: text -> tuple
+    multiple: bool = False  # repeatable (`--suppress A --suppress B`): a tuple of str, default ()
 
 
 _OPTIONS = (
@@ -112,6 +113,9 @@ _OPTIONS = (
     RunOption("timeout_s", "--timeout", 120.0,
               "Wall-clock limit in seconds: the run and the leak scan (status 66).", float, low=0.01,
               show_default=True),
+    RunOption("suppress", "--suppress", (),
+              "Suppressions file (TOML; repeatable): known errors in third-party code left out of the report "
+              "and the exit status (docs/user-guide.md, Suppressions).", metavar="FILE", multiple=True),
 )  # fmt: skip
 RUN_OPTIONS: dict[str, RunOption] = {o.field: o for o in _OPTIONS}
 
@@ -122,6 +126,9 @@ def run_args(options: Any) -> list[str]:
     for spec in _OPTIONS:
         value = getattr(options, spec.field)
         if value == spec.default or value is None or spec.field == "timeout_s":  # wall clock: not replayed
+            continue
+        if spec.multiple:
+            out += [arg for v in value for arg in (spec.flag, str(v))]
             continue
         out += [spec.flag, ",".join(map(str, value)) if spec.parse else str(value)]
     return out
