@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import click
 from kalloc_machine.tools.bench import SUITE, BenchSettings, run_suite, to_json
-from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from kalloc.cli.options import fail, json_option, run_option, stderr, write_json
+from kalloc.cli.options import color_option, console, fail, json_option, run_option, stderr, write_json
+from kalloc.cli.progress import steps
 
 
 @click.command("bench")
@@ -29,7 +28,9 @@ from kalloc.cli.options import fail, json_option, run_option, stderr, write_json
 @click.option("--quick", is_flag=True, help="Few runs and iterations: checks that every figure is produced.")
 @click.option("--only", multiple=True, type=click.Choice(list(SUITE)), help="Run only these parts.")
 @json_option("Write the figures as JSON ('-' for stdout).")
-def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_path: str | None) -> None:
+@color_option()
+def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_path: str | None,
+              color: bool | None) -> None:  # fmt: skip
     """Measure the performance figures, each as a side-by-side ratio (docs/performance.md).
 
     Exit status: 0 measured (a missed target included); 3 bad board; 2 usage.
@@ -43,11 +44,10 @@ def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_pa
     settings = BenchSettings(board=board, reps=2 if quick else reps)
     if quick:
         settings.iters, settings.compute_iters = (50, 550), 2000
-    err = stderr()
+    err = stderr(color)
     parts = [p for p in SUITE if not only or p in only]
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("benchmarking", total=None)
-        figures = run_suite(settings, list(parts), tick=lambda: progress.advance(task))
+    with steps("benchmarking: steps", color=color) as bar:  # on a terminal only (kalloc.cli.progress)
+        figures = run_suite(settings, list(parts), tick=bar.done)
     table = Table(title=f"kalloc bench (board {board}, {settings.reps} interleaved repetitions, medians)")
     for col in ("figure", "value", "target", "", "note"):
         table.add_column(col)
@@ -55,7 +55,7 @@ def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_pa
         value = "n/a" if f.value is None else f"{f.value:.3g} {f.unit}"
         mark = "" if f.ok is None else ("ok" if f.ok else "MISSED")
         table.add_row(f.name, value, f.target, mark, f.note)
-    out = err if json_path == "-" else Console(highlight=False)
+    out = err if json_path == "-" else console(color)  # piped: the table whole, one line a row
     out.print(table)
     if json_path:
         write_json(json_path, to_json(settings))

@@ -28,10 +28,20 @@ import click
 from kalloc_machine.board import load_board
 from kalloc_machine.session import EXIT_ERROR, EXIT_USAGE
 from kalloc_machine.tools.fwreplay import board_banks, firmware_parts
-from rich.console import Console
 from rich.table import Table
 
-from kalloc.cli.options import fail, json_option, output_dir, quiet_option, run_option, stderr, write_json
+from kalloc.cli.options import (
+    color_option,
+    console,
+    fail,
+    json_option,
+    output_dir,
+    quiet_option,
+    run_option,
+    stderr,
+    write_json,
+)
+from kalloc.cli.progress import steps
 from kalloc.heaps import HEAPS
 from kalloc.replay import DEFAULT_HEAP, shipped_traces
 from kalloc.replay.measure import Bank, Parts, build, measure
@@ -89,6 +99,7 @@ def parse_steps(value: str) -> tuple[int, ...]:
     help="Perform every operation from firmware (hypercalls through the bridge) instead of from Python.",
 )
 @quiet_option("No table.")
+@color_option()
 def replay_cmd(
     traces: tuple[str, ...],
     heap: str,
@@ -100,13 +111,14 @@ def replay_cmd(
     check_every: int,
     firmware: bool,
     quiet: bool,
+    color: bool | None,
 ) -> None:
     """Replay allocation TRACEs (malloc-lab, wee_alloc or kalloc format) through a heap; measure utilization.
 
     With no TRACE, the shipped traces. Exit status: 0 done; 64 the heap broke a
     rule; 3 unreadable trace or board; 2 usage.
     """
-    err = stderr()
+    err = stderr(color)
     pdir = _plot_dir(plot_dir)
     try:
         label = load_board(board).label  # the JSON names a board file by name@sha256:digest, no host path
@@ -116,18 +128,22 @@ def replay_cmd(
         fail(exc)
     heaps = list(HEAPS) if heap == "all" else [heap]
     results, status, pngs = [], 0, []
-    for tr in loaded:
-        for h in heaps:
-            try:
-                out, written = measure(tr, h, _fresh(banks, h, sanitize, board if firmware else None),
-                                       check_every=check_every, map_at=map_at, plot_dir=pdir)  # fmt: skip
-            except ReplayError as exc:
-                err.print(f"kalloc: {tr.name} on heap {h}: {exc}", markup=False)
-                status = EXIT_ERROR
-                continue
-            results.append(out)
-            pngs += written
-    con = err if json_path == "-" else Console(highlight=False, width=140)
+    with steps("replaying", total=len(loaded) * len(heaps), color=color) as bar:  # on a terminal only
+        for tr in loaded:
+            for h in heaps:
+                bar.doing(f"{tr.name} on {h}")
+                try:
+                    out, written = measure(tr, h, _fresh(banks, h, sanitize, board if firmware else None),
+                                           check_every=check_every, map_at=map_at, plot_dir=pdir)  # fmt: skip
+                except ReplayError as exc:
+                    err.print(f"kalloc: {tr.name} on heap {h}: {exc}", markup=False)
+                    status = EXIT_ERROR
+                    continue
+                finally:
+                    bar.done()
+                results.append(out)
+                pngs += written
+    con = err if json_path == "-" else console(color, terminal_width=140)  # piped: the whole table
     if not quiet:
         con.print(_table(results, board))
         for p in pngs:
