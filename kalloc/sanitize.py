@@ -215,6 +215,7 @@ class Sanitizer:
                         site=caller.site,
                         object=obj,
                         alloc_site=slab.alloc_site[idx],
+                        **({"free_site": slab.free_site[idx]} if state == "freed" else {}),
                         **damage,
                     )
                 )
