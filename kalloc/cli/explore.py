@@ -26,8 +26,8 @@ import click
 from kalloc_machine.session import EXIT_USAGE, BadInput, RunOptions
 from kalloc_machine.tools.explore import AlreadyFails, Baseline, baseline, explore
 
+from kalloc.cli.options import color_option, console, run_option, stderr
 from kalloc.cli.options import fail as fail_input
-from kalloc.cli.options import run_option, stderr
 from kalloc.cli.progress import Steps, steps
 
 EXIT_ALREADY_FAILS = 4  # the unperturbed run already fails (docs/abi.md, "Exit codes of kalloc explore")
@@ -42,8 +42,10 @@ INSTALL_HINT = "kalloc explore needs Hypothesis, which is not installed: pip ins
 @click.option("--no-irq", is_flag=True, help="Do not explore interrupt schedules (--irq-at).")
 @click.option("--examples", default=300, show_default=True, type=click.IntRange(min=1), help="Runs to try.")
 @click.option("--seed", default=0, show_default=True, type=int, help="The search's seed.")
+@color_option()
 def explore_cmd(
-    firmware: str, board: str, sanitize: str, fail: bool, no_irq: bool, examples: int, seed: int
+    firmware: str, board: str, sanitize: str, fail: bool, no_irq: bool, examples: int, seed: int,
+    color: bool | None = None,
 ) -> None:
     """Search interrupt schedules (and failure points) for a run of FIRMWARE that fails; shrink it.
 
@@ -81,8 +83,10 @@ def explore_cmd(
     for kind in found.kinds():
         counts[kind] = counts.get(kind, 0) + 1
     kinds = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items()) or "no errors"
-    click.echo(f"minimal failing run after {found.runs} runs: status {found.outcome.exit_status}, {kinds}")
-    click.echo(found.command())
+    out = console(color)  # one line each, even piped (kalloc_machine.report.console)
+    out.print(f"minimal failing run after {found.runs} runs: status {found.outcome.exit_status}, {kinds}",
+              style="bold red", markup=False)  # fmt: skip
+    out.print(found.command(), markup=False)
     sys.exit(1)
 
 

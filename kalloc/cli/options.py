@@ -88,6 +88,8 @@ def run_option(field: str, **overrides: Any) -> Callable[[F], F]:
     kw: dict[str, Any] = {"type": _click_type(spec), "default": spec.default, "help": spec.help}
     if spec.parse is not None:
         kw.update(type=str, default=",".join(map(str, spec.default)), callback=_list_callback(spec))
+    if spec.multiple:  # repeatable: a tuple of the values given (--suppress FILE)
+        kw["multiple"] = True
     if spec.metavar:
         kw["metavar"] = spec.metavar
     if spec.show_default:

@@ -12,6 +12,9 @@ Invariants:
  3. Ctrl-C during the run ends it with the report so far (`end: interrupted`, status 130;
     kalloc_machine.hostlimits); a Ctrl-C anywhere else is one line on stderr, status 130.
  2. `--json -` writes only the JSON to stdout (the text report goes to stderr).
+ 4. The text report is one line per fact when its stream is not a terminal (never
+    wrapped at a width), coloured per --color/--no-color, NO_COLOR, FORCE_COLOR
+    (kalloc_machine.report.console), and ends with the `summary:` line (report/summary.py).
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ from kalloc_machine.hostlimits import EXIT_INTERRUPTED
 from kalloc_machine.report.json_report import dumps
 from kalloc_machine.report.render import render_text
 from kalloc_machine.session import BadInput, RunOptions, Session
-from rich.console import Console
 
-from kalloc.cli.options import fail, json_option, output_file, quiet_option, run_options, stderr, write_json
+from kalloc.cli.options import (
+    color_option,
+    console,
+    fail,
+    json_option,
+    output_file,
+    quiet_option,
+    run_options,
+    stderr,
+    write_json,
+)
+from kalloc.cli.progress import run_progress
 
 # The run options in `kalloc run --help` order (--json comes after --board).
 _FIRST = ("board",)
@@ -42,9 +55,10 @@ _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_ev
 @run_options(*_REST)
 @click.option("--record", "record_path", metavar="PATH", callback=output_file,
               help="Record the allocation trace (kalloc replay).")  # fmt: skip
-@quiet_option("No text report; the UART output and errors only.")
+@quiet_option("No text report; the UART output, errors and the summary line only.")
+@color_option()
 def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
-            **run_kw: Any) -> None:  # fmt: skip
+            color: bool | None, **run_kw: Any) -> None:  # fmt: skip
     """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
 
     Exit status: 0 clean; 1-63 the firmware's exit code; 64 kalloc found an
@@ -52,13 +66,13 @@ def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None
     ELF or board.
     """
     try:
-        _run(firmware, json_path, record_path, quiet, run_kw)
+        _run(firmware, json_path, record_path, quiet, color, run_kw)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the run (invariant 3)
         fail("interrupted", EXIT_INTERRUPTED)
 
 
 def _run(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
-         run_kw: dict[str, Any]) -> None:  # fmt: skip
+         color: bool | None, run_kw: dict[str, Any]) -> None:  # fmt: skip
     options = RunOptions(firmware=firmware, **run_kw)
     try:
         session = Session(options)
@@ -68,14 +82,15 @@ def _run(firmware: str | None, json_path: str | None, record_path: str | None, q
     recorder = None
     if record_path:
         recorder = session.record()
-    outcome = session.run()
+    with run_progress(session):  # on a terminal only, after 2 s (kalloc.cli.progress)
+        outcome = session.run()
     if recorder is not None and record_path:
         try:
             recorder.write(record_path, (f"firmware {session.firmware_name}, board {session.board.label}, "
                                          f"heap {options.heap}",))  # fmt: skip
         except OSError as exc:  # checked before the run; a full disk is still possible
             fail(f"--record {record_path}: cannot write: {exc.strerror or exc}")
-    out = stderr() if json_path == "-" else Console(highlight=False)
+    out = stderr(color) if json_path == "-" else console(color)  # invariant 4
     render_text(outcome.report, out, wall_s=outcome.wall_s, quiet=quiet)
     if json_path:
         write_json(json_path, dumps(outcome.report))

@@ -81,7 +81,9 @@ def check_storm(got: dict[str, Any], wall: float, kind: str, severity: str, stat
     assert "suppressed" not in report
     assert got["same"]  # building the report again gives the same bytes
     assert got["json_bytes"] < JSON_BOUND, got["json_bytes"]
-    assert f"… {ROUNDS - 1:,} more like this" in got["text"]
+    assert f"{severity.upper()} {kind} ×{ROUNDS:,}: " in got["text"]  # the headline says how many
+    counted = f"{ROUNDS} {kind}" if severity == "error" else f"no errors; warnings: {ROUNDS} {kind}"
+    assert got["text"].splitlines()[-1] == f"summary: {counted}"  # the last line, every repeat counted
     assert f"({ROUNDS:,} reports in all, identical ones shown once)" in got["text"]
     assert got["text"].count(f"{severity.upper()} {kind}") == 1
     assert got["build_s"] < REPORT_BOUND_S, got["build_s"]

@@ -7,4 +7,7 @@
     interrupts.py   the interrupt and DMA sections, both backtraces of an interrupt-context error
     errorlog.py     the run's error log (Machine.errors): identical errors once with a count,
                     distinct ones capped by --max-errors, the rest counted as suppressed
+    summary.py      the text report's last line (`summary: ...`) and poison mode's `note:` lines
+    console.py      the Console every front end prints on: rich on a terminal, one line per
+                    fact when piped; --color/--no-color, NO_COLOR, FORCE_COLOR
 """

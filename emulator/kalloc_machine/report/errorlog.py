@@ -18,7 +18,8 @@ filing costs O(1) time and the log O(max_errors) memory however long the storm:
               (objects lost at one site) and never pass through here.
   cap         once `max_errors` distinct errors are kept, a new distinct one is
               not kept but counted in `suppressed` (total and per kind);
-              repeats of a kept error are still counted on it.
+              repeats of a kept error are still counted on it; the suppressed
+              warnings are counted apart too (`warnings_by_kind`).
 
 `ErrorLog` is the machine's `errors` list (Machine.report files through `add`).
 Plain `append` (fatal errors, the run loop's timeouts and faults) keeps the error
@@ -64,6 +65,7 @@ class ErrorLog(list[KallocError]):
         self.max_errors = max_errors
         self.seen: dict[tuple[Hashable, ...], KallocError] = {}
         self.suppressed: dict[str, int] = {}  # kind -> errors not kept (the cap)
+        self.suppressed_warnings: dict[str, int] = {}  # kind -> how many of those were warnings
         self.suppressed_error = False  # one of them had severity "error" (invariant 3)
 
     def add(self, err: KallocError) -> bool:
@@ -77,6 +79,8 @@ class ErrorLog(list[KallocError]):
         if len(self.seen) >= self.max_errors:
             self.suppressed[err.kind] = self.suppressed.get(err.kind, 0) + 1
             self.suppressed_error = self.suppressed_error or err.severity == "error"
+            if err.severity == "warning":
+                self.suppressed_warnings[err.kind] = self.suppressed_warnings.get(err.kind, 0) + 1
             return False
         err.fields.pop("count", None)  # filed again after clear() (the harness's take_errors): anew
         self.seen[key] = err
@@ -100,6 +104,7 @@ class ErrorLog(list[KallocError]):
         super().clear()
         self.seen.clear()
         self.suppressed.clear()
+        self.suppressed_warnings.clear()
         self.suppressed_error = False
 
     def pop(self, index: SupportsIndex = -1) -> KallocError:
@@ -111,8 +116,12 @@ class ErrorLog(list[KallocError]):
 
     def section(self) -> dict[str, Any]:
         """The report's `suppressed` key, {count, by_kind} (kinds sorted), or {} when none was (so a
-        run under the cap reports the same keys as before)."""
+        run under the cap reports the same keys as before); `warnings_by_kind`, how many of them
+        were warnings, only when some were (the text summary counts errors and warnings apart)."""
         if not self.suppressed:
             return {}
         by_kind = dict(sorted(self.suppressed.items()))
-        return {"suppressed": {"count": sum(by_kind.values()), "by_kind": by_kind}}
+        section: dict[str, Any] = {"count": sum(by_kind.values()), "by_kind": by_kind}
+        if self.suppressed_warnings:
+            section["warnings_by_kind"] = dict(sorted(self.suppressed_warnings.items()))
+        return {"suppressed": section}

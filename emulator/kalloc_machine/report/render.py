@@ -17,10 +17,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kalloc_machine.isa import report_registers
+from kalloc_machine.report import summary
 from kalloc_machine.report.symbols import format_frame
 
 _STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout",
            130: "interrupted"}  # fmt: skip
+_NO_EXIT = {"fault": "CPU fault", "panic": "firmware panic", "fatal": "a fatal error ended the run",
+            "budget": "instruction budget exhausted", "timeout": "wall-clock limit reached",
+            "wfi": "asleep in wfi with nothing to wake it", "interrupted": "interrupted by Ctrl-C",
+            "break": "stopped at a breakpoint"}  # end -> why the firmware did not exit  # fmt: skip
 
 
 def render_text(
@@ -33,13 +39,13 @@ def render_text(
     status = report["exit_code"]
     meaning = _STATUS.get(status, "firmware exit code")
     timing = f", {wall_s:.2f} s" if wall_s is not None else ""
-    out.rule(f"kalloc report: {report['firmware']} on board {report['board']}", style="dim")
+    _header(f"kalloc report: {report['firmware']} on board {report['board']}", out)
     out.print(
-        f"end: {report['end']} · firmware exit code {report['firmware_exit_code']} · "
+        f"end: {report['end']} · {_firmware_state(report)} · "
         f"{report['instructions']:,} instructions{timing} · status {status} ({meaning})",
         markup=False,
     )
-    _errors(report["errors"], out)
+    _errors(report["errors"], out, judged=report["end"] == "exit", isa=report.get("isa"))
     _suppressed(report, out)
     _leak_summary(report, out)  # issue 13: definitely / indirectly lost, still reachable apart
     _suppressions(report, out)  # issue 13: --suppress
@@ -69,9 +75,19 @@ def _state(report: dict[str, Any], out: Console) -> None:
     _interrupts(report, out)
 
 
-def _errors(entries: list[dict[str, Any]], out: Console) -> None:
-    if not entries:
-        out.print(Text("no errors, no leaks", style="green"))
+def _firmware_state(report: dict[str, Any]) -> str:
+    """`firmware exit code N`, or why the firmware did not exit (the JSON's `firmware_exit_code` is null)."""
+    code = report.get("firmware_exit_code")
+    if code is not None:
+        return f"firmware exit code {code}"
+    return f"firmware did not exit ({_NO_EXIT.get(report['end'], report['end'])})"
+
+
+def _errors(entries: list[dict[str, Any]], out: Console, *, judged: bool = True,
+            isa: str | None = None) -> None:  # fmt: skip
+    if not entries:  # leaks are judged only when the firmware exited by itself (session.py)
+        out.print(Text("no errors, no leaks", style="green") if judged
+                  else Text("no errors found before the run stopped; leaks not checked", style="yellow"))
         return
     errors = sum(1 for e in entries if e["severity"] == "error")
     repeats = sum(_repeats(e) for e in entries)
@@ -83,16 +99,18 @@ def _errors(entries: list[dict[str, Any]], out: Console) -> None:
         )
     )
     text = Text()  # one print for every entry: rich costs ~0.3 ms a call, and a report may hold 1,000
+    shown = report_registers(isa)  # the ISA's short registers line
     for e in entries:
         style = "red" if e["severity"] == "error" else "yellow"
-        text.append(f"\n{e['severity'].upper()} {e['kind']}", style)
+        times = f" ×{e['count']:,}" if _repeats(e) else ""  # identical errors: one entry, ×N
+        text.append(f"\n{e['severity'].upper()} {e['kind']}{times}", style)
         text.append(f": {e['message']}\n")
-        text.append("".join(line + "\n" for line in _entry_lines(e)))
+        text.append("".join(line + "\n" for line in _entry_lines(e, shown)))
     text.rstrip()
     out.print(text, soft_wrap=True)  # long lines left to the terminal (and whole for grep)
 
 
-def _entry_lines(e: dict[str, Any]) -> list[str]:
+def _entry_lines(e: dict[str, Any], shown_regs: tuple[str, ...] = ()) -> list[str]:
     """The lines under an error's headline: where, the access, backtraces, registers, repeats."""
     lines = []
     loc = e.get("location") or {}
@@ -118,19 +136,17 @@ def _entry_lines(e: dict[str, Any]) -> list[str]:
     if e.get("registers"):
         regs = e["registers"]
         lines.append("  registers: " + " ".join(
-            f"{k}={v:#x}" for k, v in regs.items() if k in ("ra", "sp", "a0", "a1", "a2", "s0")))  # fmt: skip
+            f"{k}={regs[k]:#x}" for k in shown_regs if k in regs))  # fmt: skip
     if e.get("exception"):  # kind `internal`: kalloc's own traceback, innermost frame last
         exc = e["exception"]
         lines.append(f"  python exception: {exc['type']}: {exc['message']}")
         lines.extend(f"    in {f['module']}:{f['line']} {f['function']}()" for f in exc.get("frames", []))
-    if _repeats(e):
-        lines.append(f"  … {_repeats(e):,} more like this")
     return lines
 
 
 def _repeats(entry: dict[str, Any]) -> int:
     """How many times more the error of `entry` happened (its `count` - 1; a leak's count is objects)."""
-    return 0 if entry["kind"] == "leak" else max(entry.get("count", 1) - 1, 0)
+    return summary.repeats(entry)
 
 
 def _suppressed(report: dict[str, Any], out: Console) -> None:
@@ -145,22 +161,6 @@ def _suppressed(report: dict[str, Any], out: Console) -> None:
                    f"({kinds})", style="bold"))  # fmt: skip
 
 
-def _zones(report: dict[str, Any], out: Console) -> None:
-    alloc = report.get("allocator", {})
-    zones = alloc.get("zones", [])
-    if not zones:
-        return
-    frag = alloc.get("fragmentation", {})
-    table = Table(title="zones (pages of 4 KiB)", title_justify="left", show_edge=False)
-    for col in ("zone", "managed", "free", "min", "low", "high", "lowest free", "largest free block"):
-        table.add_column(col, justify="right")
-    for z in zones:
-        wm, pages = z.get("watermarks", {}), z.get("pages", {})
-        largest = frag.get(z["name"], {}).get("largest_free_block", 0)
-        table.add_row(
-            z["name"],
-            str(pages.get("managed", "")),
-            str(pages.get("free", "")),
 def _leak_summary(report: dict[str, Any], out: Console) -> None:
     """Valgrind's LEAK SUMMARY in one line, when there are leaks (report/leaks.py)."""
     leaks = report.get("leaks") or {}
@@ -184,6 +184,22 @@ def _suppressions(report: dict[str, Any], out: Console) -> None:
         out.print(f"{sum(u['count'] for u in used):,} error(s) suppressed by {name} ({rules})", markup=False)
 
 
+def _zones(report: dict[str, Any], out: Console) -> None:
+    alloc = report.get("allocator", {})
+    zones = alloc.get("zones", [])
+    if not zones:
+        return
+    frag = alloc.get("fragmentation", {})
+    table = Table(title="zones (pages of 4 KiB)", title_justify="left", show_edge=False)
+    for col in ("zone", "managed", "free", "min", "low", "high", "lowest free", "largest free block"):
+        table.add_column(col, justify="right")
+    for z in zones:
+        wm, pages = z.get("watermarks", {}), z.get("pages", {})
+        largest = frag.get(z["name"], {}).get("largest_free_block", 0)
+        table.add_row(
+            z["name"],
+            str(pages.get("managed", "")),
+            str(pages.get("free", "")),
             str(wm.get("min", "")),
             str(wm.get("low", "")),
             str(wm.get("high", "")),
