@@ -207,15 +207,16 @@ class Sanitizer:
             got = mv[lo:hi].tobytes()
             damage = find_damage(got, want, base)
             if damage:
+                fields: dict = {"object": obj, "alloc_site": slab.alloc_site[idx]}
+                if state == "freed":
+                    fields["free_site"] = slab.free_site[idx]
                 self.reports.append(
                     OutOfBoundsError(
                         f"{where} overwritten: {damage['count']} byte(s) changed at offset {damage['offset']}"
                         f" of a {state} {object_phrase(obj)}",
                         addr=addr + damage["offset"],
                         site=caller.site,
-                        object=obj,
-                        alloc_site=slab.alloc_site[idx],
-                        **({"free_site": slab.free_site[idx]} if state == "freed" else {}),
+                        **fields,
                         **damage,
                     )
                 )
