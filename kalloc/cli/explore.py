@@ -31,7 +31,7 @@ from kalloc.cli.options import fail as fail_input
 from kalloc.cli.progress import Steps, steps
 
 EXIT_ALREADY_FAILS = 4  # the unperturbed run already fails (docs/abi.md, "Exit codes of kalloc explore")
-INSTALL_HINT = "kalloc explore needs Hypothesis, which is not installed: pip install 'kalloc[explore]'"
+INSTALL_HINT = "explore needs Hypothesis, which is not installed: pip install 'kalloc[explore]'"
 
 
 @click.command("explore")
