@@ -18,7 +18,7 @@ Invariants:
  1. Same line, same slot; the table is part of the Target (snapshots restore it with the
     allocator's stack depot, whose backtraces name the slots).
  2. Past the last slot every new line shares the last one (named after the first line
-    that got it): 8,192 calling lines per snapshot.
+    that got it): 7,168 calling lines per snapshot.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 from kalloc_machine.memlayout import IDLE_SLED_BASE, IDLE_SLED_SIZE
 
 CALL_STOPS = IDLE_SLED_BASE + IDLE_SLED_SIZE // 2
-CALL_STOPS_END = IDLE_SLED_BASE + IDLE_SLED_SIZE
+CALL_STOPS_END = IDLE_SLED_BASE + IDLE_SLED_SIZE - 0x1000  # the window's last page: sled.py's fault sink
 SLOT = 4
 _HERE = {str(Path(__file__).with_name(name)) for name in ("harness.py", "pytest_plugin.py", "callsites.py")}
 

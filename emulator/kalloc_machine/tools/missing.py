@@ -7,8 +7,10 @@ path) for a subprogram of that name and tells the three cases apart:
                the linker's --gc-sections discarded it (nothing in the firmware calls it)
     inlined    the DWARF knows an inline-only (abstract) definition and no code: the
                compiler inlined it into its callers and emitted no out-of-line copy
-    unknown    no symbol and no definition in the debug info: a typo, or a file that
-               was never linked in (close symbol names are suggested)
+    sdk        an SDK function (declared in the SDK's kalloc.h) the firmware never calls:
+               --gc-sections dropped it, and with it its file's debug info
+    unknown    no symbol and no definition in the debug info: a typo, or a file none of
+               whose code is called (its debug info goes too); close names are suggested
 
 and says how to keep it: `__attribute__((used, retain))` on the definition (GCC 11+;
 `used` alone does not survive --gc-sections), `-Wl,--undefined=NAME` at link time
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -51,9 +54,28 @@ def why_missing(path: str | Path, function: str, names: Iterable[str]) -> str:
                 f"(nothing in the firmware calls it); keep it with __attribute__((used, retain)) on its "
                 f"definition, or link with -Wl,--undefined={function} (EXTRA_LDFLAGS= with the SDK's "
                 f"Makefile) or KEEP(*(.text.{function})) in the linker script")  # fmt: skip
+    if _sdk_declares(function):
+        return (f"{elf_name} has no code for {function}(), an SDK function (kalloc.h) the firmware never "
+                f"calls: the linker's --gc-sections dropped it; keep it by linking with "
+                f"-Wl,--undefined={function} (EXTRA_LDFLAGS= with the SDK's Makefile), or use the "
+                f"allocator from Python (Target.ka)")  # fmt: skip
     close = difflib.get_close_matches(function, sorted(set(names)), n=3, cutoff=0.75)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    return f"{elf_name} has no function {function}() (no symbol, and its debug info defines none){hint}"
+    return (
+        f"{elf_name} has no function {function}() (no symbol, and its debug info defines none: a typo, "
+        f"or a file none of whose code is called; __attribute__((used, retain)) keeps a function){hint}"
+    )
+
+
+def _sdk_declares(function: str) -> bool:
+    """True when the SDK's public header declares `function` (a prototype `name(`)."""
+    try:
+        from kalloc_machine.sdk import sdk_dir
+
+        header = (sdk_dir() / "include" / "kalloc.h").read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(rf"[\s*]{re.escape(function)}\s*\(", header) is not None
 
 
 def _find_definition(path: Path, function: str) -> tuple[str, str | None] | None:

@@ -144,7 +144,11 @@ def _options(base: RunOptions, firmware: str | Path | None, overrides: dict[str,
         try:
             fw = str(resolve_firmware(fw))  # a path, or a shipped name ("tests/hello"), as `kalloc run`
         except FileNotFoundError as exc:
-            pytest.fail(f"firmware {exc}", pytrace=False)
+            missing = f"firmware {exc}"
+        else:
+            missing = None
+        if missing is not None:
+            pytest.fail(missing, pytrace=False)
     for key in ("irq_at", "fail_nth"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
@@ -213,7 +217,11 @@ def kalloc_target(request: pytest.FixtureRequest, kalloc_options: RunOptions,
                 if until is not None:
                     target.run_to(until)
         except BadInput as exc:  # an unreadable ELF or board: the CLI's one line
-            pytest.fail(str(exc), pytrace=False)
+            bad = str(exc)
+        else:
+            bad = None
+        if bad is not None:
+            pytest.fail(bad, pytrace=False)
         target.autocheck = True
         node = request.node
         target.origin = CallOrigin(node.name, str(node.path), node.nodeid.split("::")[0])
@@ -240,13 +248,16 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     A MissingFunction or StopError the test let through fails it with its message (and the
     test's line), no traceback: the harness's frames say nothing the message does not.
     """
+    failed = None
     try:
         result = yield
     except Exception as exc:
         harness = sys.modules.get("kalloc_machine.tools.harness")
         if harness is None or not isinstance(exc, (harness.MissingFunction, harness.StopError)):
             raise
-        pytest.fail(f"{_test_line(item, exc)}{exc}", pytrace=False)
+        failed = f"{_test_line(item, exc)}{exc}"
+    if failed is not None:  # outside the except: no "during handling of the above exception"
+        pytest.fail(failed, pytrace=False)
     for target in item.stash.get(_USED, []):
         if getattr(target, "autocheck", False) and _has_errors(target.report(consult=False)):
             pytest.fail("kalloc found errors the test did not examine:\n" + target.text(), pytrace=False)
