@@ -10,4 +10,8 @@
     summary.py      the text report's last line (`summary: ...`) and poison mode's `note:` lines
     console.py      the Console every front end prints on: rich on a terminal, one line per
                     fact when piped; --color/--no-color, NO_COLOR, FORCE_COLOR
+    leaks.py        leak errors from the exit scan, one per (site, definitely / indirectly
+                    lost), and the `leaks` section (still reachable apart)
+    suppressions.py --suppress FILE: TOML rules that keep known third-party errors out of
+                    the report and the exit status (`suppressions` key)
 """
