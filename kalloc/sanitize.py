@@ -175,6 +175,8 @@ class Sanitizer:
         object of a debug cache.
         """
         cache = slab.cache
+        if not slab.inuse and cache.poison and slab.mv.tobytes() == cache.template:
+            return  # an empty slab as it was laid out: every slot poisoned, every red zone intact
         for idx in range(slab.nobjs):
             state = slab.obj[idx]
             off = idx * cache.stride + cache.left
