@@ -1,6 +1,6 @@
 """Fault reports of the machine: the error a CPU fault becomes, and the backtrace.
 
-`FaultReporter(isa, uc, phys, firmware)` turns the CPU's state at a fault into a
+`FaultReporter(isa, uc, phys, firmware, regions)` turns the CPU's state at a fault into a
 `CpuFaultError` with the fields the JSON report shows:
 
     pc           where it happened (for a fetch fault: the bad target)
@@ -8,6 +8,14 @@
     registers    every general register by name, pc included (`Isa.read_regs`)
     backtrace    raw PCs: pc, then return addresses (`backtrace`, below)
     access       {type, addr, size} for a memory fault
+
+`access_error(access, addr, size, pc)` is the error of a memory access the machine refused,
+named exactly: what lives at the address (`region`: RAM, a device's MMIO registers, the
+hypercall doorbells, the idle sled, or nothing) and what was not allowed there, e.g.
+"instruction fetch from 0x10000000 in the uart device's MMIO registers: not executable
+memory" (a jump into a device), "read of 4 bytes at unmapped address 0x0". Built inside
+the hook that saw the access (the registers are the faulting instruction's), or after a
+slice raised (`memory_fault`, the fallback: sled.py).
 
 `backtrace(pc, regs)` is the frame-pointer walk of the ISA (`Isa.backtrace`) over
 guest RAM, with one fix-up the walk cannot do alone: a leaf's epilogue may restore
@@ -51,11 +59,20 @@ MemFault = tuple[int, int, int, int]  # (Unicorn access type, addr, size, pc) fr
 class FaultReporter:
     """Builds fault errors and backtraces from the live CPU state (module docstring)."""
 
-    def __init__(self, isa: Isa, uc: unicorn.Uc, phys: PhysMem, firmware: Firmware) -> None:
+    def __init__(self, isa: Isa, uc: unicorn.Uc, phys: PhysMem, firmware: Firmware,
+                 regions: list[tuple[int, int, str]] | None = None) -> None:  # fmt: skip
         self.isa = isa
         self.uc = uc
         self.phys = phys
         self.firmware = firmware
+        self.regions = regions or []  # (start, end, what) of everything mapped outside RAM
+
+    def region(self, addr: int) -> str | None:
+        """What lives at addr ("RAM (bank dma)", "the uart device's MMIO registers", ...), None: nothing."""
+        bank = self.phys.bank_of(addr)
+        if bank is not None:
+            return f"RAM (bank {bank.name})"
+        return next((what for lo, hi, what in self.regions if lo <= addr < hi), None)
 
     def backtrace(self, pc: int, regs: dict[str, int] | None = None) -> list[int]:
         """The frame-pointer backtrace of the CPU's current state (or `regs`), starting at pc."""
@@ -93,19 +110,44 @@ class FaultReporter:
             access=access,
         )
 
-    def memory_fault(self, exc: UcError, mem_fault: MemFault | None) -> CpuFaultError:
-        """The error for a slice that raised `exc`; `mem_fault` is what the memory hook saw."""
-        if mem_fault is None:
-            return self.cpu_fault(f"the CPU stopped: {exc}", self.isa.pc(self.uc))
-        access, addr, size, pc = mem_fault
-        verb, what = ACCESS.get(access, ("access", "bad"))
+    def not_code(self, pc: int) -> str:
+        """"" when pc is in the firmware's code; else what is there, for a trap's message (a jump
+        into data runs data as instructions: RAM is executable)."""
+        if self.firmware.is_code(pc):
+            return ""
+        sym = self.firmware.symbol_at(pc)
+        obj = f", {sym[0]}+{sym[1]:#x}" if sym else ""
+        return f" ({pc:#x} is not code but {self.region(pc) or 'nothing'}{obj}: a jump into data?)"
+
+    def access_error(self, access: int | str, addr: int, size: int | None, pc: int) -> CpuFaultError:
+        """The error of an access the machine refused (module docstring): `access` is Unicorn's
+        memory-hook type or a verb ("read", "write", "fetch"); `size` None when unknown."""
+        verb = access if isinstance(access, str) else ACCESS.get(access, ("access", ""))[0]
+        where = self.region(addr)
+        acc: dict[str, Any] = {"type": verb, "addr": addr, **({"size": size} if size else {})}
         if verb == "fetch":  # pc is the target; ra is most likely the call site (jalr)
             link = self.isa.link_reg
             regs = self.isa.read_regs(self.uc)
-            err = self.cpu_fault(f"jump to {what} address {addr:#x} ({link} = {regs[link]:#x})", addr,
-                                 {"type": verb, "addr": addr, "size": size})  # fmt: skip
+            what = (f"unmapped address {addr:#x}: nothing is there" if where is None
+                    else f"{addr:#x} in {where}: not executable memory")  # fmt: skip
+            why = f"a jump or call there; {link} = {regs[link]:#x}"
+            err = self.cpu_fault(f"instruction fetch from {what} ({why})", addr, acc)
             if regs[link]:
                 err.fields["backtrace"] = [addr, *self.backtrace(regs[link], regs)]
             return err
-        msg = f"{verb} of {size} bytes at {what} address {addr:#x}"
-        return self.cpu_fault(msg, pc, {"type": verb, "addr": addr, "size": size})
+        bytes_ = f" of {size} bytes" if size else ""
+        if where is None:
+            return self.cpu_fault(f"{verb}{bytes_} at unmapped address {addr:#x}", pc, acc)
+        allowed = {"read": "readable", "write": "writable"}.get(verb, "accessible")
+        return self.cpu_fault(f"{verb}{bytes_} at {addr:#x} in {where}: not {allowed}", pc, acc)
+
+    def memory_fault(self, exc: UcError, mem_fault: MemFault | None) -> CpuFaultError:
+        """The error for a slice that raised `exc` (the fallback: sled.py); `mem_fault` is what
+        the memory hook saw. Without one, a PC outside RAM is a fetch Unicorn refused silently."""
+        if mem_fault is not None:
+            return self.access_error(*mem_fault)
+        pc = self.isa.pc(self.uc)
+        if self.phys.bank_of(pc) is None:
+            return self.access_error("fetch", pc, None, pc)
+        return self.cpu_fault(f"the CPU stopped at {pc:#x}: an exception the emulator did not explain "
+                              f"({exc})", pc)  # fmt: skip

@@ -16,8 +16,8 @@ must be exact) and what the composer (session.py) calls: `report`, `fatal`,
 
 Invariants:
  1. MMIO callbacks change only device registers and queues, and end a slice only
-    through `sled.cut` (exact) or `fatal` (the run is ending): never with emu_stop
-    otherwise (a stopped store replays; DESIGN.md).
+    through `sled.cut` or `fatal` (the run is ending), both exact through the idle sled:
+    never with emu_stop (a stopped store replays; DESIGN.md).
  2. Guest RAM is one host buffer per bank, shared by Unicorn and `phys`; `host_buffers`
     keeps them (and their ctypes anchors) alive as long as the machine.
  3. The machine's ISA is the board's: nothing here names a register or an encoding.
@@ -41,7 +41,7 @@ from kalloc_machine.faults import FaultReporter
 from kalloc_machine.hostlimits import sigint_stops
 from kalloc_machine.irqstate import IrqState
 from kalloc_machine.isa import Isa, isa_for
-from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE
+from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE, IDLE_SLED_BASE, IDLE_SLED_SIZE
 from kalloc_machine.report.errorlog import ErrorLog
 from kalloc_machine.runloop import RunLoop, RunResult
 from kalloc_machine.sled import IdleSled, UcErrorHook
@@ -103,7 +103,7 @@ class Machine:
                 raise ValueError(f"board '{board.name}' has no interrupt controller for the test line")
             self.injector = IrqInjector(board.test_irq, self._raise_irq, irq_at=irq_at, irq_every=irq_every,
                                         irq_jitter=irq_jitter, seed=seed)  # fmt: skip
-        self.faults = FaultReporter(self.isa, self.uc, self.phys, firmware)
+        self.faults = FaultReporter(self.isa, self.uc, self.phys, firmware, self._regions())
         self.sled = IdleSled(self.isa, self.uc, self.phys, self.faults, self.errors)
         self.sled.install(firmware.wfi_pcs)
         self.irq_state = IrqState(self.isa, self.uc, self.clock)  # the caller context's truth (irqstate.py)
@@ -150,6 +150,13 @@ class Machine:
             self.uc.mmio_map(dev.base, dev.size, self._mmio_read, dev, self._mmio_write, dev)
         self.uc.mmio_map(DOORBELL_BASE, DOORBELL_SIZE, self._mmio_read, None, self._doorbell, None)
 
+    def _regions(self) -> list[tuple[int, int, str]]:
+        """What is mapped outside RAM, for fault messages (faults.py)."""
+        spans = [(d.base, d.base + d.size, f"the {d.name} device's MMIO registers") for d in self.devices]
+        spans.append((DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE, "the hypercall doorbells (MMIO)"))
+        spans.append((IDLE_SLED_BASE, IDLE_SLED_BASE + IDLE_SLED_SIZE, "the machine's idle sled"))
+        return spans
+
     # -- public API for the composer -----------------------------------------------------
 
     @property
@@ -164,12 +171,12 @@ class Machine:
 
     def fatal(self, err: KallocError, reason: str = "fatal") -> None:
         """Record an error that ends the run (with `reason`: "fault" for a stack overflow). Safe
-        from any callback: stopping the emulator there is allowed because the run never resumes."""
+        from any callback: inside a slice the CPU goes to the idle sled (sled.end), so the run's
+        instruction count stays exact; the run never resumes."""
         self.errors.append(err)
         if self.loop.ending is None:
             self.loop.ending = reason
-        if self.sled.running:
-            self.uc.emu_stop()
+        self.sled.end(reason)
 
     def irq_line(self) -> int:
         """The line whose handler runs now (meaningful only in interrupt context): the timer's

@@ -9,15 +9,18 @@ machine translates instead: Unicorn's soft TLB is switched to `UC_TLB_VIRTUAL` a
                                    anything else -> refused: a page fault
     everywhere else                identity, with the permissions of what lives there:
                                    RAM rwx, devices and doorbells rw-, the idle sled --x,
-                                   unmapped addresses rwx (the physical access then fails
-                                   and Machine reports a cpu-fault as before)
+                                   unmapped addresses (and sled.FAULT_SINK) none
 
 Nothing is ever mapped lazily: the hook only reads the tables, never adds to them.
 
-A refused fill (Unicorn 2.1.4, checked) makes `emu_start` raise
-`UC_ERR_EXCEPTION` without calling any other hook, so the fill hook records the
-address and the access, and `Machine` asks `page_fault()` for the report when the
-slice ends in that error: a `page-fault` error with the address, the access, the
+A refused fill (Unicorn 2.1.4, checked) would make `emu_start` raise `UC_ERR_EXCEPTION`
+without calling any other hook, and so would an access the page's permissions forbid
+(a jump into a device). So the hook refuses nothing: it builds the report there (the
+registers are the faulting instruction's), ends the slice exactly through the idle
+sled (`IdleSled.fault`: the run's instruction count stays exact) and points the page
+at sled.FAULT_SINK, a page of its own, so the access completes harmlessly; the TLB is
+flushed after that slice (`IdleSled.on_release`). The report of a page outside the
+tables is a `page-fault` error with the address, the access, the
 state of the page (guard page of an area, freed area, hole, above the arena's top),
 the nearest area and its allocation (and free) site, the instruction, the registers
 and the backtrace. The run ends with reason "fault" (exit status 65).
@@ -32,7 +35,8 @@ the noise, so it is always on for `kalloc run`.
 Invariants:
  1. A fill inside the windows returns a physical page only for a mapped PTE.
  2. After every unmap the CPU's TLB holds no entry of the windows.
- 3. The hook never stops the emulator and never changes allocator state.
+ 3. The hook never stops the emulator and never changes allocator state; a fault it sees
+    ends the slice through the idle sled (`IdleSled.fault`), never by refusing the fill.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import unicorn
 from unicorn import UcError
 
-from kalloc.errors import PageFaultError
+from kalloc.errors import KallocError, PageFaultError
 from kalloc_machine.memlayout import (
     DOORBELL_BASE,
     DOORBELL_SIZE,
@@ -52,6 +56,7 @@ from kalloc_machine.memlayout import (
     VMALLOC_END,
     VMALLOC_START,
 )
+from kalloc_machine.sled import FAULT_SINK, PAGE
 
 if TYPE_CHECKING:
     from kalloc.vmalloc import Vmalloc
@@ -61,6 +66,8 @@ PROT_RWX = unicorn.UC_PROT_ALL
 PROT_RW = unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE
 PROT_X = unicorn.UC_PROT_EXEC
 _VERB = {unicorn.UC_MEM_READ: "read", unicorn.UC_MEM_WRITE: "write", unicorn.UC_MEM_FETCH: "fetch"}
+_NEEDS = {unicorn.UC_MEM_READ: unicorn.UC_PROT_READ, unicorn.UC_MEM_WRITE: unicorn.UC_PROT_WRITE,
+          unicorn.UC_MEM_FETCH: unicorn.UC_PROT_EXEC}  # fmt: skip
 _STATE_TEXT = {
     "guard": "the guard page after a vmalloc area (an overflow past its end)",
     "freed": "a vmalloc area that was freed with vfree() (a use after vfree)",
@@ -91,6 +98,10 @@ class Mmu:
         self.fault: tuple[int, str, int] | None = None
         self._pte = vm.pte
         self._identity = self._identity_map(machine)
+        self._bank_of = machine.phys.bank_of
+        self.uc.mem_map(FAULT_SINK, PAGE, PROT_RWX)  # where a faulting access lands (module docstring)
+        machine.sled.on_release.append(self._flush_after_fault)
+        machine.sled.translated = True  # faults are seen here, not in the memory hook
         self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # in 2.1.4, not in mypy's view
         self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill)
         vm.on_unmap.append(self._on_unmap)
@@ -100,6 +111,7 @@ class Mmu:
         """[(start, end, perms)] of everything outside the windows that is not plain RWX."""
         spans = [(d.base, d.base + d.size, PROT_RW) for d in machine.devices]
         spans.append((DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE, PROT_RW))
+        spans.append((FAULT_SINK, FAULT_SINK + PAGE, 0))  # firmware never reaches the sink (first match)
         spans.append((IDLE_SLED_BASE, IDLE_SLED_BASE + IDLE_SLED_SIZE, PROT_X))
         return spans
 
@@ -111,18 +123,50 @@ class Mmu:
             pfn = self._pte.get(vaddr >> PAGE_SHIFT)
             if pfn is None:
                 self.fault = (vaddr, _VERB.get(access, "access"), self.machine.isa.pc(uc))
-                return False
+                return self._sink(vaddr, entry, self.page_fault(None))
             entry.paddr = (pfn << PAGE_SHIFT) | (vaddr & 0xFFF)
             entry.perms = PROT_RWX
             return True
         entry.paddr = vaddr
-        perms = PROT_RWX
+        perms = PROT_RWX if self._bank_of(vaddr) is not None else 0  # nothing there: no access
         for lo, hi, p in self._identity:
             if lo <= vaddr < hi:
                 perms = p
                 break
+        if not perms & _NEEDS.get(access, 0):
+            if access != unicorn.UC_MEM_FETCH or self._fetching(vaddr):
+                return self._sink(vaddr, entry, self._access_error(vaddr, access))
+            perms = perms or PROT_RWX  # a probe, not the CPU's fetch (below): as before, identity
         entry.perms = perms
         return True
+
+    def _fetching(self, page: int) -> bool:
+        """A fetch fill is the CPU's own when the page holds the PC (or the rest of an instruction
+        that starts on the page before). Unicorn also fills the page of `emu_start`'s `until`
+        address (runloop.UNTIL) for a fetch while the CPU runs elsewhere: not a fault."""
+        pc = self.machine.isa.pc(self.uc)
+        return page >> PAGE_SHIFT in (pc >> PAGE_SHIFT, (pc + 2) >> PAGE_SHIFT)
+
+    def _sink(self, vaddr: int, entry: Any, err: KallocError | None) -> bool:
+        """End the slice with `err`, exactly, and let the access land in the sink (module docstring)."""
+        if err is not None:
+            self.machine.sled.fault(err)
+        entry.paddr = FAULT_SINK | (vaddr & (PAGE - 1))
+        entry.perms = PROT_RWX
+        return True
+
+    def _access_error(self, page: int, access: int) -> KallocError:
+        """A cpu-fault for an access the identity map forbids, at the byte the instruction touched."""
+        m = self.machine
+        verb = _VERB.get(access, "access")
+        pc = m.isa.pc(m.uc)
+        if verb == "fetch":
+            return m.faults.access_error(verb, pc, None, pc)
+        addr, size = self._exact_address(pc, page, m.isa.read_regs(m.uc))
+        return m.faults.access_error(verb, addr, size, pc)
+
+    def _flush_after_fault(self) -> None:
+        flush_tlb(self.uc)  # the sink's entries must not outlive the faulting slice
 
     def _on_unmap(self, vaddr: int, npages: int) -> None:
         flush_tlb(self.uc)
@@ -130,8 +174,9 @@ class Mmu:
 
     # -- the report -----------------------------------------------------------------------------
 
-    def page_fault(self, exc: UcError) -> PageFaultError | None:
-        """The page-fault error for a slice that ended in `exc`, or None when no fill was refused."""
+    def page_fault(self, exc: UcError | None) -> PageFaultError | None:
+        """The page-fault error of the last refused fill (from the fill hook, or for a slice that
+        ended in `exc`), or None when no fill was refused."""
         if self.fault is None:
             return None
         vaddr, verb, pc = self.fault

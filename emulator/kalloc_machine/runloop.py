@@ -15,10 +15,14 @@ and while an interrupt is pending but masked by the ISA's global mask (mstatus.M
 so it is taken within a few instructions of being unmasked.
 
 Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early).
-Approximate counts: a memory fault (Unicorn raises out of `emu_start`) and a fatal
-error reported from an MMIO callback (`fatal()` stops the emulator: the run is ending)
-stop mid-slice with no way to count; `instructions` is then the clock at the start of
-that slice (a lower bound, off by less than one quantum, still deterministic) and
+Every end of a run is exact, faults included: CPU faults, page faults, refused accesses,
+fatal reports, Ctrl-C and the wall clock inside a slice all end it through the sled
+(sled.py, "Faults"), so `instructions` counts every instruction executed up to and
+including the faulting one. Approximate counts remain only for what ends a slice
+without a hook: a slice that raises out of `emu_start` (a write into the sled; an
+exception Unicorn reports to no hook) or a redirect the CPU lost (a Ctrl-C between
+setting `running` and entering `emu_start`); `instructions` is then the clock at the
+start of that slice (a lower bound, off by less than one quantum, deterministic) and
 `RunResult.exact` is False.
 
 Run reasons (RunResult.reason): "exit" (ecall exit; exit_code = a0, signed),
@@ -130,8 +134,7 @@ class RunLoop:
         """End the run ("interrupted") at the next boundary; safe from a signal handler, even
         inside a Unicorn callback (the run never resumes: a replay does not matter)."""
         self.interrupted = True
-        if self.sled.running:
-            self.uc.emu_stop()
+        self.sled.end("interrupted")
 
     def wall_expired(self) -> bool:  # the wall-clock limit has passed (one perf_counter call)
         return time.perf_counter() > self.wall_deadline
@@ -141,8 +144,7 @@ class RunLoop:
         if self.ending is None:
             self.ending = "timeout"
             self.errors.append(self._timeout_error())
-        if self.sled.running:
-            self.uc.emu_stop()
+        self.sled.end("timeout")
 
     def _timeout_error(self, pc: int | None = None) -> KallocError:
         pc = self.isa.pc(self.uc) if pc is None else pc
@@ -277,9 +279,12 @@ class RunLoop:
         except UcError as exc:
             sled.running = False
             self._exact = False
-            self.errors.append(sled.memory_fault_error(exc, self.machine.on_uc_error))
+            if sled.stop is None or sled.stop.reason != "fault":  # else the hook filed it: keep that one
+                self.errors.append(sled.memory_fault_error(exc, self.machine.on_uc_error))
+            sled.release()
             return "fault"
         sled.running = False
+        sled.release()
         stop = sled.stop
         if stop is None:
             if self.ending is not None or self.interrupted:  # fatal() or interrupt() stopped the slice
@@ -292,7 +297,10 @@ class RunLoop:
                 return "fault"
             self._burst = min(2 * self._burst, self.machine.quantum)
             return self.ending
-        in_sled = sled.laps * SLED_LEN + (isa.pc(uc) - IDLE_SLED_BASE) // isa.sled_step
+        pc = isa.pc(uc)
+        in_sled = sled.laps * SLED_LEN + (pc - IDLE_SLED_BASE) // isa.sled_step
+        if not IDLE_SLED_BASE <= pc < IDLE_SLED_BASE + IDLE_SLED_SIZE and not sled.laps:
+            in_sled, self._exact = 0, False  # the redirect was lost (Ctrl-C before emu_start): it ran out
         self.clock.now = start + count - in_sled
         if stop.reason == "cut":
             return self._after_cut(stop)

@@ -279,6 +279,7 @@ class Session:
             "kalloc_version": VERSION,
             "abi_version": abi.ABI_VERSION,
             "board": self.board.name,
+            "isa": self.machine.isa.name,  # additive: the text report's registers line (isa.report_registers)
             "firmware": self.firmware_name,
             "options": opts,
             "exit_code": exit_status(result, errors, self.machine.errors.suppressed_error),
@@ -288,8 +289,8 @@ class Session:
             "uart": result.uart,
             "errors": entries,
             **self.machine.errors.section(),  # {"suppressed": {count, by_kind}} past --max-errors, else {}
-            "leaks": leaks_section(entries, self.still_reachable),
             **suppressed,  # {"suppressions": {files, count, used}} with --suppress, else {}
+            "leaks": leaks_section(entries, self.still_reachable),
             "warnings_firmware": list(self.firmware.warnings),
             "interrupts": {
                 "lines": {str(k): v for k, v in sorted(result.irq_counts.items())},
@@ -320,7 +321,7 @@ def _load(options: RunOptions) -> tuple[Board, Firmware, str]:
     except FileNotFoundError as exc:
         raise BadInput(f"firmware {exc}") from None
     try:
-        firmware = load_firmware(fw_path)
+        firmware = load_firmware(fw_path, board.cpu.isa)  # read for the board's ISA
         firmware.check_fits(board)
     except (ValueError, OSError) as exc:
         raise BadInput(f"firmware {Path(fw_path).name}: {exc}") from None

@@ -26,6 +26,21 @@ ends (plus a counter of laps, from a hook on the loop's jump) gives the instruct
 spent in the sled, so count - sled = instructions executed before the stop, exactly.
 
 
+Faults end a slice exactly too (`fault`): every fault the machine can see in a hook
+(an illegal instruction or other trap in the interrupt hook; an unmapped or protected
+access in the memory hook; under translation, mmu.py's TLB-fill hook for a refused page,
+an access the page's permissions forbid or an unmapped address; a fatal report through
+`Machine.fatal`, e.g. a stack overflow or a bad hypercall; Ctrl-C and the wall clock
+inside a slice) files its error and sends the CPU into the sled, so the run's
+`instructions` is exact: every instruction executed up to and including the faulting
+one (a fetch fault counts the jump, not the instruction never fetched). For the access
+not to raise, the memory hook answers "handled" after mapping a scratch page over an
+unmapped address (`release` unmaps it at the boundary), and the fill hook points the
+page at FAULT_SINK, a page nothing else uses (mmu.py maps it; `release` calls the
+`on_release` callbacks: the MMU flushes its TLB). Only a write into the sled itself
+(execute-only, non-translated machine) and errors Unicorn raises without any hook still
+end in a UcError: then `exact` is False (runloop.py).
+
 Data: `stop` (None while the slice runs on), `laps` (sled laps this slice), `mem_fault`
 (what the memory hook saw, for the report of a slice that raised), `running` (set by
 the run loop around `emu_start`; cuts and breaks only happen inside a slice).
@@ -61,6 +76,11 @@ if TYPE_CHECKING:
 # ~4 ms to translate and ~1.6 ms per 100k burnt instructions, against ~39 ms and ~4 ms
 # for the whole 16k-instruction window (measured on Unicorn 2.1.4).
 SLED_LEN = 1024
+PAGE = 0x1000
+# The last page of the sled's window: where a faulting access is sent so that it does not
+# raise (mmu.py maps it, read/write/execute; firmware never reaches it: translation refuses it).
+FAULT_SINK = IDLE_SLED_BASE + IDLE_SLED_SIZE - PAGE
+_UNMAPPED = (unicorn.UC_MEM_READ_UNMAPPED, unicorn.UC_MEM_WRITE_UNMAPPED, unicorn.UC_MEM_FETCH_UNMAPPED)
 UcErrorHook = Callable[[UcError], KallocError | None]
 
 
@@ -83,16 +103,20 @@ class IdleSled:
                  errors: list[KallocError]) -> None:  # fmt: skip
         self.isa, self.uc, self.phys, self.faults, self.errors = isa, uc, phys, faults, errors
         self.jump = IDLE_SLED_BASE + isa.sled_step * (SLED_LEN - 1)
-        assert isa.sled_step * SLED_LEN <= IDLE_SLED_SIZE
+        assert isa.sled_step * SLED_LEN <= FAULT_SINK - IDLE_SLED_BASE
         self.stop: SliceStop | None = None
         self.laps = 0
         self.mem_fault: MemFault | None = None
         self.running = False
+        self.scratch: list[tuple[int, int]] = []  # pages mapped over an unmapped access (release)
+        self.on_release: list[Callable[[], None]] = []  # after a slice a fault ended (mmu: TLB flush)
+        self._faulted = False
+        self.translated = False  # mmu.py's fill hook sees faults first (the memory hook then never maps)
 
     def install(self, wfi_pcs: list[int]) -> None:
         """Map the idle sled and add the CPU-side hooks (wfi hooks: one per wfi in the ELF)."""
         uc, isa = self.uc, self.isa
-        uc.mem_map(IDLE_SLED_BASE, IDLE_SLED_SIZE, unicorn.UC_PROT_EXEC)
+        uc.mem_map(IDLE_SLED_BASE, FAULT_SINK - IDLE_SLED_BASE, unicorn.UC_PROT_EXEC)
         uc.mem_write(IDLE_SLED_BASE, isa.idle_sled(IDLE_SLED_BASE, SLED_LEN))
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._on_mem_fault)
@@ -112,6 +136,35 @@ class IdleSled:
         CPU resumes at pc when run again (the caller sets it)."""
         self.stop = SliceStop(reason, pc=pc)
         self.isa.set_pc(self.uc, IDLE_SLED_BASE)
+
+    def end(self, reason: str) -> None:
+        """From any callback inside a slice: the run ends; the slice ends exactly here (no
+        emu_stop: the count stays exact). A stop already recorded stands (the run loop reads
+        the ending reason after it)."""
+        if self.running and self.stop is None:
+            self.stop_slice(reason, self.isa.pc(self.uc))
+
+    def fault(self, err: KallocError, reason: str = "fault") -> None:
+        """From a hook: the instruction at the PC faulted; file `err` and end the slice exactly
+        here (the first fault of a slice wins; a later one in the same slice is not filed)."""
+        if self.stop is not None and self.stop.reason not in ("cut", "wfi", "break"):
+            return
+        self.errors.append(err)
+        self._faulted = True
+        self.stop = SliceStop(reason, pc=self.isa.pc(self.uc))
+        self.isa.set_pc(self.uc, IDLE_SLED_BASE)
+
+    def release(self) -> None:
+        """At the boundary after a slice: unmap the scratch pages and run `on_release` if a
+        fault ended it (module docstring)."""
+        if not self._faulted and not self.scratch:
+            return
+        self._faulted = False
+        for base, size in self.scratch:
+            self.uc.mem_unmap(base, size)
+        self.scratch.clear()
+        for callback in self.on_release:
+            callback()
 
     def cut(self, *, replay: bool, device: Device | None = None) -> None:
         """End the slice at the current MMIO access, exactly (module docstring, "Cuts").
@@ -153,8 +206,9 @@ class IdleSled:
         else:
             pc = isa.pc(uc) - isa.fault_pc_adjust
             faults = self.faults
-            self.errors.append(faults.cpu_fault(f"{isa.fault_name(intno)}: {faults.instruction_at(pc)}", pc))
-            self.stop = SliceStop("fault")
+            text = f"{isa.fault_name(intno)}: {faults.instruction_at(pc)}{faults.not_code(pc)}"
+            self.fault(faults.cpu_fault(text, pc))
+            return
         isa.set_pc(uc, IDLE_SLED_BASE)
 
     def _on_wfi(self, uc: unicorn.Uc, address: int, size: int, _ud: Any) -> None:
@@ -165,8 +219,20 @@ class IdleSled:
         self.laps += 1
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
-        self.mem_fault = (access, addr, size, self.isa.pc(uc))
-        return False
+        """An unmapped or protected access: reported and sent to the sled (exact), except a
+        write into the execute-only sled, which Unicorn would perform: it raises (inexact)."""
+        self.mem_fault = fault = (access, addr, size, self.isa.pc(uc))
+        if not self.running or access == unicorn.UC_MEM_WRITE_PROT or self.translated:
+            return False  # under translation, mapping a page here does not stop the CPU: raise
+        if access in _UNMAPPED:  # map a page over it, so the access does not raise (release)
+            base, end = addr & ~(PAGE - 1), (addr + max(size, 1) + PAGE - 1) & ~(PAGE - 1)
+            try:
+                uc.mem_map(base, end - base, unicorn.UC_PROT_ALL)
+            except UcError:  # part of it is mapped after all: leave it to the UcError
+                return False
+            self.scratch.append((base, end - base))
+        self.fault(self.faults.access_error(*fault))
+        return True
 
     def memory_fault_error(self, exc: UcError, on_uc_error: UcErrorHook | None) -> KallocError:
         """The error for a slice that raised: `on_uc_error` first (a refused TLB fill is a

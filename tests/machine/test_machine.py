@@ -89,7 +89,8 @@ def test_illegal_rdtime_is_a_fault() -> None:
 def test_load_from_unmapped_address() -> None:
     m = machine("unmapped")
     r = m.run()
-    assert r.reason == "fault" and not r.exact
+    # exact (issue 13): _start's 4 instructions, main's li and the faulting lw
+    assert r.reason == "fault" and r.exact and r.instructions == 6
     (err,) = r.errors
     assert err.message == "read of 4 bytes at unmapped address 0x100"
     assert err.addr == 0x100
@@ -104,7 +105,8 @@ def test_jump_into_nowhere() -> None:
     r = m.run()
     assert r.reason == "fault"
     (err,) = r.errors
-    assert err.message.startswith("jump to unmapped address 0x40000000")
+    assert err.message.startswith("instruction fetch from unmapped address 0x40000000: nothing is there")
+    assert r.exact and r.instructions == 10  # _start's 4, main's 5 and the jalr; the fetch never ran
     assert err.fields["access"]["type"] == "fetch"
     assert symbols(m, err.fields["backtrace"][1:]) == ["wild_jump", "_start"]
 
@@ -250,7 +252,7 @@ def test_fatal_from_a_hypercall_ends_the_run() -> None:
     m = machine("doorbell")
     m.on_hypercall = lambda service, block: m.fatal(BadArgumentError("bad block", addr=block))
     r = m.run()
-    assert r.reason == "fatal" and r.exit_code is None and not r.exact
+    assert r.reason == "fatal" and r.exit_code is None and r.exact  # ends through the sled (issue 13)
     assert [e.message for e in r.errors] == ["bad block"]
 
 
