@@ -49,6 +49,12 @@ class FirmwareError(ValueError):
     """A firmware file the machine cannot run. The message is one line."""
 
 
+# An ELF that cannot run because it was not linked with the SDK (check_fits): what and how.
+NOT_SDK = "this ELF was not linked with the kalloc SDK"
+SDK_HOW = ('link it with `kalloc sdk --ldflags --libs`, kalloc.mk, CMake\'s kalloc::sdk or '
+           '`make -C "$(kalloc sdk)" APP=...` (docs/user-guide.md, "Build with your own build system")')
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     vaddr: int
@@ -169,12 +175,26 @@ class Firmware:
             if bank is None or seg.end > bank.end:
                 stack = self.symbol_addr("__kalloc_stack_size") or 0  # the SDK's stack: the usual culprit
                 hint = f" (its stack is {stack >> 10} KiB: build with a smaller STACK_SIZE)" if stack else ""
-                raise FirmwareError(
-                    f"{self.name}: segment [{seg.paddr:#x}, {seg.end:#x}) is outside RAM of board "
-                    f"'{board.name}'{hint}"
-                )
+                where = f"segment [{seg.paddr:#x}, {seg.end:#x}) is outside RAM of board '{board.name}'"
+                if (missing := self.sdk_missing()) is not None:  # linked for another memory map (picolibc.ld)
+                    raise FirmwareError(f"{self.name}: {missing} ({where}); {SDK_HOW}")
+                raise FirmwareError(f"{self.name}: {where}{hint}")
         if board.bank_of(self.entry) is None:
             raise FirmwareError(f"{self.name}: entry point {self.entry:#x} is outside RAM")
+        missing = self.sdk_missing()
+        if missing is not None and not self.is_code(self.entry):  # no _start: the SDK library is missing
+            entry = f"its entry point {self.entry:#x} is not code"
+            raise FirmwareError(f"{self.name}: {missing} ({entry}); {SDK_HOW}")
+
+    def sdk_missing(self) -> str | None:
+        """Why the ELF was not linked with the kalloc SDK (None: it was): the SDK's hypercall
+        wrappers, [__kalloc_api_start, __kalloc_api_end), are absent or empty."""
+        lo, hi = self.symbol_addr("__kalloc_api_start"), self.symbol_addr("__kalloc_api_end")
+        if lo is None:
+            return f"{NOT_SDK}: no `__kalloc_api_start`"
+        if hi is None or hi <= lo:
+            return f"{NOT_SDK} library: `__kalloc_api_start` holds no hypercall wrapper (link.ld alone)"
+        return None
 
 
 # -- loading ------------------------------------------------------------------------------
