@@ -59,7 +59,8 @@ _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_ev
 @color_option()
 def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
             color: bool | None, **run_kw: Any) -> None:  # fmt: skip
-    """Boot BOARD, run FIRMWARE (default: the shipped demo) and report.
+    """Boot BOARD, run FIRMWARE (a path, or a shipped name such as tests/double_free;
+    default: the shipped demo) and report.
 
     Exit status: 0 clean; 1-63 the firmware's exit code; 64 kalloc found an
     error; 65 CPU fault; 66 budget or timeout; 130 interrupted; 2 usage; 3 bad

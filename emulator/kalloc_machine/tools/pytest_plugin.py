@@ -141,12 +141,11 @@ def _options(base: RunOptions, firmware: str | Path | None, overrides: dict[str,
     if fw is not None:
         from kalloc_machine.sdk import resolve_firmware
 
+        missing: str | None = None
         try:
             fw = str(resolve_firmware(fw))  # a path, or a shipped name ("tests/hello"), as `kalloc run`
         except FileNotFoundError as exc:
             missing = f"firmware {exc}"
-        else:
-            missing = None
         if missing is not None:
             pytest.fail(missing, pytrace=False)
     for key in ("irq_at", "fail_nth"):
@@ -209,6 +208,7 @@ def kalloc_target(request: pytest.FixtureRequest, kalloc_options: RunOptions,
         from kalloc_machine.tools.harness import CallOrigin, Target
 
         opts = _options(kalloc_options, firmware, overrides)
+        bad: str | None = None
         try:
             if snapshot:
                 target = _kalloc_boot_cache.get(opts, until)
@@ -218,8 +218,6 @@ def kalloc_target(request: pytest.FixtureRequest, kalloc_options: RunOptions,
                     target.run_to(until)
         except BadInput as exc:  # an unreadable ELF or board: the CLI's one line
             bad = str(exc)
-        else:
-            bad = None
         if bad is not None:
             pytest.fail(bad, pytrace=False)
         target.autocheck = True
