@@ -118,6 +118,7 @@ class Session:
         self._wire_bridge()
         self.commit = commit.install(self.machine, self.ka, self.vm)  # committed pages per kind, headroom
         self.stackguard = stackguard.install(self.machine, self.firmware, self.ka.depot)  # stack-overflow
+        stackguard.annotate_frees(self.bridge, self.firmware)  # a freed stack address: whose frame
         self.kasan = kasan.install(self.bridge, self.machine, self.ka, self.firmware, self.kasan_mode, shadow)
         self.faults = self._fault_injection()
         if self.machine.dma is not None:  # transfers judged against the allocator (issue 4)

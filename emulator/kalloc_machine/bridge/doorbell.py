@@ -71,6 +71,7 @@ MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
 
 Handler = Callable[..., tuple[int, int]]
 Intercept = Callable[[int, Caller, list[int]], tuple[int, int] | None]
+Annotator = Callable[[KallocError, int, int, RamBank], None]  # (error, block.ra, block.fp, stack bank)
 
 
 class BridgeMachine(Protocol):
@@ -108,6 +109,9 @@ class Bridge:
         # Called before every service with (service, caller, args); a (result, aux) answer
         # replaces the service (fault injection, bridge/faultinject.py). None: no hook.
         self.intercept: Intercept | None = None
+        # Called with every error a call produced, before it is filed, with the call's (ra, fp,
+        # bank): facts only the machine knows (a freed stack address's frame: stackguard.py).
+        self.annotators: list[Annotator] = []
 
     # -- filling the table ------------------------------------------------------------------------
 
@@ -161,6 +165,8 @@ class Bridge:
                 answer = None if self.intercept is None else self.intercept(service, caller, args)
                 result, aux = handler(caller, *args) if answer is None else answer
         except KallocError as err:
+            for annotate in self.annotators:
+                annotate(err, ra, fp, bank)
             self._misuse(err, service, caller)
             result, aux = 0, 0
         except BadAddress as exc:
@@ -174,6 +180,8 @@ class Bridge:
         reports = self.ka.reports  # what the allocator found on its own (poison, context, ...)
         if reports:
             for report in reports:
+                for annotate in self.annotators:
+                    annotate(report, ra, fp, bank)
                 self.machine.report(report)
             reports.clear()
 

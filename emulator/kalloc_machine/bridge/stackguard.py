@@ -32,6 +32,16 @@ the first access:
                 began (a stack-depot handle, symbolized in the report), when the chain
                 is longer than the backtrace
 
+Freeing a stack address (`StackFrees`, installed on the bridge by `annotate_frees`): an
+`invalid-free` of an address in [__kalloc_stack_bottom, __kalloc_stack_top) says so, and
+whose frame holds it, from the frame-pointer chain at the call (the SDK wrapper's frame
+is `block.fp`; each caller's frame spans [the callee's fp, its own fp), named by the
+return address into it). The machine has one stack: interrupt handlers run on it, below
+the frames they interrupted, so a frame below a trap frame in the chain is a handler's
+frame. The entry gains `stack` {stack: "task", frame: the function, context: "task" or
+"interrupt" (a handler's frame), dead: true for an address below the caller's frames (a
+local of a function that has returned; frame null)}, and the message says it.
+
 An ELF that has `__kalloc_stack_bottom` but no `__kalloc_stack_guard` was built by an SDK
 without the guard: no hook (its .bss lies right below the stack), and the firmware's
 warnings say so. An ELF without either (not built with the SDK) gets neither.
@@ -51,10 +61,12 @@ from typing import TYPE_CHECKING, Any
 
 import unicorn
 
-from kalloc.errors import StackOverflowError
+from kalloc.errors import KallocError, StackOverflowError
 
 if TYPE_CHECKING:
+    from kalloc.physmem import RamBank
     from kalloc.stackdepot import StackDepot
+    from kalloc_machine.bridge.doorbell import Bridge
     from kalloc_machine.elf import Firmware
     from kalloc_machine.machine import Machine
 
@@ -175,6 +187,82 @@ def leak_roots(roots: list[tuple[int, int]], firmware: Firmware, sp: int) -> lis
         out += [(x, y) for x, y in ((a, min(b, lo)), (max(a, top), b)) if x < y]
     out.append((sp if bottom <= sp <= top else bottom, top))
     return out
+
+
+class StackFrees:
+    """The bridge annotator for frees of stack addresses (module docstring)."""
+
+    def __init__(self, firmware: Firmware, bottom: int, top: int, trap: tuple[int, int] | None) -> None:
+        self.firmware, self.bottom, self.top, self.trap = firmware, bottom, top, trap
+
+    def __call__(self, err: KallocError, ra: int, fp: int, bank: RamBank) -> None:
+        addr = err.addr
+        if err.kind != "invalid-free" or addr is None or not self.bottom <= addr < self.top:
+            return
+        stack = self.describe(addr, ra, fp, bank)
+        err.fields["stack"] = stack
+        api, sep, rest = err.message.partition(" of ")
+        if sep and ("never allocated" in rest or "not a RAM address" in rest):
+            err.message = f"{api} of {addr:#x}, a stack address: {self._phrase(stack)}"
+
+    def describe(self, addr: int, ra: int, fp: int, bank: RamBank) -> dict[str, Any]:
+        """{stack, frame, context[, dead]} of a stack address, from the chain at the call."""
+        pcs, frame = frames_above(ra, fp, bank), None
+        lo = fp
+        for i, (_pc, hi) in enumerate(pcs):
+            if lo <= addr < hi:
+                frame = i
+                break
+            lo = hi
+        if frame is None:
+            return {"stack": "task", "frame": None, "context": None, "dead": addr < fp}
+        pc = pcs[frame][0]
+        trap = self.trap
+        exact = frame > 0 and trap is not None and trap[0] <= pcs[frame - 1][0] < trap[1]  # mepc
+        sym = self.firmware.symbol_at(pc if exact else pc - 1)
+        handler = trap is not None and any(trap[0] <= p < trap[1] for p, _ in pcs[frame + 1 :])
+        context = "interrupt" if handler else "task"
+        return {"stack": "task", "frame": sym[0] if sym else None, "context": context}
+
+    @staticmethod
+    def _phrase(stack: dict[str, Any]) -> str:
+        fn = f"{stack['frame']}()" if stack["frame"] else "a function without a symbol"
+        if stack["context"] == "interrupt":
+            return f"a local in the frame of {fn}, an interrupt handler's frame (handlers run on the task " \
+                "stack)"
+        if stack["context"] == "task":
+            return f"a local in the frame of {fn} on the task stack"
+        if stack.get("dead"):
+            return "below the caller's frames on the task stack: a dead frame (a local of a function that " \
+                "returned)"
+        return "on the task stack, in no frame the frame-pointer chain reaches"
+
+
+def frames_above(ra: int, fp: int, bank: RamBank, depth: int = 64) -> list[tuple[int, int]]:
+    """[(return address into the frame's function, the frame's fp)] up the chain from an SDK
+    wrapper's frame at `fp` (returning to `ra`): frame i spans [fp of frame i-1, its fp)."""
+    lo, hi = bank.base + 8, bank.base + bank.size
+    out: list[tuple[int, int]] = []
+    pc = ra
+    while fp and len(out) < depth and not fp & 3 and lo <= fp <= hi:
+        nxt = int.from_bytes(bank.buf[fp - 8 - bank.base : fp - 4 - bank.base], "little")
+        if nxt <= fp or nxt & 3 or not lo <= nxt <= hi:
+            break
+        out.append((pc, nxt))
+        pc = int.from_bytes(bank.buf[nxt - 4 - bank.base : nxt - bank.base], "little")
+        fp = nxt
+    return out
+
+
+def annotate_frees(bridge: Bridge, firmware: Firmware) -> StackFrees | None:
+    """Install the stack-free annotator on `bridge` for an SDK ELF (one that names its stack)."""
+    bottom, top = firmware.symbol_addr(BOTTOM), firmware.symbol_addr(TOP)
+    if bottom is None or top is None or not bottom < top:
+        return None
+    start, end = firmware.symbol_addr(TRAP_START), firmware.symbol_addr(TRAP_END)
+    frees = StackFrees(firmware, bottom, top, (start, end) if start is not None and end is not None else None)
+    bridge.annotators.append(frees)
+    return frees
 
 
 def install(machine: Machine, firmware: Firmware, depot: StackDepot | None = None) -> StackGuard | None:
