@@ -164,3 +164,57 @@ def test_the_machine_keeps_running_normally_after_a_fault_elsewhere() -> None:
     again = t.finish().report
     assert first["instructions"] == again["instructions"] > 0
     assert [e["message"] for e in first["errors"]] == [e["message"] for e in again["errors"]]
+
+
+def test_a_run_that_stopped_does_not_claim_no_leaks() -> None:
+    """Leaks are judged only when the firmware exits: an interrupted run with no error says
+    what it found and that leaks were not checked, never "no errors, no leaks"."""
+    s = Session(RunOptions(firmware=str(prebuilt("tests/hostile_time_hcloop")), max_instructions=10**9))
+    s.report_interrupts = True
+    _stop_after(s, 100, lambda m: m.interrupt())
+    out = s.run()
+    assert out.exit_status == 130 and out.report["errors"] == []
+    text = text_of(out.report)
+    assert "no errors, no leaks" not in text
+    assert "no errors found before the run stopped; leaks not checked" in text
+    clean = text_of(run("hello").report)  # the firmware exited: leaks were judged
+    assert "no errors, no leaks" in clean and "leaks not checked" not in clean
+
+
+# -- the registers line comes from the ISA (a Cortex-M port is a new ISA module) -------------------
+
+
+def test_the_registers_line_is_the_isas(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from kalloc_machine import isa
+
+    report = run("null_deref").report
+    assert report["isa"] == "rv32imac"
+    assert "registers: ra=0x" in text_of(report)
+    line = next(ln for ln in text_of(report).splitlines() if "registers:" in ln)
+    assert [w.split("=")[0] for w in line.split()[1:]] == list(isa.isa_for("rv32imac").report_registers)
+
+    fake = types.ModuleType("fake_isa")
+    fake.Cpu = type("Cpu", (), {"report_registers": ("r0", "r1", "sp", "lr")})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_isa", fake)
+    monkeypatch.setitem(isa.ISAS, "armv7m-fake", "fake_isa")
+    err = dict(report["errors"][0], registers={"pc": 1, "r0": 1, "r1": 2, "sp": 3, "lr": 4, "ra": 5})
+    text = text_of(dict(report, isa="armv7m-fake", errors=[err]))
+    assert "registers: r0=0x1 r1=0x2 sp=0x3 lr=0x4\n" in text
+
+
+def test_the_session_reads_the_elf_for_the_boards_isa(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kalloc_machine import session
+
+    seen: list[Any] = []
+    real = session.load_firmware
+
+    def spy(path: Any, isa: str = "none") -> Any:
+        seen.append(isa)
+        return real(path, isa)
+
+    monkeypatch.setattr(session, "load_firmware", spy)
+    Session(RunOptions(firmware=str(prebuilt("tests/exit7"))))
+    assert seen == ["rv32imac"]
