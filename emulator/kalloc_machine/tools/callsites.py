@@ -83,6 +83,8 @@ def _calling_line(origin: CallOrigin | None) -> tuple[str, str, int]:
             return origin.name, origin.shown, frame.f_lineno
         if first is None and path not in _HERE:
             first = (frame.f_code.co_name, posixpath.basename(path.replace("\\", "/")), frame.f_lineno)
+            if origin is None:
+                break
         frame = frame.f_back
     name, file, line = first or ("?", "?", 0)
     return (origin.name if origin is not None else name), file, line
