@@ -141,3 +141,18 @@ def test_the_chain_ends_at_the_called_function_and_the_frame_is_deterministic():
     assert leak["backtrace"][-1] == {"pc": None, "symbol": "_leak_twelve", "file": "test_plugin_calls.py",
                                      "line": leak["backtrace"][-1]["line"]}  # fmt: skip
     assert _leak_twelve(after) == leak
+
+
+def test_in_a_suite_a_call_that_does_not_return_is_its_line_and_the_report(pytester):
+    body = f"""
+        def test_wild_call(kalloc_target):
+            fw = kalloc_target({CALLS!r}, until="main")
+            fw.call(0x10)
+    """
+    result = _run_pytester(pytester, body)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["test_user.py:3: 16() did not return (fault):", "*kalloc report: call_targets.elf*"]
+    )
+    out = result.stdout.str()
+    assert "Traceback" not in out and "harness.py" not in out and "exception" not in out
