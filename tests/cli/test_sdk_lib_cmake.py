@@ -67,6 +67,27 @@ def test_the_elfs_are_the_sdk_variants_they_link(built):
     assert str(built).encode() not in (built / "build" / "app.elf").read_bytes()
 
 
+def test_the_cmake_package_carries_the_flags_kalloc_sdk_prints(built):
+    from click.testing import CliRunner
+
+    from kalloc.cli import main
+
+    def sdk(*args: str) -> list[str]:
+        return CliRunner().invoke(main, ["sdk", *args], catch_exceptions=False).output.split()
+
+    compile_flags = (built / "build" / "CMakeFiles" / "app_kasan.dir" / "flags.make").read_text()
+    for flag in sdk("--kasan", "--cflags"):
+        if flag.startswith("-I"):  # an imported target's include directory is a system one
+            assert f"-isystem {flag[2:]}" in compile_flags
+        else:
+            assert flag in compile_flags
+    link = (built / "build" / "CMakeFiles" / "app_kasan.dir" / "link.txt").read_text()
+    for flag in sdk("--ldflags"):
+        assert flag in link
+    assert " ".join(sdk("--kasan", "--libs")) in link  # whole, after the objects and libring.a
+    assert link.index("libring.a") < link.index("-Wl,--whole-archive")
+
+
 def test_a_bug_in_a_clean_test_fails_ctest(built):
     sh("cmake", "-S", ".", "-B", "build", "-DAPP_BUG=ON", cwd=built)
     try:

@@ -193,3 +193,14 @@ def test_prebuilt_library_links_byte_identical_to_an_sdk_built_from_source(tmp_p
     assert any((tmp_path / "b" / "app.build" / "obj" / "sdk").rglob("*.o"))  # it did compile the SDK
     # the same bytes but for the application's own directory name (mapped to ".")
     assert prebuilt.read_bytes() == source.read_bytes()
+
+
+def test_pc_files_carry_the_package_version():
+    from importlib.metadata import version
+
+    from kalloc_machine.sdk import pkg_config_dir, read_pc
+
+    for name in ("kalloc", "kalloc-kasan"):
+        _variables, fields = read_pc(pkg_config_dir() / f"{name}.pc")
+        assert fields["Name"] == name
+        assert fields["Version"] == version("kalloc")
