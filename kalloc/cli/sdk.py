@@ -21,7 +21,6 @@ _QUERIES = (
     ("ldflags", "linker flags: arch, -nostartfiles, the linker script, --gc-sections"),
     ("libs", "the SDK library, linked whole (after your objects and libraries)"),
 )
-_USAGE = "usage: kalloc sdk [--arch ARCH] [--kasan] [--cflags] [--ldflags] [--libs] ..."
 
 
 def _query_options(fn):  # type: ignore[no-untyped-def]
