@@ -2,6 +2,7 @@
  *
  * unused_helper: defined, called by nobody, so --gc-sections drops it;
  * add_one: static and called once, so -O2 inlines it and keeps no copy;
+ * twice: external, inlined into main, its copy then dropped by --gc-sections;
  * kept_helper: the same as unused_helper, kept with __attribute__((used, retain));
  * make_buffer / drop_buffer: allocate and free on the test's behalf (their
  * allocations are attributed to them, then to the test that called them).
@@ -13,6 +14,8 @@
 int unused_helper(int x) { return x * 3; }
 
 static int add_one(int x) { return x + 1; }
+
+int twice(int x) { return 2 * x; }
 
 __attribute__((used, retain)) int kept_helper(int x) { return x * 5; }
 
@@ -31,7 +34,7 @@ __attribute__((noinline)) void drop_buffer(char *p)
 
 int main(void)
 {
-    volatile int n = add_one(15);
+    volatile int n = twice(add_one(7));
     drop_buffer(make_buffer(n));
     printf("call targets ready\n");
     return 0;

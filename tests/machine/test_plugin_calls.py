@@ -1,8 +1,8 @@
 """The pytest plugin's Target.call: a missing function in one line, and who an allocation is charged to.
 
 Firmware: firmware/tests/call_targets.c (unused_helper dropped by --gc-sections, add_one
-inlined, kept_helper kept with __attribute__((used, retain)), make_buffer/drop_buffer
-allocate and free for the test).
+inlined, twice inlined and its copy dropped, kept_helper kept with __attribute__((used,
+retain)), make_buffer/drop_buffer allocate and free for the test).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_a_function_the_linker_dropped_says_so_and_how_to_keep_it():
         fw.call("unused_helper", 3)
     msg = str(info.value)
     assert "\n" not in msg
-    head = "call('unused_helper'): call_targets.elf has no code for unused_helper() (call_targets.c:13)"
+    head = "call('unused_helper'): call_targets.elf has no code for unused_helper() (call_targets.c:14)"
     assert msg.startswith(head) and "--gc-sections dropped it" in msg
     assert "__attribute__((used, retain))" in msg and "KEEP(" in msg
     assert "-Wl,--undefined=unused_helper" in msg
@@ -47,7 +47,16 @@ def test_an_inlined_static_function_is_told_apart():
     with pytest.raises(MissingFunction) as info:
         fw.call("add_one", 1)
     msg = str(info.value)
-    assert "add_one() (call_targets.c:15): the compiler inlined it" in msg and "--gc-sections" not in msg
+    assert (
+        "add_one() (call_targets.c:16): the compiler inlined it into its callers and kept no out-of-line copy"
+        in msg
+    )
+    assert "--gc-sections" not in msg
+    with pytest.raises(MissingFunction) as info:  # external: its copy was emitted, then dropped
+        fw.call("twice", 1)
+    msg = str(info.value)
+    assert "twice() (call_targets.c:18): the compiler inlined it into its callers and the linker's " in msg
+    assert "--gc-sections dropped its copy" in msg and "-Wl,--undefined=twice" in msg
 
 
 def test_an_sdk_function_the_firmware_never_calls_is_named_as_such():
@@ -87,7 +96,7 @@ def test_in_a_suite_a_missing_function_is_one_line_no_traceback(pytester):
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     line = "test_user.py:3: call('unused_helper'): call_targets.elf has no code for unused_helper() "
-    result.stdout.fnmatch_lines([line + "(call_targets.c:13): the linker's --gc-sections dropped it*"])
+    result.stdout.fnmatch_lines([line + "(call_targets.c:14): the linker's --gc-sections dropped it*"])
     assert "Traceback" not in out and "harness.py" not in out and "exception" not in out
 
 

@@ -4,9 +4,10 @@
 path) for a subprogram of that name and tells the three cases apart:
 
     dropped    the DWARF knows a definition whose code address is 0 or a tombstone:
-               the linker's --gc-sections discarded it (nothing in the firmware calls it)
-    inlined    the DWARF knows an inline-only (abstract) definition and no code: the
-               compiler inlined it into its callers and emitted no out-of-line copy
+               the linker's --gc-sections discarded it (nothing in the firmware calls it);
+               or an external function inlined everywhere, whose copy it discarded
+    inlined    the DWARF knows an inline-only (abstract) static definition and no code:
+               the compiler inlined it into its callers and emitted no out-of-line copy
     sdk        an SDK function (declared in the SDK's kalloc.h) the firmware never calls:
                --gc-sections dropped it, and with it its file's debug info
     unknown    no symbol and no definition in the debug info: a typo, or a file none of
@@ -50,7 +51,10 @@ def why_missing(path: str | Path, function: str, names: Iterable[str]) -> str:
             return (f"{elf_name} has no code for {function}(){at}: the compiler inlined it into its callers "
                     f"and kept no out-of-line copy; keep one with __attribute__((used, retain)) "
                     f"on its definition")  # fmt: skip
-        return (f"{elf_name} has no code for {function}(){at}: the linker's --gc-sections dropped it "
+        cause = "the linker's --gc-sections dropped it"
+        if how == "inlined, then dropped":
+            cause = "the compiler inlined it into its callers and the linker's --gc-sections dropped its copy"
+        return (f"{elf_name} has no code for {function}(){at}: {cause} "
                 f"(nothing in the firmware calls it); keep it with __attribute__((used, retain)) on its "
                 f"definition, or link with -Wl,--undefined={function} (EXTRA_LDFLAGS= with the SDK's "
                 f"Makefile) or KEEP(*(.text.{function})) in the linker script")  # fmt: skip
@@ -110,8 +114,8 @@ def _how_missing(die: Any) -> str | None:
         return None  # a prototype: defined elsewhere, or nowhere
     if "DW_AT_low_pc" in attrs:
         return "dropped" if attrs["DW_AT_low_pc"].value in _TOMBSTONES else None
-    if "DW_AT_inline" in attrs:
-        return "inlined"
+    if "DW_AT_inline" in attrs:  # an external one had its out-of-line copy, which the linker dropped
+        return "inlined, then dropped" if "DW_AT_external" in attrs else "inlined"
     if "DW_AT_ranges" in attrs:
         return "dropped"  # a definition in several pieces, none kept (its symbol is gone)
     return None
