@@ -15,15 +15,12 @@ and while an interrupt is pending but masked by the ISA's global mask (mstatus.M
 so it is taken within a few instructions of being unmasked.
 
 Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early).
-Every end of a run is exact, faults included: CPU faults, page faults, refused accesses,
-fatal reports, Ctrl-C and the wall clock inside a slice all end it through the sled
-(sled.py, "Faults"), so `instructions` counts every instruction executed up to and
-including the faulting one. Approximate counts remain only for what ends a slice
-without a hook: a slice that raises out of `emu_start` (a write into the sled; an
-exception Unicorn reports to no hook) or a redirect the CPU lost (a Ctrl-C between
-setting `running` and entering `emu_start`); `instructions` is then the clock at the
-start of that slice (a lower bound, off by less than one quantum, deterministic) and
-`RunResult.exact` is False.
+Faults are exact too: traps, refused accesses, page faults, fatal reports, Ctrl-C and
+the wall clock inside a slice end it through the sled (sled.py, "Faults"): `instructions`
+counts up to and including the faulting instruction. Only a slice that raises out of
+`emu_start` (a write into the sled; an exception no hook saw) or a redirect the CPU lost
+(Ctrl-C just before `emu_start`) counts to the slice's start (a lower bound, off by less
+than a quantum, deterministic), with `RunResult.exact` False.
 
 Run reasons (RunResult.reason): "exit" (ecall exit; exit_code = a0, signed),
 "panic" (ecall panic), "fault" (CPU fault), "fatal" (a fatal report: bad ecall, bad
