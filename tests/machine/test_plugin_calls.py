@@ -42,6 +42,22 @@ def test_a_function_the_linker_dropped_says_so_and_how_to_keep_it():
     assert "-Wl,--undefined=unused_helper" in msg
 
 
+def test_running_to_a_dropped_function_says_so_too(pytester):
+    fw = _target()
+    with pytest.raises(MissingFunction) as info:
+        fw.run_to("unused_helper")
+    assert str(info.value).startswith(
+        "run('unused_helper'): call_targets.elf has no code for unused_helper()"
+    )
+    body = f"""
+        def test_until(kalloc_target):
+            kalloc_target({CALLS!r}, until="twice")
+    """
+    result = _run_pytester(pytester, body)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["test_user.py:2: run('twice'): call_targets.elf has no code for twice()*"])
+
+
 def test_an_inlined_static_function_is_told_apart():
     fw = _target()
     with pytest.raises(MissingFunction) as info:

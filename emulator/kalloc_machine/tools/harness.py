@@ -185,13 +185,14 @@ class Target:
         """Run until the CPU reaches `until`, after `instructions` more, or to the end of the run.
 
         Returns the Stop. The machine can run again after a "break" or "instructions" stop.
+        MissingFunction (a KeyError, one line) when `until` names code the ELF lacks.
         """
         if self.finished:
             raise RuntimeError("the firmware has finished; restore a snapshot to run it again")
         m, uc = self.machine, self.machine.uc
         target = None
         if until is not None:
-            target = self.addr(until)
+            target = self.function_addr(until, what="run")
             self._hook(target)
             self._skip_break = target if m.isa.pc(uc) == target else None
         self._armed = target
@@ -234,8 +235,9 @@ class Target:
             hooks.breaks[target] = uc.hook_add(unicorn.UC_HOOK_CODE, self._on_break, None, target, target)
             uc.ctl_remove_cache(target, target + 4)
 
-    def function_addr(self, function: str | int) -> int:
-        """The address `call` jumps to; MissingFunction (one line: why, how to keep it) for a missing name."""
+    def function_addr(self, function: str | int, *, what: str = "call") -> int:
+        """The address of code to call or stop at; MissingFunction (one line: why, how to keep it)
+        for a name the ELF lacks, as `what(name)` says it."""
         if isinstance(function, int):
             return function
         a = self.firmware.symbol_addr(function)
@@ -245,7 +247,7 @@ class Target:
 
             names = [name for _, _, name in self.firmware.symbols]
             why = why_missing(resolve_firmware(self.options.firmware), function, names)
-            raise MissingFunction(f"call({function!r}): {why}")
+            raise MissingFunction(f"{what}({function!r}): {why}")
         return a
 
     def call(self, function: str | int, *args: int, budget: int = CALL_BUDGET, signed: bool = False) -> int:
