@@ -149,7 +149,7 @@ def _rule(path: str, name: str, number: int, table: dict[str, Any]) -> Rule:
         raise bad(f"{kind!r} errors end the run and cannot be suppressed")
     if kind != "*" and kind not in KINDS:
         kinds = ", ".join(k for k in KINDS if k not in RUN_ENDING)
-        raise bad(f"unknown kind {kind!r} (one of {kinds}, or \"*\")")
+        raise bad(f'unknown kind {kind!r} (one of {kinds}, or "*")')
     if "function" not in table and "file" not in table:
         raise bad("needs 'function' or 'file' (a pattern naming the code to suppress)")
     return Rule(name, number, kind, table.get("function"), table.get("file"), table.get("reason", ""))
