@@ -64,6 +64,12 @@ class ReportedWrites:
             seen[g] = seen.get(g, 0) | (((1 << hi) - 1) & ~((1 << lo) - 1))
             addr = (g + 1) << 3
 
+    def forget(self, addr: int, n: int) -> None:
+        """Drop the marks of [addr, addr + n): the memory was laid out anew (a new slab)."""
+        seen = self.seen
+        for g in range(addr >> 3, (addr + n + 7) >> 3):
+            seen.pop(g, None)
+
     def restore(self, addr: int, want: bytes | memoryview) -> None:
         """Write want's bytes back where [addr, addr + len(want)) holds marked bytes; unmark them."""
         seen, end = self.seen, addr + len(want)

@@ -140,6 +140,8 @@ class Slub:
         slab = Slab(cache, pfn, self.phys.view(pfn << PAGE_SHIFT, cache.slab_bytes))
         if self.debug:
             slab.mv[:] = cache.template
+            if self.sanitizer.seen:  # marks of bad writes to what these pages held are stale now
+                self.sanitizer.reported.forget(slab.base, cache.slab_bytes)
         for p in range(pfn, pfn + (1 << cache.order)):
             self.page_owner[p] = slab
         if cache.ctor is not None:

@@ -222,3 +222,19 @@ def test_poison_mode_reports_what_it_finds() -> None:
     ka.phys.write(p + 13, b"X")
     ka.kfree(p)
     assert [e.kind for e in ka.reports] == ["out-of-bounds"]
+
+
+def test_marks_do_not_outlive_the_memory_they_cover() -> None:
+    """A new slab lays its pages out anew: a mark left on them must not hide later damage."""
+    ka = Kalloc.standalone(config=Config(sanitize="kasan"))
+    c = ka.kmem_cache_create("items", 24)
+    a = ka.kmem_cache_alloc(c, KERNEL)
+    ka.kmem_cache_free(c, a)
+    ka.kmem_cache_destroy(c)  # the pages are free: no check will look at them
+    ka.sanitizer.mark_reported(a - 1, 1)  # a write reported there (into free pages)
+    c = ka.kmem_cache_create("items2", 24)
+    b = ka.kmem_cache_alloc(c, KERNEL)
+    assert b == a and ka.sanitizer.seen == {}
+    ka.phys.write(b - 1, b"X")  # an unreported write (no access report): found at free
+    ka.kmem_cache_free(c, b)
+    assert [e.kind for e in ka.reports] == ["out-of-bounds"]
