@@ -15,19 +15,18 @@ SIGINT that was ignored when Python started stays ignored. Once a command runs, 
 command group (kalloc.cli) catches Ctrl-C the same way (not click's "Aborted!" and
 status 1); `kalloc run` reports an interrupted run itself (the report so far, status
 130). What no code of ours can cover: Python's own start-up and the wrapper's first
-line, `import re` (a few milliseconds).
+line, `import re` (a few milliseconds). Only the console script and `python -m
+kalloc.cli` import this module (it changes the SIGINT handler when imported).
 """
 
 from __future__ import annotations
 
-import sys
+from kalloc_machine.ctrlc import interrupted
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~10 ms, a window for Ctrl-C
 if TYPE_CHECKING:
     from types import FrameType
-    from typing import NoReturn
 
-EXIT_INTERRUPTED = 130
 _seen: list[int] = []  # SIGINTs recorded while the command line was imported
 
 
@@ -49,22 +48,6 @@ def _restore_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def interrupted() -> NoReturn:
-    """`kalloc: interrupted` on stderr, status 130 (a second Ctrl-C meanwhile is ignored)."""
-    try:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except (ValueError, KeyboardInterrupt):  # not the main thread, or a second Ctrl-C already
-        pass
-    try:
-        sys.stderr.write("kalloc: interrupted\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):  # stderr closed: the status still says it
-        pass
-    raise SystemExit(EXIT_INTERRUPTED)
 
 
 try:

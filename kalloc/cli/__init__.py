@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from kalloc_machine.script import interrupted
+from kalloc_machine.ctrlc import interrupted
 
 from kalloc.cli import bench, boards, explore, replay, run, sdk
 

@@ -98,3 +98,23 @@ def test_python_dash_m_uses_the_same_entry() -> None:
     text = (ROOT / "kalloc" / "cli" / "__main__.py").read_text()
     entry, func = _entry_point()
     assert f"from {entry} import {func}" in text
+
+
+def test_importing_the_command_line_leaves_sigint_alone() -> None:
+    """Only the console script defers SIGINT while it imports; a test process or a library
+    caller that imports kalloc.cli keeps Python's handler (Ctrl-C still stops it)."""
+    code = "import signal, kalloc.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          preexec_fn=_sigint_default, cwd=ROOT)  # fmt: skip
+    assert proc.stdout.strip() == "True", proc.stderr
+
+
+def test_the_command_runs_with_pythons_own_sigint_handler() -> None:
+    """The script's deferral ends before the command runs (hostlimits installs its own in a run)."""
+    entry, func = _entry_point()
+    code = (f"import signal, sys; from {entry} import {func}; import kalloc.cli.boards as b; "
+            "b.boards_cmd.callback = lambda *a, **k: print(signal.getsignal(signal.SIGINT) is "
+            f"signal.default_int_handler); sys.argv[0] = 'kalloc'; {func}()")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, "boards"], capture_output=True, text=True, timeout=60,
+                          preexec_fn=_sigint_default, cwd=ROOT)  # fmt: skip
+    assert proc.stdout.strip() == "True", proc.stderr
