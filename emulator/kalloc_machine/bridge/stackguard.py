@@ -13,10 +13,10 @@ fits, the trap vector saving registers for a handler, a local buffer written pas
 bottom — builds the report and ends the run through `machine.fatal(err, reason="fault")`
 (exit status 65, like a CPU fault: the firmware crashed, as on a guard page in Linux).
 
-What lands: `emu_stop` inside a memory callback leaves the instruction un-retired (the
-PC stays on it and the run never resumes), but Unicorn has already made the access to
-guest RAM when the callback runs: a store into the guard does land — in the guard, which
-nothing uses. That is what the guard is for: the run ends before any store reaches .bss
+What lands: `machine.fatal` sends the CPU into the idle sled from the callback (the run's
+instruction count stays exact: sled.py) and nothing after the instruction runs, but
+Unicorn has already made the access to guest RAM when the callback runs: a store into the
+guard does land — in the guard, which nothing uses. That is what the guard is for: the run ends before any store reaches .bss
 (`kalloc_irq_depth` and the firmware's globals are never overwritten).
 
 The report (`StackOverflowError`, kind `stack-overflow`, severity error), built once at
