@@ -218,3 +218,10 @@ def test_the_session_reads_the_elf_for_the_boards_isa(monkeypatch: pytest.Monkey
     monkeypatch.setattr(session, "load_firmware", spy)
     Session(RunOptions(firmware=str(prebuilt("tests/exit7"))))
     assert seen == ["rv32imac"]
+
+
+def test_misaligned_loads_and_stores_are_legal() -> None:
+    """Not a fault path: a misaligned 32-bit store and load (heap and stack) run clean."""
+    out = run("misaligned")
+    assert out.exit_status == 0 and out.report["errors"] == []
+    assert out.report["uart"] == "misaligned 11223344 55667788\n"
