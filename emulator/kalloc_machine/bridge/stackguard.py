@@ -16,8 +16,9 @@ bottom — builds the report and ends the run through `machine.fatal(err, reason
 What lands: `machine.fatal` sends the CPU into the idle sled from the callback (the run's
 instruction count stays exact: sled.py) and nothing after the instruction runs, but
 Unicorn has already made the access to guest RAM when the callback runs: a store into the
-guard does land — in the guard, which nothing uses. That is what the guard is for: the run ends before any store reaches .bss
-(`kalloc_irq_depth` and the firmware's globals are never overwritten).
+guard does land — in the guard, which nothing uses. That is what the guard is for: the run
+ends before any store reaches .bss (`kalloc_irq_depth` and the firmware's globals are
+never overwritten).
 
 The report (`StackOverflowError`, kind `stack-overflow`, severity error), built once at
 the first access:
