@@ -1,9 +1,11 @@
 """A firmware built without the kalloc SDK (a forgotten flag) gets one clear line, never a confusing fault.
 
-Two ways to get it wrong, both built here with the cross toolchain (skipped without it):
-a plain picolibc program (picolibc's crt0 and memory map), and one linked with the SDK's
-linker script but without its library (`kalloc sdk --ldflags` without `--libs`), which
-used to start at a data address and end in an illegal-instruction cpu-fault (status 65).
+Built here with the cross toolchain (skipped without it): linking with the SDK's linker
+script but without its library (`--ldflags` without `--libs`), or without --whole-archive,
+stops at link time with one line (link.ld's check); a plain picolibc program (picolibc's
+crt0 and memory map) or one linked with a linker script lacking that check, which used to
+start at a data address and end in an illegal-instruction cpu-fault (status 65), is one
+line from `kalloc run`, status 3.
 """
 
 from __future__ import annotations
@@ -54,9 +56,39 @@ def test_plain_picolibc_elf_is_one_line_naming_the_missing_sdk(tmp_path):
     assert "kalloc sdk --ldflags --libs" in line and "is outside RAM" in line
 
 
+LINK_MSG = "kalloc: this ELF was not linked with the kalloc SDK library, whole: link `kalloc sdk --libs`"
+
+
+def link_fails(tmp_path: Path, *flags: str) -> str:
+    src = tmp_path / "plain.c"
+    src.write_text(PROGRAM)
+    cmd = [GCC, *flags[:-1], "-O2", str(src), "-o", str(tmp_path / "x.elf"), flags[-1]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    return proc.stderr
+
+
+@needs_gcc
+def test_linking_without_the_sdk_library_stops_at_link_time_and_says_why(tmp_path):
+    assert LINK_MSG in link_fails(tmp_path, *sdk("--cflags", "--ldflags"), "-lm")  # --libs forgotten
+
+
+@needs_gcc
+def test_linking_the_sdk_library_not_whole_stops_at_link_time_and_says_why(tmp_path):
+    lib = sdk("--libs")[1]  # the archive without -Wl,--whole-archive around it
+    assert LINK_MSG in link_fails(tmp_path, *sdk("--cflags", "--ldflags"), lib)
+
+
 @needs_gcc
 def test_linker_script_without_the_sdk_library_is_one_line_not_a_cpu_fault(tmp_path):
-    elf = build(tmp_path, *sdk("--cflags", "--ldflags"))  # --libs forgotten
+    """A linker script of the SDK's layout without the link-time check (an older SDK's or a
+    project's own copy), and no SDK library: the run says what is missing."""
+    script = tmp_path / "old_link.ld"
+    script.write_text("".join(line for line in Path(sdk("--linker-script")[0]).read_text().splitlines(True)
+                              if "DEFINED(stdout)" not in line))  # fmt: skip
+    flags = sdk("--cflags", "--ldflags")
+    flags[flags.index("-T") + 1] = str(script)
+    elf = build(tmp_path, *flags)  # --libs forgotten
     res = run(elf)
     assert res.exit_code == 3  # was 65: an illegal instruction at 0x80000000
     [line] = res.output.strip().splitlines()
