@@ -94,7 +94,10 @@ class FaultReporter:
         bank = self.phys.bank_of(pc)
         if bank is None:
             return "??"
-        return self.firmware.disassemble(pc, self.phys.read(pc, min(4, bank.end - pc)))
+        code = self.phys.read(pc, min(4, bank.end - pc))
+        if pc in self.firmware.wfi_pcs and code.startswith(self.isa.idle_mark):  # sled.py marks each wfi
+            return "wfi"
+        return self.firmware.disassemble(pc, code)
 
     def cpu_fault(self, message: str, pc: int, access: dict[str, Any] | None = None) -> CpuFaultError:
         """A cpu-fault error at pc with the registers, instruction and backtrace."""

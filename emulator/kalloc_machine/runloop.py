@@ -53,7 +53,7 @@ from unicorn import UcError
 
 from kalloc.errors import KallocError, TimeoutError_
 from kalloc_machine.memlayout import IDLE_SLED_BASE, IDLE_SLED_SIZE
-from kalloc_machine.sled import SLED_LEN, SliceStop
+from kalloc_machine.sled import SliceStop
 
 if TYPE_CHECKING:
     from kalloc_machine.machine import Machine
@@ -267,7 +267,7 @@ class RunLoop:
         """Run one slice of at most `count` instructions. Returns a reason when the run ends."""
         uc, isa, sled = self.uc, self.isa, self.sled
         start = self.clock.now
-        sled.stop, sled.laps, sled.mem_fault = None, 0, None
+        sled.stop, sled.mem_fault = None, None
         self.slice_end = start + count
         self.read_exact, self._read_window = self._read_window, False
         sled.running = True
@@ -294,9 +294,8 @@ class RunLoop:
                 return "fault"
             self._burst = min(2 * self._burst, self.machine.quantum)
             return self.ending
-        pc = isa.pc(uc)
-        in_sled = sled.laps * SLED_LEN + (pc - IDLE_SLED_BASE) // isa.sled_step
-        if not IDLE_SLED_BASE <= pc < IDLE_SLED_BASE + IDLE_SLED_SIZE and not sled.laps:
+        in_sled = sled.leave()
+        if in_sled is None:
             in_sled, self._exact = 0, False  # the redirect was lost (Ctrl-C before emu_start): it ran out
         self.clock.now = start + count - in_sled
         if stop.reason == "cut":

@@ -2,10 +2,13 @@
 
 `IdleSled(isa, uc, phys, faults, errors)` maps the sled (memlayout.IDLE_SLED_BASE,
 execute-only, `Isa.idle_sled`: SLED_LEN - 1 nops and a jump back) and installs the
-CPU-side Unicorn hooks: the interrupt hook (ecall exit/panic, CPU faults), one code
-hook per `wfi` of the ELF, the lap hook on the sled's jump and the memory-fault hook.
+CPU-side Unicorn hooks: the interrupt hook (ecall exit/panic, CPU faults, and the
+marked `wfi`s) and the memory-fault hook. It installs no code hook: with Unicorn's
+instruction count on, every UC_HOOK_CODE hook, even one ranged on a single address,
+costs every instruction of the slice (measured: one ranged hook makes a compute loop
+2.5× slower; `kalloc bench --only emulation`).
 Each records why the slice ends in `stop` (a `SliceStop`) and points the PC into the
-sled; the run loop (runloop.py) reads `stop`, `laps` and the PC at the boundary.
+sled; the run loop (runloop.py) reads `stop` and `leave()` at the boundary.
 
 Cuts (exact mid-slice boundaries): a store that moves a deadline earlier than the
 slice's end (an mtimecmp write; every DMA start) and an mtime read (outside a
@@ -18,12 +21,19 @@ completions on time, mtime reads within READ_WINDOW instructions.
 
 Exact stops through the idle sled (memlayout.IDLE_SLED_BASE): Unicorn does not say how
 many instructions ran when a slice stops early, so the loop never stops a slice early
-when it can avoid it. When the CPU reaches `wfi` (a code hook on each `wfi` found in
-the ELF), an `ecall`, or a fault reported through the interrupt hook, the hook records
-why and points the PC into an execute-only run of `nop`s that loops on itself
-(`Isa.idle_sled`). The slice runs out its count there; where the PC stands when it
-ends (plus a counter of laps, from a hook on the loop's jump) gives the instructions
-spent in the sled, so count - sled = instructions executed before the stop, exactly.
+when it can avoid it. When the CPU reaches `wfi`, an `ecall`, or a fault reported
+through the interrupt hook, the hook records why and points the PC into an
+execute-only run of `nop`s that loops on itself (`Isa.idle_sled`). The slice runs
+out its count there; where the PC stands when it ends, and the laps the sled counted
+in a register (`Isa.sled_counter`, the firmware's value saved on entry and restored
+by `leave`), give the instructions spent in the sled, so count - sled = instructions
+executed before the stop, exactly.
+
+Each `wfi` of the loaded image is marked (`Isa.idle_mark`: an encoding that traps as
+an illegal instruction): the interrupt hook sees the trap at a marked address and
+stops the slice there as the old code hook did before the `wfi` ran. The firmware
+reading its own code sees the mark (the fault report's disassembly says `wfi`); a
+`wfi` written at run time is not marked and halts as Unicorn's does, as before.
 
 
 Faults end a slice exactly too (`fault`): every fault the machine can see in a hook
@@ -41,15 +51,16 @@ page at FAULT_SINK, a page nothing else uses (mmu.py maps it; `release` calls th
 (execute-only, non-translated machine) and errors Unicorn raises without any hook still
 end in a UcError: then `exact` is False (runloop.py).
 
-Data: `stop` (None while the slice runs on), `laps` (sled laps this slice), `mem_fault`
+Data: `stop` (None while the slice runs on), `mem_fault`
 (what the memory hook saw, for the report of a slice that raised), `running` (set by
 the run loop around `emu_start`; cuts and breaks only happen inside a slice).
 
 Invariants:
  1. Hooks only record and move the PC into the sled: they never stop Unicorn.
  2. The first stop of a slice wins: a cut or break after a stop is ignored.
- 3. Instructions executed in a stopped slice = count - (laps * SLED_LEN + the PC's
-    offset in the sled / sled_step), exactly.
+ 3. Instructions executed in a stopped slice = count - `leave()`, exactly: the sled's
+    counter and PC give its own instructions; the firmware's counter register is the
+    value it had when the stop sent it into the sled.
 """
 
 from __future__ import annotations
@@ -71,10 +82,9 @@ if TYPE_CHECKING:
     from kalloc_machine.faults import FaultReporter, MemFault
     from kalloc_machine.isa import Isa
 
-# Instructions per lap: SLED_LEN - 1 nops and a jump back. Each run translates the sled
-# once (TCG: ~1.6 µs per instruction) and each lap calls the lap hook once: 1024 costs
-# ~4 ms to translate and ~1.6 ms per 100k burnt instructions, against ~39 ms and ~4 ms
-# for the whole 16k-instruction window (measured on Unicorn 2.1.4).
+# Instructions per lap: the counter, SLED_LEN - 2 nops and a jump back. Each run translates
+# the sled once (TCG: ~1.6 µs per instruction): 1024 costs ~4 ms, against ~39 ms for the
+# whole 16k-instruction window (measured on Unicorn 2.1.4).
 SLED_LEN = 1024
 PAGE = 0x1000
 # The last page of the sled's window: where a faulting access is sent so that it does not
@@ -105,7 +115,8 @@ class IdleSled:
         self.jump = IDLE_SLED_BASE + isa.sled_step * (SLED_LEN - 1)
         assert isa.sled_step * SLED_LEN <= FAULT_SINK - IDLE_SLED_BASE
         self.stop: SliceStop | None = None
-        self.laps = 0
+        self._saved: int | None = None  # the firmware's sled_counter register while in the sled
+        self.wfi_pcs: frozenset[int] = frozenset()
         self.mem_fault: MemFault | None = None
         self.running = False
         self.scratch: list[tuple[int, int]] = []  # pages mapped over an unmapped access (release)
@@ -114,15 +125,44 @@ class IdleSled:
         self.translated = False  # mmu.py's fill hook sees faults first (the memory hook then never maps)
 
     def install(self, wfi_pcs: list[int]) -> None:
-        """Map the idle sled and add the CPU-side hooks (wfi hooks: one per wfi in the ELF)."""
+        """Map the idle sled, mark every wfi of the loaded image, add the CPU-side hooks."""
         uc, isa = self.uc, self.isa
         uc.mem_map(IDLE_SLED_BASE, FAULT_SINK - IDLE_SLED_BASE, unicorn.UC_PROT_EXEC)
         uc.mem_write(IDLE_SLED_BASE, isa.idle_sled(IDLE_SLED_BASE, SLED_LEN))
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._on_mem_fault)
-        uc.hook_add(unicorn.UC_HOOK_CODE, self._on_sled_lap, None, self.jump, self.jump)
-        for pc in wfi_pcs:  # ranged hooks: free everywhere else
-            uc.hook_add(unicorn.UC_HOOK_CODE, self._on_wfi, None, pc, pc)
+        marked = []
+        for pc in wfi_pcs:
+            if self.phys.bank_of(pc) is not None:
+                self.phys.write(pc, isa.idle_mark)
+                marked.append(pc)
+        self.wfi_pcs = frozenset(marked)
+
+    def is_marked_wfi(self, pc: int) -> bool:
+        """Is pc a wfi of the image, still carrying the machine's mark (not rewritten since)?"""
+        return pc in self.wfi_pcs and self.phys.read(pc, len(self.isa.idle_mark)) == self.isa.idle_mark
+
+    def enter(self) -> None:
+        """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept)."""
+        uc = self.uc
+        if self._saved is None:
+            self._saved = uc.reg_read(self.isa.sled_counter)
+        uc.reg_write(self.isa.sled_counter, 0)
+        self.isa.set_pc(uc, IDLE_SLED_BASE)
+
+    def leave(self) -> int | None:
+        """At the boundary of a stopped slice: the instructions the sled ran (invariant 3),
+        or None when the CPU is not in the sled (the redirect was lost: Ctrl-C before
+        emu_start); gives the firmware its counter register back."""
+        uc, isa = self.uc, self.isa
+        saved, self._saved = self._saved, None
+        offset = (isa.pc(uc) - IDLE_SLED_BASE) // isa.sled_step
+        laps = uc.reg_read(isa.sled_counter)
+        if saved is not None:
+            uc.reg_write(isa.sled_counter, saved)
+        if saved is None or not 0 <= offset < SLED_LEN:
+            return None
+        return laps * SLED_LEN if offset == 0 else (laps - 1) * SLED_LEN + offset
 
     # -- stops (from hooks and callbacks; invariant 1) ----------------------------------------
 
@@ -135,7 +175,7 @@ class IdleSled:
         """From a code hook: end the slice exactly here; `run()` returns `reason` and the
         CPU resumes at pc when run again (the caller sets it)."""
         self.stop = SliceStop(reason, pc=pc)
-        self.isa.set_pc(self.uc, IDLE_SLED_BASE)
+        self.enter()
 
     def end(self, reason: str) -> None:
         """From any callback inside a slice: the run ends; the slice ends exactly here (no
@@ -152,7 +192,7 @@ class IdleSled:
         self.errors.append(err)
         self._faulted = True
         self.stop = SliceStop(reason, pc=self.isa.pc(self.uc))
-        self.isa.set_pc(self.uc, IDLE_SLED_BASE)
+        self.enter()
 
     def release(self) -> None:
         """At the boundary after a slice: unmap the scratch pages and run `on_release` if a
@@ -184,7 +224,7 @@ class IdleSled:
             except ValueError:
                 return  # code outside RAM: leave the deadline to the next boundary
         self.stop = SliceStop("cut", pc=pc, replay=replay, device=device, store_pc=store_pc)
-        isa.set_pc(uc, IDLE_SLED_BASE)
+        self.enter()
 
     def _on_intr(self, uc: unicorn.Uc, intno: int, _ud: Any) -> None:
         isa = self.isa
@@ -203,20 +243,15 @@ class IdleSled:
                     pc=pc, backtrace=self.faults.backtrace(pc), service=nr,
                 ))  # fmt: skip
                 self.stop = SliceStop("fatal")
+        elif intno == isa.illegal_intno and self.is_marked_wfi(pc := isa.pc(uc) - isa.fault_pc_adjust):
+            self.stop = SliceStop("wfi", pc=pc)
         else:
             pc = isa.pc(uc) - isa.fault_pc_adjust
             faults = self.faults
             text = f"{isa.fault_name(intno)}: {faults.instruction_at(pc)}{faults.not_code(pc)}"
             self.fault(faults.cpu_fault(text, pc))
             return
-        isa.set_pc(uc, IDLE_SLED_BASE)
-
-    def _on_wfi(self, uc: unicorn.Uc, address: int, size: int, _ud: Any) -> None:
-        self.stop = SliceStop("wfi", pc=address)
-        self.isa.set_pc(uc, IDLE_SLED_BASE)
-
-    def _on_sled_lap(self, uc: unicorn.Uc, address: int, size: int, _ud: Any) -> None:
-        self.laps += 1
+        self.enter()
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         """An unmapped or protected access: reported and sent to the sled (exact), except a

@@ -341,8 +341,10 @@ def test_isa_for_picks_the_board_isa() -> None:
 def test_rv32_encodings() -> None:
     isa = RiscV32()
     sled = isa.idle_sled(0x1000, 4)
-    assert sled[:12] == (0x0000_0013).to_bytes(4, "little") * 3
+    assert isa.disassemble(0x1000, sled[:4]) == "addi t6, t6, 1"  # the lap counter (sled.py)
+    assert sled[4:12] == (0x0000_0013).to_bytes(4, "little") * 2
     assert sled[12:] == (0xFF5F_F06F).to_bytes(4, "little")  # jal x0, -12
+    assert isa.disassemble(0, isa.idle_mark).startswith(".word")  # the wfi mark is no instruction
     assert isa.insn_size(b"\x13\x00") == 4 and isa.insn_size(b"\x01\x00") == 2
     assert isa.disassemble(0, (0x0000_0073).to_bytes(4, "little")) == "ecall"
     regs = {"a0": 0x8000_0000}

@@ -43,14 +43,20 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 -> (address, width) of the load/store at pc, or None (the MMU's page
                 fault names the byte); scan_code([(addr, bytes)]) -> (idle pcs, counter
                 hazards [(addr, what, why)]): the idle instruction (wfi) is found in the
-                ELF and hooked, idle_size is its length (the CPU resumes after it);
+                ELF and marked (idle mark, below), idle_size is its length (the CPU resumes after it);
                 scan_returns([(addr, bytes)]) -> every return-from-interrupt instruction
                 (mret), hooked while a handler runs to keep the machine's interrupt depth
                 (irqstate.py)
-  idle sled     idle_sled(base, n) -> n-1 nops of sled_step bytes each, then a jump back
-                to `base` at base + sled_step*(n-1) (the jump may be longer than a nop:
-                Thumb's 16-bit `b` does not reach 2 KiB back), mapped execute-only
-                (sled.py counts instructions from the PC's offset / sled_step)
+  idle sled     idle_sled(base, n) -> n instructions of sled_step bytes each: one that adds
+                1 to the register `sled_counter` (a Unicorn register id), n-2 nops, then
+                a jump back to `base` at base + sled_step*(n-1) (the jump may be longer
+                than a nop: Thumb's 16-bit `b` does not reach 2 KiB back), mapped
+                execute-only (sled.py counts instructions from the counter and the PC's
+                offset / sled_step; it saves and restores the firmware's register)
+  idle mark     idle_mark: the bytes the machine writes over every idle instruction of
+                the loaded image (idle_size bytes), an encoding that traps as
+                `illegal_intno` through UC_HOOK_INTR: a wfi ends a slice without a code
+                hook (each code hook costs every instruction of a counted slice)
   calls         backtrace(read_u32, pc, regs, depth, in_ram, is_code) -> [pc, return
                 addresses...] by the ISA's frame-pointer convention, never raising;
                 call_setup(uc, function, args, return_to) and return_value(uc): the
@@ -114,7 +120,10 @@ class Isa(Protocol):
     ecall_size: int
     fault_pc_adjust: int
     idle_size: int
+    idle_mark: bytes
+    illegal_intno: int
     sled_step: int
+    sled_counter: int
 
     # registers
     def read_regs(self, uc: Uc) -> dict[str, int]: ...

@@ -74,6 +74,11 @@ NONDETERMINISTIC = "reads a host counter (not deterministic)"
 WFI = (0x1050_0073).to_bytes(4, "little")
 NOP = (0x0000_0013).to_bytes(4, "little")  # addi x0, x0, 0
 MRET = (0x3020_0073).to_bytes(4, "little")  # the return from a machine-mode trap
+# The machine's mark on every `wfi` of the loaded image (sled.py): a word of the custom-0
+# opcode space, which the base ISA reserves for extensions this CPU lacks, so it traps as
+# an illegal instruction, through UC_HOOK_INTR: no code hook, nothing per instruction.
+IDLE_MARK = (0x0000_000B).to_bytes(4, "little")
+SLED_COUNT = (0x001F_8F93).to_bytes(4, "little")  # addi t6, t6, 1: the sled's lap counter
 # Unicorn 2.1.4's Uc has reg_read_batch/reg_write_batch (from RegStateManager), which
 # mypy's view of the package lacks: the methods that batch take `uc` as this alias.
 BatchUc = Any
@@ -179,7 +184,10 @@ class RiscV32:
     ecall_size = 4
     fault_pc_adjust = 4  # other intnos: Unicorn has advanced PC by 4, even past a 16-bit insn
     idle_size = 4  # wfi
-    sled_step = 4  # the sled's nops and jump are 32-bit
+    idle_mark = IDLE_MARK
+    illegal_intno = 2  # Unicorn's intno for an illegal instruction (the marked wfi traps so)
+    sled_step = 4  # the sled's counter, nops and jump are 32-bit
+    sled_counter = rc.UC_RISCV_REG_T6  # the register the sled counts its laps in
 
     def __init__(self) -> None:
         self._cs: Any = None  # capstone, opened on the first disassembly
@@ -312,8 +320,8 @@ class RiscV32:
         return returns
 
     def idle_sled(self, base: int, length: int) -> bytes:
-        """length-1 nops, then a jump back to base."""
-        return NOP * (length - 1) + jal_x0(-4 * (length - 1))
+        """The lap counter (t6 += 1), length-2 nops, then a jump back to base."""
+        return SLED_COUNT + NOP * (length - 2) + jal_x0(-4 * (length - 1))
 
     # -- calls ------------------------------------------------------------------------------
 
