@@ -247,7 +247,7 @@ def test_a_clean_poison_run_says_what_the_mode_cannot_see() -> None:
     lines = kalloc("run", elf("tests/hello")).stdout.splitlines()
     assert lines[-1] == "summary: clean" and tuple(lines[-3:-1]) == POISON_HINT
     assert "--sanitize=kasan" in POISON_HINT[0] and "KASAN=1" in POISON_HINT[0]
-    assert "OPT=-O1" in POISON_HINT[1]
+    assert "OPT=-Og" in POISON_HINT[1]
     quiet = kalloc("run", elf("tests/hello"), "-q").stdout.splitlines()
     assert quiet[-1] == "summary: clean" and not any(ln.startswith("note:") for ln in quiet)
     kasan = kalloc("run", elf("tests/hello"), "--sanitize", "kasan").stdout

@@ -37,7 +37,7 @@ POISON_HINT = (
     "that stay in its slot's slack: run with --sanitize=kasan (a firmware built with KASAN=1 then "
     "checks in the CPU, faster)",
     "note: a -O2 build (the SDK's default) can delete a buggy store or a malloc/free pair entirely: "
-    "rebuild with OPT=-O1 to run the code as written",
+    "rebuild with OPT=-Og to run the code as written (GCC deletes it at -O1 too)",
 )
 
 
