@@ -106,3 +106,37 @@ def test_command_table_lists_every_command():
     guide = (DOCS / "user-guide.md").read_text()
     listed = set(re.findall(r"^\| `kalloc (\w+)", guide, re.M))
     assert set(main.commands) <= listed, set(main.commands) - listed
+
+
+def _excerpts() -> list[tuple[str, list[str]]]:
+    """README's report excerpts: (command, lines), "…" marking what the excerpt leaves out."""
+    blocks, current = [], None
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            current = [] if current is None else blocks.append(current)  # type: ignore[func-returns-value]
+        elif current is not None:
+            current.append(line)
+    out = []
+    for lines in blocks:
+        if lines and lines[0].startswith("$ kalloc "):
+            out.append((lines[0][2:], lines[1:]))
+        elif lines and lines[0].startswith("── kalloc report: demo.elf"):
+            out.append(("kalloc run", lines))
+    return out
+
+
+@pytest.mark.parametrize(("command", "lines"), _excerpts(), ids=[c for c, _ in _excerpts()])
+def test_readme_excerpts_are_what_the_command_prints(command, lines):
+    """Every line of an excerpt is a line of the piped output, in order (wall time aside)."""
+    argv = command.split()[1:]
+    result = CliRunner().invoke(main, [argv[0], *(str(ROOT / a) if a.startswith("firmware/") else a
+                                                    for a in argv[1:])])  # fmt: skip
+    seconds = re.compile(r"\d+\.\d\d s ·")
+    printed = [seconds.sub("s ·", ln.rstrip()) for ln in result.output.splitlines()]
+    at = 0
+    for line in lines:
+        if line.strip() in ("…", ""):
+            continue
+        want = seconds.sub("s ·", line.rstrip())
+        assert want in printed[at:], f"README line not printed (in order) by `{command}`: {line!r}"
+        at = printed.index(want, at) + 1
