@@ -198,7 +198,7 @@ def test_free_misuse() -> None:
         ka.realloc(p, 64)
     assert exc.value.fields["free_site"] == s2
     assert ka.malloc_usable_size(k) == 32  # accepts both heaps
-    with pytest.raises(UseAfterFreeError, match="of a freed") as uaf:  # a dangling pointer, not a bad argument
+    with pytest.raises(UseAfterFreeError, match="of a freed") as uaf:  # dangling, not a bad argument
         ka.malloc_usable_size(p)
     assert uaf.value.fields["free_site"] == s2
     with pytest.raises(BadArgumentError):

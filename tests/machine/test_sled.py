@@ -9,7 +9,6 @@ idles and still reads as `wfi` in reports.
 from __future__ import annotations
 
 import unicorn
-
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 
