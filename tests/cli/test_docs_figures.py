@@ -140,3 +140,27 @@ def test_readme_excerpts_are_what_the_command_prints(command, lines):
         want = seconds.sub("s ·", line.rstrip())
         assert want in printed[at:], f"README line not printed (in order) by `{command}`: {line!r}"
         at = printed.index(want, at) + 1
+
+
+def _explore_examples() -> list[tuple[str, list[str]]]:
+    """The user guide's `kalloc explore` transcript: (command, the lines it prints)."""
+    guide = (DOCS / "user-guide.md").read_text()
+    block = guide[guide.index("$ kalloc explore firmware/build/tests/irq_race.elf"):]
+    block = block[: block.index("```")]
+    out: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ kalloc "):
+            out.append((line[2:], []))
+        elif line:
+            out[-1][1].append(line)
+    return out
+
+
+@pytest.mark.parametrize(("command", "lines"), _explore_examples(), ids=[c for c, _ in _explore_examples()])
+def test_explore_transcript_is_what_explore_prints(command, lines):
+    """Explore is deterministic (Hypothesis derandomized), so the guide's transcript is exact."""
+    pytest.importorskip("hypothesis")
+    argv = [str(ROOT / a) if a.startswith("firmware/") else a for a in command.split()[1:]]
+    result = CliRunner().invoke(main, argv)
+    printed = [ln.replace(str(ROOT) + "/", "") for ln in result.stdout.splitlines()]
+    assert printed[-len(lines):] == lines
