@@ -7,7 +7,7 @@ Two kinds of code live in each device, and they must not mix:
     read(offset, size) / write(offset, size, value)
         run inside Unicorn's MMIO callbacks, in the middle of a slice. They only
         change the device's own registers and queue work. They never touch time, the
-        CPU or the emulator (a stopped store replays on resume; DESIGN.md).
+        CPU or the emulator (a stopped store replays on resume; docs/architecture.md).
     deadline() / service(now)
         run at slice boundaries. `deadline()` is the next instruction count at which
         the device needs `service` (None: nothing scheduled); the machine ends each

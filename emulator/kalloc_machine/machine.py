@@ -17,7 +17,7 @@ must be exact) and what the composer (session.py) calls: `report`, `fatal`,
 Invariants:
  1. MMIO callbacks change only device registers and queues, and end a slice only
     through `sled.cut` or `fatal` (the run is ending), both exact through the idle sled:
-    never with emu_stop (a stopped store replays; DESIGN.md).
+    never with emu_stop (a stopped store replays; docs/architecture.md).
  2. Guest RAM is one host buffer per bank, shared by Unicorn and `phys`; `host_buffers`
     keeps them (and their ctypes anchors) alive as long as the machine.
  3. The machine's ISA is the board's: nothing here names a register or an encoding.

@@ -8,7 +8,7 @@ state between slices; the hooks that end a slice early live with the idle sled
 Time: `machine.instructions` is the machine's clock: instructions executed plus idle
 time skipped in `wfi`. Each slice is `emu_start(pc, UNTIL, count=n)` with
 n = min(burst, next device deadline - now, budget left); devices are serviced and
-interrupts delivered only between slices (DESIGN.md). The burst is the quantum (100k
+interrupts delivered only between slices (docs/architecture.md). The burst is the quantum (100k
 by default: a counted slice runs ~6x slower than free-running, and each boundary costs
 a few register reads), shortened where short slices pay (`_next_count`): after a wfi,
 and while an interrupt is pending but masked by the ISA's global mask (mstatus.MIE),

@@ -8,7 +8,7 @@ connect the hypercall bridge and serve its service families, install the bridge 
 with the machine, allocator and bridge it needs, run, then collect leaks and end-of-run
 checks into the JSON report (report/json_report.py) and the exit status.
 
-Exit status (DESIGN.md, docs/abi.md): 0 clean; 1–63 the firmware's own exit code
+Exit status (docs/abi.md): 0 clean; 1–63 the firmware's own exit code
 (larger clamp to 63); 64 kalloc found an error (an `internal` one — kalloc's own bug —
 included); 65 CPU fault (a panic counts as one); 66 instruction budget or timeout;
 130 interrupted (Ctrl-C: hostlimits.py); 2 usage error; 3 bad input. kalloc's codes win over the firmware's.
@@ -244,7 +244,7 @@ class Session:
         indirectly lost, kmemleak's scan split as Valgrind's Memcheck does: report/leaks.py).
 
         Objects some root still points to are "still reachable": listed in the report,
-        not errors (DESIGN.md, "Leaks").
+        not errors (docs/user-guide.md, "Leaks").
         """
         fw = self.firmware
         roots = [(seg.vaddr, seg.vaddr + seg.memsz) for seg in fw.segments if seg.flags & 2]

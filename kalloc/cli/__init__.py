@@ -11,7 +11,7 @@ One module per command, each a click command added to the `main` group here:
 
 kalloc.cli.options holds the option groups they share (the run options are defined
 once in kalloc_machine.tools.options, with the pytest plugin's). Options, report
-format and exit codes are contracts (DESIGN.md, docs/abi.md, docs/user-guide.md).
+format and exit codes are contracts (docs/abi.md, docs/user-guide.md).
 
 Invariants:
  1. No Python traceback for bad input or misbehaving firmware: bad board/ELF/trace →

@@ -13,7 +13,7 @@ in one of two ways, chosen per ELF:
   hook      any other ELF: ONE ranged Unicorn memory hook (reads and writes)
             from the end of the firmware image to the end of RAM, with the
             shadow in host bytearrays (one per bank). The hook only records:
-            it never stops the emulator (DESIGN.md), so the run goes on after a
+            it never stops the emulator (docs/architecture.md), so the run goes on after a
             bad access, as Linux's KASAN does by default.
 
 A bad write is reported once, here, at the access: its bytes are marked

@@ -66,7 +66,7 @@ ABI_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 
 # CSR reads whose values are not deterministic or not available on this machine
-# (DESIGN.md): rdcycle/rdinstret read host counters, rdtime is illegal.
+# (docs/abi.md): rdcycle/rdinstret read host counters, rdtime is illegal.
 COUNTER_CSRS = {0xC00: "rdcycle", 0xC01: "rdtime", 0xC02: "rdinstret",
                 0xC80: "rdcycleh", 0xC81: "rdtimeh", 0xC82: "rdinstreth"}  # fmt: skip
 

@@ -34,7 +34,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def error_entry(err: KallocError, sym: Symbolizer) -> dict[str, Any]:
-    """One error as the JSON contract describes it (DESIGN.md, "Reports and exit codes")."""
+    """One error as the JSON contract describes it (docs/abi.md)."""
     fields = dict(err.fields)
     entry: dict[str, Any] = {"kind": err.kind, "severity": err.severity, "message": err.message}
     raw_bt = fields.pop("backtrace", None)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from kalloc_machine.elf import Firmware
 
 # Functions that only forward to the allocator: an allocation's site is the first
-# frame outside them (DESIGN.md: the SDK's malloc and kmalloc shims, picolibc helpers).
+# frame outside them (docs/abi.md: the SDK's malloc and kmalloc shims, picolibc helpers).
 WRAPPERS: frozenset[str] = frozenset(
     """
     malloc free calloc realloc reallocarray aligned_alloc memalign posix_memalign valloc pvalloc

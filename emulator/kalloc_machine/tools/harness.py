@@ -32,7 +32,7 @@ Invariants:
  1. `Target(opts).finish()` gives the same report as `Session(opts).run()`, and so does
     any sequence of stops and resumes, HOST_COUNTERS aside (`comparable`).
  2. A break or an instruction count stops the machine between slices, never from a
-    memory callback (DESIGN.md: a stopped store replays).
+    memory callback (docs/architecture.md: a stopped store replays).
 """
 
 from __future__ import annotations
