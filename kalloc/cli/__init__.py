@@ -5,6 +5,7 @@ One module per command, each a click command added to the `main` group here:
     run       kalloc.cli.run       boot a board, run firmware, report
     replay    kalloc.cli.replay    replay allocation traces through a heap policy
     explore   kalloc.cli.explore   search interrupt schedules / failure points, shrink
+    campaign  kalloc.cli.campaign  fail every allocation / raise every interrupt point, dedupe bugs
     bench     kalloc.cli.bench     the performance figures
     boards    kalloc.cli.boards    list the shipped boards
     sdk       kalloc.cli.sdk       where the firmware SDK is installed
@@ -29,7 +30,7 @@ from typing import Any
 import click
 from kalloc_machine.ctrlc import interrupted
 
-from kalloc.cli import bench, boards, explore, replay, run, sdk
+from kalloc.cli import bench, boards, campaign, explore, replay, run, sdk
 
 
 class _Commands(click.Group):
@@ -50,7 +51,7 @@ def main() -> None:
 
 
 for _command in (run.run_cmd, bench.bench_cmd, replay.replay_cmd, explore.explore_cmd, boards.boards_cmd,
-                 sdk.sdk_cmd):  # fmt: skip
+                 sdk.sdk_cmd, campaign.campaign_cmd):  # fmt: skip
     main.add_command(_command)
 
 if __name__ == "__main__":
