@@ -42,11 +42,15 @@ from kalloc.cli.options import (
     write_json,
 )
 from kalloc.cli.progress import steps
+from kalloc.config import Config
 from kalloc.heaps import HEAPS
 from kalloc.replay import DEFAULT_HEAP, shipped_traces
+from kalloc.replay.forecast import Forecast, forecast_lines
 from kalloc.replay.measure import Bank, Parts, build, measure
+from kalloc.replay.probe import Probe, ProbeError, parse_probes
 from kalloc.replay.replayer import ReplayError
-from kalloc.replay.trace import TraceError, load
+from kalloc.replay.session import Phase, load_session, loop
+from kalloc.replay.trace import Trace, TraceError, load
 
 
 def parse_steps(value: str) -> tuple[int, ...]:
@@ -98,9 +102,16 @@ def parse_steps(value: str) -> tuple[int, ...]:
     is_flag=True,
     help="Perform every operation from firmware (hypercalls through the bridge) instead of from Python.",
 )
+@click.option("--loop", "loop_n", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Replay each trace N times in a row as one long session (a forecast).")  # fmt: skip
+@click.option("--session", "session_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Replay the session FILE describes (TOML phases of traces, in rounds).")  # fmt: skip
+@click.option("--probe", "probe_text", default=None, metavar="SIZE[@ZONE],...",
+              help="Forecast: the first step at which each contiguous request would fail although "
+                   "memory is free (e.g. 4MiB,64KiB@dma).")  # fmt: skip
 @quiet_option("No table.")
 @color_option()
-def replay_cmd(
+def replay_cmd(  # long: one parameter per option; the body is the replay loop
     traces: tuple[str, ...],
     heap: str,
     board: str,
@@ -110,6 +121,9 @@ def replay_cmd(
     map_at: tuple[int, ...],
     check_every: int,
     firmware: bool,
+    loop_n: int | None,
+    session_file: str | None,
+    probe_text: str | None,
     quiet: bool,
     color: bool | None,
 ) -> None:
@@ -123,18 +137,21 @@ def replay_cmd(
     try:
         label = load_board(board).label  # the JSON names a board file by name@sha256:digest, no host path
         banks = board_banks(board)
-        loaded = [load(t) for t in (traces or [str(p) for p in shipped_traces()])]
+        loaded, sessions, probes = _load(traces, loop_n, session_file, probe_text)
     except (TraceError, ValueError, OSError) as exc:
         fail(exc)
     heaps = list(HEAPS) if heap == "all" else [heap]
     results, status, pngs = [], 0, []
     with steps("replaying", total=len(loaded) * len(heaps), color=color) as bar:  # on a terminal only
-        for tr in loaded:
+        for ti, tr in enumerate(loaded):
             for h in heaps:
                 bar.doing(f"{tr.name} on {h}")
                 try:
+                    observe = None if sessions is None else _observer(tr, sessions[ti][1], probes, loop_n,
+                                                                      session_file)  # fmt: skip
                     out, written = measure(tr, h, _fresh(banks, h, sanitize, board if firmware else None),
-                                           check_every=check_every, map_at=map_at, plot_dir=pdir)  # fmt: skip
+                                           check_every=check_every, map_at=map_at, plot_dir=pdir,
+                                           observe=observe)  # fmt: skip
                 except ReplayError as exc:
                     err.print(f"kalloc: {tr.name} on heap {h}: {exc}", markup=False)
                     status = EXIT_ERROR
@@ -146,14 +163,57 @@ def replay_cmd(
     con = err if json_path == "-" else console(color, terminal_width=140)  # piped: the whole table
     if not quiet:
         con.print(_table(results, board))
+        for line in forecast_lines(results):
+            con.print(line, markup=False)
         for p in pngs:
             con.print(f"wrote {p}", markup=False)
     if json_path:
         doc = {"board": label, "options": {"heap": heap, "sanitize": sanitize, "check_every": check_every,
-                                           "firmware": firmware},
+                                           "firmware": firmware, **_forecast_options(loop_n, session_file,
+                                                                                     probe_text)},
                "replays": results}  # fmt: skip
         write_json(json_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     sys.exit(status)
+
+
+def _load(traces: tuple[str, ...], loop_n: int | None, session_file: str | None, probe_text: str | None
+          ) -> tuple[list[Trace], list[tuple[Trace, list[Phase]]] | None, list[Probe]]:  # fmt: skip
+    """The traces to replay; the sessions with their phases when a forecast is asked; the probes."""
+    try:
+        probes = parse_probes(probe_text, Config().max_order) if probe_text is not None else []
+    except ProbeError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--probe'") from None
+    if session_file is not None and (traces or loop_n):
+        raise click.UsageError("--session takes no TRACE and no --loop (its file says what to replay)")
+    if not (loop_n or session_file or probes):
+        return [load(t) for t in (traces or [str(p) for p in shipped_traces()])], None, probes
+    sessions = _sessions(traces, loop_n, session_file)
+    return [tr for tr, _ph in sessions], sessions, probes
+
+
+def _sessions(traces: tuple[str, ...], loop_n: int | None,
+              session_file: str | None) -> list[tuple[Trace, list[Phase]]]:  # fmt: skip
+    """The long sessions a forecast replays: the --session file, or each trace looped --loop times."""
+    if session_file is not None:
+        return [load_session(session_file)]
+    return [loop(load(t), loop_n or 1) for t in (traces or [str(p) for p in shipped_traces()])]
+
+
+def _observer(trace: Trace, phases: list[Phase], probes: list[Probe], loop_n: int | None,
+              session_file: str | None) -> Callable[[Parts], Forecast]:  # fmt: skip
+    def make(parts: Parts) -> Forecast:
+        ka, h, vm = parts
+        return Forecast(ka, h, vm, trace, phases, probes, loop=loop_n,
+                        session=Path(session_file).name if session_file else None)  # fmt: skip
+
+    return make
+
+
+def _forecast_options(loop_n: int | None, session_file: str | None, probe_text: str | None) -> dict[str, Any]:
+    """The JSON options of a forecast (none when no forecast was asked: the old keys only)."""
+    if not (loop_n or session_file or probe_text):
+        return {}
+    return {"loop": loop_n, "session": Path(session_file).name if session_file else None, "probe": probe_text}
 
 
 def _plot_dir(plot_dir: str | None) -> Path | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kalloc import Config, Kalloc
 from kalloc.heaps import make_heap
@@ -42,6 +42,14 @@ Parts = tuple[Kalloc, "Heap", Vmalloc]  # the allocator, the heap policy over it
 PageMap = list[tuple[str, int, bytearray]]  # kalloc.replay.pagemap.page_map's result
 
 
+class Observer(Protocol):
+    """What watches the checked pass (kalloc.replay.forecast.Forecast)."""
+
+    def on_step(self, step: int, replayer: Any) -> None: ...
+    def result(self) -> dict[str, Any]: ...
+    def draw(self, plot_dir: Path, stem: str) -> list[Path]: ...
+
+
 def build(banks: list[Bank], heap: str, sanitize: str) -> Parts:
     """A fresh allocator over anonymous memory shaped like the banks, the heap policy and its Vmalloc."""
     phys = PhysMem([RamBank(n, base, size, memoryview(anonymous_buffer(size)), dma=dma)
@@ -52,7 +60,8 @@ def build(banks: list[Bank], heap: str, sanitize: str) -> Parts:
 
 
 def measure(trace: Trace, heap: str, fresh: Callable[[], Parts], *, check_every: int = 0,
-            map_at: tuple[int, ...] = (), plot_dir: Path | None = None
+            map_at: tuple[int, ...] = (), plot_dir: Path | None = None,
+            observe: Callable[[Parts], Observer] | None = None
             ) -> tuple[dict[str, Any], list[Path]]:  # fmt: skip
     """Replay `trace` on parts from `fresh()`; returns (its JSON summary with sampled steps, PNGs written).
 
@@ -66,10 +75,13 @@ def measure(trace: Trace, heap: str, fresh: Callable[[], Parts], *, check_every:
     ka, h, vm = fresh()
     want = set(map_at) | {peak}
     maps: dict[int, PageMap] = {}
+    obs = observe((ka, h, vm)) if observe is not None else None
 
-    def hook(step: int, _replayer: Any) -> None:
+    def hook(step: int, replayer: Any) -> None:
         if step in want:
             maps[step] = page_map(ka, h, vm)
+        if obs is not None:
+            obs.on_step(step, replayer)
 
     res = replay(trace, ka, h, check_every=check_every, snapshot_steps={peak}, on_step=hook)
     out = res.summary()
@@ -77,6 +89,10 @@ def measure(trace: Trace, heap: str, fresh: Callable[[], Parts], *, check_every:
     out["vmalloc"] = vm.stats()
     out["steps"] = [s.as_dict() for s in res.samples if s.free_blocks is not None]
     written = [] if plot_dir is None else draw(trace, heap, res, maps, peak, plot_dir)
+    if obs is not None:
+        out["forecast"] = obs.result()
+        if plot_dir is not None:
+            written += obs.draw(plot_dir, f"{Path(trace.name).stem}-{heap}")
     return out, written
 
 

@@ -29,6 +29,10 @@ The kalloc format, version 1 (one event per line, fields separated by blanks):
     r <id> <size> [<api>]              resize object <id> (realloc); keeps its id
     f <id> [<api>]                     free object <id>
 
+Any event may end with `@<tag>`: the tag the firmware allocated it under
+(`kalloc_tag_push`); untagged events have none. Readers that predate tags see
+`@<tag>` as a malformed line; the magic line stays v1 because nothing else changed.
+
 <api> says which allocator entry point the firmware called (`malloc`,
 `kmalloc`, `cache:<name>`, `pages`, ...); replay sends every request to the C
 library face of the chosen --heap, so a trace recorded with one policy can be
@@ -72,6 +76,7 @@ class Op:
     size: int = 0
     arg: int = 0  # calloc: element count; aligned_alloc: alignment
     api: str = ""
+    tag: str = ""  # the firmware's allocation tag (kalloc_tag_push), kalloc format only
 
     @property
     def nbytes(self) -> int:
@@ -213,17 +218,20 @@ def _parse_kalloc(lines: list[tuple[int, str]], name: str) -> Trace:
         arity = _KALLOC_ARITY.get(kind)
         if arity is None:
             raise TraceError(f"{name}:{lineno}: unknown kalloc trace event {kind!r} (a c m r f)")
-        api = ""
+        api = tag = ""
+        if len(fields) > 1 and fields[-1].startswith("@") and len(fields[-1]) > 1:
+            tag = fields[-1][1:]
+            fields = fields[:-1]
         if len(fields) == arity + 2:
             api = fields[-1]
             fields = fields[:-1]
         vals = _ints(fields[1:], lineno, name, arity)
         if kind in (ALLOC, REALLOC):
-            ops.append(Op(kind, vals[0], vals[1], api=api))
+            ops.append(Op(kind, vals[0], vals[1], api=api, tag=tag))
         elif kind in (CALLOC, MEMALIGN):
-            ops.append(Op(kind, vals[0], vals[2], vals[1], api=api))
+            ops.append(Op(kind, vals[0], vals[2], vals[1], api=api, tag=tag))
         else:
-            ops.append(Op(FREE, vals[0], api=api))
+            ops.append(Op(FREE, vals[0], api=api, tag=tag))
     ids = {op.id for op in ops if op.kind not in (REALLOC, FREE)}
     return Trace(name, "kalloc", ops, {"num_ids": len(ids), "num_ops": len(ops)})
 
@@ -231,6 +239,8 @@ def _parse_kalloc(lines: list[tuple[int, str]], name: str) -> Trace:
 def format_op(op: Op) -> str:
     """One line of the kalloc format for `op` (no newline)."""
     api = f" {op.api}" if op.api else ""
+    if op.tag:
+        api += f" @{op.tag}"
     if op.kind in (ALLOC, REALLOC):
         return f"{op.kind} {op.id} {op.size}{api}"
     if op.kind in (CALLOC, MEMALIGN):

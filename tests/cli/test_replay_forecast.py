@@ -1,0 +1,69 @@
+"""`kalloc replay --loop/--session/--probe` (issue 18): the forecast in the text, the JSON and pictures."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from kalloc.cli import main
+from kalloc.replay.trace import FREE, Op, dumps
+
+
+def _cliff_file(tmp_path):
+    n = 300  # 16-page objects: more than the 16 MiB board holds; then holes every other one
+    ops = [Op("a", i, 16 << 12, api="malloc", tag="textures") for i in range(n)]
+    ops += [Op(FREE, i) for i in range(0, n, 2)]
+    p = tmp_path / "cliff.trace"
+    p.write_text(dumps(ops))
+    return p
+
+
+def test_loop_and_probe_json_and_text(tmp_path):
+    t = _cliff_file(tmp_path)
+    r = CliRunner().invoke(main, ["replay", str(t), "--heap", "slab", "--loop", "2", "--probe",
+                                  "1MiB,64KiB@dma", "--json", str(tmp_path / "o.json")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["options"]["loop"] == 2 and doc["options"]["probe"] == "1MiB,64KiB@dma"
+    (one,) = doc["replays"]
+    fc = one["forecast"]
+    assert fc["loop"] == 2 and fc["steps"] == 2 * 450 and [p["step"] for p in fc["phases"]] == [0, 450]
+    s = fc["samples"][-1]
+    assert {"step", "committed_bytes", "payload_bytes", "zones"} <= set(s)
+    assert len(s["zones"]["Normal"]["fragmentation_index"]) == 11
+    big, dma = fc["probes"]
+    assert big["cliff_step"] is not None and big["at_cliff"]["objects_by_tag"] == {
+        "textures": big["at_cliff"]["objects_total"]}
+    assert dma["zone"] == "DMA"
+    assert "fragmentation cliff at step" in r.output and "tags: textures" in r.output
+
+
+def test_no_forecast_no_new_keys(tmp_path):
+    t = _cliff_file(tmp_path)
+    r = CliRunner().invoke(main, ["replay", str(t), "--heap", "slab", "--json", "-", "-q"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert "forecast" not in doc["replays"][0] and "loop" not in doc["options"]
+
+
+def test_session_and_plot(tmp_path):
+    _cliff_file(tmp_path)
+    (tmp_path / "s.toml").write_text('rounds = 2\n[[phase]]\nname = "level"\ntrace = "cliff.trace"\n'
+                                     '[[phase]]\nname = "unload"\nfree = "level"\n')  # fmt: skip
+    r = CliRunner().invoke(main, ["replay", "--session", str(tmp_path / "s.toml"), "--heap", "slab",
+                                  "--probe", "1MiB", "--plot", str(tmp_path / "png"), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert "s-slab-forecast.png" in names and "s-slab-cliff1.png" in names
+
+
+def test_bad_probe_and_session_usage(tmp_path):
+    t = _cliff_file(tmp_path)
+    r = CliRunner().invoke(main, ["replay", str(t), "--probe", "8MiB"])
+    assert r.exit_code == 2 and "largest block" in r.output
+    r = CliRunner().invoke(main, ["replay", str(t), "--session", str(t)])
+    assert r.exit_code == 2
+    (tmp_path / "bad.toml").write_text("rounds = 'x'\n")
+    r = CliRunner().invoke(main, ["replay", "--session", str(tmp_path / "bad.toml")])
+    assert r.exit_code == 3 and "rounds" in r.output and "Traceback" not in r.output
