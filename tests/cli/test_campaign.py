@@ -170,12 +170,16 @@ def test_dask_missing_is_one_line_status_2(flag):
     assert res.exit_code == 2 and res.stderr == HINT + "\n"
 
 
-def test_dask_local_cluster_finds_the_same_signatures_as_the_pool():
-    pytest.importorskip("dask.distributed")
+def test_dask_finds_the_same_signatures_as_the_pool():
+    """--dask (a LocalCluster of 2 workers for the campaign) and --scheduler (an existing cluster's
+    address; the firmware travels with the tasks): the same JSON bytes as the process pool."""
+    distributed = pytest.importorskip("dask.distributed")
     pool = campaign(NULL3, LEAKY, HANDLED, "--workers", "2", "--json", "-")
     dask = campaign(NULL3, LEAKY, HANDLED, "--dask", "--workers", "2", "--json", "-")
-    assert (pool.exit_code, dask.exit_code) == (1, 1)
-    assert pool.stdout == dask.stdout
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        remote = campaign(NULL3, LEAKY, HANDLED, "--scheduler", cluster.scheduler_address, "--json", "-")
+    assert (pool.exit_code, dask.exit_code, remote.exit_code) == (1, 1, 1)
+    assert pool.stdout == dask.stdout == remote.stdout
 
 
 def _pty_stderr(argv: list[str]) -> tuple[int, bytes, bytes]:
