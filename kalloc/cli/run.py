@@ -25,6 +25,7 @@ from typing import Any
 import click
 from kalloc_machine.hostlimits import EXIT_INTERRUPTED
 from kalloc_machine.report.json_report import dumps
+from kalloc_machine.report.probes import ProbeWatch
 from kalloc_machine.report.render import render_text
 from kalloc_machine.session import BadInput, RunOptions, Session
 
@@ -40,6 +41,8 @@ from kalloc.cli.options import (
     write_json,
 )
 from kalloc.cli.progress import run_progress
+from kalloc.config import Config
+from kalloc.replay.probe import Probe, ProbeError, parse_probes
 
 # The run options in `kalloc run --help` order (--json comes after --board).
 _FIRST = ("board",)
@@ -55,10 +58,13 @@ _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_ev
 @run_options(*_REST)
 @click.option("--record", "record_path", metavar="PATH", callback=output_file,
               help="Record the allocation trace (kalloc replay).")  # fmt: skip
+@click.option("--probe", "probe_text", default=None, metavar="SIZE[@ZONE],...",
+              help="Would these contiguous requests succeed at the end and at the worst moment "
+                   "(e.g. 4MiB,64KiB@dma)?")  # fmt: skip
 @quiet_option("No text report; the UART output, errors and the summary line only.")
 @color_option()
 def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
-            color: bool | None, **run_kw: Any) -> None:  # fmt: skip
+            color: bool | None, probe_text: str | None = None, **run_kw: Any) -> None:  # fmt: skip
     """Boot BOARD, run FIRMWARE (a path, or a shipped name such as tests/double_free;
     default: the shipped demo) and report.
 
@@ -67,13 +73,24 @@ def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None
     ELF or board.
     """
     try:
-        _run(firmware, json_path, record_path, quiet, color, run_kw)
+        probes = _probes(probe_text)
+        _run(firmware, json_path, record_path, quiet, color, run_kw, probes)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the run (invariant 3)
         fail("interrupted", EXIT_INTERRUPTED)
 
 
+def _probes(probe_text: str | None) -> list[Probe]:
+    """--probe's list (a usage error when it does not parse)."""
+    if probe_text is None:
+        return []
+    try:
+        return parse_probes(probe_text, Config().max_order)
+    except ProbeError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--probe'") from None
+
+
 def _run(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
-         color: bool | None, run_kw: dict[str, Any]) -> None:  # fmt: skip
+         color: bool | None, run_kw: dict[str, Any], probes: list[Probe] | None = None) -> None:  # fmt: skip
     options = RunOptions(firmware=firmware, **run_kw)
     try:
         session = Session(options)
@@ -83,8 +100,11 @@ def _run(firmware: str | None, json_path: str | None, record_path: str | None, q
     recorder = None
     if record_path:
         recorder = session.record()
+    watch = ProbeWatch(session.ka, probes, lambda: session.machine.instructions) if probes else None
     with run_progress(session):  # on a terminal only, after 2 s (kalloc.cli.progress)
         outcome = session.run()
+    if watch is not None:
+        outcome.report["probes"] = watch.result()  # additive key (docs/abi.md)
     if recorder is not None and record_path:
         try:
             recorder.write(record_path, (f"firmware {session.firmware_name}, board {session.board.label}, "

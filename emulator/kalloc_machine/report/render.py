@@ -19,6 +19,7 @@ from rich.text import Text
 
 from kalloc_machine.isa import report_registers
 from kalloc_machine.report import summary
+from kalloc_machine.report.probes import render_probes
 from kalloc_machine.report.symbols import format_frame
 
 _STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout",
@@ -49,6 +50,7 @@ def render_text(
     _suppressed(report, out)
     _leak_summary(report, out)  # issue 13: definitely / indirectly lost, still reachable apart
     _suppressions(report, out)  # issue 13: --suppress
+    render_probes(report, out)  # issue 18: --probe
     if not quiet:
         _state(report, out)
         for line in summary.poison_hint(report):
