@@ -13,7 +13,7 @@ Invariants:
  1. Exit status: 0 no bug found; 1 bugs found (each signature printed with its
     reproducer); 2 usage, or Dask asked for and not installed (one line naming
     `pip install 'kalloc[cluster]'`); 3 bad ELF, board or --fail-site; 130 Ctrl-C, after
-    printing what the runs done so far found.
+    printing what the runs done so far found, then `kalloc: interrupted` on stderr.
  2. The output (text on stdout and --json) is the same bytes for any --workers
     (campaign invariant 1); progress goes to stderr, on a terminal only.
 """
@@ -34,7 +34,7 @@ from kalloc_machine.tools import campaign as cp
 from kalloc_machine.tools.campaign_exec import INSTALL_HINT, MissingDask, execute
 from kalloc_machine.tools.campaign_report import Target, render, summary
 
-from kalloc.cli.options import color_option, console, fail, json_option, run_options, write_json
+from kalloc.cli.options import color_option, console, fail, json_option, run_options, stderr, write_json
 from kalloc.cli.progress import Steps, steps
 
 EXIT_BUGS = 1  # bugs found (docs/abi.md, "Exit codes of kalloc campaign")
@@ -101,16 +101,18 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
         for hit in found:
             cp.verify(hit, run_kw["timeout_s"])
     doc = summary(sweep, targets, found, len(jobs), len(state.results), state.buggy_runs(), complete)
-    render(console(color) if json_path != "-" else _stderr_console(color), doc)
+    render(console(color) if json_path != "-" else stderr(color), doc)
     if json_path:
         write_json(json_path, dumps(doc))
-    sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_BUGS if found else 0)
+    if interrupted:
+        fail_line("kalloc: interrupted", EXIT_INTERRUPTED)
+    sys.exit(EXIT_BUGS if found else 0)
 
 
-def _stderr_console(color: bool | None) -> Any:
-    from kalloc.cli.options import stderr
-
-    return stderr(color)
+def fail_line(line: str, status: int) -> None:
+    """One line on stderr, then exit with `status`."""
+    stderr().print(line, markup=False, soft_wrap=True)
+    sys.exit(status)
 
 
 def _need_dask() -> None:

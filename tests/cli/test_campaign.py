@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +182,20 @@ def test_dask_finds_the_same_signatures_as_the_pool():
         remote = campaign(NULL3, LEAKY, HANDLED, "--scheduler", cluster.scheduler_address, "--json", "-")
     assert (pool.exit_code, dask.exit_code, remote.exit_code) == (1, 1, 1)
     assert pool.stdout == dask.stdout == remote.stdout
+
+
+def test_ctrl_c_reports_what_the_runs_done_so_far_found():
+    irq_race = str(prebuilt("tests/irq_race"))
+    argv = [sys.executable, "-m", "kalloc.cli", "campaign", irq_race, "--irq-points", "400", "--workers", "2"]
+    pipe = subprocess.PIPE
+    p = subprocess.Popen(argv, stdout=pipe, stderr=pipe, stdin=subprocess.DEVNULL, text=True)
+    time.sleep(10)  # the imports and the baseline, then some of the 400 runs
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130
+    assert err == "kalloc: interrupted\n"  # no traceback, from the workers either
+    if out:  # interrupted during the runs, not the baseline: the summary of the runs done
+        assert " of 400 runs)" in out.splitlines()[0] and "(stopped after " in out.splitlines()[0]
 
 
 def _pty_stderr(argv: list[str]) -> tuple[int, bytes, bytes]:
