@@ -1,9 +1,9 @@
 """The figures the docs quote, checked against the commands that produce them.
 
 A figure in a guide that no test recomputes drifts: this file recomputes the cheap
-ones (the utilization table's small traces, the tiny board's reserve, the
-fragmentation failure teaching session 5 explains, the plot's order colours, the
-command table) and compares them with what the docs say.
+ones (the utilization table's small traces, the tiny board's reserve, the plot's
+order colours, the command table, the README's excerpts, the explore transcript)
+and compares them with what the docs say.
 """
 
 from __future__ import annotations
@@ -64,23 +64,13 @@ def test_tiny_board_reserve_is_the_one_allocator_md_states():
     assert m and int(m[1]) == kib
 
 
-def test_fragmentation_failure_says_fragmentation_not_watermark():
-    """Teaching session 5's exercise: half the RAM free in single pages, an order-5 request fails."""
+def test_a_failure_below_the_watermark_says_so():
+    """Its counterpart, a fragmentation failure, is teaching session 5's test (tests/cli/test_teaching.py)."""
     ka = Kalloc.standalone(size=1 << 20, dma_size=256 << 10)
-    pages = []
-    for flags in (gfp.GFP_KERNEL, gfp.GFP_ATOMIC):
-        while (p := ka.alloc_pages(flags | gfp.NOWARN, 0)) is not None:
-            pages.append(p)
-    for p in sorted(pages)[::2]:
-        ka.free_pages(p, 0)
-    assert ka.alloc_pages(gfp.GFP_KERNEL, 5) is None
-    msg = str(ka.reports[-1])
-    assert "fragmentation: zone Normal has" in msg and "no free block of order 5" in msg
-    ka2 = Kalloc.standalone(size=1 << 20, dma_size=256 << 10)
-    while ka2.alloc_pages(gfp.GFP_KERNEL | gfp.NOWARN, 0) is not None:
+    while ka.alloc_pages(gfp.GFP_KERNEL | gfp.NOWARN, 0) is not None:
         pass
-    assert ka2.alloc_pages(gfp.GFP_KERNEL, 0) is None
-    assert "too few free pages above the min watermark" in str(ka2.reports[-1])
+    assert ka.alloc_pages(gfp.GFP_KERNEL, 0) is None
+    assert "too few free pages above the min watermark" in str(ka.reports[-1])
 
 
 def test_fragmentation_plot_gives_every_order_its_own_colour(tmp_path, monkeypatch):

@@ -76,6 +76,9 @@ def test_5_half_free_yet_fragmented():
     assert ka.stats()["totals"]["free_bytes"] > 512 << 10
     assert ka.alloc_pages(gfp.GFP_KERNEL | gfp.NOWARN, 5) is None
     assert ka.stats()["fragmentation"]["Normal"]["unusable_index"][1] > 0.9
+    assert ka.alloc_pages(gfp.GFP_KERNEL, 5) is None  # the report says why: fragmentation, not the watermark
+    msg = str(ka.reports[-1])
+    assert "fragmentation: zone Normal has" in msg and "no free block of order 5" in msg
 
 
 def test_5_replay_firstfit_beats_size_classes_on_coalesce(tmp_path):
