@@ -30,6 +30,7 @@ KINDS: tuple[str, ...] = (
     "timeout",
     "internal",
     "stack-overflow",
+    "over-budget",
 )
 
 
@@ -144,3 +145,10 @@ class InvariantError(AssertionError):
 
     Not a report kind: this is a bug in kalloc itself, never in the firmware.
     """
+
+
+class OverBudgetError(KallocError):
+    """An allocation that took its tag's live bytes over its budget (issue 18; --budgets-strict: an error)."""
+
+    kind = "over-budget"
+    default_severity = "warning"

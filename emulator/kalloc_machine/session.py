@@ -42,6 +42,7 @@ from kalloc_machine.bridge.record import Recorder
 from kalloc_machine.bridge.record import attach as attach_recorder
 from kalloc_machine.bridge.services import serve_standard
 from kalloc_machine.bridge.services.misc import bootinfo_bytes
+from kalloc_machine.bridge.services.tags import install as install_tags
 from kalloc_machine.bridge.services.vmalloc import VmallocServices
 from kalloc_machine.elf import Firmware, load_firmware
 from kalloc_machine.hostlimits import EXIT_INTERRUPTED, BoundedPhys, HostLimit, sigint_stops
@@ -51,6 +52,7 @@ from kalloc_machine.report.interrupts import annotate_interrupt_context, dma_sec
 from kalloc_machine.report.json_report import error_entry
 from kalloc_machine.report.leaks import leak_errors, leaks_section
 from kalloc_machine.report.symbols import Symbolizer
+from kalloc_machine.report.tags import TagTracker
 
 VERSION = "0.1.0"
 
@@ -161,6 +163,9 @@ class Session:
                                        irq_line=m.irq_line, heap=self.heap,
                                        bootinfo=bootinfo_bytes(self.board, m.phys))  # fmt: skip
         self.bridge.serve("vmalloc", VmallocServices(self.vm, m.phys, self.services.irq))
+        self.tags = TagTracker(self.ka, depth=lambda: m.irq_state.depth, clock=lambda: m.instructions,
+                               report=m.report)  # issue 18: kalloc_tag_push, --budgets  # fmt: skip
+        install_tags(self.bridge, self.tags, m.phys)
         self.vmguards = vmbridge.install(self.bridge, self.vm, console=m.console_write,
                                          arena=self.options.heap == "arena")  # fmt: skip
         m.on_hypercall = self.bridge
@@ -176,7 +181,9 @@ class Session:
 
     def record(self) -> Recorder:
         """Record the run's allocation trace (`kalloc run --record`): call before `run()`."""
-        return attach_recorder(self.ka, self.services.libc)
+        rec = attach_recorder(self.ka, self.services.libc)
+        rec.tag_of = self.tags.current  # issue 18: the trace's @tag
+        return rec
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -291,6 +298,7 @@ class Session:
             "errors": entries,
             **self.machine.errors.section(),  # {"suppressed": {count, by_kind}} past --max-errors, else {}
             **suppressed,  # {"suppressions": {files, count, used}} with --suppress, else {}
+            **self.tags.section(),  # {"tags": {...}} once firmware pushed a tag or --budgets, else {}
             "leaks": leaks_section(entries, self.still_reachable),
             "warnings_firmware": list(self.firmware.warnings),
             "interrupts": {

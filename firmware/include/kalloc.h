@@ -60,6 +60,8 @@ extern "C" {
 #define KH_NOT_LEAK 4
 #define KH_MARK 5
 #define KH_NR_FREE_PAGES 6
+#define KH_TAG_PUSH 7
+#define KH_TAG_POP 8
 #define KH_ALLOC_PAGES 16
 #define KH_FREE_PAGES 17
 #define KH_ALLOC_PAGES_EXACT 18
@@ -328,6 +330,13 @@ unsigned long nr_free_pages(void);
 void kmemleak_not_leak(const void *ptr);      /* not reported as a leak at exit */
 void kalloc_stats_dump(unsigned int what);    /* KH_STATS_* bits, printed on the UART */
 void kalloc_mark(unsigned int id);            /* a phase marker in the trace */
+/* Allocation tags: until the matching pop, this context's allocations (any API)
+ * carry tag `name` (at most 63 bytes) in the report's per-tag table and budgets
+ * (--budgets). Tags nest; the task and each interrupt depth have their own stack,
+ * so a handler's allocations carry the handler's tag. Both return the number of
+ * tags now pushed in this context. */
+int kalloc_tag_push(const char *name);
+int kalloc_tag_pop(void);
 __attribute__((noreturn)) void kalloc_exit(int code);          /* ecall 93 */
 __attribute__((noreturn)) void kalloc_panic(const char *msg);  /* ecall 94 */
 

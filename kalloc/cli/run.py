@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,6 +28,7 @@ from kalloc_machine.hostlimits import EXIT_INTERRUPTED
 from kalloc_machine.report.json_report import dumps
 from kalloc_machine.report.probes import ProbeWatch
 from kalloc_machine.report.render import render_text
+from kalloc_machine.report.tags import BudgetError, load_budgets
 from kalloc_machine.session import BadInput, RunOptions, Session
 
 from kalloc.cli.options import (
@@ -61,10 +63,14 @@ _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_ev
 @click.option("--probe", "probe_text", default=None, metavar="SIZE[@ZONE],...",
               help="Would these contiguous requests succeed at the end and at the worst moment "
                    "(e.g. 4MiB,64KiB@dma)?")  # fmt: skip
+@click.option("--budgets", "budgets_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Memory budgets per tag (TOML: audio = \"2MiB\", net = 0.125 of RAM).")  # fmt: skip
+@click.option("--budgets-strict", is_flag=True, help="An allocation over its tag's budget is an error.")
 @quiet_option("No text report; the UART output, errors and the summary line only.")
 @color_option()
 def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
-            color: bool | None, probe_text: str | None = None, **run_kw: Any) -> None:  # fmt: skip
+            color: bool | None, probe_text: str | None = None, budgets_path: str | None = None,
+            budgets_strict: bool = False, **run_kw: Any) -> None:  # fmt: skip
     """Boot BOARD, run FIRMWARE (a path, or a shipped name such as tests/double_free;
     default: the shipped demo) and report.
 
@@ -74,7 +80,7 @@ def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None
     """
     try:
         probes = _probes(probe_text)
-        _run(firmware, json_path, record_path, quiet, color, run_kw, probes)
+        _run(firmware, json_path, record_path, quiet, color, run_kw, probes, (budgets_path, budgets_strict))
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the run (invariant 3)
         fail("interrupted", EXIT_INTERRUPTED)
 
@@ -90,13 +96,20 @@ def _probes(probe_text: str | None) -> list[Probe]:
 
 
 def _run(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
-         color: bool | None, run_kw: dict[str, Any], probes: list[Probe] | None = None) -> None:  # fmt: skip
+         color: bool | None, run_kw: dict[str, Any], probes: list[Probe] | None = None,
+         budgets: tuple[str | None, bool] = (None, False)) -> None:  # fmt: skip
     options = RunOptions(firmware=firmware, **run_kw)
     try:
         session = Session(options)
     except BadInput as exc:
         fail(exc)
     session.report_interrupts = True  # Ctrl-C: the report so far, status 130
+    if budgets[0] is not None:  # issue 18: --budgets, --budgets-strict
+        try:
+            table = load_budgets(budgets[0], session.ka.buddy.ram_bytes)
+        except BudgetError as exc:
+            fail(exc)
+        session.tags.set_budgets(table, budgets[1], Path(budgets[0]).name)
     recorder = None
     if record_path:
         recorder = session.record()

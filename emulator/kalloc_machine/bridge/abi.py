@@ -88,6 +88,7 @@ FAMILIES: dict[str, str] = {
     "dma": "services/dma.py",
     "vmalloc": "services/vmalloc.py",
     "kasan": "kasan.py",
+    "tags": "services/tags.py",
 }
 
 SERVICES: tuple[Service, ...] = (
@@ -100,6 +101,13 @@ SERVICES: tuple[Service, ...] = (
         (4, "NOT_LEAK", ("ptr",), "kmemleak_not_leak: exclude a live object from the leak report"),
         (5, "MARK", ("id",), "records a marker in the trace (phase boundaries)"),
         (6, "NR_FREE_PAGES", (), "result = free pages in every zone now (Linux's nr_free_pages())"),
+    ),
+    *_family(  # allocation tags and budgets (issue 18; report/tags.py)
+        "tags",
+        (7, "TAG_PUSH", ("name",),
+         "this context's allocations carry tag `name` (NUL-terminated, at most 63 bytes) until the pop; "
+         "result = tags now pushed in this context"),
+        (8, "TAG_POP", (), "ends the innermost tag of this context; result = tags left"),
     ),
     *_family(
         "pages",

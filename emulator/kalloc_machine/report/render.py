@@ -21,6 +21,7 @@ from kalloc_machine.isa import report_registers
 from kalloc_machine.report import summary
 from kalloc_machine.report.probes import render_probes
 from kalloc_machine.report.symbols import format_frame
+from kalloc_machine.report.tags import render_tags
 
 _STATUS = {0: "clean", 64: "kalloc found an error", 65: "CPU fault", 66: "budget or timeout",
            130: "interrupted"}  # fmt: skip
@@ -51,6 +52,7 @@ def render_text(
     _leak_summary(report, out)  # issue 13: definitely / indirectly lost, still reachable apart
     _suppressions(report, out)  # issue 13: --suppress
     render_probes(report, out)  # issue 18: --probe
+    render_tags(report, out)  # issue 18: kalloc_tag_push, --budgets
     if not quiet:
         _state(report, out)
         for line in summary.poison_hint(report):

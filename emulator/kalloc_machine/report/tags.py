@@ -1,0 +1,220 @@
+"""Allocation tags and budgets (issue 18): who holds memory, per subsystem, against its budget.
+
+Firmware tags what it allocates with `kalloc_tag_push("audio")` / `kalloc_tag_pop()`
+(hypercalls TAG_PUSH / TAG_POP, bridge/services/tags.py). Tags nest, and each context
+has its own stack: task context, and each interrupt nesting depth, so a handler's
+allocations carry the handler's tag (or none), never the task's it interrupted.
+
+A `TagTracker` listens to the allocator (`ka.listeners`: every allocation, free and
+resize of a live object, whatever the API) from boot; an allocation made with no tag
+pushed in its context is "untagged".
+Per tag it keeps live bytes and objects, the high water and when (the allocator event,
+the machine time at the start of its slice, the last `kalloc_mark` id), and checks the
+budgets (`--budgets FILE`) on every allocation: the allocation that takes a tag from
+within its budget to over it is an `over-budget` report (a warning; an error with
+`--budgets-strict`) naming the tag, the allocation's size and site, the tag's live and
+high-water bytes and the budget.
+
+    load_budgets(path, ram_bytes)   a budgets file (TOML): `audio = "2MiB"`, `textures =
+                                    6291456`, `net = 0.125` (a fraction of RAM)
+    section()                       the report's `tags` key ({} when no tag was pushed
+                                    and no budget set: old reports keep their bytes)
+
+Invariants:
+ 1. Every live byte is counted under exactly one tag ("untagged" included): the tags'
+    live bytes add up to the live objects' requested bytes.
+ 2. Watching changes nothing the firmware or the allocator sees; only over-budget
+    reports are added.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kalloc.errors import KallocError, OverBudgetError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kalloc import Kalloc
+
+UNTAGGED = "untagged"
+MAX_DEPTH_TAGS = 64  # tags one context may have pushed: more is a push without pops (a bug)
+_SIZE = re.compile(r"^\s*([0-9]{1,15})\s*([KMG]i?B?|B)?\s*$", re.ASCII | re.IGNORECASE)
+_UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+class BudgetError(ValueError):
+    """A budgets file that cannot be read or does not follow the format."""
+
+
+def load_budgets(path: str | Path, ram_bytes: int) -> dict[str, int]:
+    """tag -> budget in bytes, from a TOML file (module docstring)."""
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BudgetError(f"--budgets {p.name}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BudgetError(f"--budgets {p.name}: not TOML: {exc}") from None
+    out = {}
+    for tag, value in doc.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise BudgetError(f"--budgets {p.name}: {tag}: expected a size (\"2MiB\", 4096) or a fraction")
+        if isinstance(value, float):
+            if not 0 < value <= 1:
+                raise BudgetError(f"--budgets {p.name}: {tag}: a fraction of RAM is in (0, 1], not {value}")
+            out[tag] = int(ram_bytes * value)
+        elif isinstance(value, str):
+            m = _SIZE.match(value)
+            if not m:
+                raise BudgetError(f"--budgets {p.name}: {tag}: {value!r} is not a size such as \"2MiB\"")
+            out[tag] = int(m.group(1)) * (_UNITS[m.group(2)[0].upper()] if m.group(2) else 1)
+        else:
+            if value < 0:
+                raise BudgetError(f"--budgets {p.name}: {tag}: a budget is not negative")
+            out[tag] = value
+    return out
+
+
+@dataclass(slots=True)
+class TagStats:
+    live_bytes: int = 0
+    live_objects: int = 0
+    high_water_bytes: int = 0
+    high_water: dict[str, Any] = field(default_factory=dict)
+    allocations: int = 0
+
+
+class TagTracker:
+    """Tag stacks per context, live bytes per tag, budgets (module docstring)."""
+
+    def __init__(self, ka: Kalloc, *, depth: Callable[[], int], clock: Callable[[], int],
+                 report: Callable[[KallocError], None]) -> None:  # fmt: skip
+        self.ka, self.depth, self.clock, self.report = ka, depth, clock, report
+        self.stacks: dict[int, list[str]] = {}
+        self.objects: dict[int, tuple[str, int]] = {}  # live address -> (tag, size)
+        self.stats: dict[str, TagStats] = {}
+        self.budgets: dict[str, int] = {}
+        self.strict = False
+        self.budgets_file: str | None = None
+        self.used = False  # a tag was pushed or budgets were set: the report shows the table
+        self.events = 0
+        self.mark: int | None = None  # the last kalloc_mark id (phase)
+        ka.listeners.append(self._listen)  # from the start: untagged memory is counted from boot
+
+    # -- the firmware's side ------------------------------------------------------------------------
+    def current(self) -> str:
+        """The tag an allocation made now carries."""
+        d = self.depth()
+        for stale in [k for k in self.stacks if k > d]:  # handlers deeper than now have returned
+            del self.stacks[stale]
+        st = self.stacks.get(d)
+        return st[-1] if st else UNTAGGED
+
+    def push(self, depth: int, name: str) -> int:
+        self.used = True
+        self.current()  # drops the stacks of handlers that returned
+        st = self.stacks.setdefault(depth, [])
+        if len(st) >= MAX_DEPTH_TAGS:
+            raise ValueError(f"more than {MAX_DEPTH_TAGS} tags pushed in one context (pushes without pops?)")
+        st.append(name)
+        return len(st)
+
+    def pop(self, depth: int) -> int:
+        st = self.stacks.get(depth)
+        if not st:
+            raise ValueError("no tag pushed in this context")
+        st.pop()
+        return len(st)
+
+    def set_budgets(self, budgets: dict[str, int], strict: bool, name: str | None) -> None:
+        self.budgets, self.strict, self.budgets_file = dict(budgets), strict, name
+        self.used = True
+
+    # -- listening ------------------------------------------------------------------------------------
+    def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
+        self.events += 1
+        if event == "alloc":
+            self._add(addr, self.current(), size, check=True)
+        elif event == "free":
+            got = self.objects.pop(addr, None)
+            if got is not None:
+                s = self.stats[got[0]]
+                s.live_bytes -= got[1]
+                s.live_objects -= 1
+        elif event == "resize":
+            got = self.objects.pop(addr, None)
+            tag = got[0] if got else self.current()
+            if got is not None:
+                self.stats[tag].live_bytes -= got[1]
+                self.stats[tag].live_objects -= 1
+            self._add(addr, tag, size, check=True)
+
+    def _add(self, addr: int, tag: str, size: int, *, check: bool) -> None:
+        s = self.stats.get(tag)
+        if s is None:
+            s = self.stats[tag] = TagStats()
+        before = s.live_bytes
+        self.objects[addr] = (tag, size)
+        s.live_bytes += size
+        s.live_objects += 1
+        s.allocations += 1
+        if s.live_bytes > s.high_water_bytes:
+            s.high_water_bytes = s.live_bytes
+            s.high_water = {"event": self.events, "slice_start_instructions": self.clock(), "mark": self.mark}
+        budget = self.budgets.get(tag)
+        if check and budget is not None and before <= budget < s.live_bytes:
+            self._over(addr, tag, size, s, budget)
+
+    def _over(self, addr: int, tag: str, size: int, s: TagStats, budget: int) -> None:
+        rec = self.ka.live.get(addr)
+        self.report(OverBudgetError(
+            f"tag {tag!r} is over its budget: {s.live_bytes} bytes live after this allocation of {size}"
+            f" bytes, budget {budget}", addr=addr, site=rec.site if rec else None,
+            severity="error" if self.strict else "warning", tag=tag, size=size, live_bytes=s.live_bytes,
+            high_water_bytes=s.high_water_bytes, budget_bytes=budget))  # fmt: skip
+
+    # -- the report -----------------------------------------------------------------------------------
+    def section(self) -> dict[str, Any]:
+        """The report's {"tags": ...} (docs/abi.md), or {} when tags were never used."""
+        if not self.used:
+            return {}
+        names = sorted(set(self.stats) | set(self.budgets), key=lambda t: (t == UNTAGGED, t))
+        rows = []
+        for tag in names:
+            s = self.stats.get(tag, TagStats())
+            budget = self.budgets.get(tag)
+            rows.append({"tag": tag, "live_bytes": s.live_bytes, "live_objects": s.live_objects,
+                         "allocations": s.allocations, "high_water_bytes": s.high_water_bytes,
+                         "high_water": s.high_water or None, "budget_bytes": budget,
+                         "headroom_bytes": None if budget is None else budget - s.high_water_bytes,
+                         })  # fmt: skip
+        return {"tags": {"budgets_file": self.budgets_file, "strict": self.strict, "table": rows}}
+
+
+def render_tags(report: dict[str, Any], out: Console) -> None:
+    """The text report's per-tag table (only when the run used tags or budgets)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    sec = report.get("tags")
+    if not sec:
+        return
+    t = Table(title="memory by tag (live at the end, high water, budget)", title_justify="left")
+    for col in ("tag", "live", "objects", "high water", "at event", "mark", "budget", "headroom"):
+        t.add_column(col, justify="left" if col == "tag" else "right")
+    for r in sec["table"]:
+        hw = r["high_water"] or {}
+        budget, headroom = r["budget_bytes"], r["headroom_bytes"]
+        t.add_row(r["tag"], f"{r['live_bytes']:,}", str(r["live_objects"]), f"{r['high_water_bytes']:,}",
+                  str(hw.get("event", "-")), "-" if hw.get("mark") is None else str(hw["mark"]),
+                  "-" if budget is None else f"{budget:,}",
+                  "-" if headroom is None else Text(f"{headroom:,}", style="red" if headroom < 0 else ""),
+                  )  # fmt: skip
+    out.print(t)
