@@ -99,16 +99,22 @@ def test_command_table_lists_every_command():
 
 
 def _excerpts() -> list[tuple[str, list[str]]]:
-    """README's report excerpts: (command, lines), "…" marking what the excerpt leaves out."""
-    blocks, current = [], None
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if line.startswith("```"):
-            current = [] if current is None else blocks.append(current)  # type: ignore[func-returns-value]
-        elif current is not None:
-            current.append(line)
+    """The report excerpts of README.md and the user guide: (command, lines), "…" or "..."
+    marking what an excerpt leaves out; blocks that show one `kalloc run` and its output."""
+    blocks: list[list[str]] = []
+    for doc in (ROOT / "README.md", DOCS / "user-guide.md"):
+        inside, bare, current = False, False, []
+        for line in doc.read_text().splitlines():
+            if line.startswith("```"):
+                if inside and bare:
+                    blocks.append(current)
+                inside, bare, current = not inside, line == "```", []
+            elif inside:
+                current.append(line)
     out = []
     for lines in blocks:
-        if lines and lines[0].startswith("$ kalloc "):
+        commands = [ln for ln in lines if ln.startswith("$ ")]
+        if lines and lines[0].startswith("$ kalloc run ") and len(commands) == 1 and ".toml" not in lines[0]:
             out.append((lines[0][2:], lines[1:]))
         elif lines and lines[0].startswith("── kalloc report: demo.elf"):
             out.append(("kalloc run", lines))
@@ -125,7 +131,7 @@ def test_readme_excerpts_are_what_the_command_prints(command, lines):
     printed = [seconds.sub("s ·", ln.rstrip()) for ln in result.output.splitlines()]
     at = 0
     for line in lines:
-        if line.strip() in ("…", ""):
+        if line.strip() in ("…", "...", ""):
             continue
         want = seconds.sub("s ·", line.rstrip())
         assert want in printed[at:], f"README line not printed (in order) by `{command}`: {line!r}"
