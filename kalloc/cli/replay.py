@@ -45,7 +45,8 @@ from kalloc.cli.progress import steps
 from kalloc.config import Config
 from kalloc.heaps import HEAPS
 from kalloc.replay import DEFAULT_HEAP, shipped_traces
-from kalloc.replay.forecast import Forecast, forecast_lines
+from kalloc.replay.budgets import load_budgets, tag_table
+from kalloc.replay.forecast import Forecast, forecast_lines, tag_lines
 from kalloc.replay.measure import Bank, Parts, build, measure
 from kalloc.replay.probe import Probe, ProbeError, parse_probes
 from kalloc.replay.replayer import ReplayError
@@ -109,6 +110,8 @@ def parse_steps(value: str) -> tuple[int, ...]:
 @click.option("--probe", "probe_text", default=None, metavar="SIZE[@ZONE],...",
               help="Forecast: the first step at which each contiguous request would fail although "
                    "memory is free (e.g. 4MiB,64KiB@dma).")  # fmt: skip
+@click.option("--budgets", "budgets_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Budgets per tag (TOML, as kalloc run's): high water and crossings.")  # fmt: skip
 @quiet_option("No table.")
 @color_option()
 def replay_cmd(  # long: one parameter per option; the body is the replay loop
@@ -124,6 +127,7 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
     loop_n: int | None,
     session_file: str | None,
     probe_text: str | None,
+    budgets_path: str | None,
     quiet: bool,
     color: bool | None,
 ) -> None:
@@ -138,6 +142,7 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
         label = load_board(board).label  # the JSON names a board file by name@sha256:digest, no host path
         banks = board_banks(board)
         loaded, sessions, probes = _load(traces, loop_n, session_file, probe_text)
+        budgets = load_budgets(budgets_path, sum(b[2] for b in banks)) if budgets_path else None
     except (TraceError, ValueError, OSError) as exc:
         fail(exc)
     heaps = list(HEAPS) if heap == "all" else [heap]
@@ -158,19 +163,22 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
                     continue
                 finally:
                     bar.done()
+                if budgets is not None or any(op.tag for op in tr.ops):  # issue 18: tags in the trace
+                    out["tags"] = tag_table(tr, budgets or {})
                 results.append(out)
                 pngs += written
     con = err if json_path == "-" else console(color, terminal_width=140)  # piped: the whole table
     if not quiet:
         con.print(_table(results, board))
-        for line in forecast_lines(results):
+        for line in forecast_lines(results) + tag_lines(results):
             con.print(line, markup=False)
         for p in pngs:
             con.print(f"wrote {p}", markup=False)
     if json_path:
         doc = {"board": label, "options": {"heap": heap, "sanitize": sanitize, "check_every": check_every,
                                            "firmware": firmware, **_forecast_options(loop_n, session_file,
-                                                                                     probe_text)},
+                                                                                     probe_text),
+                                           **({"budgets": Path(budgets_path).name} if budgets_path else {})},
                "replays": results}  # fmt: skip
         write_json(json_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     sys.exit(status)

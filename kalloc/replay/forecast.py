@@ -211,3 +211,18 @@ def _probe_line(p: dict[str, Any]) -> str:
         text += f"; best window {win['addr']:#x} has {win['pages_in_use']} of {pages} pages in use,"
         text += f" pinned by {at['objects_total']} objects (sites: {sites or '-'}; tags: {tags or '-'})"
     return text
+
+
+def tag_lines(results: list[dict[str, Any]]) -> list[str]:
+    """The text of the per-tag tables among `kalloc replay` results (kalloc.replay.budgets.tag_table)."""
+    lines = []
+    for r in results:
+        for t in r.get("tags") or ():
+            line = f"tag {t['tag']} ({r['trace']} on {r['heap']}): high water {t['high_water_bytes']:,} B"
+            line += f" at step {t['high_water_step']}, live at the end {t['live_bytes']:,} B"
+            if t["budget_bytes"] is not None:
+                line += f"; budget {t['budget_bytes']:,} B, headroom {t['headroom_bytes']:,} B"
+                if t["over_budget"]:
+                    line += f"; over budget first at step {t['over_budget'][0]['step']}"
+            lines.append(line)
+    return lines

@@ -67,3 +67,35 @@ def test_bad_probe_and_session_usage(tmp_path):
     (tmp_path / "bad.toml").write_text("rounds = 'x'\n")
     r = CliRunner().invoke(main, ["replay", "--session", str(tmp_path / "bad.toml")])
     assert r.exit_code == 3 and "rounds" in r.output and "Traceback" not in r.output
+
+
+def test_replay_reads_tags_and_checks_budgets(tmp_path):
+    t = tmp_path / "rec.trace"
+    t.write_text("# kalloc trace v1\na 0 1000 malloc @audio\na 1 3000 kmalloc @audio\na 2 50\n"
+                 "r 0 2000 realloc\nf 1\na 3 4000 @net\n")  # fmt: skip
+    (tmp_path / "b.toml").write_text('audio = 3500\nnet = "4KiB"\nspare = 0.5\n')
+    r = CliRunner().invoke(main, ["replay", str(t), "--heap", "slab", "--budgets", str(tmp_path / "b.toml"),
+                                  "--json", str(tmp_path / "o.json")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["options"]["budgets"] == "b.toml"
+    rows = {row["tag"]: row for row in doc["replays"][0]["tags"]}
+    assert list(rows) == ["audio", "net", "spare", "untagged"]
+    audio = rows["audio"]  # 1000 + 3000, then the realloc keeps its tag: 2000 + 3000 = 5000 at step 3
+    assert audio["high_water_bytes"] == 5000 and audio["high_water_step"] == 3 and audio["live_bytes"] == 2000
+    assert audio["over_budget"] == [{"step": 1, "id": 1, "size": 3000, "live_bytes": 4000}]
+    assert audio["headroom_bytes"] == -1500
+    assert rows["net"]["headroom_bytes"] == 96 and rows["net"]["over_budget"] == []
+    assert rows["spare"]["budget_bytes"] == 8 << 20 and rows["spare"]["high_water_step"] is None
+    assert rows["untagged"]["high_water_bytes"] == 50
+    assert "tag audio" in r.output and "over budget first at step 1" in r.output
+
+
+def test_replay_without_tags_or_budgets_has_no_tags_key(tmp_path):
+    t = tmp_path / "plain.trace"
+    t.write_text("# kalloc trace v1\na 0 10\nf 0\n")
+    r = CliRunner().invoke(main, ["replay", str(t), "--json", "-", "-q"])
+    assert r.exit_code == 0 and "tags" not in json.loads(r.stdout)["replays"][0]
+    (tmp_path / "bad.toml").write_text("audio = true\n")
+    r = CliRunner().invoke(main, ["replay", str(t), "--budgets", str(tmp_path / "bad.toml")])
+    assert r.exit_code == 3 and "audio" in r.output and "Traceback" not in r.output

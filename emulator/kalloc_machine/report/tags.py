@@ -15,8 +15,8 @@ within its budget to over it is an `over-budget` report (a warning; an error wit
 `--budgets-strict`) naming the tag, the allocation's size and site, the tag's live and
 high-water bytes and the budget.
 
-    load_budgets(path, ram_bytes)   a budgets file (TOML): `audio = "2MiB"`, `textures =
-                                    6291456`, `net = 0.125` (a fraction of RAM)
+    load_budgets(path, ram_bytes)   a budgets file (TOML; kalloc.replay.budgets): `audio =
+                                    "2MiB"`, `textures = 6291456`, `net = 0.125` (of RAM)
     section()                       the report's `tags` key ({} when no tag was pushed
                                     and no budget set: old reports keep their bytes)
 
@@ -29,14 +29,14 @@ Invariants:
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kalloc.errors import KallocError, OverBudgetError
+from kalloc.replay.budgets import BudgetError, load_budgets
+
+__all__ = ["BudgetError", "TagTracker", "load_budgets", "render_tags"]  # the budget file parser is kalloc's
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,41 +45,6 @@ if TYPE_CHECKING:
 
 UNTAGGED = "untagged"
 MAX_DEPTH_TAGS = 64  # tags one context may have pushed: more is a push without pops (a bug)
-_SIZE = re.compile(r"^\s*([0-9]{1,15})\s*([KMG]i?B?|B)?\s*$", re.ASCII | re.IGNORECASE)
-_UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-class BudgetError(ValueError):
-    """A budgets file that cannot be read or does not follow the format."""
-
-
-def load_budgets(path: str | Path, ram_bytes: int) -> dict[str, int]:
-    """tag -> budget in bytes, from a TOML file (module docstring)."""
-    p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BudgetError(f"--budgets {p.name}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BudgetError(f"--budgets {p.name}: not TOML: {exc}") from None
-    out = {}
-    for tag, value in doc.items():
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise BudgetError(f"--budgets {p.name}: {tag}: expected a size (\"2MiB\", 4096) or a fraction")
-        if isinstance(value, float):
-            if not 0 < value <= 1:
-                raise BudgetError(f"--budgets {p.name}: {tag}: a fraction of RAM is in (0, 1], not {value}")
-            out[tag] = int(ram_bytes * value)
-        elif isinstance(value, str):
-            m = _SIZE.match(value)
-            if not m:
-                raise BudgetError(f"--budgets {p.name}: {tag}: {value!r} is not a size such as \"2MiB\"")
-            out[tag] = int(m.group(1)) * (_UNITS[m.group(2)[0].upper()] if m.group(2) else 1)
-        else:
-            if value < 0:
-                raise BudgetError(f"--budgets {p.name}: {tag}: a budget is not negative")
-            out[tag] = value
-    return out
 
 
 @dataclass(slots=True)
@@ -151,16 +116,18 @@ class TagTracker:
         elif event == "resize":
             got = self.objects.pop(addr, None)
             tag = got[0] if got else self.current()
+            prior = self.stats[tag].live_bytes if tag in self.stats else 0
             if got is not None:
                 self.stats[tag].live_bytes -= got[1]
                 self.stats[tag].live_objects -= 1
-            self._add(addr, tag, size, check=True)
+            self._add(addr, tag, size, check=True, before=prior)
 
-    def _add(self, addr: int, tag: str, size: int, *, check: bool) -> None:
+    def _add(self, addr: int, tag: str, size: int, *, check: bool, before: int | None = None) -> None:
         s = self.stats.get(tag)
         if s is None:
             s = self.stats[tag] = TagStats()
-        before = s.live_bytes
+        if before is None:
+            before = s.live_bytes  # the tag's live bytes before the request (a resize: with its old size)
         self.objects[addr] = (tag, size)
         s.live_bytes += size
         s.live_objects += 1
