@@ -45,7 +45,7 @@ from kalloc.cli.progress import steps
 from kalloc.config import Config
 from kalloc.heaps import HEAPS
 from kalloc.replay import DEFAULT_HEAP, shipped_traces
-from kalloc.replay.budgets import load_budgets, tag_table
+from kalloc.replay.budgets import load_budgets, tag_series, tag_table
 from kalloc.replay.forecast import Forecast, forecast_lines, tag_lines
 from kalloc.replay.measure import Bank, Parts, build, measure
 from kalloc.replay.probe import Probe, ProbeError, parse_probes
@@ -165,6 +165,8 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
                     bar.done()
                 if budgets is not None or any(op.tag for op in tr.ops):  # issue 18: tags in the trace
                     out["tags"] = tag_table(tr, budgets or {})
+                    if pdir is not None:
+                        written.append(_tags_plot(tr, h, pdir))
                 results.append(out)
                 pngs += written
     con = err if json_path == "-" else console(color, terminal_width=140)  # piped: the whole table
@@ -222,6 +224,15 @@ def _forecast_options(loop_n: int | None, session_file: str | None, probe_text: 
     if not (loop_n or session_file or probe_text):
         return {}
     return {"loop": loop_n, "session": Path(session_file).name if session_file else None, "probe": probe_text}
+
+
+def _tags_plot(trace: Trace, heap: str, pdir: Path) -> Path:
+    """<trace>-<heap>-tags.png: live requested bytes by tag over the steps, stacked."""
+    from kalloc.replay.forecastplot import tags_stacked
+
+    steps, series = tag_series(trace)
+    return tags_stacked(steps, series, pdir / f"{Path(trace.name).stem}-{heap}-tags.png",
+                        f"{trace.name}: live bytes by tag")  # fmt: skip
 
 
 def _plot_dir(plot_dir: str | None) -> Path | None:

@@ -97,3 +97,30 @@ def tag_table(trace: Trace, budgets: dict[str, int]) -> list[dict[str, Any]]:
                      "budget_bytes": budget, "headroom_bytes": None if budget is None else budget - hw,
                      "over_budget": over.get(tag, [])[:20]})  # fmt: skip
     return rows
+
+
+def tag_series(trace: Trace, samples: int = 500) -> tuple[list[int], dict[str, list[int]]]:
+    """(steps, {tag: live requested bytes at each of those steps}): about `samples` points, the last included."""
+    every = max(1, len(trace.ops) // samples)
+    live: dict[int, tuple[str, int]] = {}
+    now: dict[str, int] = {}
+    steps: list[int] = []
+    series: dict[str, list[int]] = {}
+    for step, op in enumerate(trace.ops):
+        if op.kind == FREE:
+            got = live.pop(op.id, None)
+            if got is not None:
+                now[got[0]] -= got[1]
+        else:
+            old = live.get(op.id) if op.kind == REALLOC else None
+            if old is not None or op.id not in live:
+                tag = old[0] if old is not None else (op.tag or UNTAGGED)
+                now[tag] = now.get(tag, 0) - (old[1] if old is not None else 0) + op.nbytes
+                live[op.id] = (tag, op.nbytes)
+        if step % every == 0 or step == len(trace.ops) - 1:
+            steps.append(step)
+            for tag in now:
+                series.setdefault(tag, [0] * (len(steps) - 1))
+            for tag, values in series.items():
+                values.append(now.get(tag, 0))
+    return steps, series

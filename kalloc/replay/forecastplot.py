@@ -51,3 +51,19 @@ def timeline(fc: dict[str, Any], path: Path, title: str) -> Path:
 
 def cliff_map(pmap: list[tuple[str, int, bytearray]], path: Path, title: str) -> Path:
     return memory_map(pmap, path, title)
+
+
+def tags_stacked(steps: list[int], series: dict[str, list[int]], path: Path, title: str) -> Path:
+    """Live requested bytes by tag over the steps, stacked (kalloc.replay.budgets.tag_series)."""
+    plt = require()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    names = sorted(series, key=lambda t: (t == "untagged", t))
+    ax.stackplot(steps, [[v / 1024 for v in series[t]] for t in names], labels=names)
+    ax.set_ylabel("live KiB")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -75,7 +75,8 @@ def test_replay_reads_tags_and_checks_budgets(tmp_path):
                  "r 0 2000 realloc\nf 1\na 3 4000 @net\n")  # fmt: skip
     (tmp_path / "b.toml").write_text('audio = 3500\nnet = "4KiB"\nspare = 0.5\n')
     r = CliRunner().invoke(main, ["replay", str(t), "--heap", "slab", "--budgets", str(tmp_path / "b.toml"),
-                                  "--json", str(tmp_path / "o.json")])  # fmt: skip
+                                  "--json", str(tmp_path / "o.json"),
+                                  "--plot", str(tmp_path / "png")])  # fmt: skip
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "o.json").read_text())
     assert doc["options"]["budgets"] == "b.toml"
@@ -89,6 +90,17 @@ def test_replay_reads_tags_and_checks_budgets(tmp_path):
     assert rows["spare"]["budget_bytes"] == 8 << 20 and rows["spare"]["high_water_step"] is None
     assert rows["untagged"]["high_water_bytes"] == 50
     assert "tag audio" in r.output and "over budget first at step 1" in r.output
+    assert (tmp_path / "png" / "rec-slab-tags.png").stat().st_size > 0  # stacked by tag
+
+
+def test_tag_series_adds_up_to_the_payload():
+    from kalloc.replay.budgets import tag_series
+    from kalloc.replay.trace import parse
+
+    tr = parse("# kalloc trace v1\na 0 100 @a\na 1 50\nr 0 300\na 2 7 @b\nf 1\n", "t")
+    steps, series = tag_series(tr)
+    assert steps == [0, 1, 2, 3, 4]
+    assert series == {"a": [100, 100, 300, 300, 300], "untagged": [0, 50, 50, 50, 0], "b": [0, 0, 0, 7, 7]}
 
 
 def test_replay_without_tags_or_budgets_has_no_tags_key(tmp_path):
