@@ -100,7 +100,7 @@ def tag_table(trace: Trace, budgets: dict[str, int]) -> list[dict[str, Any]]:
 
 
 def tag_series(trace: Trace, samples: int = 500) -> tuple[list[int], dict[str, list[int]]]:
-    """(steps, {tag: live requested bytes at each of those steps}): about `samples` points, the last included."""
+    """(steps, {tag: live requested bytes at those steps}): about `samples` points, the last included."""
     every = max(1, len(trace.ops) // samples)
     live: dict[int, tuple[str, int]] = {}
     now: dict[str, int] = {}
