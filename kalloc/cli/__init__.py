@@ -9,6 +9,7 @@ One module per command, each a click command added to the `main` group here:
     bench     kalloc.cli.bench     the performance figures
     boards    kalloc.cli.boards    list the shipped boards
     sdk       kalloc.cli.sdk       where the firmware SDK is installed
+    lab       kalloc.cli.lab       grade a student's allocator (malloc lab) in firmware
 
 kalloc.cli.options holds the option groups they share (the run options are defined
 once in kalloc_machine.tools.options, with the pytest plugin's). Options, report
@@ -31,6 +32,7 @@ import click
 from kalloc_machine.ctrlc import interrupted
 
 from kalloc.cli import bench, boards, campaign, explore, replay, run, sdk
+from kalloc.cli import lab as lab_cli
 
 
 class _Commands(click.Group):
@@ -53,6 +55,7 @@ def main() -> None:
 for _command in (run.run_cmd, bench.bench_cmd, replay.replay_cmd, explore.explore_cmd, boards.boards_cmd,
                  sdk.sdk_cmd, campaign.campaign_cmd):  # fmt: skip
     main.add_command(_command)
+main.add_command(lab_cli.lab_cmd)  # kalloc lab (issue 17)
 
 if __name__ == "__main__":
     main()

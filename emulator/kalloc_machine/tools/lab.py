@@ -1,0 +1,378 @@
+"""`kalloc lab`: a student's allocator (mm_init, mm_malloc, ...) graded in firmware, trace by trace.
+
+The student's file is linked into the lab driver (firmware/lab/: driver.c, memlib.c,
+`make -C "$(kalloc sdk)" LAB=1 APP=student.c OUT=student.elf`). For each trace the lab
+boots that ELF on a fresh machine, stops at main, calls `lab_init` (the heap region,
+reserved from kalloc's page allocator, then mm_init), and performs every trace
+operation as one firmware call (`lab_malloc`, `lab_free`, `lab_realloc`, `lab_calloc`:
+each a plain call into the student's code), exactly as `kalloc replay --firmware`
+drives its shim (tools/fwreplay.py). After every call the lab checks, from Python and
+without trusting the student (tools/labcheck.py), what the allocator handed out, writes
+its own pattern into each new payload and verifies it later. The first broken rule
+stops the trace with a `Violation`, which this module places: the operation number,
+the request and its line in the trace file, the blocks, and the function and line in
+the student's code — for overwritten contents, the very store that wrote them
+(tools/labwatch.py replays the trace with a write watch on the first wrong byte).
+
+A call that does not return is a violation too: a CPU fault, a panic or a stack
+overflow (kalloc's report: kind, pc, backtrace), or an instruction budget per operation
+spent (an infinite loop: where the CPU was).
+
+Figures (tools/labscore.py scores them): peak live payload, peak heap (the exact break
+and the committed pages below it), and the instructions the student's code executed
+(per operation: deterministic, the same on every host).
+
+Invariants:
+ 1. A trace's result is a function of (ELF bytes, trace, options): every trace runs on a
+    fresh machine, every count is of emulated instructions.
+ 2. Every operation is exactly one firmware call into the student's code; the lab
+    writes guest memory only inside payloads that passed every check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, Trace, format_op
+from kalloc_machine.report.symbols import Symbolizer
+from kalloc_machine.session import RunOptions
+from kalloc_machine.tools.harness import Target
+from kalloc_machine.tools.labcheck import HeapRecord, Violation, pattern
+
+REQUIRED = ("lab_init", "mm_init", "mm_malloc", "mm_free", "mm_realloc")
+ENTRY_OF = {
+    "lab_malloc": "mm_malloc",
+    "lab_free": "mm_free",
+    "lab_realloc": "mm_realloc",
+    "lab_calloc": "mm_calloc",
+    "lab_check": "mm_check",
+    "lab_init": "mm_init",
+}
+LAB_QUANTUM = 2_000  # as fwreplay: a call ends its slice at the return stop
+PAGE = 4096
+
+
+class NotALabElf(ValueError):
+    """The ELF is not a lab driver firmware (exit status 3)."""
+
+
+@dataclass(slots=True)
+class LabOptions:
+    board: str = "default"
+    align: int = 8
+    heap_max: int = 4 << 20
+    op_budget: int = 20_000_000
+    mm_check: bool = False  # call mm_check after every operation (when the student wrote one)
+    check_all_every: int = 0  # verify every live block every N operations (0: at the end only)
+
+
+@dataclass(slots=True)
+class TraceRun:
+    """One trace through the student's allocator: its figures, and the violation that stopped it."""
+
+    trace: str
+    ops: int = 0  # operations performed
+    instructions: int = 0
+    skipped: int = 0  # requests on ids that are not live (the trace's own fault): counted, not sent
+    record: HeapRecord | None = None
+    violation: dict[str, Any] | None = None
+    status: str = "ok"  # ok | error | fault | timeout
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def check_elf(elf: str) -> None:
+    """NotALabElf when `elf` lacks the lab driver or a required mm_* function."""
+    from kalloc_machine.elf import load_firmware
+
+    try:
+        fw = load_firmware(elf)
+    except Exception as exc:  # ElfError, OSError: one line
+        raise NotALabElf(f"{elf}: {exc}") from None
+    missing = [name for name in REQUIRED if fw.symbol_addr(name) is None]
+    if missing:
+        raise NotALabElf(
+            f"{Path(elf).name} is not a lab firmware: no {', '.join(missing)} (build it with "
+            'make -C "$(kalloc sdk)" LAB=1 APP=/abs/student.c OUT=/abs/student.elf)'
+        )
+
+
+class LabMachine:
+    """The student's ELF booted, stopped at main, heap reserved and mm_init run."""
+
+    def __init__(self, elf: str, options: LabOptions) -> None:
+        self.options = options
+        self.target = Target(
+            RunOptions(
+                firmware=elf,
+                board=options.board,
+                sanitize="off",
+                quantum=LAB_QUANTUM,
+                max_instructions=1 << 62,
+                timeout_s=3600.0,
+            )
+        )
+        self.target.run_to("main")
+        self.has = 0
+        self.symbolizer = Symbolizer(self.target.firmware, None)
+
+    def start(self, record: HeapRecord) -> None:
+        """lab_init: the region (Violation "init-failed" when refused), then the student's mm_init."""
+        t = self.target
+        t.write_u32("lab_heap_max", self.options.heap_max)
+        result, _ = self.call("lab_init")
+        self.has = self.call("lab_has")[0]
+        if result == 0xFFFF_FFFE:
+            raise Violation(
+                "init-failed",
+                f"the page allocator could not reserve a {self.options.heap_max} byte "
+                "heap on this board (lower --heap-max)",
+            )
+        record.lo = record.brk = t.read_u32("lab_heap_lo")
+        record.limit = record.lo + t.read_u32("lab_heap_max")
+        if result != 0:
+            raise Violation(
+                "init-failed", f"mm_init returned {result - (1 << 32) if result >> 31 else result}, not 0"
+            )
+
+    def call(self, function: str, *args: int) -> tuple[int, int]:
+        """(a0, instructions) of one call; Violation when it does not return."""
+        t, m = self.target, self.target.machine
+        uc = m.uc
+        entry, stop_at = t.function_addr(function), t.call_sites.stop_for(None)
+        saved = uc.context_save()
+        m.isa.call_setup(uc, entry, args, stop_at)
+        before = m.instructions
+        stop = t.run(until=stop_at, instructions=self.options.op_budget)
+        if stop.reason != "break":
+            raise self._stopped(function, stop.reason)
+        a0 = m.isa.return_value(uc)
+        uc.context_restore(saved)
+        return a0, m.instructions - before
+
+    def _stopped(self, function: str, reason: str) -> Violation:
+        """The violation of a call that did not return: kalloc's report, or the budget's."""
+        entry = ENTRY_OF.get(function, function)
+        if reason == "instructions":
+            pc = self.target.machine.isa.pc(self.target.machine.uc)
+            frames = self.symbolizer.trace(self.target.machine.backtrace(pc), first_is_return=False)
+            v = Violation(
+                "timeout",
+                f"{entry} did not return within {self.options.op_budget:,} instructions "
+                "(an infinite loop?): the CPU was here",
+            )
+            v.frames = frames
+            return v
+        report = self.target.report(consult=True)
+        errors = [e for e in report["errors"] if e["severity"] == "error"] or report["errors"]
+        if not errors:
+            return Violation("fault", f"{entry} did not return ({reason})")
+        e = errors[0]
+        v = Violation(e["kind"], f"{entry}: {e['message']}")
+        v.frames = e.get("backtrace") or []
+        return v
+
+    def locate(self, function: str) -> dict[str, Any]:
+        """The frame of a function's entry: where a wrong answer of it is blamed."""
+        return self.symbolizer.frame(self.target.addr(function))
+
+
+def request_lines(path: str | None, trace: Trace) -> list[int | None]:
+    """The file line of each request of `trace` (None when the trace has no file)."""
+    if path is None:
+        return [None] * len(trace.ops)
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [None] * len(trace.ops)
+    lines = [i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip()]
+    if trace.format.startswith("malloc-lab"):
+        lines = lines[4:]
+    elif trace.format == "kalloc":
+        body = text.splitlines()
+        lines = [n for n in lines[1:] if not body[n - 1].strip().startswith("#")]
+    return [*lines[: len(trace.ops)], *[None] * (len(trace.ops) - len(lines))]
+
+
+OnOp = Callable[[int, LabMachine], None]
+
+
+def run_trace(
+    elf: str,
+    trace: Trace,
+    options: LabOptions,
+    *,
+    path: str | None = None,
+    stop_after: int | None = None,
+    on_op: OnOp | None = None,
+    watch: bool = False,
+) -> TraceRun:
+    """One trace through the student's allocator on a fresh machine (module doc)."""
+    lab = LabMachine(elf, options)
+    run = TraceRun(trace.name)
+    record = HeapRecord(options.align, lab.target.phys.read)
+    run.record = record
+    i = -1
+    try:
+        lab.start(record)
+        for i, op in enumerate(trace.ops):
+            if stop_after is not None and i > stop_after:
+                break
+            run.instructions += _perform(lab, record, op, i, run)
+            run.ops += 1
+            if on_op is not None:
+                on_op(i, lab)
+        else:
+            record.verify_all("by the end of the trace")
+    except Violation as v:
+        run.violation = _place(v, lab, trace, i, path, None if watch else elf, options)
+        run.status = {"cpu-fault": "fault", "stack-overflow": "fault", "timeout": "timeout"}.get(
+            v.kind, "error"
+        )
+    return run
+
+
+def _perform(lab: LabMachine, rec: HeapRecord, op: Op, i: int, run: TraceRun) -> int:
+    """One request, its checks and the lab's pattern writes; the instructions it took."""
+    target = lab.target
+    if (op.kind in (ALLOC, MEMALIGN, CALLOC) and op.id in rec.blocks) or (
+        op.kind in (REALLOC, FREE) and (op.id not in rec.blocks)
+    ):
+        run.skipped += 1
+        return 0
+    if op.kind == FREE:
+        block = rec.blocks[op.id]
+        rec.verify(block, f"before mm_free of object {op.id}")
+        _, n = lab.call("lab_free", block.addr)
+        rec.remove(op.id)
+        where = block.addr
+    elif op.kind == REALLOC:
+        where, n = _realloc(lab, rec, op, i)
+    else:
+        where, n = _alloc(lab, rec, op, i)
+    rec.set_break(target.read_u32("lab_heap_brk"), target.read_u32("lab_heap_lo"))
+    rec.verify_around(where, f"during operation {i + 1} ({format_op(op)})")
+    every = lab.options.check_all_every
+    if every and (i + 1) % every == 0:
+        rec.verify_all(f"by operation {i + 1}")
+    if lab.options.mm_check and lab.has & 2:
+        ok, _ = lab.call("lab_check")
+        if ok == 0:
+            raise Violation(
+                "mm-check",
+                f"mm_check returned 0 after operation {i + 1}: the student's own "
+                "checker found the heap inconsistent",
+            )
+    return n
+
+
+def _alloc(lab: LabMachine, rec: HeapRecord, op: Op, i: int) -> tuple[int, int]:
+    size = op.nbytes
+    calloc = op.kind == CALLOC and lab.has & 1
+    if size > 0xFFFF_FFFF and not calloc:
+        return 0, 0  # n * size overflows: no mm_calloc to ask, and mm_malloc cannot be asked for it
+    if calloc:
+        addr, n = lab.call("lab_calloc", op.arg, op.size)
+        what = f"mm_calloc({op.arg}, {op.size})"
+    else:
+        addr, n = lab.call("lab_malloc", size)
+        what = f"mm_malloc({size})"
+    if size > 0xFFFF_FFFF:  # calloc's n * size overflows a size_t: NULL is the only right answer
+        if addr:
+            raise Violation("calloc-overflow", f"{what} overflows a 32-bit size_t, yet returned {addr:#x}")
+        return 0, n
+    if addr == 0:
+        if size == 0:
+            return 0, n
+        raise Violation(
+            "out-of-memory",
+            f"{what} returned NULL (heap {rec.brk - rec.lo:,} of at most "
+            f"{rec.limit - rec.lo:,} bytes; --heap-max raises it)",
+        )
+    rec.set_break(lab.target.read_u32("lab_heap_brk"), lab.target.read_u32("lab_heap_lo"))
+    rec.check_new(what, addr, size)
+    if calloc and any(lab.target.phys.read(addr, size)):
+        raise Violation(
+            "calloc-not-zeroed",
+            f"{what} returned {addr:#x}, whose bytes are not all zero",
+            [{"id": op.id, "addr": addr, "size": size}],
+        )
+    data = pattern(op.id, size)
+    lab.target.write(addr, data)
+    rec.add(op.id, addr, size, data, i)
+    return addr, n
+
+
+def _realloc(lab: LabMachine, rec: HeapRecord, op: Op, i: int) -> tuple[int, int]:
+    old = rec.blocks[op.id]
+    rec.verify(old, f"before mm_realloc of object {op.id}")
+    addr, n = lab.call("lab_realloc", old.addr, op.size)
+    what = f"mm_realloc({old.addr:#x}, {op.size})"
+    if op.size == 0:  # realloc(p, 0) frees p (CS:APP's rule); the lab forgets the block
+        rec.remove(op.id)
+        return old.addr, n
+    if addr == 0:
+        raise Violation(
+            "out-of-memory",
+            f"{what} returned NULL (heap {rec.brk - rec.lo:,} of at most {rec.limit - rec.lo:,} bytes)",
+            [old.as_dict()],
+        )
+    rec.set_break(lab.target.read_u32("lab_heap_brk"), lab.target.read_u32("lab_heap_lo"))
+    rec.check_new(what, addr, op.size, ignore=op.id)
+    keep = min(old.size, op.size)
+    got = lab.target.phys.read(addr, keep)
+    if got != old.data[:keep]:
+        off = next(k for k in range(keep) if got[k] != old.data[k])
+        raise Violation(
+            "realloc-lost-data",
+            f"{what} returned {addr:#x} but did not keep the first {keep} bytes: "
+            f"byte {off} is {got[off]:#04x}, was {old.data[off]:#04x}",
+            [old.as_dict(), {"id": op.id, "addr": addr, "size": op.size}],
+        )
+    rec.remove(op.id)
+    tail = pattern(op.id + (i + 1) * 7919, op.size, keep)
+    lab.target.write(addr + keep, tail)
+    rec.add(op.id, addr, op.size, old.data[:keep] + tail, i)
+    return addr, n
+
+
+def _place(
+    v: Violation,
+    lab: LabMachine,
+    trace: Trace,
+    i: int,
+    path: str | None,
+    elf: str | None,
+    options: LabOptions,
+) -> dict[str, Any]:
+    """The violation as the report entry: op, request, trace line, blocks, the student's code."""
+    ops = trace.ops
+    op = ops[i] if 0 <= i < len(ops) else None
+    lines = request_lines(path, trace) if op is not None else []
+    frames = list(v.frames)
+    if v.kind == "corrupted" and elf is not None and v.addr is not None and v.since_op is not None:
+        from kalloc_machine.tools.labwatch import find_writer
+
+        frames = find_writer(elf, trace, options, v.addr, v.since_op, i) or frames
+    if not frames and op is not None:
+        function = {FREE: "mm_free", REALLOC: "mm_realloc"}.get(op.kind, "mm_malloc")
+        if op.kind == CALLOC and lab.has & 1:
+            function = "mm_calloc"
+        frames = [lab.locate(function)]
+    elif not frames:
+        frames = [lab.locate("mm_init")]
+    top = next((f for f in frames if f.get("file") and not str(f["file"]).startswith("firmware/")), frames[0])
+    return {
+        "kind": v.kind,
+        "message": v.message,
+        "op": i + 1 if op is not None else 0,
+        "request": format_op(op) if op is not None else "mm_init",
+        "trace_line": lines[i] if op is not None else None,
+        "blocks": v.blocks,
+        "pc": top.get("pc"),
+        "symbol": top.get("symbol"),
+        "location": {"file": top.get("file"), "line": top.get("line")},
+        "backtrace": frames,
+    }
