@@ -33,6 +33,7 @@ from kalloc_machine.session import EXIT_USAGE, BadInput, RunOptions
 from kalloc_machine.tools import campaign as cp
 from kalloc_machine.tools.campaign_exec import INSTALL_HINT, MissingDask, execute
 from kalloc_machine.tools.campaign_report import Target, render, summary
+from kalloc_machine.tools.campaign_shrink import shrink
 
 from kalloc.cli.options import color_option, console, fail, json_option, run_options, stderr, write_json
 from kalloc.cli.progress import Steps, steps
@@ -53,6 +54,7 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
               help="Raise the test line once at each of K points over the run (as --irq-at).")  # fmt: skip
 @click.option("--seeds", type=click.IntRange(min=0), default=0, metavar="S",
               help="Run the --irq-every/--irq-jitter/--fail-prob schedule under seeds 0..S-1.")  # fmt: skip
+@click.option("--no-shrink", is_flag=True, help="Keep a --seeds bug's seeded reproducer as found.")
 @click.option("--frames", type=click.IntRange(min=1), default=3, show_default=True,
               help="Top frames of an error's site in a bug's signature.")  # fmt: skip
 @run_options(*_RUN)
@@ -68,9 +70,9 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
               help="Wall-clock budget: start no run after it (the result is then incomplete).")  # fmt: skip
 @color_option()
 def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, depth: int, irq_points: int,
-                 seeds: int, frames: int, workers: int | None, scheduler: str | None, local_dask: bool,
-                 json_path: str | None, max_runs: int | None, budget: float | None, color: bool | None,
-                 **run_kw: Any) -> None:  # fmt: skip
+                 seeds: int, no_shrink: bool, frames: int, workers: int | None, scheduler: str | None,
+                 local_dask: bool, json_path: str | None, max_runs: int | None, budget: float | None,
+                 color: bool | None, **run_kw: Any) -> None:  # fmt: skip
     """Rerun each FIRMWARE with every allocation failing in turn (and interrupts at every
     point, and random schedules under many seeds); report each distinct bug once with
     the smallest `kalloc run` line that reproduces it.
@@ -98,8 +100,7 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
         fail(INSTALL_HINT, EXIT_USAGE)
     found = state.found()
     if not interrupted:
-        for hit in found:
-            cp.verify(hit, run_kw["timeout_s"])
+        _check(found, run_kw["timeout_s"], shrink_seeds=not no_shrink)
     doc = summary(sweep, targets, found, len(jobs), len(state.results), state.buggy_runs(), complete)
     render(console(color) if json_path != "-" else stderr(color), doc)
     if json_path:
@@ -107,6 +108,18 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
     if interrupted:
         fail_line("kalloc: interrupted", EXIT_INTERRUPTED)
     sys.exit(EXIT_BUGS if found else 0)
+
+
+def _check(found: list[cp.Found], timeout_s: float, shrink_seeds: bool) -> None:
+    """Rerun each reproducer (its report kept); a seeds bug first shrunk to explicit times and requests."""
+    with steps("campaign: checking reproducers", total=len(found)) as bar:
+        for hit in found:
+            bar.doing(hit.signature.describe())
+            cp.verify(hit, timeout_s)
+            seeded = shrink_seeds and hit.job.dimension == "seeds" and hit.report is not None
+            if seeded and hit.report is not None and shrink(hit, hit.report, timeout_s=timeout_s):
+                cp.verify(hit, timeout_s)
+            bar.done()
 
 
 def fail_line(line: str, status: int) -> None:

@@ -134,14 +134,24 @@ def test_irq_points_find_the_handler_race():
     assert args[1] == "--irq-at" and len(args) == 3 and bug["reproducer"]["reproduced"]
 
 
-def test_seeds_run_the_schedule_under_each_seed():
+SEEDED = ["--seeds", "4", "--irq-every", "300", "--irq-jitter", "200", "--workers", "1"]
+
+
+def test_seeds_run_the_schedule_under_each_seed_and_shrink_it_to_explicit_times():
     irq_race = str(prebuilt("tests/irq_race"))
-    status, doc = campaign_json(irq_race, "--seeds", "4", "--irq-every", "300", "--irq-jitter", "200",
-                                "--workers", "1")  # fmt: skip
-    assert status == 1 and doc["runs"]["done"] == 4
+    status, doc = campaign_json(irq_race, *SEEDED)
+    assert status == 1 and doc["runs"]["done"] == 4 and doc["bugs"]
     for bug in doc["bugs"]:
-        assert bug["dimension"] == "seeds" and bug["reproducer"]["reproduced"]
-        assert bug["reproducer"]["args"][-4:] == ["--irq-every", "300", "--irq-jitter", "200"]
+        assert bug["dimension"] == "seeds" and bug["reproducer"]["reproduced"] is True
+        assert bug["found_by"][-4:] == ["--irq-every", "300", "--irq-jitter", "200"]  # the seeded run
+        args = bug["reproducer"]["args"]
+        assert args[1] == "--irq-at" and len(args) == 3  # shrunk: explicit times, no seed, no period
+        times = {int(t) for t in args[2].split(",")}
+        run = CliRunner().invoke(main, ["run", *bug["found_by"], "--json", "-"], catch_exceptions=False)
+        seeded = set(json.loads(run.stdout)["interrupts"]["injected"]["times"])
+        assert times < seeded  # a strict subset of the interrupts the seeded run raised
+    status, kept = campaign_json(irq_race, *SEEDED, "--no-shrink")
+    assert [b["reproducer"]["args"] for b in kept["bugs"]] == [b["found_by"] for b in doc["bugs"]]
 
 
 def test_seeds_without_a_schedule_is_a_usage_error():

@@ -268,6 +268,7 @@ class Found:
     job: Job
     reproduced: bool | None = None
     report: dict[str, Any] | None = None
+    found_by: list[str] | None = None  # the seeded run's arguments, when campaign_shrink rewrote `job`
 
     def args(self) -> list[str]:
         return run_args(self.job.options)

@@ -78,6 +78,7 @@ def _bug(found: Found) -> dict[str, Any]:
         "runs": found.runs,
         "dimension": found.job.dimension,
         "reproducer": {"args": found.args(), "command": found.command(), "reproduced": found.reproduced},
+        "found_by": found.found_by or found.args(),
         "report": found.report,
     }
 
