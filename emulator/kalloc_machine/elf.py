@@ -250,6 +250,7 @@ def _parse(name: str, raw: bytes, stream: BinaryIO, isa: Isa) -> Firmware:
         isa=isa,
         lines=LineTable(raw),
     )
+    isa.read_elf(elf)  # the ISA's own reading (Cortex-M: unwind table, data in code)
     _read_symbols(fw, elf)
     _scan_code(fw, elf, segments)
     if not elf.has_dwarf_info():
@@ -271,6 +272,8 @@ def _read_symbols(fw: Firmware, elf: ELFFile) -> None:
         if not name or name.startswith(("$", ".L")) or sym["st_shndx"] == "SHN_UNDEF":
             continue
         addr, size = sym["st_value"], sym["st_size"]
+        if st_type == "STT_FUNC":
+            addr &= ~fw.isa.code_bit  # a Thumb function's value carries the Thumb bit
         if st_type in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
             fw.symtab.by_name.setdefault(name, addr)  # linker symbols (__stack_top, ...) included
         if st_type == "STT_FUNC":

@@ -173,6 +173,11 @@ class IrqState:
             self.uc.hook_del(handle)
         self._hooks.handles = []
 
+    def returned(self, pc: int) -> None:
+        """The CPU returned from an interrupt at pc, seen by the interrupt hook (an ISA whose
+        return the machine performs: Isa.return_intno, Cortex-M's EXC_RETURN)."""
+        self._on_return(self.uc, pc, 0, None)
+
     def _on_return(self, uc: unicorn.Uc, address: int, size: int, _ud: Any) -> None:
         self._undo = (address, self.depth, self.stray_returns)
         self.returns += 1

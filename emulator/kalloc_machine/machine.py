@@ -41,7 +41,7 @@ from kalloc_machine.faults import FaultReporter
 from kalloc_machine.hostlimits import sigint_stops
 from kalloc_machine.irqstate import IrqState
 from kalloc_machine.isa import Isa, isa_for
-from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE, IDLE_SLED_BASE, IDLE_SLED_SIZE
+from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE, IDLE_SLED_SIZE
 from kalloc_machine.report.errorlog import ErrorLog
 from kalloc_machine.runloop import RunLoop, RunResult
 from kalloc_machine.sled import IdleSled, UcErrorHook
@@ -88,6 +88,8 @@ class Machine:
         self.on_hypercall: Callable[[int, int], None] = self._no_hypercall_handler
         self.on_uc_error: UcErrorHook | None = None
         self.uc = unicorn.Uc(self.isa.uc_arch, self.isa.uc_mode)
+        self.isa.setup(self.uc)
+        self.isa.bind(firmware.isa)
         self.host_buffers: list[Any] = []  # host buffers and ctypes views Unicorn points into
         self.phys = self._map_ram()
         self._load(firmware)
@@ -108,6 +110,7 @@ class Machine:
         self.sled.install(firmware.wfi_pcs)
         self.irq_state = IrqState(self.isa, self.uc, self.clock)  # the caller context's truth (irqstate.py)
         self.irq_state.install(firmware)
+        self.sled.on_exception_return = self.irq_state.returned  # Isa.return_intno (Cortex-M)
         self.loop = RunLoop(self)
         self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them
         self.report_interrupts = False  # True: an interrupted run returns its result (kalloc run)
@@ -154,7 +157,8 @@ class Machine:
         """What is mapped outside RAM, for fault messages (faults.py)."""
         spans = [(d.base, d.base + d.size, f"the {d.name} device's MMIO registers") for d in self.devices]
         spans.append((DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE, "the hypercall doorbells (MMIO)"))
-        spans.append((IDLE_SLED_BASE, IDLE_SLED_BASE + IDLE_SLED_SIZE, "the machine's idle sled"))
+        base = self.isa.sled_base
+        spans.append((base, base + IDLE_SLED_SIZE, "the machine's idle sled"))
         return spans
 
     # -- public API for the composer -----------------------------------------------------

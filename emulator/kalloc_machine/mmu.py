@@ -50,7 +50,6 @@ from kalloc.errors import KallocError, PageFaultError
 from kalloc_machine.memlayout import (
     DOORBELL_BASE,
     DOORBELL_SIZE,
-    IDLE_SLED_BASE,
     IDLE_SLED_SIZE,
     PAGE_SHIFT,
     VMALLOC_END,
@@ -112,7 +111,8 @@ class Mmu:
         spans = [(d.base, d.base + d.size, PROT_RW) for d in machine.devices]
         spans.append((DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE, PROT_RW))
         spans.append((FAULT_SINK, FAULT_SINK + PAGE, 0))  # firmware never reaches the sink (first match)
-        spans.append((IDLE_SLED_BASE, IDLE_SLED_BASE + IDLE_SLED_SIZE, PROT_X))
+        sled = machine.isa.sled_base  # memlayout.IDLE_SLED_BASE, or the ISA's own (Cortex-M)
+        spans.append((sled, sled + IDLE_SLED_SIZE, PROT_X))
         return spans
 
     # -- the hook (runs inside emu_start: record only) ------------------------------------------

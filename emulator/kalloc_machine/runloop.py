@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 from unicorn import UcError
 
 from kalloc.errors import KallocError, TimeoutError_
-from kalloc_machine.memlayout import IDLE_SLED_BASE, IDLE_SLED_SIZE
+from kalloc_machine.memlayout import IDLE_SLED_SIZE
 from kalloc_machine.sled import SliceStop
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class RunLoop:
         self.read_exact, self._read_window = self._read_window, False
         sled.running = True
         try:
-            uc.emu_start(isa.pc(uc), UNTIL, count=count)
+            uc.emu_start(isa.pc(uc) | isa.code_bit, UNTIL, count=count)
         except UcError as exc:
             sled.running = False
             self._exact = False
@@ -291,7 +291,7 @@ class RunLoop:
             pc = isa.pc(uc)
             # The window's second half holds the harness's call stops: a call that returns as the
             # slice runs out stands there, and its break hook stops it on the next slice.
-            if IDLE_SLED_BASE <= pc < IDLE_SLED_BASE + IDLE_SLED_SIZE // 2:
+            if isa.sled_base <= pc < isa.sled_base + IDLE_SLED_SIZE // 2:
                 self.errors.append(self.faults.cpu_fault("jump into the idle sled: not firmware code", pc))
                 return "fault"
             self._burst = min(2 * self._burst, self.machine.quantum)

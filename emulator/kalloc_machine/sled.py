@@ -112,8 +112,10 @@ class IdleSled:
     def __init__(self, isa: Isa, uc: unicorn.Uc, phys: PhysMem, faults: FaultReporter,
                  errors: list[KallocError]) -> None:  # fmt: skip
         self.isa, self.uc, self.phys, self.faults, self.errors = isa, uc, phys, faults, errors
-        self.jump = IDLE_SLED_BASE + isa.sled_step * (SLED_LEN - 1)
-        assert isa.sled_step * SLED_LEN <= FAULT_SINK - IDLE_SLED_BASE
+        self.base = isa.sled_base  # memlayout.IDLE_SLED_BASE, or the ISA's own (Cortex-M)
+        self.jump = self.base + isa.sled_step * (SLED_LEN - 1)
+        assert isa.sled_step * SLED_LEN <= IDLE_SLED_SIZE - PAGE
+        self.on_exception_return: Callable[[int], None] | None = None  # Isa.return_intno seen (irqstate)
         self.stop: SliceStop | None = None
         self._saved: int | None = None  # the firmware's sled_counter register while in the sled
         self.wfi_pcs: frozenset[int] = frozenset()
@@ -127,8 +129,8 @@ class IdleSled:
     def install(self, wfi_pcs: list[int]) -> None:
         """Map the idle sled, mark every wfi of the loaded image, add the CPU-side hooks."""
         uc, isa = self.uc, self.isa
-        uc.mem_map(IDLE_SLED_BASE, FAULT_SINK - IDLE_SLED_BASE, unicorn.UC_PROT_EXEC)
-        uc.mem_write(IDLE_SLED_BASE, isa.idle_sled(IDLE_SLED_BASE, SLED_LEN))
+        uc.mem_map(self.base, IDLE_SLED_SIZE - PAGE, unicorn.UC_PROT_EXEC)
+        uc.mem_write(self.base, isa.idle_sled(self.base, SLED_LEN))
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._on_mem_fault)
         marked = []
@@ -148,7 +150,7 @@ class IdleSled:
         if self._saved is None:
             self._saved = uc.reg_read(self.isa.sled_counter)
         uc.reg_write(self.isa.sled_counter, 0)
-        self.isa.set_pc(uc, IDLE_SLED_BASE)
+        self.isa.set_pc(uc, self.base)
 
     def leave(self) -> int | None:
         """At the boundary of a stopped slice: the instructions the sled ran (invariant 3),
@@ -156,7 +158,7 @@ class IdleSled:
         emu_start); gives the firmware its counter register back."""
         uc, isa = self.uc, self.isa
         saved, self._saved = self._saved, None
-        offset = (isa.pc(uc) - IDLE_SLED_BASE) // isa.sled_step
+        offset = (isa.pc(uc) - self.base) // isa.sled_step
         laps = uc.reg_read(isa.sled_counter)
         if saved is not None:
             uc.reg_write(isa.sled_counter, saved)
@@ -245,6 +247,10 @@ class IdleSled:
                 self.stop = SliceStop("fatal")
         elif intno == isa.illegal_intno and self.is_marked_wfi(pc := isa.pc(uc) - isa.fault_pc_adjust):
             self.stop = SliceStop("wfi", pc=pc)
+        elif intno == isa.return_intno and isa.exception_return(uc):  # the return the CPU leaves to us
+            if self.on_exception_return is not None:
+                self.on_exception_return(isa.pc(uc))
+            return
         else:
             pc = isa.pc(uc) - isa.fault_pc_adjust
             faults = self.faults

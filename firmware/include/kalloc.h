@@ -375,7 +375,7 @@ static inline int in_interrupt(void) { return kalloc_irq_depth != 0; }
 /* mstatus.MIE (bit 3) is the one switch. CSR instructions need zicsr, which
  * -march=rv32imac lacks (adding it breaks picolibc's multilib match). */
 #define KALLOC_MSTATUS_MIE 0x8
-
+#if !defined(__arm__) /* RV32 (Cortex-M: at the end of this file) */
 static inline unsigned long __kalloc_irq_save(void)
 {
     unsigned long flags;
@@ -409,7 +409,7 @@ static inline int irqs_disabled(void)
                      "csrr %0, mstatus\n.option pop" : "=r"(mstatus));
     return !(mstatus & KALLOC_MSTATUS_MIE);
 }
-
+#endif
 /* Linux's spelling: local_irq_save(flags) assigns flags. */
 #define local_irq_save(flags) do { (flags) = __kalloc_irq_save(); } while (0)
 
@@ -450,6 +450,72 @@ void uart_write(const void *buf, size_t len);  /* one KH_CONSOLE_WRITE */
 
 #ifdef __cplusplus
 }
+#endif
+
+/* --- Per-architecture parts (the Cortex-M machine: board stm32f4) -------------
+ * Kept at the end of the header so that the RV32 build's line numbers, and so
+ * its ELFs, do not move. The __KALLOC_* macros are the SDK's (sdk/hcall.h,
+ * boot.c, irq.c), not an API. */
+#if defined(__arm__)
+/* Cortex-M (ARMv7-M): PRIMASK (bit 0 set = interrupts off) is the one switch;
+ * flags hold the old PRIMASK. Handlers run in handler mode, where the machine
+ * takes no other interrupt (every exception has the same priority). */
+static inline unsigned long __kalloc_irq_save(void)
+{
+    unsigned long flags;
+    __asm__ volatile("mrs %0, primask\n\tcpsid i" : "=r"(flags) : : "memory");
+    return flags;
+}
+
+static inline void local_irq_restore(unsigned long flags)
+{
+    __asm__ volatile("msr primask, %0" : : "r"(flags & 1) : "memory");
+}
+
+static inline void local_irq_disable(void) { __asm__ volatile("cpsid i" : : : "memory"); }
+
+static inline void local_irq_enable(void) { __asm__ volatile("cpsie i" : : : "memory"); }
+
+static inline int irqs_disabled(void)
+{
+    unsigned long primask;
+    __asm__ volatile("mrs %0, primask" : "=r"(primask));
+    return primask & 1;
+}
+
+/* KALLOC_MSTATUS_MIE when the CPU takes interrupts now: PRIMASK clear and
+ * thread mode (IPSR 0). */
+#define __KALLOC_READ_MIE(v)                                                      \
+    do {                                                                          \
+        unsigned long ipsr_;                                                      \
+        __asm__ volatile("mrs %0, ipsr" : "=r"(ipsr_));                           \
+        (v) = (!irqs_disabled() && !(ipsr_ & 0x1ff)) ? KALLOC_MSTATUS_MIE : 0;   \
+    } while (0)
+/* Thumb: the return address without its Thumb bit; no frame chain the host can
+ * walk from r7 (it points below the locals), so fp = 0: the site is ra. */
+#define __KALLOC_SITE() (void *)((uintptr_t)__builtin_return_address(0) & ~(uintptr_t)1), (void *)0
+/* The exit/panic call: `svc #0`, r12 = number (r7 is the frame pointer), r0 = argument. */
+#define __KALLOC_ECALL() "svc #0"
+#define __KALLOC_ECALL_ARG() "r0"
+#define __KALLOC_ECALL_NR() "r12"
+/* The exception numbers arm/trap.S passes (IPSR): SysTick, IRQ 0 (the INTC's line). */
+#define __KALLOC_CAUSE_TIMER() 15u
+#define __KALLOC_CAUSE_EXTERNAL() 16u
+/* SysTick and IRQ 0 are always enabled on the machine: nothing to switch on. */
+#define __KALLOC_ENABLE_SOURCES(bits) ((void)(bits))
+#else
+#define __KALLOC_READ_MIE(v)                                                      \
+    __asm__ volatile(".option push\n.option arch, +zicsr\n"                       \
+                     "csrr %0, mstatus\n.option pop" : "=r"(v))
+#define __KALLOC_SITE() __builtin_return_address(0), __builtin_frame_address(0)
+#define __KALLOC_ECALL() "ecall"
+#define __KALLOC_ECALL_ARG() "a0"
+#define __KALLOC_ECALL_NR() "a7"
+#define __KALLOC_CAUSE_TIMER() (0x80000000u | 7u)
+#define __KALLOC_CAUSE_EXTERNAL() (0x80000000u | 11u)
+#define __KALLOC_ENABLE_SOURCES(bits)                                              \
+    __asm__ volatile(".option push\n.option arch, +zicsr\n"                       \
+                     "csrs mie, %0\n.option pop" : : "r"(bits) : "memory")
 #endif
 
 #endif /* KALLOC_H */

@@ -45,20 +45,20 @@ uint32_t kalloc_ram_total(void)
 
 void kalloc_exit(int code)
 {
-    register int a0 __asm__("a0") = code;
-    register int a7 __asm__("a7") = KH_ECALL_EXIT;
+    register int a0 __asm__(__KALLOC_ECALL_ARG()) = code;
+    register int a7 __asm__(__KALLOC_ECALL_NR()) = KH_ECALL_EXIT;
 
-    __asm__ volatile("ecall" : : "r"(a0), "r"(a7) : "memory");
+    __asm__ volatile(__KALLOC_ECALL() : : "r"(a0), "r"(a7) : "memory");
     for (;;)        /* the machine ends the run at the ecall */
         ;
 }
 
 void kalloc_panic(const char *msg)
 {
-    register const char *a0 __asm__("a0") = msg;
-    register int a7 __asm__("a7") = KH_ECALL_PANIC;
+    register const char *a0 __asm__(__KALLOC_ECALL_ARG()) = msg;
+    register int a7 __asm__(__KALLOC_ECALL_NR()) = KH_ECALL_PANIC;
 
-    __asm__ volatile("ecall" : : "r"(a0), "r"(a7) : "memory");
+    __asm__ volatile(__KALLOC_ECALL() : : "r"(a0), "r"(a7) : "memory");
     for (;;)
         ;
 }

@@ -53,8 +53,8 @@ struct kh_ret {
 static inline __attribute__((always_inline)) uint32_t kh_ctx(void)
 {
     uint32_t mstatus;
-    __asm__ volatile(".option push\n.option arch, +zicsr\n"
-                     "csrr %0, mstatus\n.option pop" : "=r"(mstatus));
+    __KALLOC_READ_MIE(mstatus);  /* RV32: csrr mstatus; Cortex-M: kalloc.h's end */
+    /* (the RV32 build's line numbers stay where they were) */
     return ((kalloc_irq_depth & KH_CTX_DEPTH_MASK) << KH_CTX_DEPTH_SHIFT)
          | ((mstatus & KALLOC_MSTATUS_MIE) ? KH_CTX_MIE : 0);
 }
@@ -91,7 +91,7 @@ kh_call(uint32_t n, void *ra, void *fp, int nargs,
 
 /* ra/fp are taken in the wrapper that expands the macro. */
 #define KH_A(x) ((uint32_t)(uintptr_t)(x))
-#define KH_SITE __builtin_return_address(0), __builtin_frame_address(0)
+#define KH_SITE __KALLOC_SITE()  /* RV32: ra, fp; Cortex-M: ra without the Thumb bit, 0 */
 #define KH_CALL0(n) kh_call((n), KH_SITE, 0, 0, 0, 0, 0, 0)
 #define KH_CALL1(n, a) kh_call((n), KH_SITE, 1, KH_A(a), 0, 0, 0, 0)
 #define KH_CALL2(n, a, b) kh_call((n), KH_SITE, 2, KH_A(a), KH_A(b), 0, 0, 0)

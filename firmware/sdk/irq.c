@@ -20,8 +20,8 @@
 #include "sdk.h"
 
 #define MCAUSE_INTERRUPT 0x80000000u
-#define MCAUSE_TIMER (MCAUSE_INTERRUPT | 7u)
-#define MCAUSE_EXTERNAL (MCAUSE_INTERRUPT | 11u)
+#define MCAUSE_TIMER __KALLOC_CAUSE_TIMER()        /* RV32: MCAUSE_INTERRUPT | 7 */
+#define MCAUSE_EXTERNAL __KALLOC_CAUSE_EXTERNAL()  /* RV32: MCAUSE_INTERRUPT | 11; Cortex-M: IPSR 16 */
 #define MIE_MTIE (1u << 7)
 #define MIE_MEIE (1u << 11)
 
@@ -181,7 +181,7 @@ void __kalloc_trap(uint32_t mcause)
 void __kalloc_irq_init(void)
 {
     kalloc_timer_cancel();
-    __asm__ volatile(".option push\n.option arch, +zicsr\n"
-                     "csrs mie, %0\n.option pop" : : "r"(MIE_MTIE | MIE_MEIE) : "memory");
+    __KALLOC_ENABLE_SOURCES(MIE_MTIE |   /* RV32: csrs mie (kalloc.h's end) */
+                            MIE_MEIE);
     local_irq_enable();
 }

@@ -62,6 +62,18 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 call_setup(uc, function, args, return_to) and return_value(uc): the
                 calling convention the test harness uses to call a firmware function
 
+  port hooks    setup(uc) right after the engine is made (Cortex-M: the CPU model);
+                read_elf(elf) once per loaded ELF (pyelftools' ELFFile: Cortex-M reads
+                its unwind table and data-in-code ranges) and bind(firmware_isa): the
+                machine's own instance takes what the firmware's reading learned;
+                sled_base: where the idle sled is mapped (memlayout.IDLE_SLED_BASE,
+                or an executable address of the ISA's map: M-profile never executes
+                above 0xE000_0000); code_bit: or-ed into every PC given to Unicorn
+                (Thumb: 1); return_intno / exception_return(uc): a return from an
+                interrupt the CPU does not perform itself reaches the interrupt hook
+                as return_intno and the ISA performs it (Cortex-M's EXC_RETURN;
+                RISC-V: -1, Unicorn runs mret)
+
 What stays ISA-neutral and a port must fit: the fixed address map (memlayout.py: RAM at
 0x8000_0000, devices below it, the idle sled at 0xF800_0000), the kalloc devices (a
 CLINT-style timer, the claim-based INTC whose lines all arrive as `external_cause`),
@@ -87,13 +99,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from unicorn import Uc
 
 ISAS: dict[str, str] = {  # board `[cpu] isa` -> the module whose `Cpu` implements it
     "rv32imac": "kalloc_machine.isa.rv32",
+    "armv7m": "kalloc_machine.isa.armv7m",
 }
 DEFAULT_ISA = "rv32imac"
 
@@ -124,6 +137,15 @@ class Isa(Protocol):
     illegal_intno: int
     sled_step: int
     sled_counter: int
+    sled_base: int
+    return_intno: int
+    code_bit: int
+
+    # setup
+    def setup(self, uc: Uc) -> None: ...
+    def read_elf(self, elf: Any) -> None: ...
+    def bind(self, other: Isa) -> None: ...
+    def exception_return(self, uc: Uc) -> bool: ...
 
     # registers
     def read_regs(self, uc: Uc) -> dict[str, int]: ...

@@ -28,6 +28,7 @@ import unicorn
 from unicorn import riscv_const as rc
 
 from kalloc_machine.isa import CodeScan, ReadCode, ReadU32
+from kalloc_machine.memlayout import IDLE_SLED_BASE
 
 # mstatus bits (privileged spec 3.1.6)
 MSTATUS_MIE = 1 << 3
@@ -188,9 +189,26 @@ class RiscV32:
     illegal_intno = 2  # Unicorn's intno for an illegal instruction (the marked wfi traps so)
     sled_step = 4  # the sled's counter, nops and jump are 32-bit
     sled_counter = rc.UC_RISCV_REG_T6  # the register the sled counts its laps in
+    sled_base = IDLE_SLED_BASE
+    return_intno = -1  # Unicorn runs mret itself
+    code_bit = 0
 
     def __init__(self) -> None:
         self._cs: Any = None  # capstone, opened on the first disassembly
+
+    # -- port hooks (nothing to do on this ISA) ----------------------------------------
+
+    def setup(self, uc: unicorn.Uc) -> None:
+        pass
+
+    def read_elf(self, elf: Any) -> None:
+        pass
+
+    def bind(self, other: Any) -> None:
+        pass
+
+    def exception_return(self, uc: unicorn.Uc) -> bool:
+        return False
 
     # -- registers ------------------------------------------------------------------
 

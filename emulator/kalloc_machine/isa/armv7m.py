@@ -1,0 +1,311 @@
+"""ARMv7-M (Cortex-M4, Thumb-2): the `Isa` of the Cortex-M boards (isa/__init__.py).
+
+Unicorn's ARM in M-class mode (UC_MODE_THUMB | UC_MODE_MCLASS, CPU model Cortex-M4).
+What Unicorn 2.1.4 does and what this module does instead (checked on the engine):
+
+  svc            UC_HOOK_INTR intno 2 (EXCP_SWI), PC already past the 2-byte svc: the
+                 machine's exit/panic call (r12 = number, r0 = argument; r7 is the
+                 Thumb frame pointer, so not Linux's r7 number register)
+  wfi            halts the CPU and returns from emu_start without a count: each wfi of
+                 the image is marked with `bkpt #0xab`, which traps through
+                 UC_HOOK_INTR (intno 7, EXCP_BKPT) with PC at the bkpt (no code hook)
+  udf            raises UC_ERR_INSN_INVALID out of emu_start (no hook sees it): the
+                 machine's fallback reports it (inexact count), so it is not the mark
+  exceptions     Unicorn's M-class takes no NVIC exception by itself and does not
+                 unstack: `enter_interrupt` performs the entry (ARMv7-M ARM B1.5.6:
+                 the 8-word frame r0-r3, r12, lr, ReturnAddress, xPSR on the active
+                 stack, 8-byte aligned with xPSR bit 9 recording the pad; lr =
+                 EXC_RETURN; IPSR = the exception number; pc = the vector at VTOR +
+                 4*number, VTOR = FIRMWARE_LOAD); a `bx lr` (or pop) of EXC_RETURN in
+                 handler mode reaches UC_HOOK_INTR as intno 8 (EXCP_EXCEPTION_EXIT) with
+                 PC = EXC_RETURN & ~1, and `exception_return` unstacks (B1.5.8)
+  idle sled      the system region (0xE000_0000 and up) is execute-never on M-profile,
+                 so this ISA's sled lives at SLED_BASE in the executable external-RAM
+                 region, below RAM_BASE
+  PC             writing an even PC clears the Thumb state (the next fetch faults):
+                 `set_pc` and the run loop (`code_bit`) always pass pc | 1
+
+Interrupts: the timer is the exception SysTick (15), the interrupt controller's line
+is IRQ 0 (exception 16); every exception has the same priority, so a handler is never
+preempted (no nesting) and `interrupts_enabled` is PRIMASK clear and thread mode
+(IPSR 0: the execution priority of an active handler masks the others).
+Only the main stack is supported (CONTROL.SPSEL = 0): EXC_RETURN 0xFFFFFFF9 (to
+thread mode) and 0xFFFFFFF1 (to handler mode), never the FP-frame variants (the SDK is
+built soft-float: no FPU context is stacked).
+
+Backtraces: Thumb GCC's frame pointer r7 points at the bottom of the locals, not at
+the saved {r7, lr} pair, so an r7 chain cannot be walked; `backtrace` unwinds with the
+DWARF call-frame information of .debug_frame (read once per ELF: `read_elf`), and walks
+through an exception frame (EXC_RETURN as a return address: the stacked pc is the
+interrupted instruction).
+
+Invariants:
+ 1. `enter_interrupt` is only called at a slice boundary, never from a hook.
+ 2. `backtrace` never raises: a frame it cannot read or unwind ends the walk.
+ 3. `pc()` is even (the address); what Unicorn is given is pc | 1.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import capstone
+import unicorn
+from unicorn import arm_const as ac
+
+from kalloc_machine.isa import CodeScan, Isa, ReadCode, ReadU32
+from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
+from kalloc_machine.memlayout import FIRMWARE_LOAD
+
+EXC_SYSTICK = 15
+EXC_IRQ0 = 16
+VTOR = FIRMWARE_LOAD  # the vector table starts the image (firmware/arm/crt0.S)
+SLED_BASE = 0x7800_0000  # external RAM region: executable on M-profile, below RAM_BASE
+EXC_RETURN_HANDLER = 0xFFFF_FFF1
+EXC_RETURN_THREAD = 0xFFFF_FFF9
+XPSR_ALIGN = 1 << 9  # stacked xPSR: the entry padded the frame by 4 bytes
+XPSR_T = 1 << 24
+
+WFI = b"\x30\xbf"
+IDLE_MARK = b"\xab\xbe"  # bkpt #0xab
+SLED_COUNT = b"\x0c\xf1\x01\x0c"  # add.w r12, r12, #1
+NOP_W = b"\xaf\xf3\x00\x80"  # nop.w
+
+INTR_NAMES: dict[int, str] = {
+    1: "undefined instruction",
+    2: "svc",
+    3: "instruction fetch abort (execute-never or unmapped)",
+    4: "data abort",
+    7: "breakpoint (bkpt)",
+    8: "exception return outside an exception",
+}
+
+GPR_NAMES: tuple[str, ...] = tuple(f"r{i}" for i in range(13)) + ("sp", "lr")
+_GPRS: tuple[int, ...] = tuple(getattr(ac, f"UC_ARM_REG_R{i}") for i in range(13)) + (
+    ac.UC_ARM_REG_SP, ac.UC_ARM_REG_LR)  # fmt: skip
+_ARG_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_REG_R3)
+_FRAME_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_REG_R3,
+               ac.UC_ARM_REG_R12, ac.UC_ARM_REG_LR)  # fmt: skip
+BatchUc = Any
+
+
+def b_w(offset: int) -> bytes:
+    """`b.w` (T4) by `offset` from its own address + 4, encoded."""
+    off = offset & 0x1FF_FFFF
+    s, i1, i2 = off >> 24 & 1, off >> 23 & 1, off >> 22 & 1
+    j1, j2 = 1 - (i1 ^ s), 1 - (i2 ^ s)
+    hw1 = 0xF000 | s << 10 | (off >> 12) & 0x3FF
+    hw2 = 0x9000 | j1 << 13 | j2 << 11 | (off >> 1) & 0x7FF
+    return hw1.to_bytes(2, "little") + hw2.to_bytes(2, "little")
+
+
+class ArmV7M:
+    """Cortex-M4 (ARMv7-M, Thumb-2) as Unicorn emulates it (module docstring)."""
+
+    name = "armv7m"
+    uc_arch = unicorn.UC_ARCH_ARM
+    uc_mode = unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS
+    elf_class = 32
+    elf_machine = "EM_ARM"
+    elf_description = "32-bit ARM (Cortex-M, Thumb-2)"
+    reg_names: tuple[str, ...] = GPR_NAMES
+    report_registers: tuple[str, ...] = ("lr", "sp", "r7", "r0", "r1", "r2")
+    link_reg = "lr"
+    timer_cause = EXC_SYSTICK
+    external_cause = EXC_IRQ0
+    ecall_intno = 2  # svc: PC already past it
+    ecall_size = 2
+    fault_pc_adjust = 0  # bkpt and fetch aborts: PC at the instruction
+    idle_size = 2  # wfi (16-bit)
+    idle_mark = IDLE_MARK
+    illegal_intno = 7  # the mark (bkpt) traps so
+    return_intno = 8  # EXCP_EXCEPTION_EXIT: bx lr of an EXC_RETURN in handler mode
+    sled_step = 4  # add.w, nop.w, b.w
+    sled_counter = ac.UC_ARM_REG_R12
+    sled_base = SLED_BASE
+    code_bit = 1  # the Thumb bit every PC given to Unicorn carries
+
+    def __init__(self) -> None:
+        self._cs: Any = None
+        self.unwind = Unwinder()
+        self.data_ranges: list[tuple[int, int]] = []  # ($d, next mapping symbol) in code sections
+
+    # -- setup ----------------------------------------------------------------------
+
+    def setup(self, uc: unicorn.Uc) -> None:
+        """Select the Cortex-M4 model (before anything else touches the engine)."""
+        uc.ctl_set_cpu_model(ac.UC_CPU_ARM_CORTEX_M4)
+
+    def read_elf(self, elf: Any) -> None:
+        """The unwind table (.debug_frame) and the data-in-code ranges (mapping symbols $d)."""
+        self.unwind = Unwinder.from_elf(elf)
+        symtab = elf.get_section_by_name(".symtab")
+        marks = []
+        if symtab is not None:
+            for sym in symtab.iter_symbols():
+                if sym.name in ("$d", "$t", "$a") or sym.name.startswith(("$d.", "$t.", "$a.")):
+                    marks.append((sym["st_value"], sym.name[1]))
+        marks.sort()
+        self.data_ranges = [(a, marks[i + 1][0] if i + 1 < len(marks) else a + 4)
+                            for i, (a, kind) in enumerate(marks) if kind == "d"]  # fmt: skip
+
+    def bind(self, other: Isa) -> None:
+        """Take what the firmware's reading learned (the machine's own instance)."""
+        if isinstance(other, ArmV7M):
+            self.unwind, self.data_ranges = other.unwind, other.data_ranges
+
+    # -- registers ------------------------------------------------------------------
+
+    def read_regs(self, uc: BatchUc) -> dict[str, int]:
+        """pc, r0..r12, sp, lr (lr without its Thumb bit unless it is an EXC_RETURN)."""
+        values = uc.reg_read_batch([ac.UC_ARM_REG_PC, *_GPRS])
+        out = {"pc": values[0]}
+        out.update(zip(GPR_NAMES, values[1:], strict=False))
+        if out["lr"] < 0xF000_0000:
+            out["lr"] &= ~1
+        return out
+
+    def read_csrs(self, uc: BatchUc) -> dict[str, int]:
+        regs = (ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_CONTROL, ac.UC_ARM_REG_MSP)
+        return dict(zip(("xpsr", "primask", "control", "msp"), uc.reg_read_batch(regs), strict=False))
+
+    def pc(self, uc: unicorn.Uc) -> int:
+        pc: int = uc.reg_read(ac.UC_ARM_REG_PC)
+        return pc & ~1
+
+    def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
+        uc.reg_write(ac.UC_ARM_REG_PC, pc | 1)
+
+    # -- interrupts -------------------------------------------------------------------
+
+    def interrupts_enabled(self, uc: BatchUc) -> bool:
+        """PRIMASK clear and no handler active (all exceptions share one priority)."""
+        primask, ipsr = uc.reg_read_batch([ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_IPSR])
+        return not primask & 1 and not ipsr & 0x1FF
+
+    def pending_enable(self, uc: unicorn.Uc) -> tuple[bool, bool]:
+        """SysTick and IRQ 0 are always enabled on this machine (the SDK never masks them)."""
+        return True, True
+
+    def enter_interrupt(self, uc: BatchUc, cause: int) -> int:
+        """Exception entry (B1.5.6 PushStack, ExceptionTaken). Returns the handler address."""
+        vals = uc.reg_read_batch([*_FRAME_REGS, ac.UC_ARM_REG_PC, ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_SP])
+        r0, r1, r2, r3, r12, lr, pc, xpsr, sp = vals
+        pad = 4 if sp & 4 else 0
+        frame = (sp - 32 - pad) & 0xFFFF_FFFF
+        stacked_xpsr = (xpsr & ~XPSR_ALIGN) | XPSR_T | (XPSR_ALIGN if pad else 0)
+        words = (r0, r1, r2, r3, r12, lr, pc & ~1, stacked_xpsr)
+        uc.mem_write(frame, b"".join(w.to_bytes(4, "little") for w in words))
+        handler = int.from_bytes(uc.mem_read(VTOR + 4 * cause, 4), "little")
+        exc_return = EXC_RETURN_HANDLER if xpsr & 0x1FF else EXC_RETURN_THREAD
+        uc.reg_write_batch([(ac.UC_ARM_REG_SP, frame), (ac.UC_ARM_REG_LR, exc_return),
+                            (ac.UC_ARM_REG_IPSR, cause), (ac.UC_ARM_REG_PC, handler | 1)])  # fmt: skip
+        return handler & ~1
+
+    def exception_return(self, uc: BatchUc) -> bool:
+        """From the interrupt hook (intno `return_intno`): unstack the frame the entry pushed
+        (B1.5.8). False: not an EXC_RETURN this machine makes (the caller reports a fault)."""
+        exc_return = (self.pc(uc) | 1) & 0xFFFF_FFFF
+        if exc_return not in (EXC_RETURN_HANDLER, EXC_RETURN_THREAD):
+            return False
+        sp = uc.reg_read(ac.UC_ARM_REG_SP)
+        raw = bytes(uc.mem_read(sp, 32))
+        r0, r1, r2, r3, r12, lr, pc, xpsr = struct.unpack("<8I", raw)
+        new_sp = sp + 32 + (4 if xpsr & XPSR_ALIGN else 0)
+        uc.reg_write_batch([(ac.UC_ARM_REG_R0, r0), (ac.UC_ARM_REG_R1, r1), (ac.UC_ARM_REG_R2, r2),
+                            (ac.UC_ARM_REG_R3, r3), (ac.UC_ARM_REG_R12, r12), (ac.UC_ARM_REG_LR, lr),
+                            (ac.UC_ARM_REG_SP, new_sp), (ac.UC_ARM_REG_XPSR, xpsr & ~XPSR_ALIGN),
+                            (ac.UC_ARM_REG_IPSR, xpsr & 0x1FF), (ac.UC_ARM_REG_PC, pc | 1)])  # fmt: skip
+        return True
+
+    # -- traps ---------------------------------------------------------------------------
+
+    def syscall_args(self, uc: BatchUc) -> tuple[int, int, int]:
+        """(number, arg0, arg1) of an svc: r12, r0, r1."""
+        r12, r0, r1 = uc.reg_read_batch([ac.UC_ARM_REG_R12, ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1])
+        return r12, r0, r1
+
+    def fault_name(self, intno: int) -> str:
+        return INTR_NAMES.get(intno, f"exception {intno}")
+
+    # -- instructions ---------------------------------------------------------------------
+
+    def insn_size(self, code: bytes) -> int:
+        """4 for a 32-bit Thumb-2 instruction (first halfword 0b11101/0b11110/0b11111), else 2."""
+        hw = int.from_bytes(code[:2], "little")
+        return 4 if hw >> 11 in (0x1D, 0x1E, 0x1F) else 2
+
+    def _disasm(self) -> Any:
+        if self._cs is None:
+            self._cs = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+        return self._cs
+
+    def disassemble(self, pc: int, code: bytes) -> str:
+        for _addr, _size, mnemonic, op_str in self._disasm().disasm_lite(code, pc, 1):
+            return f"{mnemonic} {op_str}".strip()
+        if len(code) >= 4 and self.insn_size(code) == 4:
+            return f".word {int.from_bytes(code[:4], 'little'):#010x}"
+        if len(code) >= 2:
+            return f".short {int.from_bytes(code[:2], 'little'):#06x}"
+        return "??"
+
+    def memory_operand(self, read: ReadCode, pc: int, regs: dict[str, int]) -> tuple[int, int] | None:
+        """Not decoded on this ISA (no MMU page-fault report needs it yet)."""
+        return None
+
+    def _is_data(self, addr: int) -> bool:
+        return any(lo <= addr < hi for lo, hi in self.data_ranges)
+
+    def scan_code(self, ranges: Sequence[tuple[int, bytes]]) -> CodeScan:
+        """Every 16-bit `wfi` (data in code, mapping symbol $d, skipped); no counter hazards."""
+        md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+        md.skipdata = True
+        idle: list[int] = []
+        for base, code in ranges:
+            at = code.find(WFI)
+            if at < 0:
+                continue
+            for addr, size, _mnemonic, _ops in md.disasm_lite(code, base):
+                if size == 2 and code[addr - base : addr - base + 2] == WFI and not self._is_data(addr):
+                    idle.append(addr)
+        return idle, []
+
+    def scan_returns(self, ranges: Sequence[tuple[int, bytes]]) -> list[int]:
+        """None: an exception return reaches the interrupt hook (`return_intno`)."""
+        return []
+
+    def idle_sled(self, base: int, length: int) -> bytes:
+        """The lap counter (r12 += 1), length-2 `nop.w`, then `b.w` back to base."""
+        return SLED_COUNT + NOP_W * (length - 2) + b_w(-4 * (length - 1) - 4)
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def backtrace(
+        self,
+        read_u32: ReadU32,
+        pc: int,
+        regs: dict[str, int],
+        depth: int = 16,
+        in_ram: Callable[[int], bool] | None = None,
+        is_code: Callable[[int], bool] | None = None,
+    ) -> list[int]:
+        """The CFI unwind from pc (see `walk_cfi`)."""
+        return walk_cfi(self.unwind, read_u32, pc, regs, depth, in_ram, is_code)
+
+    def call_setup(self, uc: unicorn.Uc, function: int, args: Sequence[int], return_to: int) -> None:
+        """Arguments in r0..r3, lr = return_to, pc = function (AAPCS)."""
+        if len(args) > len(_ARG_REGS):
+            raise ValueError("at most 4 register arguments (r0..r3)")
+        for reg, value in zip(_ARG_REGS, args, strict=False):
+            uc.reg_write(reg, value & 0xFFFF_FFFF)
+        uc.reg_write(ac.UC_ARM_REG_LR, return_to | 1)
+        uc.reg_write(ac.UC_ARM_REG_PC, function | 1)
+
+    def return_value(self, uc: unicorn.Uc) -> int:
+        r0: int = uc.reg_read(ac.UC_ARM_REG_R0)
+        return r0
+
+
+Cpu = ArmV7M  # the name isa_for() looks up

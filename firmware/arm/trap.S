@@ -1,0 +1,51 @@
+/*
+ * arm/trap.S — the exception entry of every vector (crt0.S) and the SDK's one
+ * exception return, for the Cortex-M machine.
+ *
+ * The machine takes an exception at a slice boundary as the hardware does
+ * (ARMv7-M B1.5.6): it stacks r0-r3, r12, lr, pc, xPSR on the active stack
+ * (8-byte aligned, bit 9 of the stacked xPSR set when it padded), sets lr to
+ * EXC_RETURN, IPSR to the exception number and PRIMASK (handlers run with
+ * interrupts off: no nesting), and jumps to the vector. r4-r11 are the
+ * handler's to keep (AAPCS), so the C half is called directly:
+ *   1. saves r7 and lr (= EXC_RETURN) and keeps 8-byte alignment,
+ *   2. bumps kalloc_irq_depth (every hypercall reports it in ctx),
+ *   3. calls __kalloc_trap(IPSR) in irq.c (15: timer, 16: external line),
+ *   4. drops the depth and returns with `bx lr` = EXC_RETURN at
+ *      __kalloc_mret: the machine unstacks the frame (exception return).
+ */
+    .syntax unified
+    .thumb
+
+    .section .text.kalloc_trap, "ax", %progbits
+    .balign 4
+    .globl  kalloc_exc_entry
+    .type   kalloc_exc_entry, %function
+    .thumb_func
+kalloc_exc_entry:
+    push    {r7, lr}
+    mov     r7, sp
+
+    ldr     r1, =kalloc_irq_depth
+    ldr     r2, [r1]
+    adds    r2, r2, #1
+    str     r2, [r1]
+
+    mrs     r0, ipsr
+    bl      __kalloc_trap
+
+    ldr     r1, =kalloc_irq_depth
+    ldr     r2, [r1]
+    subs    r2, r2, #1
+    str     r2, [r1]
+
+    pop     {r7, lr}
+    .globl  __kalloc_mret
+    .type   __kalloc_mret, %function
+    .thumb_func
+__kalloc_mret:
+    bx      lr
+    .globl  __kalloc_trap_vector_end
+__kalloc_trap_vector_end:
+    .size   kalloc_exc_entry, . - kalloc_exc_entry
+    .ltorg
