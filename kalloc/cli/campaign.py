@@ -2,7 +2,7 @@
 
     kalloc campaign FIRMWARE... [--fail-each] [--per-site] [--depth 2] [--irq-points K]
                     [--seeds S --irq-every N --irq-jitter N --fail-prob P] [--workers N]
-                    [--scheduler ADDRESS | --dask] [--json FILE] [--max-runs N] [--budget S]
+                    [--scheduler ADDRESS | --dask] [--json FILE] [--report FILE] [--max-runs N] [--budget S]
 
 The campaign is kalloc_machine.tools.campaign (the baseline, the plan, the signatures),
 its runs go through campaign_exec (here, a process pool, or Dask), its output through
@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,10 +33,19 @@ from kalloc_machine.report.json_report import dumps
 from kalloc_machine.session import EXIT_USAGE, BadInput, RunOptions
 from kalloc_machine.tools import campaign as cp
 from kalloc_machine.tools.campaign_exec import INSTALL_HINT, MissingDask, execute
-from kalloc_machine.tools.campaign_report import Target, render, summary
+from kalloc_machine.tools.campaign_report import Target, html, markdown, render, summary
 from kalloc_machine.tools.campaign_shrink import shrink
 
-from kalloc.cli.options import color_option, console, fail, json_option, run_options, stderr, write_json
+from kalloc.cli.options import (
+    color_option,
+    console,
+    fail,
+    json_option,
+    output_file,
+    run_options,
+    stderr,
+    write_json,
+)
 from kalloc.cli.progress import Steps, steps
 
 EXIT_BUGS = 1  # bugs found (docs/abi.md, "Exit codes of kalloc campaign")
@@ -64,6 +74,8 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
               help="Run on this Dask scheduler (tcp://host:8786; env DASK_SCHEDULER_ADDRESS).")  # fmt: skip
 @click.option("--dask", "local_dask", is_flag=True, help="Run on a Dask LocalCluster of --workers workers.")
 @json_option("Write every signature, reproducer and report as JSON to FILE ('-' for stdout).")
+@click.option("--report", "report_path", metavar="FILE", callback=output_file,
+              help="Write a report to attach to CI: HTML for FILE.html, else Markdown.")  # fmt: skip
 @click.option("--max-runs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Run at most the first N runs of the plan.")  # fmt: skip
 @click.option("--budget", type=click.FloatRange(min=0.01), default=None, metavar="SECONDS",
@@ -71,8 +83,8 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
 @color_option()
 def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, depth: int, irq_points: int,
                  seeds: int, no_shrink: bool, frames: int, workers: int | None, scheduler: str | None,
-                 local_dask: bool, json_path: str | None, max_runs: int | None, budget: float | None,
-                 color: bool | None, **run_kw: Any) -> None:  # fmt: skip
+                 local_dask: bool, json_path: str | None, report_path: str | None, max_runs: int | None,
+                 budget: float | None, color: bool | None, **run_kw: Any) -> None:  # fmt: skip
     """Rerun each FIRMWARE with every allocation failing in turn (and interrupts at every
     point, and random schedules under many seeds); report each distinct bug once with
     the smallest `kalloc run` line that reproduces it.
@@ -105,6 +117,8 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
     render(console(color) if json_path != "-" else stderr(color), doc)
     if json_path:
         write_json(json_path, dumps(doc))
+    if report_path:
+        _write_report(report_path, doc)
     if interrupted:
         fail_line("kalloc: interrupted", EXIT_INTERRUPTED)
     sys.exit(EXIT_BUGS if found else 0)
@@ -120,6 +134,15 @@ def _check(found: list[cp.Found], timeout_s: float, shrink_seeds: bool) -> None:
             if seeded and hit.report is not None and shrink(hit, hit.report, timeout_s=timeout_s):
                 cp.verify(hit, timeout_s)
             bar.done()
+
+
+def _write_report(path: str, doc: dict[str, Any]) -> None:
+    """--report FILE: HTML for .html/.htm, else Markdown (one line, status 3, when it cannot be written)."""
+    text = html(doc) if Path(path).suffix.lower() in (".html", ".htm") else markdown(doc)
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:  # checked at the start (output_file), but the disk can fill up
+        fail(f"--report {path}: cannot write: {exc.strerror or exc}")
 
 
 def fail_line(line: str, status: int) -> None:

@@ -125,6 +125,21 @@ def test_several_firmware_deduplicated_and_the_same_bytes_whatever_the_workers(t
     assert f"#1 kalloc run {NULL3} --fail-nth 3\n" in text and f"#2 kalloc run {LEAKY} --fail-nth 2\n" in text
 
 
+def test_report_to_attach_to_ci_markdown_or_html(tmp_path):
+    md, page = tmp_path / "campaign.md", tmp_path / "campaign.html"
+    assert campaign(NULL3, LEAKY, "--workers", "1", "--report", str(md)).exit_code == 1
+    text = md.read_text()
+    assert text.startswith("# kalloc campaign: 2 distinct bug(s)\n")
+    assert f"| 1 | cpu-fault | make_label < main < _start | make_label | 1 | `{NULL3}` |" in text
+    assert f"```sh\nkalloc run {NULL3} --fail-nth 3\n```" in text
+    assert "    0x" in text and "make_label (firmware/tests/campaign_null_third.c:" in text  # the backtrace
+    assert campaign(HANDLED, "--workers", "1", "--report", str(page)).exit_code == 0
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "no bug found" in html
+    res = campaign(NULL3, "--report", str(tmp_path / "missing" / "r.md"))
+    assert res.exit_code == 2 and "--report" in res.stderr  # checked before any run
+
+
 def test_irq_points_find_the_handler_race():
     status, doc = campaign_json(str(prebuilt("tests/irq_race")), "--irq-points", "40", "--workers", "2")
     assert status == 1 and doc["runs"]["done"] == 40  # irq alone: fail-each is not swept

@@ -4,7 +4,9 @@
 baseline of each firmware, how many runs were planned and done, and every signature with
 its run count, its smallest reproducer and that reproducer's full report. `render()`
 prints the same on a console (kalloc_machine.report.console): a rich table, one row per
-signature, then one `kalloc run …` reproducer line per signature.
+signature, then one `kalloc run …` reproducer line per signature. `markdown()` and
+`html()` are the report to attach to CI (`--report FILE`): the same facts, and for each
+bug its first error's message and backtrace.
 
 Invariants:
  1. The JSON holds no wall-clock time: the same campaign gives the same bytes whatever
@@ -16,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from kalloc_machine.report.symbols import format_frame
 from kalloc_machine.session import VERSION
 from kalloc_machine.tools.campaign import Found, Requests, Sweep, top_frames
 from kalloc_machine.tools.explore import Baseline
@@ -112,3 +116,52 @@ def render(out: Console, doc: dict[str, Any]) -> None:
     for i, bug in enumerate(bugs, 1):
         check = _CHECKED[bug["reproducer"]["reproduced"]]
         out.print(f"#{i} {bug['reproducer']['command']}{check}", markup=False, soft_wrap=True)
+
+
+def _details(bug: dict[str, Any]) -> tuple[str, list[str]]:
+    """The reproducer's first error of the bug's kind: its message and backtrace lines."""
+    report = bug.get("report") or {}
+    entry = next((e for e in report.get("errors", []) if e["kind"] == bug["kind"]), None)
+    if entry is None:
+        return "", []
+    trace = entry.get("backtrace") or (entry.get("alloc_site") or {}).get("backtrace") or []
+    return entry.get("message", ""), [format_frame(f) for f in trace]
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The campaign as Markdown (`--report FILE.md`): headline, baselines, table, each bug's details."""
+    runs, bugs = doc["runs"], doc["bugs"]
+    cut = "" if doc["complete"] else f" (stopped after {runs['done']} of {runs['planned']} runs)"
+    out = [f"# kalloc campaign: {len(bugs)} distinct bug(s)", "",
+           f"{len(doc['firmware'])} firmware, {runs['done']} runs, {runs['with_bugs']} with bugs{cut}.", "",
+           "| firmware | status | allocation requests | sites | runs |",
+           "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for t in doc["firmware"]:
+        b = t["baseline"]
+        out.append(f"| `{t['firmware']}` | {b['exit_code']} | {b['allocation_requests']} | "
+                   f"{b['allocation_sites']} | {t['runs']} |")  # fmt: skip
+    if not bugs:
+        return "\n".join([*out, "", "No bug found.", ""])
+    out += ["", "| # | kind | where | injected failure in | runs | firmware |", "|---:|---|---|---|---:|---|"]
+    for i, bug in enumerate(bugs, 1):
+        out.append(f"| {i} | {bug['kind']} | {' < '.join(bug['frames'])} | {bug['injected_site'] or '-'} | "
+                   f"{bug['runs']} | `{bug['firmware']}` |")  # fmt: skip
+    for i, bug in enumerate(bugs, 1):
+        message, frames = _details(bug)
+        check = _CHECKED[bug["reproducer"]["reproduced"]].strip()
+        out += ["", f"## {i}. {bug['kind']} in {bug['frames'][0]}", "", "```sh",
+                bug["reproducer"]["command"] + (f"  # {check}" if check else ""), "```", "", message, "",
+                *(f"    {line}" for line in frames)]  # fmt: skip
+    return "\n".join([*out, ""])
+
+
+def html(doc: dict[str, Any]) -> str:
+    """The campaign as a standalone HTML page (`--report FILE.html`): the terminal's table and details."""
+    out = Console(record=True, width=160, file=io.StringIO(), color_system="standard", highlight=False)
+    render(out, doc)
+    for i, bug in enumerate(doc["bugs"], 1):
+        message, frames = _details(bug)
+        out.print(f"\n#{i} {message}", markup=False, style="bold")
+        for line in frames:
+            out.print(f"    {line}", markup=False)
+    return out.export_html(inline_styles=True)
