@@ -170,14 +170,21 @@ def _plan(firmware: tuple[str, ...], sweep: cp.Sweep, run_kw: dict[str, Any],
             options = RunOptions(firmware=name, **run_kw)
             try:
                 clean, requests = cp.baseline(options)
+                planned = cp.plan(options, sweep, clean, requests, cp.schedule_of(options), start=len(jobs))
             except BadInput as exc:
                 fail(exc)
-            planned = cp.plan(options, sweep, clean, requests, cp.schedule_of(options), start=len(jobs))
             if max_runs is not None:
                 planned = planned[: max(0, max_runs - len(jobs))]
             jobs += planned
             targets.append(Target(name, clean, requests, len(planned)))
             bar.done()
+    irq = sweep.irq_points or (sweep.seeds and run_kw["irq_every"])
+    for target in targets if irq else ():
+        if not target.clean.handled:
+            stderr().print(f"kalloc: warning: {target.firmware} never enabled a handler on interrupt line "
+                           f"{target.clean.test_line}, the board's test line: its interrupt runs cannot find "
+                           "anything (request_irq(kalloc_bootinfo.test_irq, ...) registers one)",
+                           markup=False, soft_wrap=True)  # fmt: skip
     return targets, jobs
 
 

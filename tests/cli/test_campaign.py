@@ -169,6 +169,15 @@ def test_seeds_run_the_schedule_under_each_seed_and_shrink_it_to_explicit_times(
     assert [b["reproducer"]["args"] for b in kept["bugs"]] == [b["found_by"] for b in doc["bugs"]]
 
 
+def test_irq_points_on_a_firmware_without_a_handler_warn_once():
+    res = campaign(NULL3, "--irq-points", "2", "--workers", "1")
+    assert res.exit_code == 0
+    assert res.stderr == (f"kalloc: warning: {NULL3} never enabled a handler on interrupt line 31, the "
+                          "board's test line: its interrupt runs cannot find anything "
+                          "(request_irq(kalloc_bootinfo.test_irq, ...) registers one)\n")  # fmt: skip
+    assert campaign(NULL3, "--workers", "1", "--max-runs", "1").stderr == ""  # fail-each only: no warning
+
+
 def test_seeds_without_a_schedule_is_a_usage_error():
     res = campaign(NULL3, "--seeds", "3")
     assert res.exit_code == 2 and "--seeds needs a schedule" in res.output

@@ -229,9 +229,13 @@ def plan(base: RunOptions, sweep: Sweep, clean: Baseline, requests: Requests, sc
     """The jobs of one firmware, numbered from `start` (module docstring, step 2).
 
     `base` carries the --fail-* filters (fail-each's runs keep them); `schedule` the
-    --irq-every/--irq-jitter/--fail-prob options the seeds dimension runs under.
+    --irq-every/--irq-jitter/--fail-prob options the seeds dimension runs under. BadInput
+    when interrupts are asked for on a board without a test line.
     """
     known = places(clean.outcome.report, sweep.frames)
+    if (sweep.irq_points or (sweep.seeds and schedule.irq_every)) and clean.test_line is None:
+        raise BadInput(f"board {base.board}: no interrupt controller, so no test line to raise "
+                       "(--irq-points and --irq-every need one)")  # fmt: skip
     options: list[tuple[str, RunOptions]] = []
     if sweep.fail_each:
         firsts = requests.first_of_each_site() if sweep.per_site else range(1, requests.count + 1)
