@@ -110,6 +110,12 @@ def _bytes(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     help="Verify every live payload every N operations (0: the blocks next to each "
     "operation, and all of them at the end).",
 )
+@click.option(
+    "--guard/--no-guard",
+    default=True,
+    show_default=True,
+    help="Catch the allocator touching a live payload (one memory hook over the heap: about twice slower).",
+)
 @run_option("board", help="Board the lab firmware runs on.")
 @json_option("Write the scores and reports ('-': stdout).")
 @quiet_option("No table.")
@@ -122,6 +128,7 @@ def lab_cmd(
     op_budget: int,
     mm_check: bool,
     check_every: int,
+    guard: bool,
     board: str,
     json_path: str | None,
     quiet: bool,
@@ -147,6 +154,7 @@ def lab_cmd(
         heap_max=heap_max,
         op_budget=op_budget,
         mm_check=mm_check,
+        guard=guard,
         check_all_every=check_every,
     )
     runs = []

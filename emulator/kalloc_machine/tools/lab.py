@@ -39,8 +39,10 @@ from typing import Any
 from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, Trace, format_op
 from kalloc_machine.report.symbols import Symbolizer
 from kalloc_machine.session import RunOptions
+from kalloc_machine.tools.callsites import CALL_STOPS, CALL_STOPS_END
 from kalloc_machine.tools.harness import Target
-from kalloc_machine.tools.labcheck import HeapRecord, Violation, pattern
+from kalloc_machine.tools.labcheck import HeapRecord, Violation, pattern, request_lines
+from kalloc_machine.tools.labguard import PayloadGuard
 
 REQUIRED = ("lab_init", "mm_init", "mm_malloc", "mm_free", "mm_realloc")
 ENTRY_OF = {
@@ -51,8 +53,14 @@ ENTRY_OF = {
     "lab_check": "mm_check",
     "lab_init": "mm_init",
 }
+# A violation's kind -> the trace's status (else "error"): kalloc lab's exit status follows it.
+STATUS_OF = {"cpu-fault": "fault", "page-fault": "fault", "stack-overflow": "fault", "timeout": "timeout"}
 LAB_QUANTUM = 2_000  # as fwreplay: a call ends its slice at the return stop
 PAGE = 4096
+
+
+def is_call_stop(pc: int | None) -> bool:
+    return pc is not None and CALL_STOPS <= pc < CALL_STOPS_END
 
 
 class NotALabElf(ValueError):
@@ -67,6 +75,7 @@ class LabOptions:
     op_budget: int = 20_000_000
     mm_check: bool = False  # call mm_check after every operation (when the student wrote one)
     check_all_every: int = 0  # verify every live block every N operations (0: at the end only)
+    guard: bool = True  # the payload guard (tools/labguard.py)
 
 
 @dataclass(slots=True)
@@ -117,6 +126,7 @@ class LabMachine:
         self.target.run_to("main")
         self.has = 0
         self.symbolizer = Symbolizer(self.target.firmware, None)
+        self.guard: PayloadGuard | None = None
 
     def start(self, record: HeapRecord) -> None:
         """lab_init: the region (Violation "init-failed" when refused), then the student's mm_init."""
@@ -136,6 +146,8 @@ class LabMachine:
             raise Violation(
                 "init-failed", f"mm_init returned {result - (1 << 32) if result >> 31 else result}, not 0"
             )
+        if self.options.guard:
+            self.guard = PayloadGuard(self, record)
 
     def call(self, function: str, *args: int) -> tuple[int, int]:
         """(a0, instructions) of one call; Violation when it does not return."""
@@ -147,7 +159,8 @@ class LabMachine:
         before = m.instructions
         stop = t.run(until=stop_at, instructions=self.options.op_budget)
         if stop.reason != "break":
-            raise self._stopped(function, stop.reason)
+            hit = self.guard.take() if self.guard is not None else None
+            raise hit or self._stopped(function, stop.reason)  # the crash or loop follows from the hit
         a0 = m.isa.return_value(uc)
         uc.context_restore(saved)
         return a0, m.instructions - before
@@ -156,8 +169,7 @@ class LabMachine:
         """The violation of a call that did not return: kalloc's report, or the budget's."""
         entry = ENTRY_OF.get(function, function)
         if reason == "instructions":
-            pc = self.target.machine.isa.pc(self.target.machine.uc)
-            frames = self.symbolizer.trace(self.target.machine.backtrace(pc), first_is_return=False)
+            frames = self.frames(self.target.machine.isa.pc(self.target.machine.uc))
             v = Violation(
                 "timeout",
                 f"{entry} did not return within {self.options.op_budget:,} instructions "
@@ -171,29 +183,17 @@ class LabMachine:
             return Violation("fault", f"{entry} did not return ({reason})")
         e = errors[0]
         v = Violation(e["kind"], f"{entry}: {e['message']}")
-        v.frames = e.get("backtrace") or []
+        v.frames = [f for f in e.get("backtrace") or [] if f.get("pc") is not None]
         return v
+
+    def frames(self, pc: int) -> list[dict[str, Any]]:
+        """The backtrace from pc of the CPU's current state, as frames, without the harness's call stop."""
+        pcs = self.target.machine.backtrace(pc)
+        return [f for f in self.symbolizer.trace(pcs, first_is_return=False) if not is_call_stop(f["pc"])]
 
     def locate(self, function: str) -> dict[str, Any]:
         """The frame of a function's entry: where a wrong answer of it is blamed."""
         return self.symbolizer.frame(self.target.addr(function))
-
-
-def request_lines(path: str | None, trace: Trace) -> list[int | None]:
-    """The file line of each request of `trace` (None when the trace has no file)."""
-    if path is None:
-        return [None] * len(trace.ops)
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return [None] * len(trace.ops)
-    lines = [i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip()]
-    if trace.format.startswith("malloc-lab"):
-        lines = lines[4:]
-    elif trace.format == "kalloc":
-        body = text.splitlines()
-        lines = [n for n in lines[1:] if not body[n - 1].strip().startswith("#")]
-    return [*lines[: len(trace.ops)], *[None] * (len(trace.ops) - len(lines))]
 
 
 OnOp = Callable[[int, LabMachine], None]
@@ -228,15 +228,15 @@ def run_trace(
             record.verify_all("by the end of the trace")
     except Violation as v:
         run.violation = _place(v, lab, trace, i, path, None if watch else elf, options)
-        run.status = {"cpu-fault": "fault", "stack-overflow": "fault", "timeout": "timeout"}.get(
-            v.kind, "error"
-        )
+        run.status = STATUS_OF.get(v.kind, "error")
     return run
 
 
 def _perform(lab: LabMachine, rec: HeapRecord, op: Op, i: int, run: TraceRun) -> int:
     """One request, its checks and the lab's pattern writes; the instructions it took."""
     target = lab.target
+    if lab.guard is not None:
+        lab.guard.current = op.id
     if (op.kind in (ALLOC, MEMALIGN, CALLOC) and op.id in rec.blocks) or (
         op.kind in (REALLOC, FREE) and (op.id not in rec.blocks)
     ):
@@ -253,6 +253,9 @@ def _perform(lab: LabMachine, rec: HeapRecord, op: Op, i: int, run: TraceRun) ->
     else:
         where, n = _alloc(lab, rec, op, i)
     rec.set_break(target.read_u32("lab_heap_brk"), target.read_u32("lab_heap_lo"))
+    hit = lab.guard.take() if lab.guard is not None else None
+    if hit is not None:  # after the checks of what the call returned: an overlap is reported as one
+        raise hit
     rec.verify_around(where, f"during operation {i + 1} ({format_op(op)})")
     every = lab.options.check_all_every
     if every and (i + 1) % every == 0:

@@ -14,6 +14,8 @@ against this record, what the allocator handed out:
   every operation's block, and in every live block at the end of the trace; a
   realloc must keep min(old, new) bytes and a calloc must hand out zeros.
 
+`request_lines` maps each request of a trace to its line in the trace file.
+
 `Violation` is one broken rule, with the blocks involved; lab.py adds where it was
 (the operation and trace line, the student's function and line).
 
@@ -29,7 +31,10 @@ import bisect
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from kalloc.replay.trace import Trace
 
 _TABLE = random.Random(0x1AB).randbytes(8192)
 
@@ -199,3 +204,20 @@ class HeapRecord:
 
     def summary(self) -> dict[str, Any]:
         return {"live": len(self.blocks), "payload": self.payload}
+
+
+def request_lines(path: str | None, trace: Trace) -> list[int | None]:
+    """The file line of each request of `trace` (None when the trace has no file)."""
+    if path is None:
+        return [None] * len(trace.ops)
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [None] * len(trace.ops)
+    lines = [i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip()]
+    if trace.format.startswith("malloc-lab"):
+        lines = lines[4:]
+    elif trace.format == "kalloc":
+        body = text.splitlines()
+        lines = [n for n in lines[1:] if not body[n - 1].strip().startswith("#")]
+    return [*lines[: len(trace.ops)], *[None] * (len(trace.ops) - len(lines))]

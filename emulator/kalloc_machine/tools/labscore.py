@@ -29,6 +29,7 @@ from kalloc_machine.tools.lab import PAGE, LabOptions, TraceRun
 UTIL_WEIGHT = 0.6
 THROUGHPUT_WEIGHT = 0.4
 REFERENCE_IPO = 250  # instructions per operation that earn full throughput marks
+MAX_FRAMES = 8  # frames of a violation's backtrace the text shows (the JSON has them all)
 
 
 def figures(run: TraceRun) -> dict[str, Any]:
@@ -84,6 +85,7 @@ def document(elf_name: str, options: LabOptions, runs: list[TraceRun], board_lab
             "heap_max": options.heap_max,
             "op_budget": options.op_budget,
             "mm_check": options.mm_check,
+            "guard": options.guard,
         },
         "scoring": {
             "utilization_weight": UTIL_WEIGHT,
@@ -145,7 +147,10 @@ def violation_lines(tr: dict[str, Any]) -> list[str]:
         f"  block: object {b['id'] if b['id'] >= 0 else '(new)'} at {b['addr']:#x}, {b['size']} bytes"
         for b in v["blocks"]
     ]
-    for f in v.get("backtrace") or []:
+    frames = v.get("backtrace") or []
+    if len(frames) > MAX_FRAMES:  # a runaway recursion: the innermost frames say it
+        frames = [*frames[:MAX_FRAMES], {"pc": None, "symbol": f"... {len(frames) - MAX_FRAMES} more frames"}]
+    for f in frames:
         floc = f" ({f['file']}:{f['line']})" if f.get("file") else ""
         pc = f"{f['pc']:#010x} " if f.get("pc") is not None else ""
         out.append(f"    {pc}{f.get('symbol') or '??'}{floc}")

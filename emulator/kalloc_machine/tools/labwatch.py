@@ -33,14 +33,12 @@ def find_writer(
     """The frames of the first store to `addr` after operation `since_op` (None when none is seen)."""
     from kalloc_machine.tools.lab import run_trace
 
-    hits: list[list[int]] = []
+    hits: list[list[dict[str, Any]]] = []
 
     def on_write(uc: unicorn.Uc, _access: int, address: int, size: int, _value: int, lab: LabMachine) -> None:
         if hits or not address <= addr < address + size:
             return
-        m = lab.target.machine
-        pc = m.isa.pc(uc)
-        hits.append(m.backtrace(pc))
+        hits.append(lab.frames(lab.target.machine.isa.pc(uc)))
 
     def on_op(i: int, lab: LabMachine) -> None:
         if i == since_op:
@@ -52,6 +50,4 @@ def find_writer(
         run_trace(elf, trace, options, stop_after=until_op, on_op=on_op, watch=True)
     except Exception:  # the explanation is a bonus: the violation stands without it
         return None
-    if not hits or not watched:
-        return None
-    return watched[0].symbolizer.trace(hits[0], first_is_return=False)
+    return hits[0] if hits else None

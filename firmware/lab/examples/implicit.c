@@ -8,6 +8,10 @@
  * epilogue (an allocated 0-size header) bracket the list, so coalescing
  * never tests for the heap's ends. Correct, simple and slow: mm_malloc walks
  * every block. docs/teaching.md, "Lab: write your own allocator".
+ *
+ * The buggy examples (overlap.c, misaligned.c, realloc_lost.c, overrun.c)
+ * include this file with one LAB_BUG_* macro defined: each bug is a one-line
+ * change marked "lab example bug" below, and the lab must catch each one.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -65,14 +69,19 @@ static void *extend_heap(uint32_t bytes)
 
 int mm_init(void)
 {
+#ifdef LAB_BUG_MISALIGNED
+    heap_list = mem_sbrk(3 * WSIZE);               /* lab example bug: no padding word */
+#else
     heap_list = mem_sbrk(4 * WSIZE);
     if (heap_list == (void *)-1)
         return -1;
     PUT(heap_list, 0);                             /* padding */
-    PUT(heap_list + WSIZE, PACK(DSIZE, 1));        /* prologue header */
-    PUT(heap_list + 2 * WSIZE, PACK(DSIZE, 1));    /* prologue footer */
-    PUT(heap_list + 3 * WSIZE, PACK(0, 1));        /* epilogue */
-    heap_list += 2 * WSIZE;
+    heap_list += WSIZE;
+#endif
+    PUT(heap_list, PACK(DSIZE, 1));                /* prologue header */
+    PUT(heap_list + WSIZE, PACK(DSIZE, 1));        /* prologue footer */
+    PUT(heap_list + 2 * WSIZE, PACK(0, 1));        /* epilogue */
+    heap_list += WSIZE;
     return extend_heap(CHUNK) ? 0 : -1;
 }
 
@@ -80,6 +89,9 @@ static uint32_t adjusted(size_t size)
 {
     if (size <= DSIZE)
         return 2 * DSIZE;
+#ifdef LAB_BUG_OVERRUN
+    return (uint32_t)((size + DSIZE - 1) & ~(size_t)(DSIZE - 1));  /* lab example bug: no room for the tags */
+#endif
     return (uint32_t)((size + DSIZE + DSIZE - 1) & ~(size_t)(DSIZE - 1));
 }
 
@@ -101,8 +113,13 @@ static void place(char *bp, uint32_t asize)
         PUT(HDRP(bp), PACK(csize - asize, 0));
         PUT(FTRP(bp), PACK(csize - asize, 0));
     } else {
+#ifdef LAB_BUG_OVERLAP
+        PUT(HDRP(bp), PACK(csize, 0));             /* lab example bug: never marked allocated */
+        PUT(FTRP(bp), PACK(csize, 0));
+#else
         PUT(HDRP(bp), PACK(csize, 1));
         PUT(FTRP(bp), PACK(csize, 1));
+#endif
     }
 }
 
@@ -139,12 +156,20 @@ void *mm_realloc(void *ptr, size_t size)
         mm_free(ptr);
         return NULL;
     }
+    size_t old = SIZE(HDRP(ptr)) - DSIZE;
+#ifdef LAB_BUG_REALLOC_LOST
+    mm_free(ptr);                                  /* lab example bug: freed before the copy */
     void *fresh = mm_malloc(size);
     if (fresh == NULL)
         return NULL;
-    size_t old = SIZE(HDRP(ptr)) - DSIZE;
+    memmove(fresh, ptr, old < size ? old : size);
+#else
+    void *fresh = mm_malloc(size);
+    if (fresh == NULL)
+        return NULL;
     memcpy(fresh, ptr, old < size ? old : size);
     mm_free(ptr);
+#endif
     return fresh;
 }
 
