@@ -96,6 +96,9 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
     fail_each = fail_each or per_site or depth > 1 or not (irq_points or seeds)
     if seeds and not (run_kw["irq_every"] or run_kw["fail_prob"]):
         raise click.UsageError("--seeds needs a schedule to seed: --irq-every and/or --fail-prob")
+    if not seeds and (run_kw["irq_every"] or run_kw["irq_jitter"] or run_kw["fail_prob"]):
+        raise click.UsageError("--irq-every, --irq-jitter and --fail-prob are the --seeds schedule: "
+                               "add --seeds S")  # fmt: skip
     if scheduler or local_dask:
         _need_dask()
     sweep = cp.Sweep(fail_each=fail_each, per_site=per_site, depth=depth, irq_points=irq_points, seeds=seeds,

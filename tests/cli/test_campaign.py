@@ -181,6 +181,8 @@ def test_irq_points_on_a_firmware_without_a_handler_warn_once():
 def test_seeds_without_a_schedule_is_a_usage_error():
     res = campaign(NULL3, "--seeds", "3")
     assert res.exit_code == 2 and "--seeds needs a schedule" in res.output
+    res = campaign(NULL3, "--fail-prob", "0.5")  # never silently ignored
+    assert res.exit_code == 2 and "are the --seeds schedule: add --seeds S" in res.output
 
 
 def test_max_runs_and_budget_cut_the_plan():
