@@ -114,8 +114,8 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
     except MissingDask:
         fail(INSTALL_HINT, EXIT_USAGE)
     found = state.found()
-    if not interrupted:
-        _check(found, run_kw["timeout_s"], shrink_seeds=not no_shrink)
+    if not interrupted:  # past the --budget, seeded reproducers are checked but not shrunk
+        _check(found, run_kw["timeout_s"], shrink_seeds=not no_shrink and complete)
     doc = summary(sweep, targets, found, len(jobs), len(state.results), state.buggy_runs(), complete)
     render(console(color) if json_path != "-" else stderr(color), doc)
     if json_path:
