@@ -93,7 +93,7 @@ def test_parse_size() -> None:
 
 
 def test_unknown_board_name() -> None:
-    with pytest.raises(BoardError, match=r"unknown board 'nope' \(shipped boards: big, default, tiny\)"):
+    with pytest.raises(BoardError, match=r"unknown board 'nope' \(shipped boards: big, default, stm32f4, tiny\)"):
         load_board("nope")
 
 

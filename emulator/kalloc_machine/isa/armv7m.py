@@ -129,6 +129,7 @@ class ArmV7M:
 
     def __init__(self) -> None:
         self._cs: Any = None
+        self._csd: Any = None  # capstone with operand details (memory_operand)
         self.unwind = Unwinder()
         self.data_ranges: list[tuple[int, int]] = []  # ($d, next mapping symbol) in code sections
 
@@ -252,7 +253,25 @@ class ArmV7M:
         return "??"
 
     def memory_operand(self, read: ReadCode, pc: int, regs: dict[str, int]) -> tuple[int, int] | None:
-        """Not decoded on this ISA (no MMU page-fault report needs it yet)."""
+        """(address, width) of the load/store at pc: base + index (shifted) + offset (pc-relative
+        literals from Align(pc + 4, 4)); the width from the mnemonic. None for anything else."""
+        if self._csd is None:
+            self._csd = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+            self._csd.detail = True
+        for insn in self._csd.disasm(read(pc, 4), pc, 1):
+            ops = [op for op in insn.operands if op.type == capstone.arm.ARM_OP_MEM]
+            if not ops or not insn.mnemonic.startswith(("ld", "st")):
+                return None
+            mem = ops[0].mem
+            base = insn.reg_name(mem.base) if mem.base else None
+            value = ((pc + 4) & ~3) if base == "pc" else regs.get(base or "", 0)
+            if mem.index:
+                shift = ops[0].shift.value if ops[0].shift.type == capstone.arm.ARM_SFT_LSL else 0
+                value += regs.get(insn.reg_name(mem.index), 0) << shift
+            op = insn.mnemonic.split(".")[0]
+            width = 1 if op.endswith("b") else 2 if op.endswith("h") else 8 if op.endswith("d") else 4
+            writeback_post = len(insn.operands) > 2 and insn.operands[-1].type == capstone.arm.ARM_OP_IMM
+            return (value + (0 if writeback_post else mem.disp)) & 0xFFFF_FFFF, width
         return None
 
     def _is_data(self, addr: int) -> bool:
