@@ -111,10 +111,13 @@ def _bytes(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     "operation, and all of them at the end).",
 )
 @click.option(
-    "--guard/--no-guard",
-    default=True,
+    "--guard",
+    type=click.Choice(["explain", "always", "off"]),
+    default="explain",
     show_default=True,
-    help="Catch the allocator touching a live payload (one memory hook over the heap: about twice slower).",
+    help="Catch the allocator touching another live payload (a memory hook over the heap): 'explain' "
+    "replays a failed trace with it to name the cause; 'always' runs every trace with it (slower: "
+    "every heap access calls the hook); 'off' never.",
 )
 @run_option("board", help="Board the lab firmware runs on.")
 @json_option("Write the scores and reports ('-': stdout).")
@@ -128,7 +131,7 @@ def lab_cmd(
     op_budget: int,
     mm_check: bool,
     check_every: int,
-    guard: bool,
+    guard: str,
     board: str,
     json_path: str | None,
     quiet: bool,

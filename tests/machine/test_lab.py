@@ -52,7 +52,7 @@ def test_instruction_counts_are_deterministic_and_independent_of_the_slice(monke
 def test_a_call_returning_exactly_at_a_slice_end_is_not_a_fault():
     # binary.rep's operation 658 returns as its slice runs out (LAB_QUANTUM 2000): the
     # run loop used to call the call stop "a jump into the idle sled".
-    r = run("implicit", "binary.rep", guard=False)
+    r = run("implicit", "binary.rep", guard="off")
     assert r.violation is None and r.ops == 3000
 
 
@@ -90,7 +90,7 @@ def test_payload_overrun_into_metadata_is_caught_at_the_access():
 
 
 def test_without_the_guard_the_write_watch_names_the_store():
-    v = run("overrun", "random.rep", guard=False).violation
+    v = run("overrun", "random.rep", guard="off").violation
     assert v["kind"] == "corrupted" and v["op"] == 2
     assert v["symbol"] == "coalesce" and v["location"]["file"].endswith("implicit.c")
     assert v["backtrace"][0]["symbol"] == "coalesce"
@@ -149,3 +149,14 @@ def test_record_overlap_and_contents():
 
 def test_patterns_differ_per_object():
     assert pattern(1, 64) != pattern(2, 64) and pattern(1, 64)[10:] == pattern(1, 64, 10)
+
+
+def test_guard_modes_on_the_overrun():
+    # off: the garbage the lab's pattern left in the allocator's tags crashes it;
+    # explain (the default) replays the failed trace under the guard and names the cause;
+    # always: the guard runs from the start and gives the same report.
+    off = run("overrun", "coalesce.rep", guard="off")
+    assert off.status == "fault" and off.violation["kind"] in ("cpu-fault", "page-fault")
+    explained = run("overrun", "coalesce.rep").violation
+    always = run("overrun", "coalesce.rep", guard="always").violation
+    assert explained == always and explained["kind"] == "payload-access"

@@ -32,7 +32,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class LabOptions:
     op_budget: int = 20_000_000
     mm_check: bool = False  # call mm_check after every operation (when the student wrote one)
     check_all_every: int = 0  # verify every live block every N operations (0: at the end only)
-    guard: bool = True  # the payload guard (tools/labguard.py)
+    guard: str = "explain"  # the payload guard (tools/labguard.py): explain | always | off
 
 
 @dataclass(slots=True)
@@ -146,7 +146,7 @@ class LabMachine:
             raise Violation(
                 "init-failed", f"mm_init returned {result - (1 << 32) if result >> 31 else result}, not 0"
             )
-        if self.options.guard:
+        if self.options.guard == "always":
             self.guard = PayloadGuard(self, record)
 
     def call(self, function: str, *args: int) -> tuple[int, int]:
@@ -229,6 +229,12 @@ def run_trace(
     except Violation as v:
         run.violation = _place(v, lab, trace, i, path, None if watch else elf, options)
         run.status = STATUS_OF.get(v.kind, "error")
+        if options.guard == "explain" and not watch:
+            guarded = run_trace(
+                elf, trace, replace(options, guard="always"), path=path, stop_after=i, watch=True
+            )
+            if guarded.violation is not None and guarded.violation["kind"] == "payload-access":
+                run.violation, run.status = guarded.violation, "error"  # the cause of what was seen
     return run
 
 
