@@ -24,6 +24,8 @@ _HERE = Path(__file__).resolve().parent
 
 # The targets the SDK is built for; the first is the default.
 ARCHES = ("rv32imac",)
+# Where each ISA's shipped ELFs are, under build/ (`make -C firmware ARCH=armv7m` writes build/armv7m/).
+ARCH_BUILD = {"rv32imac": "", "armv7m": "armv7m"}
 
 
 def sdk_dir() -> Path:
@@ -34,25 +36,26 @@ def sdk_dir() -> Path:
     raise FileNotFoundError("the kalloc firmware SDK is missing from this installation")
 
 
-def prebuilt(name: str) -> Path:
-    """A shipped ELF by name: "demo" or "tests/hello"."""
-    return sdk_dir() / "build" / f"{name}.elf"
+def prebuilt(name: str, isa: str | None = None) -> Path:
+    """A shipped ELF by name: "demo" or "tests/hello" (for `isa`'s boards; default RV32)."""
+    return sdk_dir() / "build" / ARCH_BUILD.get(isa or "", "") / f"{name}.elf"
 
 
-def default_firmware() -> Path:
-    """The main job's demo firmware."""
-    return prebuilt("demo")
+def default_firmware(isa: str | None = None) -> Path:
+    """The main job's demo firmware (the one built for `isa`)."""
+    return prebuilt("demo", isa)
 
 
-def resolve_firmware(firmware: str | Path | None) -> Path:
+def resolve_firmware(firmware: str | Path | None, isa: str | None = None) -> Path:
     """The ELF a run loads, for every front end (`kalloc run`, the pytest plugin, the harness).
 
     The shipped demo when none is given; a path that exists wins; else a shipped ELF of that
     name ("demo", "tests/hello", ".elf" optional). FileNotFoundError with a one-line message
-    naming where it looked when nothing matches.
+    naming where it looked when nothing matches. Shipped names are looked up among the ELFs
+    built for `isa` (the board's: build/armv7m/ for a Cortex-M board).
     """
     if not firmware:
-        return default_firmware()
+        return default_firmware(isa)
     path = Path(firmware)
     if path.exists():
         return path
@@ -60,7 +63,7 @@ def resolve_firmware(firmware: str | Path | None) -> Path:
     stem = str(firmware).removesuffix(".elf")
     if not path.is_absolute() and ".." not in Path(stem).parts:
         try:
-            shipped = prebuilt(stem)
+            shipped = prebuilt(stem, isa)
         except FileNotFoundError:  # no SDK in this installation: only the path was possible
             shipped = None
         if shipped is not None and shipped.is_file():

@@ -326,7 +326,7 @@ def _load(options: RunOptions) -> tuple[Board, Firmware, str]:
     except (ValueError, OSError) as exc:
         raise BadInput(f"board {options.board}: {exc}") from None
     try:
-        fw_path = str(resolve_firmware(options.firmware))  # a path, or a shipped name ("tests/hello")
+        fw_path = str(resolve_firmware(options.firmware, board.cpu.isa))  # a path, or a shipped name
     except FileNotFoundError as exc:
         raise BadInput(f"firmware {exc}") from None
     try:

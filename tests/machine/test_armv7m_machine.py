@@ -219,3 +219,19 @@ def test_wfi_is_found_in_code_and_not_in_literal_pools() -> None:
     for pc in fw.wfi_pcs:
         seg = next(s for s in fw.segments if s.vaddr <= pc < s.vaddr + len(s.data))
         assert seg.data[pc - seg.vaddr : pc - seg.vaddr + 2] == b"\x30\xbf"
+
+
+# -- the command line picks the board's ELFs --------------------------------------------------------
+
+
+def test_kalloc_run_on_the_cortex_m_board_runs_the_cortex_m_demo(cli_report: Any) -> None:
+    status, report = cli_report("--board", "stm32f4")
+    assert (status, report["isa"], report["firmware"]) == (0, "armv7m", "demo.elf")
+    assert report["end"] == "exit" and not report["errors"]
+    assert report["interrupts"]  # the timer and the DMA completion line, as SysTick and IRQ 0
+
+
+def test_a_shipped_name_resolves_to_the_boards_isa(cli_report: Any) -> None:
+    status, report = cli_report("--board", "stm32f4", "tests/double_free")
+    assert status == 64 and report["isa"] == "armv7m"
+    assert [e["kind"] for e in report["errors"]] == ["double-free"]
