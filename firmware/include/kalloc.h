@@ -503,7 +503,10 @@ static inline int irqs_disabled(void)
 #define __KALLOC_CAUSE_EXTERNAL() 16u
 /* SysTick and IRQ 0 are always enabled on the machine: nothing to switch on. */
 #define __KALLOC_ENABLE_SOURCES(bits) ((void)(bits))
+/* A code address's Thumb bit (return addresses carry it). */
+#define __KALLOC_CODE_BIT() 1u
 #else
+#define __KALLOC_CODE_BIT() 0u
 #define __KALLOC_READ_MIE(v)                                                      \
     __asm__ volatile(".option push\n.option arch, +zicsr\n"                       \
                      "csrr %0, mstatus\n.option pop" : "=r"(v))

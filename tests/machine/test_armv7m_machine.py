@@ -235,3 +235,42 @@ def test_a_shipped_name_resolves_to_the_boards_isa(cli_report: Any) -> None:
     status, report = cli_report("--board", "stm32f4", "tests/double_free")
     assert status == 64 and report["isa"] == "armv7m"
     assert [e["kind"] for e in report["errors"]] == ["double-free"]
+
+
+# -- CCM: RAM the DMA engine cannot reach ------------------------------------------------------------
+
+
+def irq_dma(mode: int) -> dict[str, Any]:
+    s = Session(RunOptions(firmware=str(ARM_TESTS / "irq_dma.elf"), board="stm32f4", max_instructions=5_000_000))
+    addr = s.firmware.symbol_addr("irq_dma_mode")
+    assert addr is not None
+    s.machine.phys.write(addr, mode.to_bytes(4, "little"))
+    report: dict[str, Any] = s.run().report
+    return report
+
+
+def test_dma_from_a_ccm_buffer_is_dma_unreachable() -> None:
+    report = irq_dma(1)  # kmalloc(256, GFP_KERNEL): the NORMAL zone is the CCM bank
+    (err,) = [e for e in report["errors"] if e["kind"] == "dma-unreachable"]
+    assert 0x9000_0000 <= err["addr"] < 0x9001_0000  # in the CCM bank
+    assert err["symbol"] == "dma_engine_start" and "GFP_DMA" in err["message"]
+    assert err["alloc_site"]["location"]["file"] == "firmware/tests/irq_dma.c"
+
+
+def test_dma_from_sram_round_trips_with_its_completion_interrupt() -> None:
+    report = irq_dma(3)  # coherent, pool and GFP_DMA buffers: all in SRAM
+    assert report["firmware_exit_code"] == 0 and not report["errors"]
+    assert report["dma"]["failed"] == 0 and report["dma"]["transfers"]
+
+
+# -- KASAN on Thumb: hook mode and compiled checks ------------------------------------------------
+
+
+@pytest.mark.parametrize("elf, sanitize", [("uaf_read", "kasan"), ("kasan_uaf_read", "kasan")])
+def test_use_after_free_names_the_thumb_function_and_line(elf: str, sanitize: str) -> None:
+    out = run_arm(elf, sanitize=sanitize)
+    (err,) = error_dicts(out)
+    assert err["kind"] == "use-after-free"
+    assert (err["symbol"], err["location"]["line"]) == ("read_after_free", 14)
+    assert err["instruction"].startswith("ldr")  # capstone's Thumb disassembly
+    assert (err["alloc_site"]["location"]["line"], err["free_site"]["location"]["line"]) == (18, 23)

@@ -24,7 +24,7 @@ __attribute__((constructor(101))) static void kasan_init(void)
     __kalloc_kasan_nbanks = r.result <= KH_BOOTINFO_MAX_BANKS ? r.result : 0;
 }
 
-#define RET ((uint32_t)(uintptr_t)__builtin_return_address(0))
+#define RET ((uint32_t)(uintptr_t)__builtin_return_address(0) & ~__KALLOC_CODE_BIT())  /* Thumb bit off */
 
 #define ASAN_SIZED(n)                                                           \
     KASAN_API void __asan_load##n##_noabort(unsigned long a)                    \
