@@ -23,7 +23,7 @@ import bisect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kalloc.page import PAGE_SIZE
+from kalloc.page import PAGE_SHIFT, PAGE_SIZE
 from kalloc.replay.pagemap import page_map
 from kalloc.replay.probe import Probe, blockers, check, fragmentation_index
 from kalloc.replay.session import Phase
@@ -170,9 +170,10 @@ class Forecast:
             step, pmap = got
             win = ps.at_cliff.get("window") or {}
             where = f", best window {win['addr']:#x} has {win['pages_in_use']} pages in use" if win else ""
+            box = (win["addr"] >> PAGE_SHIFT, win["bytes"] >> PAGE_SHIFT) if win else None
             written.append(forecastplot.cliff_map(pmap, plot_dir / f"{stem}-cliff{i + 1}.png",
                                                   f"{self.trace.name}: {ps.probe.text} fails at step {step} "
-                                                  f"although memory is free{where}"))  # fmt: skip
+                                                  f"although memory is free{where} (red)", box))  # fmt: skip
         return written
 
 

@@ -49,8 +49,10 @@ def timeline(fc: dict[str, Any], path: Path, title: str) -> Path:
     return path
 
 
-def cliff_map(pmap: list[tuple[str, int, bytearray]], path: Path, title: str) -> Path:
-    return memory_map(pmap, path, title)
+def cliff_map(pmap: list[tuple[str, int, bytearray]], path: Path, title: str,
+              window: tuple[int, int] | None = None) -> Path:  # fmt: skip
+    """The memory map at a cliff, the best window (start pfn, pages) outlined in red."""
+    return memory_map(pmap, path, title, highlight=window)
 
 
 def tags_stacked(steps: list[int], series: dict[str, list[int]], path: Path, title: str) -> Path:

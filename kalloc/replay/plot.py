@@ -47,8 +47,9 @@ def require() -> Any:
     return plt
 
 
-def memory_map(pmap: list[tuple[str, int, bytearray]], path: str | Path, title: str) -> Path:
-    """Write the page-ownership map as a PNG; returns its path."""
+def memory_map(pmap: list[tuple[str, int, bytearray]], path: str | Path, title: str,
+               highlight: tuple[int, int] | None = None) -> Path:  # fmt: skip
+    """Write the page-ownership map as a PNG; returns its path. highlight: (pfn, pages) outlined in red."""
     plt = require()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -69,6 +70,8 @@ def memory_map(pmap: list[tuple[str, int, bytearray]], path: str | Path, title: 
         arr = np.ma.masked_less(np.array(grid), 0)
         ax.imshow(arr, cmap=cmap, vmin=0, vmax=len(OWNERS) - 1, aspect="auto", interpolation="nearest")
         ax.set_title(f"bank {name}: {len(codes)} pages from {base << 12:#x}", fontsize=8, loc="left")
+        if highlight is not None and base <= highlight[0] < base + len(codes):
+            _outline(ax, highlight[0] - base, highlight[1], width)
         ax.set_xticks([])
         ax.set_yticks([])
     used = count_owners(pmap)
@@ -80,6 +83,15 @@ def memory_map(pmap: list[tuple[str, int, bytearray]], path: str | Path, title: 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _outline(ax: Any, first: int, npages: int, width: int) -> None:
+    """A red frame around pages [first, first + npages) of a grid `width` pages wide (an aligned block)."""
+    from matplotlib.patches import Rectangle
+
+    row, col = divmod(first, width)
+    w, h = (width, npages // width) if npages >= width else (npages, 1)
+    ax.add_patch(Rectangle((col - 0.5, row - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.5))
 
 
 def order_colours(orders: int) -> list[tuple[float, float, float, float]]:
