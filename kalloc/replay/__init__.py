@@ -13,6 +13,12 @@ kalloc_machine.tools.fwreplay; the command is kalloc.cli.replay).
                 allocator over RAM banks, the peak pass and the checked pass, page maps
     pagemap     the owner of every physical page (the memory-map picture's data)
     plot        PNGs of a replay (matplotlib, optional)
+    session     long sessions (issue 18): a trace looped N times, a TOML session of phases
+    probe       probe questions (would a contiguous request succeed now?), Linux's extfrag
+                index, what pins the best window at a failure
+    forecast    the observer of a long session: per-step figures, each probe's cliff
+    forecastplot  the forecast's timeline, the cliff map, memory by tag stacked
+    budgets     budgets files and a trace's memory per tag (`--budgets`)
     traces/     the shipped traces (`shipped_traces()`), with their NOTICE.md
 
 Invariants:
