@@ -160,3 +160,28 @@ def test_guard_modes_on_the_overrun():
     explained = run("overrun", "coalesce.rep").violation
     always = run("overrun", "coalesce.rep", guard="always").violation
     assert explained == always and explained["kind"] == "payload-access"
+
+
+def test_calloc_and_mm_check_of_the_reference():
+    tr = parse("# kalloc trace v1\nc 0 4 8\nc 1 100 3\nc 2 4294967295 2\nr 0 100\nf 1\nf 0\n", "c.trace")
+    r = run_trace(elf("implicit"), tr, LabOptions(mm_check=True))
+    assert r.violation is None and r.ops == 6  # zeroed callocs, NULL for the overflow, mm_check true
+
+
+def test_calloc_that_does_not_zero(monkeypatch):
+    # The lab checks mm_calloc's bytes itself: a student's calloc that skips the memset is caught
+    # (simulated by dirtying the heap right after each call: the lab reads guest memory).
+    tr = parse("# kalloc trace v1\na 0 64\nf 0\nc 1 8 8\n", "c.trace")
+    r = run_trace(elf("implicit"), tr, LabOptions())
+    assert r.violation is None
+    original = labmod.LabMachine.call
+
+    def dirty(self, function, *args):
+        a0, n = original(self, function, *args)
+        if function == "lab_calloc" and a0:
+            self.target.write(a0 + 3, b"\x01")
+        return a0, n
+
+    monkeypatch.setattr(labmod.LabMachine, "call", dirty)
+    v = run_trace(elf("implicit"), tr, LabOptions()).violation
+    assert v["kind"] == "calloc-not-zeroed" and v["op"] == 3 and v["symbol"] == "mm_calloc"
