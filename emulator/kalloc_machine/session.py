@@ -182,7 +182,7 @@ class Session:
     def record(self) -> Recorder:
         """Record the run's allocation trace (`kalloc run --record`): call before `run()`."""
         rec = attach_recorder(self.ka, self.services.libc)
-        rec.tag_of = self.tags.current  # issue 18: the trace's @tag
+        rec.tag_of = self.tags.tag_for  # issue 18: the trace's @tag
         return rec
 
     # -- running ----------------------------------------------------------------------------------

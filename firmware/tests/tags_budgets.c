@@ -1,7 +1,8 @@
 /*
  * tags_budgets.c — allocation tags end to end (issue 18).
  *   task:    "audio" 3 x 256 KiB (kmalloc-family pages), nested "voice" 100 KiB
- *            (malloc) inside it, then a slab cache's objects tagged "net";
+ *            (malloc) inside it, then a slab cache created and used under "net",
+ *            and one more of its objects allocated with no tag pushed (still "net");
  *   handler: the timer handler pushes "irq" and allocates 4 KiB with GFP_ATOMIC
  *            while the task holds "audio": the handler's object is "irq", not "audio";
  *   untagged: 8 KiB before any tag.
@@ -30,7 +31,7 @@ static void on_timer(unsigned int irq, void *arg)
 int main(void)
 {
     void *untagged = malloc(8192);
-    void *audio[3], *voice, *objs[4];
+    void *audio[3], *voice, *objs[5];
     struct kmem_cache *cache;
     int i;
 
@@ -52,13 +53,14 @@ int main(void)
     for (i = 0; i < 4; i++)
         objs[i] = kmem_cache_alloc(cache, GFP_KERNEL);
     kalloc_tag_pop();
+    objs[4] = kmem_cache_alloc(cache, GFP_KERNEL); /* untagged context: the cache's "net" */
 
     kalloc_mark(3);
     free(voice);
     kfree(audio[0]);
     printf("tags: depth after pops %d\n", kalloc_tag_push("end") - 1);
     kalloc_tag_pop();
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 5; i++)
         kmem_cache_free(cache, objs[i]);
     kmem_cache_destroy(cache);
     kfree(audio[1]);

@@ -41,12 +41,12 @@ class Recorder:
         self.ids: dict[int, int] = {}  # live address -> id
         self.in_libc = False  # a C library call is being forwarded: its events are RecordingLibc's
         self._next = 0
-        self.tag_of: Any = None  # () -> the current context's tag (report/tags.py; issue 18), or None
+        self.tag_of: Any = None  # (addr) -> the tag of an object allocated now (report/tags.py; issue 18)
         ka.listeners.append(self._listen)
 
-    def tag(self) -> str:
-        """The tag an allocation made now carries, "" when untagged (the trace's `@tag`)."""
-        t = self.tag_of() if self.tag_of is not None else ""
+    def tag(self, addr: int) -> str:
+        """The tag of the object allocated now at addr, "" when untagged (the trace's `@tag`)."""
+        t = self.tag_of(addr) if self.tag_of is not None else ""
         return "" if t == "untagged" else t
 
     def new_id(self, addr: int) -> int:
@@ -60,7 +60,7 @@ class Recorder:
             rec = self.ka.live.get(addr)
             if rec is None or rec.kind == KIND_MALLOC:
                 return  # the C library face is recorded by RecordingLibc
-            self.ops.append(Op(ALLOC, self.new_id(addr), size, api=KIND_NAMES[rec.kind], tag=self.tag()))
+            self.ops.append(Op(ALLOC, self.new_id(addr), size, api=KIND_NAMES[rec.kind], tag=self.tag(addr)))
         elif addr in self.ids and not self.in_libc:
             if event == "free":
                 self.ops.append(Op(FREE, self.ids.pop(addr)))
@@ -91,20 +91,20 @@ class RecordingLibc:
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:
         p = self._call(self.inner.malloc, size, caller)
         if p:
-            self.rec.ops.append(Op(ALLOC, self.rec.new_id(p), size, api="malloc", tag=self.rec.tag()))
+            self.rec.ops.append(Op(ALLOC, self.rec.new_id(p), size, api="malloc", tag=self.rec.tag(p)))
         return p
 
     def calloc(self, n: int, size: int, caller: Caller = TASK) -> int | None:
         p = self._call(self.inner.calloc, n, size, caller)
         if p:
-            self.rec.ops.append(Op(CALLOC, self.rec.new_id(p), size, n, api="calloc", tag=self.rec.tag()))
+            self.rec.ops.append(Op(CALLOC, self.rec.new_id(p), size, n, api="calloc", tag=self.rec.tag(p)))
         return p
 
     def aligned_alloc(self, align: int, size: int, caller: Caller = TASK) -> int | None:
         p = self._call(self.inner.aligned_alloc, align, size, caller)
         if p:
             self.rec.ops.append(Op(MEMALIGN, self.rec.new_id(p), size, align, api="aligned_alloc",
-                                   tag=self.rec.tag()))
+                                   tag=self.rec.tag(p)))
         return p
 
     def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
@@ -112,7 +112,7 @@ class RecordingLibc:
         p = self._call(self.inner.realloc, addr, size, caller)
         if p:
             if ident is None:
-                self.rec.ops.append(Op(ALLOC, self.rec.new_id(p), size, api="realloc", tag=self.rec.tag()))
+                self.rec.ops.append(Op(ALLOC, self.rec.new_id(p), size, api="realloc", tag=self.rec.tag(p)))
             else:
                 del self.rec.ids[addr]
                 self.rec.ids[p] = ident

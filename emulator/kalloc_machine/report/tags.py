@@ -3,7 +3,9 @@
 Firmware tags what it allocates with `kalloc_tag_push("audio")` / `kalloc_tag_pop()`
 (hypercalls TAG_PUSH / TAG_POP, bridge/services/tags.py). Tags nest, and each context
 has its own stack: task context, and each interrupt nesting depth, so a handler's
-allocations carry the handler's tag (or none), never the task's it interrupted.
+allocations carry the handler's tag (or none), never the task's it interrupted. A slab
+cache or DMA pool created while a tag is pushed keeps that tag: its objects carry it
+when their context pushed none.
 
 A `TagTracker` listens to the allocator (`ka.listeners`: every allocation, free and
 resize of a live object, whatever the API) from boot; an allocation made with no tag
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kalloc.errors import KallocError, OverBudgetError
+from kalloc.page import PAGE_SHIFT
 from kalloc.replay.budgets import BudgetError, load_budgets
 
 __all__ = ["BudgetError", "TagTracker", "load_budgets", "render_tags"]  # the budget file parser is kalloc's
@@ -71,6 +74,7 @@ class TagTracker:
         self.used = False  # a tag was pushed or budgets were set: the report shows the table
         self.events = 0
         self.mark: int | None = None  # the last kalloc_mark id (phase)
+        self.creation_tags: dict[tuple[str, int], str] = {}  # ("cache"|"pool", handle) -> tag at creation
         ka.listeners.append(self._listen)  # from the start: untagged memory is counted from boot
 
     # -- the firmware's side ------------------------------------------------------------------------
@@ -81,6 +85,23 @@ class TagTracker:
             del self.stacks[stale]
         st = self.stacks.get(d)
         return st[-1] if st else UNTAGGED
+
+    def tag_for(self, addr: int) -> str:
+        """The tag of an object allocated now at addr: the context's, else its cache's or pool's."""
+        tag = self.current()
+        if tag != UNTAGGED or not self.creation_tags:
+            return tag
+        owner = self.ka.page_owner.get(addr >> PAGE_SHIFT)
+        cache, pool = getattr(owner, "cache", None), getattr(owner, "pool", None)
+        if cache is not None:
+            return self.creation_tags.get(("cache", cache.handle), UNTAGGED)
+        return self.creation_tags.get(("pool", pool.handle), UNTAGGED) if pool is not None else UNTAGGED
+
+    def created(self, kind: str, handle: int) -> None:
+        """A slab cache or DMA pool was created: its objects carry the context's tag when theirs has none."""
+        tag = self.current()
+        if handle and tag != UNTAGGED:
+            self.creation_tags[(kind, handle)] = tag
 
     def push(self, depth: int, name: str) -> int:
         self.used = True
@@ -106,7 +127,7 @@ class TagTracker:
     def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
         self.events += 1
         if event == "alloc":
-            self._add(addr, self.current(), size, check=True)
+            self._add(addr, self.tag_for(addr), size, check=True)
         elif event == "free":
             got = self.objects.pop(addr, None)
             if got is not None:

@@ -3,7 +3,8 @@
 The context a tag belongs to is the machine's interrupt nesting depth (the Caller's,
 judged by the bridge), so a handler's tags never leak into the task it interrupted.
 `install()` also wraps the MARK service to remember the last phase marker, which the
-tag table shows next to each tag's high water.
+tag table shows next to each tag's high water, and CACHE_CREATE / DMA_POOL_CREATE, so
+a cache or pool created under a tag keeps it (report/tags.py).
 
 Invariants:
  1. A bad name pointer, an over-long stack or a pop with nothing pushed is a
@@ -62,4 +63,20 @@ def install(bridge: Bridge, tracker: TagTracker, phys: PhysMem) -> TagServices:
         return inner(caller, ident, *args) if inner is not None else (0, 0)
 
     bridge.register("MARK", mark)
+    for name, kind in (("CACHE_CREATE", "cache"), ("DMA_POOL_CREATE", "pool")):
+        _remember_creation(bridge, tracker, name, kind)
     return svc
+
+
+def _remember_creation(bridge: Bridge, tracker: TagTracker, name: str, kind: str) -> None:
+    """Wrap a create service: the new cache or pool keeps the tag pushed when it was created."""
+    inner = bridge.handler(name)
+    if inner is None:
+        return
+
+    def create(caller: Caller, *args: int) -> tuple[int, int]:
+        handle, aux = inner(caller, *args)
+        tracker.created(kind, handle)
+        return handle, aux
+
+    bridge.register(name, create)
