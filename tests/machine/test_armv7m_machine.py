@@ -274,3 +274,16 @@ def test_use_after_free_names_the_thumb_function_and_line(elf: str, sanitize: st
     assert (err["symbol"], err["location"]["line"]) == ("read_after_free", 14)
     assert err["instruction"].startswith("ldr")  # capstone's Thumb disassembly
     assert (err["alloc_site"]["location"]["line"], err["free_site"]["location"]["line"]) == (18, 23)
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="ARM toolchain not installed")
+def test_an_out_of_tree_program_builds_for_the_cortex_m_and_runs(tmp_path: Path) -> None:
+    app = tmp_path / "app.c"
+    app.write_text('#include <stdio.h>\n#include "kalloc.h"\n'
+                   "int main(void) { void *p = kmalloc(100, GFP_KERNEL); kfree(p); puts(\"app\"); return 5; }\n")  # fmt: skip
+    elf = tmp_path / "app.elf"
+    subprocess.run(["make", "-s", "-C", str(FW), "ARCH=armv7m", f"APP={app}", f"OUT={elf}"],
+                   check=True, capture_output=True)  # fmt: skip
+    out = Session(RunOptions(firmware=str(elf), board="stm32f4")).run()
+    assert (out.result.exit_code, out.result.uart, out.result.errors) == (5, "app\n", [])
+    assert load_firmware(elf, "armv7m").isa.name == "armv7m"
