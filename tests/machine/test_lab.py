@@ -185,3 +185,10 @@ def test_calloc_that_does_not_zero(monkeypatch):
     monkeypatch.setattr(labmod.LabMachine, "call", dirty)
     v = run_trace(elf("implicit"), tr, LabOptions()).violation
     assert v["kind"] == "calloc-not-zeroed" and v["op"] == 3 and v["symbol"] == "mm_calloc"
+
+
+def test_heap_max_bounds_mem_sbrk():
+    v = run("implicit", "random.rep", heap_max=1 << 20).violation
+    assert v["kind"] == "out-of-memory" and "of at most 1,048,576 bytes" in v["message"]
+    big = run_trace(elf("implicit"), parse("# kalloc trace v1\na 0 8\n", "t"), LabOptions(heap_max=1 << 30))
+    assert big.violation["kind"] == "init-failed"  # the board cannot give a 1 GiB heap
