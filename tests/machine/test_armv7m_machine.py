@@ -241,7 +241,8 @@ def test_a_shipped_name_resolves_to_the_boards_isa(cli_report: Any) -> None:
 
 
 def irq_dma(mode: int) -> dict[str, Any]:
-    s = Session(RunOptions(firmware=str(ARM_TESTS / "irq_dma.elf"), board="stm32f4", max_instructions=5_000_000))
+    options = RunOptions(firmware=str(ARM_TESTS / "irq_dma.elf"), board="stm32f4", max_instructions=5_000_000)
+    s = Session(options)
     addr = s.firmware.symbol_addr("irq_dma_mode")
     assert addr is not None
     s.machine.phys.write(addr, mode.to_bytes(4, "little"))
@@ -279,11 +280,29 @@ def test_use_after_free_names_the_thumb_function_and_line(elf: str, sanitize: st
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="ARM toolchain not installed")
 def test_an_out_of_tree_program_builds_for_the_cortex_m_and_runs(tmp_path: Path) -> None:
     app = tmp_path / "app.c"
-    app.write_text('#include <stdio.h>\n#include "kalloc.h"\n'
-                   "int main(void) { void *p = kmalloc(100, GFP_KERNEL); kfree(p); puts(\"app\"); return 5; }\n")  # fmt: skip
+    main = 'int main(void) { void *p = kmalloc(100, GFP_KERNEL); kfree(p); puts("app"); return 5; }\n'
+    app.write_text('#include <stdio.h>\n#include "kalloc.h"\n' + main)
     elf = tmp_path / "app.elf"
     subprocess.run(["make", "-s", "-C", str(FW), "ARCH=armv7m", f"APP={app}", f"OUT={elf}"],
                    check=True, capture_output=True)  # fmt: skip
     out = Session(RunOptions(firmware=str(elf), board="stm32f4")).run()
     assert (out.result.exit_code, out.result.uart, out.result.errors) == (5, "app\n", [])
     assert load_firmware(elf, "armv7m").isa.name == "armv7m"
+
+
+def test_the_machine_counts_exc_returns_for_the_interrupt_depth() -> None:
+    s = Session(RunOptions(firmware=str(ARM_TESTS / "timer_atomic.elf"), board="stm32f4"))
+    s.run()
+    state = s.machine.irq_state.as_dict()
+    assert (state["entries"], state["returns"], state["depth"], state["stray_returns"]) == (3, 3, 0, 0)
+    assert not s.machine.irq_state.return_pcs  # no code hook: the return reaches the interrupt hook
+
+
+def test_thumb_encodings_of_the_sled_and_the_wfi_mark() -> None:
+    isa = isa_for("armv7m")
+    sled = isa.idle_sled(0x7800_0000, 4)
+    assert isa.disassemble(0x7800_0000, sled[:4]) == "add.w ip, ip, #1"  # the lap counter, r12
+    assert isa.disassemble(0x7800_0004, sled[4:8]) == "nop.w"
+    assert isa.disassemble(0x7800_000C, sled[12:]) == "b.w #0x78000000"
+    assert isa.disassemble(0, isa.idle_mark) == "bkpt #0xab"
+    assert isa.insn_size(sled[:4]) == 4 and isa.insn_size(b"\x30\xbf") == 2
