@@ -133,6 +133,8 @@ class IdleSled:
         uc.mem_write(self.base, isa.idle_sled(self.base, SLED_LEN))
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._on_mem_fault)
+        if isa.undefined_intno >= 0:  # an ISA whose undefined instructions no interrupt reports
+            uc.hook_add(unicorn.UC_HOOK_INSN_INVALID, self._on_invalid)
         marked = []
         for pc in wfi_pcs:
             if self.phys.bank_of(pc) is not None:
@@ -258,6 +260,17 @@ class IdleSled:
             self.fault(faults.cpu_fault(text, pc))
             return
         self.enter()
+
+    def _on_invalid(self, uc: unicorn.Uc, _ud: Any) -> bool:
+        """An undefined instruction (Cortex-M: Unicorn would raise out of emu_start): a fault at
+        the PC, reported and counted exactly like a trap."""
+        if not self.running:
+            return False
+        isa, faults = self.isa, self.faults
+        pc = isa.pc(uc)
+        self.fault(faults.cpu_fault(f"{isa.fault_name(isa.undefined_intno)}: {faults.instruction_at(pc)}"
+                                    f"{faults.not_code(pc)}", pc))  # fmt: skip
+        return True
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         """An unmapped or protected access: reported and sent to the sled (exact), except a

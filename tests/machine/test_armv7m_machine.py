@@ -306,3 +306,23 @@ def test_thumb_encodings_of_the_sled_and_the_wfi_mark() -> None:
     assert isa.disassemble(0x7800_000C, sled[12:]) == "b.w #0x78000000"
     assert isa.disassemble(0, isa.idle_mark) == "bkpt #0xab"
     assert isa.insn_size(sled[:4]) == 4 and isa.insn_size(b"\x30\xbf") == 2
+
+
+def test_an_undefined_instruction_is_an_exact_fault_in_its_function() -> None:
+    counts = set()
+    for quantum in (100, 100_000):
+        out = run_arm("illegal", quantum=quantum)
+        assert out.result.reason == "fault" and out.result.exact  # through UC_HOOK_INSN_INVALID
+        counts.add(out.result.instructions)
+        (err,) = error_dicts(out)
+        assert err["message"] == "undefined instruction: .word 0xffffffff"
+        assert frames(err)[:2] == [("do_illegal", 7), ("main", 13)]
+    assert len(counts) == 1
+
+
+def test_a_runaway_recursion_hits_the_stack_guard() -> None:
+    out = run_arm("hostile_stack_task")
+    (err,) = error_dicts(out)
+    assert err["kind"] == "stack-overflow" and err["symbol"] == "runaway"
+    assert "16384-byte stack" in err["message"]  # arm/link.ld's default
+    assert out.exit_status == 65

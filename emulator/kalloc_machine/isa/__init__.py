@@ -72,7 +72,9 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 (Thumb: 1); return_intno / exception_return(uc): a return from an
                 interrupt the CPU does not perform itself reaches the interrupt hook
                 as return_intno and the ISA performs it (Cortex-M's EXC_RETURN;
-                RISC-V: -1, Unicorn runs mret)
+                RISC-V: -1, Unicorn runs mret); undefined_intno >= 0: undefined
+                instructions reach UC_HOOK_INSN_INVALID instead of the interrupt hook
+                (Cortex-M) and are reported as fault_name(undefined_intno)
 
 What stays ISA-neutral and a port must fit: the fixed address map (memlayout.py: RAM at
 0x8000_0000, devices below it, the idle sled at 0xF800_0000), the kalloc devices (a
@@ -139,6 +141,7 @@ class Isa(Protocol):
     sled_counter: int
     sled_base: int
     return_intno: int
+    undefined_intno: int
     code_bit: int
 
     # setup
