@@ -8,8 +8,9 @@ cache or DMA pool created while a tag is pushed keeps that tag: its objects carr
 when their context pushed none.
 
 A `TagTracker` listens to the allocator (`ka.listeners`: every allocation, free and
-resize of a live object, whatever the API) from boot; an allocation made with no tag
-pushed in its context is "untagged".
+resize of a live object, whatever the API) from the first TAG_PUSH, or from boot when
+budgets are set; what is live when it starts counts as "untagged" (whose high water
+starts there), as does any allocation made with no tag pushed in its context.
 Per tag it keeps live bytes and objects, the high water and when (the allocator event,
 the machine time at the start of its slice, the last `kalloc_mark` id), and checks the
 budgets (`--budgets FILE`) on every allocation: the allocation that takes a tag from
@@ -75,7 +76,7 @@ class TagTracker:
         self.events = 0
         self.mark: int | None = None  # the last kalloc_mark id (phase)
         self.creation_tags: dict[tuple[str, int], str] = {}  # ("cache"|"pool", handle) -> tag at creation
-        ka.listeners.append(self._listen)  # from the start: untagged memory is counted from boot
+        self.listening = False  # listens from the first push (or --budgets): no cost for runs without tags
 
     # -- the firmware's side ------------------------------------------------------------------------
     def current(self) -> str:
@@ -104,7 +105,7 @@ class TagTracker:
             self.creation_tags[(kind, handle)] = tag
 
     def push(self, depth: int, name: str) -> int:
-        self.used = True
+        self.start()
         self.current()  # drops the stacks of handlers that returned
         st = self.stacks.setdefault(depth, [])
         if len(st) >= MAX_DEPTH_TAGS:
@@ -121,9 +122,19 @@ class TagTracker:
 
     def set_budgets(self, budgets: dict[str, int], strict: bool, name: str | None) -> None:
         self.budgets, self.strict, self.budgets_file = dict(budgets), strict, name
-        self.used = True
+        self.start()
 
     # -- listening ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Listen from now on (measured: the listener costs ~40% of a bare kmalloc+kfree in Python, so
+        a run that never tags does not pay it); what is live already counts as untagged."""
+        if self.listening:
+            return
+        self.listening = self.used = True
+        for addr, rec in self.ka.live.items():
+            self._add(addr, UNTAGGED, rec.size, check=False)
+        self.ka.listeners.append(self._listen)
+
     def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
         self.events += 1
         if event == "alloc":
