@@ -69,6 +69,10 @@ def test_double_free_reports_the_same_kind_and_lines_as_rv32() -> None:
     assert err["free_site"]["location"]["line"] == 15
     rv32 = Session(RunOptions(firmware=str(FW / "build" / "tests" / "double_free.elf"))).run()
     (twin,) = error_dicts(rv32)
+    for site in ("alloc_site", "free_site"):  # the whole stack: unwound from the CPU at the doorbell
+        arm, rv = frames(err[site]), frames(twin[site])
+        assert arm[0] == rv[0] == ("main", 9 if site == "alloc_site" else 15)
+        assert [f[0] for f in arm] == [f[0] for f in rv] == ["main", "_start"]  # crt0 lines differ
     assert (twin["kind"], twin["location"], twin["alloc_site"]["location"]) == (
         err["kind"], err["location"], err["alloc_site"]["location"])  # fmt: skip
 

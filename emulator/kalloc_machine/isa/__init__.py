@@ -74,7 +74,10 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 as return_intno and the ISA performs it (Cortex-M's EXC_RETURN;
                 RISC-V: -1, Unicorn runs mret); undefined_intno >= 0: undefined
                 instructions reach UC_HOOK_INSN_INVALID instead of the interrupt hook
-                (Cortex-M) and are reported as fault_name(undefined_intno)
+                (Cortex-M) and are reported as fault_name(undefined_intno);
+                frame_chain: the hypercall block's fp heads a frame chain the bridge
+                walks in RAM (RISC-V); else (Cortex-M, fp = 0) the bridge unwinds the
+                allocation site's stack from the CPU at the doorbell (`backtrace`)
 
 What stays ISA-neutral and a port must fit: the fixed address map (memlayout.py: RAM at
 0x8000_0000, devices below it, the idle sled at 0xF800_0000), the kalloc devices (a
@@ -142,6 +145,7 @@ class Isa(Protocol):
     sled_base: int
     return_intno: int
     undefined_intno: int
+    frame_chain: bool
     code_bit: int
 
     # setup

@@ -122,6 +122,7 @@ class ArmV7M:
     idle_mark = IDLE_MARK
     illegal_intno = 7  # the mark (bkpt) traps so
     return_intno = 8  # EXCP_EXCEPTION_EXIT: bx lr of an EXC_RETURN in handler mode
+    frame_chain = False  # the hypercall stub passes fp = 0: the bridge unwinds from the CPU
     undefined_intno = 1  # udf & co. reach UC_HOOK_INSN_INVALID, not the interrupt hook: named as this
     sled_step = 4  # add.w, nop.w, b.w
     sled_counter = ac.UC_ARM_REG_R12

@@ -191,6 +191,7 @@ class RiscV32:
     sled_counter = rc.UC_RISCV_REG_T6  # the register the sled counts its laps in
     sled_base = IDLE_SLED_BASE
     return_intno = -1  # Unicorn runs mret itself
+    frame_chain = True  # the hypercall stub's fp heads an s0 chain the bridge walks in RAM
     undefined_intno = -1  # an illegal instruction traps through the interrupt hook (intno 2)
     code_bit = 0
 
