@@ -192,3 +192,12 @@ def test_heap_max_bounds_mem_sbrk():
     assert v["kind"] == "out-of-memory" and "of at most 1,048,576 bytes" in v["message"]
     big = run_trace(elf("implicit"), parse("# kalloc trace v1\na 0 8\n", "t"), LabOptions(heap_max=1 << 30))
     assert big.violation["kind"] == "init-failed"  # the board cannot give a 1 GiB heap
+
+
+def test_segregated_reference_is_correct_and_faster_on_realloc():
+    seg = run("segregated", "realloc.rep", mm_check=True)
+    assert seg.violation is None and seg.ops == 3018
+    imp = run("implicit", "realloc.rep")
+    assert imp.violation is None
+    assert seg.instructions * 20 < imp.instructions  # in-place growth: no copy, no walk of the heap
+    assert seg.record.peak_brk < imp.record.peak_brk
