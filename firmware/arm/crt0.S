@@ -10,7 +10,7 @@
  * handlers at VTOR = 0x80000000 (memlayout.FIRMWARE_LOAD), as a Cortex-M whose
  * reset code wrote VTOR. Word 0 is the initial stack pointer, word 1 the reset
  * entry (the ELF's entry point too), words 2..16 the exceptions: every one
- * goes to kalloc_exc_entry (trap.S), which dispatches on IPSR. The machine
+ * goes to kalloc_trap_vector (trap.S), which dispatches on IPSR. The machine
  * takes only two: 15 (SysTick: the board's timer) and 16 (IRQ 0: the
  * interrupt controller's external line); faults are reported by the machine.
  */
@@ -24,7 +24,7 @@ kalloc_vector_table:
     .word   __kalloc_stack_top      /* 0: initial sp */
     .word   _start                  /* 1: reset (Thumb bit set by the linker) */
     .rept   15                      /* 2..16: NMI .. SysTick, IRQ 0 */
-    .word   kalloc_exc_entry
+    .word   kalloc_trap_vector
     .endr
     .size   kalloc_vector_table, . - kalloc_vector_table
 

@@ -16,14 +16,19 @@
  */
     .syntax unified
     .thumb
+    .cfi_sections .debug_frame  /* the machine unwinds from .debug_frame (link.ld drops .eh_frame) */
 
     .section .text.kalloc_trap, "ax", %progbits
     .balign 4
-    .globl  kalloc_exc_entry
-    .type   kalloc_exc_entry, %function
+    .globl  kalloc_trap_vector
+    .type   kalloc_trap_vector, %function
     .thumb_func
-kalloc_exc_entry:
+kalloc_trap_vector:
+    .cfi_startproc
     push    {r7, lr}
+    .cfi_def_cfa_offset 8       /* [cfa-4] = EXC_RETURN: the unwinder crosses the */
+    .cfi_offset r7, -8          /* exception frame at cfa into the interrupted code */
+    .cfi_offset lr, -4
     mov     r7, sp
 
     ldr     r1, =kalloc_irq_depth
@@ -45,7 +50,8 @@ kalloc_exc_entry:
     .thumb_func
 __kalloc_mret:
     bx      lr
+    .cfi_endproc
     .globl  __kalloc_trap_vector_end
 __kalloc_trap_vector_end:
-    .size   kalloc_exc_entry, . - kalloc_exc_entry
+    .size   kalloc_trap_vector, . - kalloc_trap_vector
     .ltorg

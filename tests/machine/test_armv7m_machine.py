@@ -92,6 +92,10 @@ def test_sleeping_allocation_in_the_systick_handler_is_invalid_context() -> None
     (err,) = error_dicts(out)
     assert err["kind"] == "invalid-context"
     assert (err["symbol"], err["location"]["line"]) == ("on_timer", 17)
+    # unwound through the exception frame (trap.S's CFI: EXC_RETURN at cfa-4), split at the vector
+    assert [f[0] for f in frames(err)] == ["on_timer", "__kalloc_trap", "kalloc_trap_vector"]
+    assert err["handler"] == "on_timer" and err["interrupted"]["symbol"] == "main"
+    assert [f["symbol"] for f in err["interrupted"]["backtrace"]] == ["main", "_start"]
 
 
 def test_bad_address_fault_unwinds_through_every_frame() -> None:
