@@ -200,3 +200,12 @@ def test_segregated_reference_is_correct_and_faster():
     fast, slow = run("segregated", "binary.rep"), run("implicit", "binary.rep", guard="off")
     assert fast.violation is None and slow.violation is None
     assert fast.instructions * 10 < slow.instructions  # a search visits free blocks of the right class only
+
+
+def test_stale_list_head_of_the_segregated_allocator():
+    # The block stays its list's head once allocated: the next search links through its payload.
+    v = run("stale_head", "coalesce.rep").violation
+    assert v["kind"] == "payload-access" and v["op"] == 2 and "wrote 4 bytes" in v["message"]
+    assert v["symbol"] == "mm_malloc" and v["location"]["file"].endswith("segregated.c")
+    off = run("stale_head", "coalesce.rep", guard="off").violation  # the pattern check, and the watch
+    assert off["kind"] == "corrupted" and off["location"] == v["location"]

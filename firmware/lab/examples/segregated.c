@@ -9,6 +9,10 @@
  * at bp, prev at bp + 4), so the smallest block is 16 bytes. Compared with
  * implicit.c a search visits only free blocks of about the right size, and
  * most reallocs do not copy. docs/teaching.md, "Lab: write your own allocator".
+ *
+ * stale_head.c includes this file with LAB_BUG_STALE_HEAD: unlinking the first
+ * block of a list leaves the list's head pointing at it (marked "lab example
+ * bug" below), so an allocated block is handed out again.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -66,8 +70,12 @@ static void unlink_block(char *bp)
     int c = class_of(SIZE(HDRP(bp)));
     if (LINK_PREV(bp) != NULL)
         LINK_NEXT(LINK_PREV(bp)) = LINK_NEXT(bp);
+#ifndef LAB_BUG_STALE_HEAD
     else
         lists[c] = LINK_NEXT(bp);
+#else
+    (void)c;                               /* lab example bug: the list head stays */
+#endif
     if (LINK_NEXT(bp) != NULL)
         LINK_PREV(LINK_NEXT(bp)) = LINK_PREV(bp);
 }
