@@ -118,7 +118,7 @@ class Session:
         self.mmu = mmu.install(self.machine, self.vm)
         self.heap = make_heap(options.heap, self.ka, self.vm)
         self._wire_bridge()
-        self.commit = commit.install(self.machine, self.ka, self.vm)  # committed pages per kind, headroom
+        self.commit = commit.install(self.bridge, self.ka, self.vm)  # committed pages per kind, headroom
         self.stackguard = stackguard.install(self.machine, self.firmware, self.ka.depot)  # stack-overflow
         stackguard.annotate_frees(self.bridge, self.firmware)  # a freed stack address: whose frame
         self.kasan = kasan.install(self.bridge, self.machine, self.ka, self.firmware, self.kasan_mode, shadow)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from kalloc import Kalloc
     from kalloc.errors import KallocError
     from kalloc.vmalloc import Vmalloc
-    from kalloc_machine.machine import Machine
+    from kalloc_machine.bridge.doorbell import Bridge
 
 KINDS: tuple[str, ...] = ("reserved", "page_tables", "slab", "large_kmalloc", "pages", "dma", "vmalloc",
                           "arena", "heap")  # fmt: skip
@@ -61,7 +61,6 @@ class CommitMeter:
         self.high_water = dict.fromkeys(KINDS, 0)
         self.peak_used = -1
         self.at_peak: dict[str, int] = {}
-        self._last_used = -1
         self.ka.listeners.append(self._on_event)
         self.sample()
 
@@ -87,11 +86,6 @@ class CommitMeter:
         self._objects[addr] = (label, npages)
         self._level[label] += npages
 
-    def after_hypercall(self) -> None:
-        """Sample when the used-page count moved (cheap otherwise: one comparison)."""
-        if self._buddy.used_pages != self._last_used:
-            self.sample()
-
     def pages(self) -> dict[str, int]:
         """Committed pages per kind now."""
         ka, vm = self.ka, self.vm
@@ -109,7 +103,6 @@ class CommitMeter:
 
     def sample(self) -> None:
         used = self._buddy.used_pages
-        self._last_used = used
         now = self.pages()
         hw = self.high_water
         for k, v in now.items():
@@ -149,15 +142,9 @@ class CommitMeter:
         }
 
 
-def install(machine: Machine, ka: Kalloc, vm: Vmalloc) -> CommitMeter:
-    """Meter `ka` (and `vm`'s pages): sample after every hypercall (wraps machine.on_hypercall)."""
+def install(bridge: Bridge, ka: Kalloc, vm: Vmalloc) -> CommitMeter:
+    """Meter `ka` (and `vm`'s pages): sample after every hypercall that moved the used-page count
+    (the bridge's page watchers: one comparison in the bridge for every other call)."""
     meter = CommitMeter(ka, vm)
-    inner = machine.on_hypercall
-    after = meter.after_hypercall
-
-    def on_hypercall(service: int, block: int) -> None:
-        inner(service, block)
-        after()
-
-    machine.on_hypercall = on_hypercall
+    bridge.page_watchers.append(meter.sample)
     return meter

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kalloc import Caller, Context
@@ -69,6 +70,7 @@ _U32 = 0xFFFF_FFFF
 _CTX_BITS = abi.CTX_DEPTH_MASK << abi.CTX_DEPTH_SHIFT | abi.CTX_MIE  # the bits a claim may set
 MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
 
+_new_caller = partial(tuple.__new__, Caller)  # Caller((context, site, depth)) without NamedTuple's __new__
 Handler = Callable[..., tuple[int, int]]
 Intercept = Callable[[int, Caller, list[int]], tuple[int, int] | None]
 Annotator = Callable[[KallocError, int, int, RamBank], None]  # (error, block.ra, block.fp, stack bank)
@@ -108,6 +110,13 @@ class Bridge:
         self._unwinds = isa is not None and not getattr(isa, "frame_chain", True)
         self._stack_hi = self._stack_bank.base + self._stack_bank.size - abi.BLOCK_SIZE
         self._counts = [0] * MAX_SERVICES
+        self._save = ka.depot.save  # bound once: the depot is the allocator's for its lifetime
+        self._reports = ka.reports  # the allocator's queue (one list, cleared in place)
+        self._buddy = ka.buddy
+        self._pages_seen = ka.buddy.used_pages
+        # Called after every call that changed the buddy allocator's used-page count (the
+        # commit meter samples then: bridge/commit.py). One comparison for every other call.
+        self.page_watchers: list[Callable[[], None]] = []
         self._table: list[Handler | None] = [None] * MAX_SERVICES
         # Called before every service with (service, caller, args); a (result, aux) answer
         # replaces the service (fault injection, bridge/faultinject.py). None: no hook.
@@ -152,22 +161,25 @@ class Bridge:
                 return
             bank = found
         buf, off = bank.buf, block - bank.base  # straight from the bank's buffer: no view objects
-        _res, _aux, ra, fp, ctx, *args = _IN.unpack_from(buf, off)
+        _res, _aux, ra, fp, ctx, a0, a1, a2, a3, a4, a5 = _IN.unpack_from(buf, off)
         caller = None
         try:
             if ctx != self._truth.word:  # the claim is checked; the machine's truth wins
                 ctx = self._judge(service, ctx, ra, fp, bank)
-            context = self._contexts.get(ctx) or self._decode(ctx)  # the caller, inline (hot path)
+            context, depth = self._contexts.get(ctx) or self._decode(ctx)  # the caller, inline (hot path)
             stack = self._unwound(ra) if self._unwinds and not fp else stack_above(ra, fp, bank)
-            caller = Caller(context[0], self.ka.depot.save(stack), context[1])
+            caller = _new_caller((context, self._save(stack), depth))
             handler = self._table[service] if service < MAX_SERVICES else None
             if handler is None:
                 self._no_service(service, caller)
                 result, aux = 0, _EINVAL
             else:
                 self._counts[service] += 1
-                answer = None if self.intercept is None else self.intercept(service, caller, args)
-                result, aux = handler(caller, *args) if answer is None else answer
+                if self.intercept is None:
+                    result, aux = handler(caller, a0, a1, a2, a3, a4, a5)
+                else:
+                    answer = self.intercept(service, caller, [a0, a1, a2, a3, a4, a5])
+                    result, aux = handler(caller, a0, a1, a2, a3, a4, a5) if answer is None else answer
         except KallocError as err:
             for annotate in self.annotators:
                 annotate(err, ra, fp, bank)
@@ -181,15 +193,26 @@ class Bridge:
             self._crash(exc, service, caller)
             return
         _OUT.pack_into(buf, off, result & _U32, aux & _U32)
-        reports = self.ka.reports  # what the allocator found on its own (poison, context, ...)
-        if reports:
-            for report in reports:
-                for annotate in self.annotators:
-                    annotate(report, ra, fp, bank)
-                self.machine.report(report)
-            reports.clear()
+        if self._reports:  # what the allocator found on its own (poison, context, ...)
+            self._drain(ra, fp, bank)
+        if self._buddy.used_pages != self._pages_seen:  # the call took or gave back pages
+            self._pages_moved()
 
     # -- the cold paths -----------------------------------------------------------------------------
+
+    def _pages_moved(self) -> None:
+        self._pages_seen = self._buddy.used_pages
+        for watcher in self.page_watchers:
+            watcher()
+
+    def _drain(self, ra: int, fp: int, bank: RamBank) -> None:
+        """File the reports the allocator queued during the call (annotated first), in order."""
+        reports = self._reports
+        for report in reports:
+            for annotate in self.annotators:
+                annotate(report, ra, fp, bank)
+            self.machine.report(report)
+        reports.clear()
 
     def _unwound(self, ra: int) -> tuple[int, ...]:
         """The call stack above the stub from the CPU's own state (the ISA's unwinder, from the

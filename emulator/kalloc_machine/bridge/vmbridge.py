@@ -99,7 +99,7 @@ class VirtualPointerGuards:
                                 addr=ptr, site=caller.site)  # fmt: skip
 
     def svc_kfree(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
-        if in_windows(ptr):
+        if VMALLOC_START <= ptr < ARENA_END:  # in_windows, inline (hot path)
             raise self._wrong_free("kfree", ptr, caller)
         return self._kfree(caller, ptr)
 
@@ -110,12 +110,12 @@ class VirtualPointerGuards:
         return self._ksize(caller, ptr)
 
     def svc_free(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
-        if in_vmalloc(ptr) or (in_windows(ptr) and not self.arena):
+        if VMALLOC_START <= ptr < ARENA_END and (ptr < ARENA_START or not self.arena):  # inline (hot path)
             raise self._wrong_free("free", ptr, caller)
         return self._free(caller, ptr)
 
     def svc_realloc(self, caller: Caller, ptr: int, size: int, *args: int) -> tuple[int, int]:
-        if in_vmalloc(ptr) or (in_windows(ptr) and not self.arena):
+        if VMALLOC_START <= ptr < ARENA_END and (ptr < ARENA_START or not self.arena):
             raise self._wrong_free("realloc", ptr, caller)
         return self._realloc(caller, ptr, size)
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kalloc import Caller
+from kalloc import Caller, Context
 
 if TYPE_CHECKING:
     from kalloc_machine.bridge.services.common import IrqAccounting
+
+
+_IRQ = Context.IRQ  # only interrupt-context calls are accounted: the check is inline
 
 
 class LibcServices:
@@ -27,28 +30,32 @@ class LibcServices:
 
     def svc_malloc(self, caller: Caller, size: int, *args: int) -> tuple[int, int]:
         addr = self.heap.malloc(size, caller)
-        self.account(caller, addr, size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, size)
         return addr or 0, 0
 
     def svc_free(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
         self.heap.free(ptr, caller)
-        if ptr:
+        if ptr and caller.context is _IRQ:
             self.account(caller, ptr, 0, free=True)
         return 0, 0
 
     def svc_calloc(self, caller: Caller, n: int, size: int, *args: int) -> tuple[int, int]:
         addr = self.heap.calloc(n, size, caller)
-        self.account(caller, addr, n * size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, n * size)
         return addr or 0, 0
 
     def svc_realloc(self, caller: Caller, ptr: int, size: int, *args: int) -> tuple[int, int]:
         addr = self.heap.realloc(ptr, size, caller)
-        self.account(caller, addr, size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, size)
         return addr or 0, 0
 
     def svc_aligned_alloc(self, caller: Caller, align: int, size: int, *args: int) -> tuple[int, int]:
         addr = self.heap.aligned_alloc(align, size, caller)
-        self.account(caller, addr, size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, size)
         return addr or 0, 0
 
     def svc_malloc_usable_size(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:

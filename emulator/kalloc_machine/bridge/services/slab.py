@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kalloc import Caller
+from kalloc import Caller, Context
 from kalloc.errors import BadArgumentError
 from kalloc.slab import SLAB_KALLOC_CTOR, KmemCache
 from kalloc_machine.bridge.services.common import guest_cstr
@@ -22,6 +22,9 @@ from kalloc_machine.bridge.services.common import guest_cstr
 if TYPE_CHECKING:
     from kalloc import Kalloc
     from kalloc_machine.bridge.services.common import IrqAccounting
+
+
+_IRQ = Context.IRQ  # only interrupt-context calls are accounted: the check is inline
 
 
 class CacheServices:
@@ -48,12 +51,14 @@ class CacheServices:
     def svc_cache_alloc(self, caller: Caller, handle: int, gfp: int, *args: int) -> tuple[int, int]:
         cache = self.cache(handle)
         addr = self.ka.kmem_cache_alloc(cache, gfp, caller)
-        self.account(caller, addr, cache.size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, cache.size)
         return (addr, int(cache.last_alloc_fresh)) if addr else (0, 0)
 
     def svc_cache_free(self, caller: Caller, handle: int, obj: int, *args: int) -> tuple[int, int]:
         self.ka.kmem_cache_free(self.cache(handle), obj, caller)
-        self.account(caller, obj, 0, free=True)
+        if caller.context is _IRQ:
+            self.account(caller, obj, 0, free=True)
         return 0, 0
 
     def svc_cache_shrink(self, caller: Caller, handle: int, *args: int) -> tuple[int, int]:
@@ -75,12 +80,13 @@ class KmallocServices:
 
     def svc_kmalloc(self, caller: Caller, size: int, gfp: int, *args: int) -> tuple[int, int]:
         addr = self.ka.kmalloc(size, gfp, caller)
-        self.account(caller, addr, size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, size)
         return addr or 0, 0
 
     def svc_kfree(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
         self.ka.kfree(ptr, caller)
-        if ptr:
+        if ptr and caller.context is _IRQ:
             self.account(caller, ptr, 0, free=True)
         return 0, 0
 
@@ -89,10 +95,12 @@ class KmallocServices:
 
     def svc_krealloc(self, caller: Caller, ptr: int, size: int, gfp: int, *args: int) -> tuple[int, int]:
         addr = self.ka.krealloc(ptr, size, gfp, caller)
-        self.account(caller, addr, size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, size)
         return addr or 0, 0
 
     def svc_kcalloc(self, caller: Caller, n: int, size: int, gfp: int, *args: int) -> tuple[int, int]:
         addr = self.ka.kcalloc(n, size, gfp, caller)
-        self.account(caller, addr, n * size)
+        if caller.context is _IRQ:
+            self.account(caller, addr, n * size)
         return addr or 0, 0
