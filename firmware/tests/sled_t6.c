@@ -9,8 +9,9 @@
 
 static volatile int ticks;
 
-static void on_tick(void *arg)
+static void on_tick(unsigned int irq, void *arg)
 {
+    (void)irq;
     (void)arg;
     ticks++;
     kalloc_timer_cancel();

@@ -61,8 +61,8 @@ FOREIGN_PRIVATE = {
     "_fields": "NamedTuple's documented API",
     "_make": "NamedTuple's documented API",
     "_field_defaults": "NamedTuple's documented API",
-    "_uch": "Unicorn binding's engine handle, no public spelling (kalloc_machine/rawmmio.py maps the doorbell raw)",
-    "_hook_exception": "Unicorn binding's slot for an exception raised in a callback (rawmmio.py's guard fills it)",
+    "_uch": "Unicorn binding's engine handle, no public spelling (rawmmio.py maps the doorbell raw)",
+    "_hook_exception": "Unicorn binding's slot for a callback's exception (rawmmio.py's guard fills it)",
 }
 
 
