@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any
 from unicorn import UcError
 
 from kalloc.errors import KallocError, TimeoutError_
-from kalloc_machine.memlayout import IDLE_SLED_SIZE
 from kalloc_machine.sled import SliceStop
 
 if TYPE_CHECKING:
@@ -289,9 +288,9 @@ class RunLoop:
                 return self.ending or "interrupted"
             self.clock.now = start + count
             pc = isa.pc(uc)
-            # The window's second half holds the harness's call stops: a call that returns as the
-            # slice runs out stands there, and its break hook stops it on the next slice.
-            if isa.sled_base <= pc < isa.sled_base + IDLE_SLED_SIZE // 2:
+            # Only the sled's own code: a harness call that returns as the slice runs out stands
+            # on its call stop, elsewhere in the window, and its break hook stops it next slice.
+            if sled.holds(pc):
                 self.errors.append(self.faults.cpu_fault("jump into the idle sled: not firmware code", pc))
                 return "fault"
             self._burst = min(2 * self._burst, self.machine.quantum)

@@ -154,18 +154,23 @@ class IdleSled:
         uc.reg_write(self.isa.sled_counter, 0)
         self.isa.set_pc(uc, self.base)
 
+    def holds(self, pc: int) -> bool:
+        """Is pc in the sled's own code (not elsewhere in its window: call stops, fault sink)?"""
+        return self.base <= pc < self.base + SLED_LEN * self.isa.sled_step
+
     def leave(self) -> int | None:
         """At the boundary of a stopped slice: the instructions the sled ran (invariant 3),
         or None when the CPU is not in the sled (the redirect was lost: Ctrl-C before
         emu_start); gives the firmware its counter register back."""
         uc, isa = self.uc, self.isa
         saved, self._saved = self._saved, None
-        offset = (isa.pc(uc) - self.base) // isa.sled_step
+        pc = isa.pc(uc)
         laps = uc.reg_read(isa.sled_counter)
         if saved is not None:
             uc.reg_write(isa.sled_counter, saved)
-        if saved is None or not 0 <= offset < SLED_LEN:
+        if saved is None or not self.holds(pc):
             return None
+        offset = (pc - self.base) // isa.sled_step
         return laps * SLED_LEN if offset == 0 else (laps - 1) * SLED_LEN + offset
 
     # -- stops (from hooks and callbacks; invariant 1) ----------------------------------------
