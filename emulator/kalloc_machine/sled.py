@@ -113,7 +113,6 @@ class IdleSled:
                  errors: list[KallocError]) -> None:  # fmt: skip
         self.isa, self.uc, self.phys, self.faults, self.errors = isa, uc, phys, faults, errors
         self.base = isa.sled_base  # memlayout.IDLE_SLED_BASE, or the ISA's own (Cortex-M)
-        self.jump = self.base + isa.sled_step * (SLED_LEN - 1)
         assert isa.sled_step * SLED_LEN <= IDLE_SLED_SIZE - PAGE
         self.on_exception_return: Callable[[int], None] | None = None  # Isa.return_intno seen (irqstate)
         self.stop: SliceStop | None = None

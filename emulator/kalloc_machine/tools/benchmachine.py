@@ -36,8 +36,6 @@ from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 from kalloc_machine.tools.benchkit import MODES, BenchSettings, Figure, interleaved, poke, run_bench
 
-SENTINEL_OFFSET = 0  # the return address: the first byte of the first RAM bank (crt0's entry)
-
 
 class RawCall:
     """One firmware function, called on a bare Unicorn built for `board` (module docstring)."""
@@ -55,7 +53,7 @@ class RawCall:
             self.uc.mem_write(seg.paddr, seg.data)
         first = spec.ram[0]
         self.entry = entry
-        self.sentinel = first.base + SENTINEL_OFFSET
+        self.sentinel = first.base  # the return address: the first RAM byte (crt0's entry)
         self.stack_top = first.end - 16
         self.quantum = quantum
 
