@@ -222,7 +222,9 @@ def test_dask_finds_the_same_signatures_as_the_pool():
 
 def test_ctrl_c_reports_what_the_runs_done_so_far_found():
     irq_race = str(prebuilt("tests/irq_race"))
-    argv = [sys.executable, "-m", "kalloc.cli", "campaign", irq_race, "--irq-points", "400", "--workers", "2"]
+    # 4,000 runs: far more than 10 s even at rest (400 finished in under 10 s on an idle machine)
+    argv = [sys.executable, "-m", "kalloc.cli", "campaign", irq_race, "--irq-points", "4000",
+            "--workers", "2"]
     pipe = subprocess.PIPE
     p = subprocess.Popen(argv, stdout=pipe, stderr=pipe, stdin=subprocess.DEVNULL, text=True)
     time.sleep(10)  # the imports and the baseline, then some of the 400 runs
@@ -231,7 +233,7 @@ def test_ctrl_c_reports_what_the_runs_done_so_far_found():
     assert p.returncode == 130
     assert err == "kalloc: interrupted\n"  # no traceback, from the workers either
     if out:  # interrupted during the runs, not the baseline: the summary of the runs done
-        assert " of 400 runs)" in out.splitlines()[0] and "(stopped after " in out.splitlines()[0]
+        assert " of 4000 runs)" in out.splitlines()[0] and "(stopped after " in out.splitlines()[0]
 
 
 def _pty_stderr(argv: list[str]) -> tuple[int, bytes, bytes]:
