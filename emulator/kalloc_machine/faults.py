@@ -66,6 +66,14 @@ class FaultReporter:
         self.phys = phys
         self.firmware = firmware
         self.regions = regions or []  # (start, end, what) of everything mapped outside RAM
+        from kalloc_machine.sled import call_stop_window
+
+        lo, hi = call_stop_window(isa.sled_base)  # a harness call's return address ends a walk as code
+
+        def is_code(addr: int) -> bool:
+            return firmware.is_code(addr) or lo <= addr < hi
+
+        self.is_code = is_code
 
     def region(self, addr: int) -> str | None:
         """What lives at addr ("RAM (bank dma)", "the uart device's MMIO registers", ...), None: nothing."""
@@ -79,7 +87,8 @@ class FaultReporter:
         isa, phys, fw = self.isa, self.phys, self.firmware
         regs = regs or isa.read_regs(self.uc)
         ra = regs[isa.link_reg]
-        pcs = isa.backtrace(phys.read_u32, pc, regs, in_ram=lambda a: phys.contains(a, 8), is_code=fw.is_code)
+        in_ram = lambda a: phys.contains(a, 8)  # noqa: E731
+        pcs = isa.backtrace(phys.read_u32, pc, regs, in_ram=in_ram, is_code=self.is_code)
         # A leaf's epilogue may restore s0 before the faulting instruction: the walk then
         # starts at the caller's caller. ra still returns into the direct caller; in any
         # other state ra is either pcs[1] or points back into the faulting function.

@@ -9,7 +9,7 @@ machine translates instead: Unicorn's soft TLB is switched to `UC_TLB_VIRTUAL` a
                                    anything else -> refused: a page fault
     everywhere else                identity, with the permissions of what lives there:
                                    RAM rwx, devices and doorbells rw-, the idle sled --x,
-                                   unmapped addresses (and sled.FAULT_SINK) none
+                                   unmapped addresses (and the sled's fault_sink) none
 
 Nothing is ever mapped lazily: the hook only reads the tables, never adds to them.
 
@@ -18,7 +18,7 @@ without calling any other hook, and so would an access the page's permissions fo
 (a jump into a device). So the hook refuses nothing: it builds the report there (the
 registers are the faulting instruction's), ends the slice exactly through the idle
 sled (`IdleSled.fault`: the run's instruction count stays exact) and points the page
-at sled.FAULT_SINK, a page of its own, so the access completes harmlessly; the TLB is
+at the sled's fault_sink, a page of its own, so the access completes harmlessly; the TLB is
 flushed after that slice (`IdleSled.on_release`). The report of a page outside the
 tables is a `page-fault` error with the address, the access, the
 state of the page (guard page of an area, freed area, hole, above the arena's top),
@@ -55,7 +55,7 @@ from kalloc_machine.memlayout import (
     VMALLOC_END,
     VMALLOC_START,
 )
-from kalloc_machine.sled import FAULT_SINK, PAGE
+from kalloc_machine.sled import PAGE
 
 if TYPE_CHECKING:
     from kalloc.vmalloc import Vmalloc
@@ -98,7 +98,8 @@ class Mmu:
         self._pte = vm.pte
         self._identity = self._identity_map(machine)
         self._bank_of = machine.phys.bank_of
-        self.uc.mem_map(FAULT_SINK, PAGE, PROT_RWX)  # where a faulting access lands (module docstring)
+        self.sink = machine.sled.fault_sink  # the sled's window's last page (sled.py)
+        self.uc.mem_map(self.sink, PAGE, PROT_RWX)  # where a faulting access lands (module docstring)
         machine.sled.on_release.append(self._flush_after_fault)
         machine.sled.translated = True  # faults are seen here, not in the memory hook
         self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # in 2.1.4, not in mypy's view
@@ -110,7 +111,8 @@ class Mmu:
         """[(start, end, perms)] of everything outside the windows that is not plain RWX."""
         spans = [(d.base, d.base + d.size, PROT_RW) for d in machine.devices]
         spans.append((DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE, PROT_RW))
-        spans.append((FAULT_SINK, FAULT_SINK + PAGE, 0))  # firmware never reaches the sink (first match)
+        sink = machine.sled.fault_sink
+        spans.append((sink, sink + PAGE, 0))  # firmware never reaches the sink (first match)
         sled = machine.isa.sled_base  # memlayout.IDLE_SLED_BASE, or the ISA's own (Cortex-M)
         spans.append((sled, sled + IDLE_SLED_SIZE, PROT_X))
         return spans
@@ -151,7 +153,7 @@ class Mmu:
         """End the slice with `err`, exactly, and let the access land in the sink (module docstring)."""
         if err is not None:
             self.machine.sled.fault(err)
-        entry.paddr = FAULT_SINK | (vaddr & (PAGE - 1))
+        entry.paddr = self.sink | (vaddr & (PAGE - 1))
         entry.perms = PROT_RWX
         return True
 

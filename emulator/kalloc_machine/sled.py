@@ -1,7 +1,8 @@
 """Exact stops: the idle sled, and the hooks that send the CPU into it.
 
-`IdleSled(isa, uc, phys, faults, errors)` maps the sled (memlayout.IDLE_SLED_BASE,
-execute-only, `Isa.idle_sled`: SLED_LEN - 1 nops and a jump back) and installs the
+`IdleSled(isa, uc, phys, faults, errors)` maps the sled (at `Isa.sled_base`:
+memlayout.IDLE_SLED_BASE on RV32, 0x7800_0000 on Cortex-M, which never executes above
+0xE000_0000), execute-only, `Isa.idle_sled`: SLED_LEN - 1 nops and a jump back) and installs the
 CPU-side Unicorn hooks: the interrupt hook (ecall exit/panic, CPU faults, and the
 marked `wfi`s) and the memory-fault hook. It installs no code hook: with Unicorn's
 instruction count on, every UC_HOOK_CODE hook, even one ranged on a single address,
@@ -46,10 +47,15 @@ inside a slice) files its error and sends the CPU into the sled, so the run's
 one (a fetch fault counts the jump, not the instruction never fetched). For the access
 not to raise, the memory hook answers "handled" after mapping a scratch page over an
 unmapped address (`release` unmaps it at the boundary), and the fill hook points the
-page at FAULT_SINK, a page nothing else uses (mmu.py maps it; `release` calls the
+page at the sled's `fault_sink`, a page nothing else uses (mmu.py maps it; `release` calls the
 `on_release` callbacks: the MMU flushes its TLB). Only a write into the sled itself
 (execute-only, non-translated machine) and errors Unicorn raises without any hook still
 end in a UcError: then `exact` is False (runloop.py).
+
+The sled's window (IDLE_SLED_SIZE at `Isa.sled_base`) is laid out once, here, for every
+ISA: the sled's own code from its base (`holds`), the harness's call stops in its second
+half (`call_stops`, tools/callsites.py), and its last page, the fault sink (`fault_sink`).
+Nothing outside this module restates the layout: it asks the machine's sled.
 
 Data: `stop` (None while the slice runs on), `mem_fault`
 (what the memory hook saw, for the report of a slice that raised), `running` (set by
@@ -74,7 +80,7 @@ from unicorn import UcError
 
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc_machine.bridge import abi
-from kalloc_machine.memlayout import IDLE_SLED_BASE, IDLE_SLED_SIZE
+from kalloc_machine.memlayout import IDLE_SLED_SIZE
 
 if TYPE_CHECKING:
     from kalloc.physmem import PhysMem
@@ -87,9 +93,21 @@ if TYPE_CHECKING:
 # whole 16k-instruction window (measured on Unicorn 2.1.4).
 SLED_LEN = 1024
 PAGE = 0x1000
-# The last page of the sled's window: where a faulting access is sent so that it does not
-# raise (mmu.py maps it, read/write/execute; firmware never reaches it: translation refuses it).
-FAULT_SINK = IDLE_SLED_BASE + IDLE_SLED_SIZE - PAGE
+
+
+def fault_sink(base: int) -> int:
+    """The last page of the sled's window at `base`: where a faulting access is sent so that it
+    does not raise (mmu.py maps it, read/write/execute; firmware never reaches it: translation
+    refuses it)."""
+    return base + IDLE_SLED_SIZE - PAGE
+
+
+def call_stop_window(base: int) -> tuple[int, int]:
+    """[lo, hi) of the harness's call stops (tools/callsites.py) in the sled's window at `base`:
+    its second half, up to the fault sink. Mapped with the sled (execute), never run by it."""
+    return base + IDLE_SLED_SIZE // 2, fault_sink(base)
+
+
 _UNMAPPED = (unicorn.UC_MEM_READ_UNMAPPED, unicorn.UC_MEM_WRITE_UNMAPPED, unicorn.UC_MEM_FETCH_UNMAPPED)
 UcErrorHook = Callable[[UcError], KallocError | None]
 
@@ -113,6 +131,8 @@ class IdleSled:
                  errors: list[KallocError]) -> None:  # fmt: skip
         self.isa, self.uc, self.phys, self.faults, self.errors = isa, uc, phys, faults, errors
         self.base = isa.sled_base  # memlayout.IDLE_SLED_BASE, or the ISA's own (Cortex-M)
+        self.fault_sink = fault_sink(self.base)  # mmu.py maps it (module docstring)
+        self.call_stops = call_stop_window(self.base)  # the harness's return addresses (callsites.py)
         assert isa.sled_step * SLED_LEN <= IDLE_SLED_SIZE - PAGE
         self.on_exception_return: Callable[[int], None] | None = None  # Isa.return_intno seen (irqstate)
         self.stop: SliceStop | None = None

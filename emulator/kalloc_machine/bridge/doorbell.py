@@ -105,7 +105,8 @@ class Bridge:
         self._truth: Any = self._irq if self._irq is not None else _ClaimsOnly
         self._disagreements: set[tuple[int, int]] = set()
         self._stack_bank: RamBank = self.phys.banks[0]
-        # An ISA whose stub passes no walkable frame pointer (Cortex-M: fp = 0) unwinds from the CPU
+        # An ISA whose stub passes no walkable frame pointer (Cortex-M: fp = 0) unwinds from the CPU,
+        # whatever fp a hand-made block claims (Thumb's r7 heads no chain stack_above could walk)
         isa = getattr(machine, "isa", None)
         self._unwinds = isa is not None and not getattr(isa, "frame_chain", True)
         self._stack_hi = self._stack_bank.base + self._stack_bank.size - abi.BLOCK_SIZE
@@ -167,7 +168,7 @@ class Bridge:
             if ctx != self._truth.word:  # the claim is checked; the machine's truth wins
                 ctx = self._judge(service, ctx, ra, fp, bank)
             context, depth = self._contexts.get(ctx) or self._decode(ctx)  # the caller, inline (hot path)
-            stack = self._unwound(ra) if self._unwinds and not fp else stack_above(ra, fp, bank)
+            stack = self._unwound(ra & ~1) if self._unwinds else stack_above(ra, fp, bank)  # Thumb bit off
             caller = _new_caller((context, self._save(stack), depth))
             handler = self._table[service] if service < MAX_SERVICES else None
             if handler is None:

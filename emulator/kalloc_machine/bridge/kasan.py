@@ -55,6 +55,7 @@ from kalloc.misuse import object_phrase
 from kalloc.page import PAGE_SIZE
 from kalloc.shadow import CODE_NAMES, GRANULE, Shadow, ShadowRegion
 from kalloc_machine.bridge import abi
+from kalloc_machine.bridge.kasan_site import AccessFinder
 
 if TYPE_CHECKING:
     from kalloc import Kalloc
@@ -182,6 +183,9 @@ class Kasan:
         sym = self.firmware.symbol_addr
         api_lo, api_hi = sym("__kalloc_api_start"), sym("__kalloc_api_end")
         self._api = (api_lo or 0, api_hi or 0)
+        isa: Any = getattr(machine, "isa", None)  # RV32's bits are decoded here; others: kasan_site.py
+        by_text = getattr(isa, "frame_chain", True) is False
+        self._finder = AccessFinder(isa, machine.phys.read) if by_text else None
         if mode == "hook":
             self._install_hook()
 
@@ -209,10 +213,12 @@ class Kasan:
         stack = list(self.ka.depot.get(caller.site))
         rest = stack[stack.index(pc) + 1 :] if pc in stack else [p for p in stack if not self._in_api(p)][1:]
         if flags & abi.ASAN_RANGE:
-            at = self._call_before(pc)
+            at = self._call_before(pc) if self._finder is None else self._finder.call_before(pc)
             via = "a range-checked string function"
         else:
-            at = find_access(self.machine.phys.read, pc, is_write, size) or pc
+            found = (self._finder.find_access(pc, is_write, size) if self._finder
+                     else find_access(self.machine.phys.read, pc, is_write, size))  # fmt: skip
+            at = found or pc
             via = None
         self._report(addr, size, is_write, at, [at, *rest], via=via)
         return 0, 0

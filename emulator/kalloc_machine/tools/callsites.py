@@ -2,8 +2,10 @@
 
 `Target.call` (tools/harness.py) returns to a *call stop*: an address in the second half
 of the idle sled's mapping (the sled loops in its first 4 KiB and never runs there), one
-4-byte slot per calling line, where one range hook ends the call. The firmware's frame
-chain then ends in that slot, so every backtrace of an allocation made during the call
+4-byte slot per calling line, where one range hook ends the call. The window is the
+machine's sled's (`IdleSled.call_stops`, sled.py): 0xF800_8000 on RV32, 0x7800_8000 on
+Cortex-M (whose M-profile never executes above 0xE000_0000); a `CallSites` is made for it.
+The firmware's frame chain then ends in that slot, so every backtrace of an allocation made during the call
 holds it, and `attribute(report)` replaces it with a synthetic outermost frame:
 
     {"pc": null, "symbol": "test_foo", "file": "tests/test_x.py", "line": 12}
@@ -29,10 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kalloc_machine.memlayout import IDLE_SLED_BASE, IDLE_SLED_SIZE
-
-CALL_STOPS = IDLE_SLED_BASE + IDLE_SLED_SIZE // 2
-CALL_STOPS_END = IDLE_SLED_BASE + IDLE_SLED_SIZE - 0x1000  # the window's last page: sled.py's fault sink
 SLOT = 4
 _HERE = {str(Path(__file__).with_name(name)) for name in ("harness.py", "pytest_plugin.py", "callsites.py")}
 
@@ -52,8 +50,11 @@ class CallOrigin:
 
 @dataclass(slots=True)
 class CallSites:
-    """The call stops handed out so far (module docstring)."""
+    """The call stops handed out so far (module docstring), in the window [lo, hi) of the
+    machine's sled (`IdleSled.call_stops`)."""
 
+    lo: int
+    hi: int
     stops: dict[tuple[str, str, int], int] = field(default_factory=dict)  # (name, file, line) -> stop
     frames: dict[int, dict[str, Any]] = field(default_factory=dict)  # stop -> its synthetic frame
 
@@ -62,10 +63,14 @@ class CallSites:
         key = _calling_line(origin)
         stop = self.stops.get(key)
         if stop is None:
-            stop = min(CALL_STOPS + SLOT * len(self.stops), CALL_STOPS_END - SLOT)
+            stop = min(self.lo + SLOT * len(self.stops), self.hi - SLOT)
             self.stops[key] = stop
             self.frames.setdefault(stop, {"pc": None, "symbol": key[0], "file": key[1], "line": key[2]})
         return stop
+
+    def holds(self, pc: int | None) -> bool:
+        """Is pc a call stop (in the window, handed out or not)?"""
+        return pc is not None and self.lo <= pc < self.hi
 
     def attribute(self, report: dict[str, Any]) -> None:
         """Every backtrace of the report that runs into a call stop ends at its test frame."""

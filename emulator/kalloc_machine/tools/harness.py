@@ -8,11 +8,13 @@ needs beyond `kalloc run`:
   Stops are exact: the hook sends the CPU into the machine's idle sled, as a `wfi`
   does, so the instruction count is exact and the run can resume from there.
 - `call(FUNCTION, *args)`: a0..a7 = args, ra = a call stop (tools/callsites.py: an
-  address the idle sled never runs, where one range hook waits), pc = the function;
-  run until it returns; a0 is the result. The CPU's registers are put back afterwards
-  (`context_save`/`context_restore`), so the firmware continues where it stood. A
-  name the ELF lacks raises `MissingFunction` (one line: dropped by --gc-sections,
-  inlined, or unknown, and how to keep it: tools/missing.py).
+  address in the machine's idle-sled window the sled never runs, where one range hook
+  waits), pc = the function; run until it returns; a0 is the result. The ISA's calling
+  convention does it (`Isa.call_setup`: on Cortex-M r0..r3 and lr, at most 4 arguments).
+  The CPU's registers are put back afterwards (`context_save`/`context_restore`), so
+  the firmware continues where it stood. A name the ELF lacks raises `MissingFunction`
+  (one line: dropped by --gc-sections, inlined, or unknown, and how to keep it:
+  tools/missing.py).
 - Call sites (tools/callsites.py): each Python line that calls (the test's, with the
   pytest plugin's `origin`) gets its own return stop, so an allocation made during a
   call has the called function's frames and then, as its outermost frame, the test:
@@ -48,9 +50,8 @@ from kalloc_machine.machine import Machine, RunResult
 from kalloc_machine.report.render import render_text
 from kalloc_machine.session import RunOptions, RunOutcome, Session
 from kalloc_machine.snapshot import Snapshot
-from kalloc_machine.tools.callsites import CALL_STOPS, CALL_STOPS_END, CallOrigin, CallSites
+from kalloc_machine.tools.callsites import CallOrigin, CallSites
 
-RETURN_STOP = CALL_STOPS  # the first call stop (tools/callsites.py)
 CALL_BUDGET = 50_000_000  # instructions a `call` may take before it is called a runaway
 
 
@@ -123,7 +124,7 @@ class Target:
         self._hooks = _Hooks()
         self._armed: int | None = None  # the breakpoint of the run in progress
         self.origin: CallOrigin | None = None  # the pytest plugin's test, for the call sites
-        self.call_sites = CallSites()  # each calling line's return stop (tools/callsites.py)
+        self.call_sites = CallSites(*self.machine.sled.call_stops)  # each calling line's return stop
 
     # -- addresses and memory ---------------------------------------------------------------
 
@@ -225,9 +226,9 @@ class Target:
     def _hook(self, target: int) -> None:
         """The code hook that stops at `target` (kept once added: adding a hook retranslates code)."""
         hooks, uc = self._hooks, self.machine.uc
-        if CALL_STOPS <= target < CALL_STOPS_END:
+        if self.call_sites.holds(target):
             if hooks.calls is None:  # one hook for every call stop: each hook costs every instruction
-                lo, hi = CALL_STOPS, CALL_STOPS_END
+                lo, hi = self.call_sites.lo, self.call_sites.hi
                 uc.mem_write(lo, self.machine.isa.idle_sled(lo, (hi - lo) // 4))  # never runs: harmless
                 hooks.calls = uc.hook_add(unicorn.UC_HOOK_CODE, self._on_break, None, lo, hi - 1)
                 uc.ctl_remove_cache(lo, hi)
@@ -246,7 +247,7 @@ class Target:
             from kalloc_machine.tools.missing import why_missing
 
             names = [name for _, _, name in self.firmware.symbols]
-            why = why_missing(resolve_firmware(self.options.firmware), function, names)
+            why = why_missing(resolve_firmware(self.options.firmware, self.machine.isa.name), function, names)
             raise MissingFunction(f"{what}({function!r}): {why}")
         return a
 

@@ -39,7 +39,6 @@ from typing import Any
 from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, Trace, format_op
 from kalloc_machine.report.symbols import Symbolizer
 from kalloc_machine.session import RunOptions
-from kalloc_machine.tools.callsites import CALL_STOPS, CALL_STOPS_END
 from kalloc_machine.tools.harness import Target
 from kalloc_machine.tools.labcheck import HeapRecord, Violation, pattern, request_lines
 from kalloc_machine.tools.labguard import PayloadGuard
@@ -57,10 +56,6 @@ ENTRY_OF = {
 STATUS_OF = {"cpu-fault": "fault", "page-fault": "fault", "stack-overflow": "fault", "timeout": "timeout"}
 LAB_QUANTUM = 2_000  # as fwreplay: a call ends its slice at the return stop
 PAGE = 4096
-
-
-def is_call_stop(pc: int | None) -> bool:
-    return pc is not None and CALL_STOPS <= pc < CALL_STOPS_END
 
 
 class NotALabElf(ValueError):
@@ -189,7 +184,8 @@ class LabMachine:
     def frames(self, pc: int) -> list[dict[str, Any]]:
         """The backtrace from pc of the CPU's current state, as frames, without the harness's call stop."""
         pcs = self.target.machine.backtrace(pc)
-        return [f for f in self.symbolizer.trace(pcs, first_is_return=False) if not is_call_stop(f["pc"])]
+        trace = self.symbolizer.trace(pcs, first_is_return=False)
+        return [f for f in trace if not self.target.call_sites.holds(f["pc"])]
 
     def locate(self, function: str) -> dict[str, Any]:
         """The frame of a function's entry: where a wrong answer of it is blamed."""

@@ -143,7 +143,7 @@ def _options(base: RunOptions, firmware: str | Path | None, overrides: dict[str,
 
         missing: str | None = None
         try:
-            fw = str(resolve_firmware(fw))  # a path, or a shipped name ("tests/hello"), as `kalloc run`
+            fw = str(resolve_firmware(fw, _board_isa(overrides.get("board", base.board))))  # as `kalloc run`
         except FileNotFoundError as exc:
             missing = f"firmware {exc}"
         if missing is not None:
@@ -152,6 +152,16 @@ def _options(base: RunOptions, firmware: str | Path | None, overrides: dict[str,
         if key in overrides:
             overrides[key] = tuple(overrides[key])
     return dataclasses.replace(base, firmware=fw, **overrides)
+
+
+def _board_isa(board: str) -> str | None:
+    """The ISA of a board, whose shipped ELFs a name resolves to (None: the Session reports the board)."""
+    from kalloc_machine.board import load_board
+
+    try:
+        return load_board(board).cpu.isa
+    except (ValueError, OSError):
+        return None
 
 
 class _BootCache:
