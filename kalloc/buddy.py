@@ -34,6 +34,7 @@ Invariants:
 from __future__ import annotations
 
 import bisect
+from typing import TYPE_CHECKING
 
 from kalloc.errors import InvariantError
 from kalloc.page import (
@@ -54,6 +55,9 @@ from kalloc.zone import (
     Zone,
     watermark_ok,
 )
+
+if TYPE_CHECKING:
+    from kalloc.antifrag import Grouping
 
 LABEL_MEMMAP = "memmap"
 LABEL_UNUSABLE = "unusable"  # bytes of partial pages at unaligned bank edges
@@ -84,6 +88,7 @@ class Buddy:
         self.memmap_bytes = 0
         self.used_pages = 0
         self.used_high_water = 0
+        self.grouping: Grouping | None = None  # kalloc.antifrag (--antifrag): None, the plain buddy
         self._build_sections(phys)
         self._starts = [s.start_pfn for s in self.sections]
         for start, end, label in reserved:
@@ -203,32 +208,41 @@ class Buddy:
     def alloc(self, zone: Zone, order: int) -> int | None:
         """Take a block of 2^order pages from `zone` (no watermark check), or None."""
         fa = zone.free_area
-        for o in range(order, self.max_order + 1):
-            d = fa[o]
-            if not d:
-                continue
-            pfn = d.popitem()[0]
-            sec = self.section_of(pfn)
-            assert sec is not None, "a free block lies outside every section"
-            state, orders, base = sec.state, sec.order, sec.start_pfn
-            while o > order:  # expand(): the upper halves go back on the lower lists
-                o -= 1
-                upper = pfn + (1 << o)
-                fa[o][upper] = None
-                state[upper - base] = PG_BUDDY
-                orders[upper - base] = o
-            state[pfn - base] = PG_HEAD
-            orders[pfn - base] = order
-            n = 1 << order
-            zone.nr_free -= n
-            if zone.nr_free < zone.min_free_seen:
-                zone.min_free_seen = zone.nr_free
-            self.blocks[pfn] = n
-            self.used_pages += n
-            if self.used_pages > self.used_high_water:
-                self.used_high_water = self.used_pages
-            return pfn
-        return None
+        if self.grouping is not None:  # pageblocks grouped by mobility or tag (kalloc.antifrag)
+            got = self.grouping.choose(zone, order)
+            if got is None:
+                return None
+            o, pfn = got
+            del fa[o][pfn]
+            self.grouping.taken(pfn)
+        else:
+            for o in range(order, self.max_order + 1):
+                d = fa[o]
+                if d:
+                    pfn = d.popitem()[0]
+                    break
+            else:
+                return None
+        sec = self.section_of(pfn)
+        assert sec is not None, "a free block lies outside every section"
+        state, orders, base = sec.state, sec.order, sec.start_pfn
+        while o > order:  # expand(): the upper halves go back on the lower lists
+            o -= 1
+            upper = pfn + (1 << o)
+            fa[o][upper] = None
+            state[upper - base] = PG_BUDDY
+            orders[upper - base] = o
+        state[pfn - base] = PG_HEAD
+        orders[pfn - base] = order
+        n = 1 << order
+        zone.nr_free -= n
+        if zone.nr_free < zone.min_free_seen:
+            zone.min_free_seen = zone.nr_free
+        self.blocks[pfn] = n
+        self.used_pages += n
+        if self.used_pages > self.used_high_water:
+            self.used_high_water = self.used_pages
+        return pfn
 
     def trim(self, pfn: int, npages: int) -> None:
         """Keep the first `npages` of the allocated block at `pfn`, free the tail.

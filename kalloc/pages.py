@@ -105,6 +105,8 @@ class PagePipeline:
         highest = zones[0].idx if zones else ZONE_DMA
         flags = alloc_flags_for(gfp)
         buddy = self.buddy
+        if buddy.grouping is not None:  # kalloc.antifrag: the request's mobility or tag
+            buddy.grouping.classify(size)
         pfn = buddy.alloc_zonelist(zones, order, highest, flags)
         if pfn is None:
             self.reclaim()

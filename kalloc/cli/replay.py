@@ -30,6 +30,8 @@ from kalloc_machine.session import EXIT_ERROR, EXIT_USAGE
 from kalloc_machine.tools.fwreplay import board_banks, firmware_parts
 from rich.table import Table
 
+from kalloc.antifrag import MODES
+from kalloc.antifrag import install as install_grouping
 from kalloc.cli.options import (
     color_option,
     console,
@@ -112,6 +114,8 @@ def parse_steps(value: str) -> tuple[int, ...]:
                    "memory is free (e.g. 4MiB,64KiB@dma).")  # fmt: skip
 @click.option("--budgets", "budgets_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Budgets per tag (TOML, as kalloc run's): high water and crossings.")  # fmt: skip
+@click.option("--antifrag", type=click.Choice(MODES), default="off", show_default=True,
+              help="Group pages in pageblocks by mobility or by tag, as Linux's migratetypes.")
 @quiet_option("No table.")
 @color_option()
 def replay_cmd(  # long: one parameter per option; the body is the replay loop
@@ -128,6 +132,7 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
     session_file: str | None,
     probe_text: str | None,
     budgets_path: str | None,
+    antifrag: str,
     quiet: bool,
     color: bool | None,
 ) -> None:
@@ -154,7 +159,8 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
                 try:
                     observe = None if sessions is None else _observer(tr, sessions[ti][1], probes, loop_n,
                                                                       session_file)  # fmt: skip
-                    out, written = measure(tr, h, _fresh(banks, h, sanitize, board if firmware else None),
+                    out, written = measure(tr, h, _fresh(banks, h, sanitize, board if firmware else None,
+                                                  antifrag),
                                            check_every=check_every, map_at=map_at, plot_dir=pdir,
                                            observe=observe)  # fmt: skip
                 except ReplayError as exc:
@@ -180,7 +186,8 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
         doc = {"board": label, "options": {"heap": heap, "sanitize": sanitize, "check_every": check_every,
                                            "firmware": firmware, **_forecast_options(loop_n, session_file,
                                                                                      probe_text),
-                                           **({"budgets": Path(budgets_path).name} if budgets_path else {})},
+                                           **({"budgets": Path(budgets_path).name} if budgets_path else {}),
+                                           **({"antifrag": antifrag} if antifrag != "off" else {})},
                "replays": results}  # fmt: skip
         write_json(json_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     sys.exit(status)
@@ -253,13 +260,17 @@ def _plot_dir(plot_dir: str | None) -> Path | None:
     return pdir
 
 
-def _fresh(banks: list[Bank], heap: str, sanitize: str, firmware_board: str | None) -> Callable[[], Parts]:
+def _fresh(banks: list[Bank], heap: str, sanitize: str, firmware_board: str | None,
+           antifrag: str = "off") -> Callable[[], Parts]:  # fmt: skip
     """What builds the parts of one replay: over the banks, or the shim firmware booted on a board."""
 
     def fresh() -> Parts:
         if firmware_board is not None:
-            return firmware_parts(firmware_board, heap, sanitize)
-        return build(banks, heap, sanitize)
+            parts = firmware_parts(firmware_board, heap, sanitize)
+        else:
+            parts = build(banks, heap, sanitize)
+        install_grouping(parts[0], antifrag)  # --antifrag: before the replay's first request
+        return parts
 
     return fresh
 

@@ -31,6 +31,8 @@ from kalloc_machine.report.render import render_text
 from kalloc_machine.report.tags import BudgetError, load_budgets
 from kalloc_machine.session import BadInput, RunOptions, Session
 
+from kalloc.antifrag import MODES
+from kalloc.antifrag import install as install_grouping
 from kalloc.cli.options import (
     color_option,
     console,
@@ -66,11 +68,13 @@ _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_ev
 @click.option("--budgets", "budgets_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Memory budgets per tag (TOML: audio = \"2MiB\", net = 0.125 of RAM).")  # fmt: skip
 @click.option("--budgets-strict", is_flag=True, help="An allocation over its tag's budget is an error.")
+@click.option("--antifrag", type=click.Choice(MODES), default="off", show_default=True,
+              help="Group pages in pageblocks by mobility or by tag, as Linux's migratetypes.")
 @quiet_option("No text report; the UART output, errors and the summary line only.")
 @color_option()
 def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
             color: bool | None, probe_text: str | None = None, budgets_path: str | None = None,
-            budgets_strict: bool = False, **run_kw: Any) -> None:  # fmt: skip
+            budgets_strict: bool = False, antifrag: str = "off", **run_kw: Any) -> None:  # fmt: skip
     """Boot BOARD, run FIRMWARE (a path, or a shipped name such as tests/double_free;
     default: the shipped demo) and report.
 
@@ -80,7 +84,8 @@ def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None
     """
     try:
         probes = _probes(probe_text)
-        _run(firmware, json_path, record_path, quiet, color, run_kw, probes, (budgets_path, budgets_strict))
+        _run(firmware, json_path, record_path, quiet, color, run_kw, probes, (budgets_path, budgets_strict),
+             antifrag)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the run (invariant 3)
         fail("interrupted", EXIT_INTERRUPTED)
 
@@ -97,7 +102,7 @@ def _probes(probe_text: str | None) -> list[Probe]:
 
 def _run(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
          color: bool | None, run_kw: dict[str, Any], probes: list[Probe] | None = None,
-         budgets: tuple[str | None, bool] = (None, False)) -> None:  # fmt: skip
+         budgets: tuple[str | None, bool] = (None, False), antifrag: str = "off") -> None:  # fmt: skip
     options = RunOptions(firmware=firmware, **run_kw)
     try:
         session = Session(options)
@@ -110,6 +115,7 @@ def _run(firmware: str | None, json_path: str | None, record_path: str | None, q
         except BudgetError as exc:
             fail(exc)
         session.tags.set_budgets(table, budgets[1], Path(budgets[0]).name)
+    grouping = install_grouping(session.ka, antifrag, tag=session.tags.current)  # --antifrag
     recorder = None
     if record_path:
         recorder = session.record()
@@ -118,6 +124,8 @@ def _run(firmware: str | None, json_path: str | None, record_path: str | None, q
         outcome = session.run()
     if watch is not None:
         outcome.report["probes"] = watch.result()  # additive key (docs/abi.md)
+    if grouping is not None:
+        outcome.report["antifrag"] = grouping.stats()  # additive key, only with --antifrag
     if recorder is not None and record_path:
         try:
             recorder.write(record_path, (f"firmware {session.firmware_name}, board {session.board.label}, "

@@ -88,6 +88,8 @@ def measure(trace: Trace, heap: str, fresh: Callable[[], Parts], *, check_every:
     out["pages_by_owner_at_peak"] = count_owners(maps[peak]) if peak in maps else {}
     out["vmalloc"] = vm.stats()
     out["steps"] = [s.as_dict() for s in res.samples if s.free_blocks is not None]
+    if ka.buddy.grouping is not None:  # --antifrag (kalloc.antifrag): additive, only when on
+        out["antifrag"] = ka.buddy.grouping.stats()
     written = [] if plot_dir is None else draw(trace, heap, res, maps, peak, plot_dir)
     if obs is not None:
         out["forecast"] = obs.result()

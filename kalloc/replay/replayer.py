@@ -199,8 +199,11 @@ class Replayer:
     def run(self) -> ReplayResult:
         res = self.res
         counts: dict[str, int] = {}
+        grouping = self.ka.buddy.grouping  # --antifrag tag-arenas: pages by the step's @tag
         for step, op in enumerate(self.trace.ops):
             counts[op.kind] = counts.get(op.kind, 0) + 1
+            if grouping is not None:
+                grouping.current_tag = op.tag
             try:
                 self._do(step, op)
             except KallocError as err:
