@@ -28,7 +28,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 make -s -C "$fw" BUILD="$tmp" elfs libs >/dev/null
 
 status=0
-for built in "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/*.a; do
+for built in "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/bench/*.elf "$tmp"/*.a; do
     rel=${built#"$tmp"/}
     if [ ! -f "$fw/build/$rel" ]; then
         echo "not committed: firmware/build/$rel"
@@ -38,7 +38,7 @@ for built in "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/*.a; do
         status=1
     fi
 done
-for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf "$fw"/build/*.a; do
+for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf "$fw"/build/bench/*.elf "$fw"/build/*.a; do
     rel=${committed#"$fw"/build/}
     if [ ! -f "$tmp/$rel" ]; then
         echo "no source builds it any more: firmware/build/$rel"

@@ -56,6 +56,7 @@ from kalloc_machine.tools.benchkit import (
     interleaved,
     per_iter,
 )
+from kalloc_machine.tools.benchchurn import bench_churn
 from kalloc_machine.tools.benchmachine import bench_emulation, bench_machine
 
 
@@ -212,6 +213,7 @@ def bench_utilization(s: BenchSettings, tick: Callable[[], None]) -> list[Figure
 
 SUITE: dict[str, Callable[[BenchSettings, Callable[[], None]], list[Figure]]] = {
     "allocation": bench_allocation,
+    "workload": bench_churn,
     "emulation": bench_emulation,
     "sanitizers": bench_sanitizers,
     "scale": bench_scale,

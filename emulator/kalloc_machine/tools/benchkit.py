@@ -54,6 +54,8 @@ class BenchSettings:
     # The timer's default rate: Linux's HZ=1000 on the boards' nominal 100 MIPS clock
     # (CpuSpec.timer_hz), i.e. a tick every 100,000 instructions.
     timer_period: int = 100_000
+    # The allocation-heavy workload (tools/benchchurn.py): 100k iterations between the two counts.
+    churn_iters: tuple[int, int] = (10_000, 110_000)
     figures: list[Figure] = field(default_factory=list)
 
 
