@@ -32,9 +32,10 @@ A test that drives a Target and never looks at its report (`report()`, `errors()
 `take_errors()`, `finish()`) still fails when kalloc found an error during it.
 
 Command-line options: --kalloc-board, --kalloc-sanitize, --kalloc-seed,
---kalloc-irq-every, --kalloc-fail-nth, --kalloc-max-errors, --kalloc-suppress (repeatable): `kalloc run`'s
-options of the same names
-(kalloc_machine.tools.options, where both are defined).
+--kalloc-irq-every, --kalloc-fail-nth, --kalloc-max-errors, --kalloc-suppress (repeatable), --kalloc-irq-at:
+`kalloc run`'s options of the same names
+(kalloc_machine.tools.options, where both are defined). --kalloc-campaign=fail-each,irq,seeds
+reruns each passing test under a campaign's sweep (kalloc_machine.tools.campaign_pytest).
 
 Invariants:
  1. Loading the plugin imports neither Unicorn nor the machine, the session or the
@@ -55,6 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
 
+from kalloc_machine.tools import campaign_pytest
 from kalloc_machine.tools.options import RUN_OPTIONS, RunOption
 
 if TYPE_CHECKING:  # imported when used: this module loads in every pytest session (Unicorn is heavy)
@@ -68,7 +70,7 @@ __all__ = ["MissingFunction", "StopError", "Target",
 _USED = pytest.StashKey[list["Target"]]()
 
 # The run options a suite sets from the command line, as --kalloc-<flag> (RUN_OPTIONS).
-PLUGIN_OPTIONS = ("board", "sanitize", "seed", "irq_every", "fail_nth", "max_errors", "suppress")
+PLUGIN_OPTIONS = ("board", "sanitize", "seed", "irq_every", "fail_nth", "max_errors", "suppress", "irq_at")
 _METAVARS = {"board": "NAME|PATH"}
 
 
@@ -103,6 +105,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if spec.show_default:
             kw["help"] += " (default: %(default)s)"
         group.addoption(_plugin_flag(spec), **kw)
+    campaign_pytest.addoption(group)  # --kalloc-campaign=fail-each,irq,seeds (tools/campaign_pytest.py)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    campaign_pytest.dimensions(config)  # a bad --kalloc-campaign: a usage error before any test runs
 
 
 def options_from_config(config: pytest.Config) -> RunOptions:
@@ -218,6 +225,9 @@ def kalloc_target(request: pytest.FixtureRequest, kalloc_options: RunOptions,
         from kalloc_machine.tools.harness import CallOrigin, Target
 
         opts = _options(kalloc_options, firmware, overrides)
+        rerun = request.node.stash.get(campaign_pytest.OVERRIDE, None)  # a campaign's rerun: fresh boots
+        if rerun is not None:
+            opts, snapshot = dataclasses.replace(opts, **rerun), False
         bad: str | None = None
         try:
             if snapshot:
@@ -269,6 +279,10 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     for target in item.stash.get(_USED, []):
         if getattr(target, "autocheck", False) and _has_errors(target.report(consult=False)):
             pytest.fail("kalloc found errors the test did not examine:\n" + target.text(), pytrace=False)
+    if item.config.getoption("kalloc_campaign"):  # rerun under the sweep (tools/campaign_pytest.py)
+        failure = campaign_pytest.run(item, item.stash.get(_USED, []), options_from_config(item.config))
+        if failure is not None:
+            pytest.fail(failure, pytrace=False)
     return result
 
 
