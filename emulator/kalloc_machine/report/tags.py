@@ -5,7 +5,10 @@ Firmware tags what it allocates with `kalloc_tag_push("audio")` / `kalloc_tag_po
 has its own stack: task context, and each interrupt nesting depth, so a handler's
 allocations carry the handler's tag (or none), never the task's it interrupted. A slab
 cache or DMA pool created while a tag is pushed keeps that tag: its objects carry it
-when their context pushed none.
+when their context pushed none. A vmalloc area is one object of its requested size under
+the tag of the context that created it (the services wrap VMALLOC / VFREE: its pages'
+allocator events are not counted again), and vfree() takes it from that tag, whichever
+context frees it.
 
 A `TagTracker` listens to the allocator (`ka.listeners`: every allocation, free and
 resize of a live object, whatever the API) from the first TAG_PUSH, or from boot when
@@ -77,6 +80,8 @@ class TagTracker:
         self.mark: int | None = None  # the last kalloc_mark id (phase)
         self.creation_tags: dict[tuple[str, int], str] = {}  # ("cache"|"pool", handle) -> tag at creation
         self.listening = False  # listens from the first push (or --budgets): no cost for runs without tags
+        self.areas: dict[int, int] = {}  # live vmalloc areas (from boot): virtual address -> requested size
+        self.quiet = False  # inside VMALLOC/VFREE: the area is one object, not its pages' events
 
     # -- the firmware's side ------------------------------------------------------------------------
     def current(self) -> str:
@@ -133,18 +138,38 @@ class TagTracker:
         self.listening = self.used = True
         for addr, rec in self.ka.live.items():
             self._add(addr, UNTAGGED, rec.size, check=False)
+        for addr, size in self.areas.items():
+            self._add(addr, UNTAGGED, size, check=False)
         self.ka.listeners.append(self._listen)
 
+    def area_mapped(self, addr: int, size: int, site: int) -> None:
+        """vmalloc() mapped an area: one object of its requested size, under its context's tag."""
+        self.areas[addr] = size
+        if self.listening:
+            self.events += 1
+            self._add(addr, self.current(), size, check=True, site=site)
+
+    def area_unmapped(self, addr: int) -> None:
+        """vfree() of an area: it leaves the tag it was created under, whatever the context now."""
+        if self.areas.pop(addr, None) is not None and self.listening:
+            self.events += 1
+            self._drop(addr)
+
+    def _drop(self, addr: int) -> None:
+        got = self.objects.pop(addr, None)
+        if got is not None:
+            s = self.stats[got[0]]
+            s.live_bytes -= got[1]
+            s.live_objects -= 1
+
     def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
+        if self.quiet:  # the pages of a vmalloc area (area_mapped / area_unmapped count the area)
+            return
         self.events += 1
         if event == "alloc":
             self._add(addr, self.tag_for(addr), size, check=True)
         elif event == "free":
-            got = self.objects.pop(addr, None)
-            if got is not None:
-                s = self.stats[got[0]]
-                s.live_bytes -= got[1]
-                s.live_objects -= 1
+            self._drop(addr)
         elif event == "resize":
             got = self.objects.pop(addr, None)
             tag = got[0] if got else self.current()
@@ -154,7 +179,8 @@ class TagTracker:
                 self.stats[tag].live_objects -= 1
             self._add(addr, tag, size, check=True, before=prior)
 
-    def _add(self, addr: int, tag: str, size: int, *, check: bool, before: int | None = None) -> None:
+    def _add(self, addr: int, tag: str, size: int, *, check: bool, before: int | None = None,
+             site: int | None = None) -> None:  # fmt: skip
         s = self.stats.get(tag)
         if s is None:
             s = self.stats[tag] = TagStats()
@@ -169,13 +195,13 @@ class TagTracker:
             s.high_water = {"event": self.events, "slice_start_instructions": self.clock(), "mark": self.mark}
         budget = self.budgets.get(tag)
         if check and budget is not None and before <= budget < s.live_bytes:
-            self._over(addr, tag, size, s, budget)
+            self._over(addr, tag, size, s, budget, site)
 
-    def _over(self, addr: int, tag: str, size: int, s: TagStats, budget: int) -> None:
+    def _over(self, addr: int, tag: str, size: int, s: TagStats, budget: int, site: int | None) -> None:
         rec = self.ka.live.get(addr)
         self.report(OverBudgetError(
             f"tag {tag!r} is over its budget: {s.live_bytes} bytes live after this allocation of {size}"
-            f" bytes, budget {budget}", addr=addr, site=rec.site if rec else None,
+            f" bytes, budget {budget}", addr=addr, site=rec.site if rec else site,
             severity="error" if self.strict else "warning", tag=tag, size=size, live_bytes=s.live_bytes,
             high_water_bytes=s.high_water_bytes, budget_bytes=budget))  # fmt: skip
 

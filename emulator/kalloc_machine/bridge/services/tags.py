@@ -3,8 +3,9 @@
 The context a tag belongs to is the machine's interrupt nesting depth (the Caller's,
 judged by the bridge), so a handler's tags never leak into the task it interrupted.
 `install()` also wraps the MARK service to remember the last phase marker, which the
-tag table shows next to each tag's high water, and CACHE_CREATE / DMA_POOL_CREATE, so
-a cache or pool created under a tag keeps it (report/tags.py).
+tag table shows next to each tag's high water, CACHE_CREATE / DMA_POOL_CREATE, so
+a cache or pool created under a tag keeps it, and VMALLOC / VFREE, so a vmalloc area is
+one object of its requested size under the tag pushed when it was created (report/tags.py).
 
 Invariants:
  1. A bad name pointer, an over-long stack or a pop with nothing pushed is a
@@ -65,7 +66,37 @@ def install(bridge: Bridge, tracker: TagTracker, phys: PhysMem) -> TagServices:
     bridge.register("MARK", mark)
     for name, kind in (("CACHE_CREATE", "cache"), ("DMA_POOL_CREATE", "pool")):
         _remember_creation(bridge, tracker, name, kind)
+    _count_areas(bridge, tracker)
     return svc
+
+
+def _count_areas(bridge: Bridge, tracker: TagTracker) -> None:
+    """Wrap VMALLOC / VFREE: an area is one tagged object (report/tags.py), not its pages."""
+    make, drop = bridge.handler("VMALLOC"), bridge.handler("VFREE")
+    if make is None or drop is None:
+        return
+
+    def vmalloc(caller: Caller, size: int, *args: int) -> tuple[int, int]:
+        tracker.quiet = True
+        try:
+            addr, aux = make(caller, size, *args)
+        finally:
+            tracker.quiet = False
+        if addr:
+            tracker.area_mapped(addr, size, caller.site)
+        return addr, aux
+
+    def vfree(caller: Caller, addr: int, *args: int) -> tuple[int, int]:
+        tracker.quiet = True
+        try:
+            out = drop(caller, addr, *args)
+        finally:
+            tracker.quiet = False
+        tracker.area_unmapped(addr)
+        return out
+
+    bridge.register("VMALLOC", vmalloc)
+    bridge.register("VFREE", vfree)
 
 
 def _remember_creation(bridge: Bridge, tracker: TagTracker, name: str, kind: str) -> None:
