@@ -49,6 +49,7 @@ import kalloc_machine
 from kalloc_machine.board import BOARDS_DIR
 from kalloc_machine.sdk import default_firmware, prebuilt
 from kalloc_machine.session import RunOptions, Session
+from kalloc_machine.tools.benchchurn import bench_churn
 from kalloc_machine.tools.benchkit import (
     CALLS_PER_ITER,
     BenchSettings,
@@ -56,7 +57,6 @@ from kalloc_machine.tools.benchkit import (
     interleaved,
     per_iter,
 )
-from kalloc_machine.tools.benchchurn import bench_churn
 from kalloc_machine.tools.benchmachine import bench_emulation, bench_machine
 
 

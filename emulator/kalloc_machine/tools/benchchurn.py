@@ -29,7 +29,6 @@ from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 from kalloc_machine.tools.benchkit import BenchSettings, Figure, interleaved, poke
 
-
 # picolibc's nano-malloc walks its free list: ~5,000 instructions an iteration, 0.6 G at 110k
 MAX_INSTRUCTIONS = 4_000_000_000
 
