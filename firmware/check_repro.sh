@@ -6,6 +6,11 @@
 # Only meaningful with the toolchain recorded in firmware/TOOLCHAIN (line 1:
 # `riscv64-unknown-elf-gcc --version | head -1`, line 2: the picolibc
 # package and version); with any other it says so and skips the comparison.
+# The Cortex-M build (firmware/build/armv7m/: its SDK libraries and every
+# committed ARM ELF, rebuilt with `make ARCH=armv7m`) is compared likewise when
+# the ARM toolchain matches TOOLCHAIN's lines 3-4 (arm-none-eabi-gcc,
+# picolibc-arm-none-eabi); the ARM build ships a chosen subset of the test
+# firmware, so only the committed ARM ELFs are rebuilt and compared.
 # Exit status: 0 identical or skipped, 1 some ELF or library differs or is missing.
 set -eu
 
@@ -46,4 +51,32 @@ for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf "$fw"/build/bench/*.e
     fi
 done
 [ $status -eq 0 ] && echo "firmware ELFs and SDK libraries are reproducible: rebuild is byte-identical"
+
+# The Cortex-M build: its libraries and the committed ARM ELFs, rebuilt by name.
+want_arm_cc=$(sed -n 3p "$fw/TOOLCHAIN")
+want_arm_libc=$(sed -n 4p "$fw/TOOLCHAIN")
+have_arm_cc=$(arm-none-eabi-gcc --version 2>/dev/null | head -1 || true)
+have_arm_libc=$(dpkg-query -W -f '${Package} ${Version}' picolibc-arm-none-eabi 2>/dev/null || true)
+if [ "$want_arm_cc" != "$have_arm_cc" ] || [ "$want_arm_libc" != "$have_arm_libc" ]; then
+    echo "ARM toolchain differs, skipping the Cortex-M byte comparison"
+    echo "  recorded:  $want_arm_cc / $want_arm_libc"
+    echo "  installed: ${have_arm_cc:-none} / ${have_arm_libc:-none}"
+    exit $status
+fi
+arm_status=0
+targets=""
+for committed in "$fw"/build/armv7m/*.elf "$fw"/build/armv7m/tests/*.elf; do
+    [ -f "$committed" ] && targets="$targets $tmp/armv7m/${committed#"$fw"/build/armv7m/}"
+done
+make -s -C "$fw" ARCH=armv7m BUILD="$tmp/armv7m" libs $targets >/dev/null
+for committed in "$fw"/build/armv7m/*.a $targets; do
+    rel=${committed#"$tmp"/armv7m/}
+    rel=${rel#"$fw"/build/armv7m/}
+    if ! cmp -s "$tmp/armv7m/$rel" "$fw/build/armv7m/$rel"; then
+        echo "differs from its rebuild: firmware/build/armv7m/$rel"
+        arm_status=1
+    fi
+done
+[ $arm_status -eq 0 ] && echo "Cortex-M ELFs and SDK libraries are reproducible: rebuild is byte-identical"
+[ $arm_status -eq 0 ] || status=1
 exit $status
