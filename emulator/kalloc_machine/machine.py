@@ -150,6 +150,7 @@ class Machine:
         if dma_spec is not None:
             self.dma = DmaEngine(dma_spec, self.clock, self.board, self.phys, self._raise_irq, self.report)
             self.devices.append(self.dma)
+        self.devices += self.isa.core_devices(self)  # the CPU's own (Cortex-M: the System Control Space)
         for dev in self.devices:
             self.uc.mmio_map(dev.base, dev.size, self._mmio_read, dev, self._mmio_write, dev)
         # the doorbell without the binding's per-call wrappers (rawmmio.py: ~9% of an empty hypercall)

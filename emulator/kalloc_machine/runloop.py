@@ -57,6 +57,7 @@ from kalloc_machine.sled import SliceStop
 if TYPE_CHECKING:
     from kalloc_machine.machine import Machine
 
+# long-module: one state machine (slices, cuts, idle, delivery), with its Cortex-M branches
 UNTIL = 0xFFFF_FFFF  # an odd address: PC never equals it, so `until` never stops a slice
 WFI_BURST = 256  # first slice after a wfi: an idle loop's wake-up work is short
 # First slice after an interrupt entry or a device cut. A cut (mtime read, mtimecmp
@@ -106,6 +107,7 @@ class RunLoop:
         self.sled = m.sled
         self.timed: list[Any] = [d for d in (*m.devices, m.injector) if d is not None]
         self.clint, self.intc, self.dma = m.clint, m.intc, m.dma
+        self.scs = next((d for d in m.devices if d.type == "scs"), None)  # Cortex-M (isa/armv7m_scs.py)
         self.ending: str | None = None  # set by fatal(): the run ends at this boundary
         self.slice_end = 0
         self.read_exact = False
@@ -166,6 +168,14 @@ class RunLoop:
         global mask: the firmware is expected to unmask it soon (see `_next_count`).
         """
         self.machine.irq_state.boundary()  # return hooks only while a handler runs (irqstate.py)
+        if self.scs is not None:  # Cortex-M: the NVIC's priorities decide (isa/armv7m.py)
+            cause, masked = self.isa.next_exception()  # type: ignore[attr-defined]
+            if cause and self.isa.enter_interrupt(self.uc, cause):
+                self.irq_timer = cause == self.isa.timer_cause
+                self._timer_taken += self.irq_timer
+                self.machine.irq_state.entered()
+                self._burst = min(DEVICE_BURST, self.machine.quantum)
+            return masked
         ext = self.intc is not None and self.intc.asserted()
         timer = self.clint is not None and self.clint.pending(self.clock.now)
         if not (ext or timer):
@@ -206,6 +216,8 @@ class RunLoop:
 
     def _can_wake(self, timer_en: bool, ext_en: bool) -> bool:
         """wfi wakes on any interrupt pending and enabled, whatever the global mask."""
+        if self.scs is not None:  # Cortex-M: pending with the priority to pre-empt, PRIMASK aside
+            return bool(self.scs.can_wake())  # type: ignore[attr-defined]
         now = self.clock.now
         return bool((timer_en and self.clint is not None and self.clint.pending(now))
                     or (ext_en and self.intc is not None and self.intc.asserted()))  # fmt: skip
@@ -235,7 +247,7 @@ class RunLoop:
         inj = self.machine.injector
         wakers, steps_at = [], []
         for d in self.timed:
-            line = -1 if d is self.clint else getattr(d, "line" if d is inj else "irq", None)
+            line = -1 if d is self.clint or d is self.scs else getattr(d, "line" if d is inj else "irq", None)
             wakes = timer_en if line == -1 else line is not None and bool(enabled >> line & 1)
             wakers += [d] if wakes else []
             steps_at += [d] if wakes or d is not inj else []
@@ -368,6 +380,9 @@ class RunLoop:
                 reason = self.ending
                 break
             masked = self._deliver_interrupt()
+            if self.ending is not None:  # the entry failed and was reported (Cortex-M: isa/armv7m.py)
+                reason = self.ending
+                break
             count = min(self._next_count(masked), m.max_instructions - now)
             if self._read_window:
                 count = min(count, READ_WINDOW)

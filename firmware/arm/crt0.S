@@ -28,6 +28,7 @@ kalloc_vector_table:
     .endr
     .size   kalloc_vector_table, . - kalloc_vector_table
 
+    .weak   kalloc_task_on_psp
     .globl  _start
     .type   _start, %function
     .thumb_func
@@ -36,6 +37,22 @@ _start:
     mov     sp, r0
     movs    r7, #0              /* fp = 0: no caller */
     mov     lr, r7
+
+    /* The task on the process stack, if the firmware defines a nonzero
+     * `kalloc_task_on_psp` (docs/user-guide.md): PSP = the stack's top minus
+     * the handlers' part, CONTROL.SPSEL = 1; exceptions then stack their frame
+     * on PSP and handlers run on MSP, the top __kalloc_handler_stack_size
+     * bytes (link.ld). Default: everything on MSP, as at reset. */
+    ldr     r0, =kalloc_task_on_psp
+    cbz     r0, 3f
+    ldr     r0, [r0]
+    cbz     r0, 3f
+    ldr     r0, =__kalloc_task_stack_top
+    msr     psp, r0
+    movs    r0, #2
+    msr     control, r0
+    isb
+3:
 
     ldr     r0, =__bss_start    /* .tbss and .bss, word-aligned by link.ld */
     ldr     r1, =__bss_end

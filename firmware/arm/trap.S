@@ -4,14 +4,20 @@
  *
  * The machine takes an exception at a slice boundary as the hardware does
  * (ARMv7-M B1.5.6): it stacks r0-r3, r12, lr, pc, xPSR on the active stack
- * (8-byte aligned, bit 9 of the stacked xPSR set when it padded), sets lr to
- * EXC_RETURN, IPSR to the exception number and PRIMASK (handlers run with
- * interrupts off: no nesting), and jumps to the vector. r4-r11 are the
- * handler's to keep (AAPCS), so the C half is called directly:
+ * (the process stack when the task runs on it, else the main stack; 8-byte
+ * aligned, bit 9 of the stacked xPSR set when it padded), sets lr to
+ * EXC_RETURN, IPSR to the exception number, switches to the main stack and
+ * jumps to the vector. PRIMASK is left as it was: only an exception of a
+ * higher priority pre-empts a handler (nesting; all priorities are equal at
+ * reset). r4-r11 are the handler's to keep (AAPCS), so the C half is called
+ * directly:
  *   1. saves r7 and lr (= EXC_RETURN) and keeps 8-byte alignment,
  *   2. bumps kalloc_irq_depth (every hypercall reports it in ctx),
- *   3. calls __kalloc_trap(IPSR) in irq.c (15: timer, 16: external line),
- *   4. drops the depth and returns with `bx lr` = EXC_RETURN at
+ *   3. SysTick: asks __kalloc_systick_expired() (systick.c) whether the
+ *      timer's delay is over (a delay longer than SysTick's 24 bits runs as
+ *      several periods), and dispatches nothing when it is not,
+ *   4. calls __kalloc_trap(IPSR) in irq.c (15: timer, 16: external line),
+ *   5. drops the depth and returns with `bx lr` = EXC_RETURN at
  *      __kalloc_mret: the machine unstacks the frame (exception return).
  */
     .syntax unified
@@ -37,7 +43,13 @@ kalloc_trap_vector:
     str     r2, [r1]
 
     mrs     r0, ipsr
-    bl      __kalloc_trap
+    cmp     r0, #15             /* SysTick: is the timer's delay over? */
+    bne     1f
+    bl      __kalloc_systick_expired
+    cbz     r0, 2f              /* no: its next period runs, nothing to dispatch */
+    movs    r0, #15
+1:  bl      __kalloc_trap
+2:
 
     ldr     r1, =kalloc_irq_depth
     ldr     r2, [r1]

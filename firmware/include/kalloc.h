@@ -458,8 +458,8 @@ void uart_write(const void *buf, size_t len);  /* one KH_CONSOLE_WRITE */
  * boot.c, irq.c), not an API. */
 #if defined(__arm__)
 /* Cortex-M (ARMv7-M): PRIMASK (bit 0 set = interrupts off) is the one switch;
- * flags hold the old PRIMASK. Handlers run in handler mode, where the machine
- * takes no other interrupt (every exception has the same priority). */
+ * flags hold the old PRIMASK. A handler is pre-empted only by an exception of a
+ * higher priority (NVIC_IPR, SHPR3; all 0 at reset: no nesting unless set). */
 static inline unsigned long __kalloc_irq_save(void)
 {
     unsigned long flags;
@@ -501,8 +501,8 @@ static inline int irqs_disabled(void)
 /* The exception numbers arm/trap.S passes (IPSR): SysTick, IRQ 0 (the INTC's line). */
 #define __KALLOC_CAUSE_TIMER() 15u
 #define __KALLOC_CAUSE_EXTERNAL() 16u
-/* SysTick and IRQ 0 are always enabled on the machine: nothing to switch on. */
-#define __KALLOC_ENABLE_SOURCES(bits) ((void)(bits))
+/* IRQ 0 (the interrupt controller's line) on in the NVIC's ISER0 (arm/systick.c: SysTick). */
+#define __KALLOC_ENABLE_SOURCES(bits) ((void)(bits), *(volatile uint32_t *)0xE000E100u = 1u)
 /* A code address's Thumb bit (return addresses carry it). */
 #define __KALLOC_CODE_BIT() 1u
 #else

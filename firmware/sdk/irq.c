@@ -48,7 +48,7 @@ uint64_t kalloc_now(void)
     } while (hi != KALLOC_REG32(base, KALLOC_CLINT_MTIME + 4));
     return (uint64_t)hi << 32 | lo;
 }
-
+#if !defined(__arm__) /* the CLINT's compare (Cortex-M: SysTick, arm/systick.c) */
 /* The privileged spec's sequence: never let mtimecmp pass through a value
  * smaller than both the old and the new one, or a spurious tick fires. */
 static void timer_write(uint64_t when)
@@ -69,7 +69,7 @@ void kalloc_timer_cancel(void)
 {
     timer_write(~(uint64_t)0);
 }
-
+#endif
 /* --- INTC lines ------------------------------------------------------- */
 
 static void intc_update(unsigned int irq, int on)

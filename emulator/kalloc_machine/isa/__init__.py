@@ -77,7 +77,11 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 (Cortex-M) and are reported as fault_name(undefined_intno);
                 frame_chain: the hypercall block's fp heads a frame chain the bridge
                 walks in RAM (RISC-V); else (Cortex-M, fp = 0) the bridge unwinds the
-                allocation site's stack from the CPU at the doorbell (`backtrace`)
+                allocation site's stack from the CPU at the doorbell (`backtrace`);
+                core_devices(machine) -> the devices of the architecture itself, mapped
+                and serviced like the board's (RISC-V: none; Cortex-M: the System Control
+                Space, NVIC + SysTick + SCB, which also decides which exception the run
+                loop takes: isa/armv7m_scs.py)
 
 What stays ISA-neutral and a port must fit: the fixed address map (memlayout.py: RAM at
 0x8000_0000, devices below it, the idle sled at 0xF800_0000), the kalloc devices (a
@@ -153,6 +157,7 @@ class Isa(Protocol):
     def read_elf(self, elf: Any) -> None: ...
     def bind(self, other: Isa) -> None: ...
     def exception_return(self, uc: Uc) -> bool: ...
+    def core_devices(self, machine: Any) -> list[Any]: ...
 
     # registers
     def read_regs(self, uc: Uc) -> dict[str, int]: ...

@@ -25,13 +25,26 @@ What Unicorn 2.1.4 does and what this module does instead (checked on the engine
   PC             writing an even PC clears the Thumb state (the next fetch faults):
                  `set_pc` and the run loop (`code_bit`) always pass pc | 1
 
-Interrupts: the timer is the exception SysTick (15), the interrupt controller's line
-is IRQ 0 (exception 16); every exception has the same priority, so a handler is never
-preempted (no nesting) and `interrupts_enabled` is PRIMASK clear and thread mode
-(IPSR 0: the execution priority of an active handler masks the others).
-Only the main stack is supported (CONTROL.SPSEL = 0): EXC_RETURN 0xFFFFFFF9 (to
-thread mode) and 0xFFFFFFF1 (to handler mode), never the FP-frame variants (the SDK is
-built soft-float: no FPU context is stacked).
+Interrupts (the System Control Space, isa/armv7m_scs.py, is this ISA's `core_devices`): the
+SysTick (15), PendSV (14) and the NVIC's IRQ 0..31 (16 + n; IRQ 0 is the board's interrupt
+controller's line) are taken at slice boundaries by priority (`next_exception`, B1.5.4):
+only an exception whose group priority is higher than the execution priority (the active
+exceptions', PRIMASK, BASEPRI, FAULTMASK) pre-empts, so a handler of a higher priority
+nests inside a lower one (a second frame on the main stack, EXC_RETURN 0xFFFFFFF1).
+Simplified: no tail-chaining and no late arrival: a return always unstacks, and the next
+exception is taken at the next slice boundary (the frame is stacked again, as a
+tail-chained exception's would not be; the handler sees the same state either way).
+Exception entry (B1.5.6-7) stacks on the process stack in thread mode with CONTROL.SPSEL
+set (EXC_RETURN 0xFFFFFFFD) and on the main stack otherwise (0xFFFFFFF9 from thread mode,
+0xFFFFFFF1 from a handler), then runs the handler on the main stack (SPSEL cleared).
+Exception return (B1.5.8) checks what the hardware checks and reports an illegal one as a
+cpu-fault at the EXC_RETURN (the hardware's INVPC/INVSTATE UsageFault): an EXC_RETURN
+that is not F1/F9/FD (the FP variants E1/E9/ED: the SDK is soft-float, no FP frame), a
+return to handler mode with no other exception active, a return to thread mode with
+another still active (CCR.NONBASETHRDENA is 0), a stacked xPSR whose exception number
+does not match the mode returned to or whose Thumb bit is clear, a frame outside memory.
+`interrupts_enabled` (the allocator's "may this caller sleep") is PRIMASK clear and
+thread mode.
 
 Backtraces: Thumb GCC's frame pointer r7 points at the bottom of the locals, not at
 the saved {r7, lr} pair, so an r7 chain cannot be walked; `backtrace` unwinds with the
@@ -55,16 +68,22 @@ import capstone
 import unicorn
 from unicorn import arm_const as ac
 
+from kalloc_machine.devices import Clock
 from kalloc_machine.isa import CodeScan, Isa, ReadCode, ReadU32
+from kalloc_machine.isa.armv7m_scs import Scs
 from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
 from kalloc_machine.memlayout import FIRMWARE_LOAD
 
+# long-module: the whole Isa protocol for one CPU, with B1.5's exception entry and return checks
 EXC_SYSTICK = 15
 EXC_IRQ0 = 16
 VTOR = FIRMWARE_LOAD  # the vector table starts the image (firmware/arm/crt0.S)
 SLED_BASE = 0x7800_0000  # external RAM region: executable on M-profile, below RAM_BASE
 EXC_RETURN_HANDLER = 0xFFFF_FFF1
 EXC_RETURN_THREAD = 0xFFFF_FFF9
+EXC_RETURN_THREAD_PSP = 0xFFFF_FFFD
+EXC_RETURNS = (EXC_RETURN_HANDLER, EXC_RETURN_THREAD, EXC_RETURN_THREAD_PSP)
+CONTROL_SPSEL = 2
 XPSR_ALIGN = 1 << 9  # stacked xPSR: the entry padded the frame by 4 bytes
 XPSR_T = 1 << 24
 
@@ -85,6 +104,7 @@ INTR_NAMES: dict[int, str] = {
 GPR_NAMES: tuple[str, ...] = tuple(f"r{i}" for i in range(13)) + ("sp", "lr")
 _GPRS: tuple[int, ...] = tuple(getattr(ac, f"UC_ARM_REG_R{i}") for i in range(13)) + (
     ac.UC_ARM_REG_SP, ac.UC_ARM_REG_LR)  # fmt: skip
+_MASK_REGS = (ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_BASEPRI, ac.UC_ARM_REG_FAULTMASK)
 _ARG_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_REG_R3)
 _FRAME_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_REG_R3,
                ac.UC_ARM_REG_R12, ac.UC_ARM_REG_LR)  # fmt: skip
@@ -134,6 +154,21 @@ class ArmV7M:
         self._csd: Any = None  # capstone with operand details (memory_operand)
         self.unwind = Unwinder()
         self.data_ranges: list[tuple[int, int]] = []  # ($d, next mapping symbol) in code sections
+        self.reports: list[str] = []  # a bare engine's exception errors (no machine: `core_devices`)
+        self.scs = Scs(Clock(), None, None, self.reports.append)  # replaced by the machine's
+
+    def core_devices(self, machine: Any) -> list[Any]:
+        """The System Control Space (NVIC, SysTick, SCB) of the machine's CPU (isa/armv7m_scs.py).
+        Its errors and this ISA's exception errors end the run as cpu-faults at the CPU's pc."""
+        uc = machine.uc
+
+        def report(message: str) -> None:
+            machine.fatal(machine.faults.cpu_fault(message, self.pc(uc)), "fault")
+
+        self.scs = scs = Scs(machine.clock, machine.intc, machine.clint, report)
+        scs.pc_of = lambda: self.pc(uc)
+        scs.read_masks = lambda: uc.reg_read_batch(_MASK_REGS)
+        return [scs]
 
     # -- setup ----------------------------------------------------------------------
 
@@ -162,17 +197,21 @@ class ArmV7M:
     # -- registers ------------------------------------------------------------------
 
     def read_regs(self, uc: BatchUc) -> dict[str, int]:
-        """pc, r0..r12, sp, lr (lr without its Thumb bit unless it is an EXC_RETURN)."""
-        values = uc.reg_read_batch([ac.UC_ARM_REG_PC, *_GPRS])
+        """pc, r0..r12, sp, lr (lr without its Thumb bit unless it is an EXC_RETURN), psp (the
+        process stack: the unwinder crosses an EXC_RETURN 0xFFFFFFFD frame there)."""
+        values = uc.reg_read_batch([ac.UC_ARM_REG_PC, *_GPRS, ac.UC_ARM_REG_PSP])
         out = {"pc": values[0]}
         out.update(zip(GPR_NAMES, values[1:], strict=False))
+        out["psp"] = values[-1]
         if out["lr"] < 0xF000_0000:
             out["lr"] &= ~1
         return out
 
     def read_csrs(self, uc: BatchUc) -> dict[str, int]:
-        regs = (ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_CONTROL, ac.UC_ARM_REG_MSP)
-        return dict(zip(("xpsr", "primask", "control", "msp"), uc.reg_read_batch(regs), strict=False))
+        regs = (ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_CONTROL, ac.UC_ARM_REG_MSP,
+                ac.UC_ARM_REG_PSP, ac.UC_ARM_REG_BASEPRI)  # fmt: skip
+        names = ("xpsr", "primask", "control", "msp", "psp", "basepri")
+        return dict(zip(names, uc.reg_read_batch(regs), strict=False))
 
     def pc(self, uc: unicorn.Uc) -> int:
         pc: int = uc.reg_read(ac.UC_ARM_REG_PC)
@@ -184,44 +223,108 @@ class ArmV7M:
     # -- interrupts -------------------------------------------------------------------
 
     def interrupts_enabled(self, uc: BatchUc) -> bool:
-        """PRIMASK clear and no handler active (all exceptions share one priority)."""
+        """PRIMASK clear and thread mode: the caller may sleep (an active handler may not)."""
         primask, ipsr = uc.reg_read_batch([ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_IPSR])
         return not primask & 1 and not ipsr & 0x1FF
 
     def pending_enable(self, uc: unicorn.Uc) -> tuple[bool, bool]:
-        """SysTick and IRQ 0 are always enabled on this machine (the SDK never masks them)."""
-        return True, True
+        """(SysTick can pend, NVIC IRQ 0 (the interrupt controller's line) is enabled)."""
+        return self.scs.timer_enabled(), bool(self.scs.enabled & 1)
 
     def enter_interrupt(self, uc: BatchUc, cause: int) -> int:
-        """Exception entry (B1.5.6 PushStack, ExceptionTaken). Returns the handler address."""
-        vals = uc.reg_read_batch([*_FRAME_REGS, ac.UC_ARM_REG_PC, ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_SP])
-        r0, r1, r2, r3, r12, lr, pc, xpsr, sp = vals
+        """Exception entry (B1.5.6 PushStack, B1.5.7 ExceptionTaken): the frame on the active
+        stack, the handler on the main stack. Returns the handler address (0: the entry failed
+        and was reported)."""
+        regs = [*_FRAME_REGS, ac.UC_ARM_REG_PC, ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_SP, ac.UC_ARM_REG_CONTROL]
+        r0, r1, r2, r3, r12, lr, pc, xpsr, sp, control = uc.reg_read_batch(regs)
+        handler_mode = bool(xpsr & 0x1FF)
+        on_psp = not handler_mode and control & CONTROL_SPSEL
         pad = 4 if sp & 4 else 0
         frame = (sp - 32 - pad) & 0xFFFF_FFFF
         stacked_xpsr = (xpsr & ~XPSR_ALIGN) | XPSR_T | (XPSR_ALIGN if pad else 0)
         words = (r0, r1, r2, r3, r12, lr, pc & ~1, stacked_xpsr)
-        uc.mem_write(frame, b"".join(w.to_bytes(4, "little") for w in words))
-        handler = int.from_bytes(uc.mem_read(VTOR + 4 * cause, 4), "little")
-        exc_return = EXC_RETURN_HANDLER if xpsr & 0x1FF else EXC_RETURN_THREAD
-        uc.reg_write_batch([(ac.UC_ARM_REG_SP, frame), (ac.UC_ARM_REG_LR, exc_return),
-                            (ac.UC_ARM_REG_IPSR, cause), (ac.UC_ARM_REG_PC, handler | 1)])  # fmt: skip
+        scs = self.scs
+        vector_at = scs.vtor + 4 * cause
+        try:
+            uc.mem_write(frame, b"".join(w.to_bytes(4, "little") for w in words))
+            handler = int.from_bytes(uc.mem_read(vector_at, 4), "little")
+        except unicorn.UcError:
+            scs.report(f"exception {cause} entry: the frame at {frame:#x} ({'process' if on_psp else 'main'} "
+                       f"stack) or the vector at VTOR {scs.vtor:#x} + {4 * cause} is not memory (a stacking "
+                       "or vector-table fetch error)")  # fmt: skip
+            return 0
+        if not handler & 1:
+            scs.report(f"exception {cause} entry: its vector at {vector_at:#x} is {handler:#x}, without the "
+                       "Thumb bit (an INVSTATE UsageFault on a Cortex-M)")  # fmt: skip
+            return 0
+        exc_return = EXC_RETURN_THREAD_PSP if on_psp else EXC_RETURN_THREAD
+        exc_return = EXC_RETURN_HANDLER if handler_mode else exc_return
+        uc.reg_write(ac.UC_ARM_REG_SP, frame)  # the active stack (PSP in thread mode with SPSEL)
+        if on_psp:
+            uc.reg_write(ac.UC_ARM_REG_CONTROL, control & ~CONTROL_SPSEL)  # the handler runs on MSP
+        uc.reg_write_batch([(ac.UC_ARM_REG_LR, exc_return), (ac.UC_ARM_REG_IPSR, cause),
+                            (ac.UC_ARM_REG_PC, handler | 1)])  # fmt: skip
+        scs.activate(cause)
         return handler & ~1
 
+    def next_exception(self) -> tuple[int, bool]:
+        """(the pending exception that pre-empts now or 0, True when one waits for the priority)."""
+        return self.scs.pick()
+
     def exception_return(self, uc: BatchUc) -> bool:
-        """From the interrupt hook (intno `return_intno`): unstack the frame the entry pushed
-        (B1.5.8). False: not an EXC_RETURN this machine makes (the caller reports a fault)."""
+        """From the interrupt hook (intno `return_intno`): check and perform the exception return
+        (B1.5.8). An illegal one is reported (a cpu-fault at the EXC_RETURN; the run ends) and
+        True is returned: the hook has nothing more to do."""
         exc_return = (self.pc(uc) | 1) & 0xFFFF_FFFF
-        if exc_return not in (EXC_RETURN_HANDLER, EXC_RETURN_THREAD):
-            return False
-        sp = uc.reg_read(ac.UC_ARM_REG_SP)
-        raw = bytes(uc.mem_read(sp, 32))
-        r0, r1, r2, r3, r12, lr, pc, xpsr = struct.unpack("<8I", raw)
-        new_sp = sp + 32 + (4 if xpsr & XPSR_ALIGN else 0)
-        uc.reg_write_batch([(ac.UC_ARM_REG_R0, r0), (ac.UC_ARM_REG_R1, r1), (ac.UC_ARM_REG_R2, r2),
-                            (ac.UC_ARM_REG_R3, r3), (ac.UC_ARM_REG_R12, r12), (ac.UC_ARM_REG_LR, lr),
-                            (ac.UC_ARM_REG_SP, new_sp), (ac.UC_ARM_REG_XPSR, xpsr & ~XPSR_ALIGN),
-                            (ac.UC_ARM_REG_IPSR, xpsr & 0x1FF), (ac.UC_ARM_REG_PC, pc | 1)])  # fmt: skip
+        why = self._unstack(uc, exc_return)
+        if why is not None:
+            self.scs.report(f"illegal exception return: EXC_RETURN {exc_return:#010x} {why}")
         return True
+
+    def _unstack(self, uc: BatchUc, exc_return: int) -> str | None:  # long: one check per rule of B1.5.8
+        """Unstack for exc_return, or say why the hardware would fault instead."""
+        if exc_return not in EXC_RETURNS:
+            if exc_return in (0xFFFF_FFE1, 0xFFFF_FFE9, 0xFFFF_FFED):
+                return "asks for a floating-point frame: this machine stacks none (the SDK is soft-float)"
+            return "is not 0xfffffff1, 0xfffffff9 or 0xfffffffd (an INVPC UsageFault on a Cortex-M)"
+        active = self.scs.active
+        ipsr, control, msp, psp = uc.reg_read_batch([ac.UC_ARM_REG_IPSR, ac.UC_ARM_REG_CONTROL,
+                                                     ac.UC_ARM_REG_MSP, ac.UC_ARM_REG_PSP])  # fmt: skip
+        current = ipsr & 0x1FF
+        if not active or active[-1] != current:
+            return f"from exception {current}, which the machine did not take (active: {active or 'none'})"
+        to_handler = exc_return == EXC_RETURN_HANDLER
+        if to_handler and len(active) < 2:
+            return "returns to handler mode, but no other exception is active (INVPC)"
+        if not to_handler and len(active) > 1:
+            return (f"returns to thread mode while exception {active[-2]} is still active (INVPC: "
+                    "CCR.NONBASETHRDENA is 0)")  # fmt: skip
+        sp = psp if exc_return == EXC_RETURN_THREAD_PSP else msp
+        try:
+            raw = bytes(uc.mem_read(sp, 32))
+        except unicorn.UcError:
+            return f"unstacks from {sp:#x}, which is not memory (an unstacking error)"
+        r0, r1, r2, r3, r12, lr, pc, xpsr = struct.unpack("<8I", raw)
+        frame_exc = xpsr & 0x1FF
+        back_to = active[-2] if to_handler else 0
+        if frame_exc != back_to:
+            where = f"exception {back_to}" if back_to else "thread mode"
+            return (f"finds exception number {frame_exc} in the stacked xPSR at {sp + 28:#x}, but returns to "
+                    f"{where}: a spoofed or corrupted frame (INVPC)")  # fmt: skip
+        if not xpsr & XPSR_T:
+            return f"finds the Thumb bit clear in the stacked xPSR {xpsr:#010x} at {sp + 28:#x} (INVSTATE)"
+        new_sp = (sp + 32 + (4 if xpsr & XPSR_ALIGN else 0)) & 0xFFFF_FFFF
+        uc.reg_write_batch(list(zip(_FRAME_REGS, (r0, r1, r2, r3, r12, lr), strict=True)))
+        if exc_return == EXC_RETURN_THREAD_PSP:
+            uc.reg_write(ac.UC_ARM_REG_PSP, new_sp)
+            uc.reg_write(ac.UC_ARM_REG_CONTROL, control | CONTROL_SPSEL)
+        else:
+            uc.reg_write(ac.UC_ARM_REG_MSP, new_sp)
+            uc.reg_write(ac.UC_ARM_REG_CONTROL, control & ~CONTROL_SPSEL)
+        uc.reg_write_batch([(ac.UC_ARM_REG_XPSR, xpsr & ~XPSR_ALIGN), (ac.UC_ARM_REG_IPSR, frame_exc),
+                            (ac.UC_ARM_REG_PC, pc | 1)])  # fmt: skip
+        active.pop()
+        return None
 
     # -- traps ---------------------------------------------------------------------------
 

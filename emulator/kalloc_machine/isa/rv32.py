@@ -209,6 +209,10 @@ class RiscV32:
     def bind(self, other: Any) -> None:
         pass
 
+    def core_devices(self, machine: Any) -> list[Any]:
+        """None: the CLINT and the INTC are the board's devices."""
+        return []
+
     def exception_return(self, uc: unicorn.Uc) -> bool:
         return False
 
