@@ -158,7 +158,7 @@ def replay_cmd(  # long: one parameter per option; the body is the replay loop
                 bar.doing(f"{tr.name} on {h}")
                 try:
                     observe = None if sessions is None else _observer(tr, sessions[ti][1], probes, loop_n,
-                                                                      session_file)  # fmt: skip
+                                                                      session_file, bool(pdir))  # fmt: skip
                     out, written = measure(tr, h, _fresh(banks, h, sanitize, board if firmware else None,
                                                   antifrag),
                                            check_every=check_every, map_at=map_at, plot_dir=pdir,
@@ -217,11 +217,11 @@ def _sessions(traces: tuple[str, ...], loop_n: int | None,
 
 
 def _observer(trace: Trace, phases: list[Phase], probes: list[Probe], loop_n: int | None,
-              session_file: str | None) -> Callable[[Parts], Forecast]:  # fmt: skip
+              session_file: str | None, frames: bool = False) -> Callable[[Parts], Forecast]:  # fmt: skip
     def make(parts: Parts) -> Forecast:
         ka, h, vm = parts
         return Forecast(ka, h, vm, trace, phases, probes, loop=loop_n,
-                        session=Path(session_file).name if session_file else None)  # fmt: skip
+                        session=Path(session_file).name if session_file else None, frames=frames)  # fmt: skip
 
     return make
 

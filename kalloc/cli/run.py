@@ -28,6 +28,7 @@ from kalloc_machine.hostlimits import EXIT_INTERRUPTED
 from kalloc_machine.report.json_report import dumps
 from kalloc_machine.report.probes import ProbeWatch
 from kalloc_machine.report.render import render_text
+from kalloc_machine.report.runplot import RunPlot
 from kalloc_machine.report.tags import BudgetError, load_budgets
 from kalloc_machine.session import BadInput, RunOptions, Session
 
@@ -70,11 +71,14 @@ _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_ev
 @click.option("--budgets-strict", is_flag=True, help="An allocation over its tag's budget is an error.")
 @click.option("--antifrag", type=click.Choice(MODES), default="off", show_default=True,
               help="Group pages in pageblocks by mobility or by tag, as Linux's migratetypes.")
+@click.option("--plot", "plot_path", metavar="FILE", callback=output_file,
+              help="Write a PNG: live bytes by tag over the run, the page grid near the peak and at the end.")
 @quiet_option("No text report; the UART output, errors and the summary line only.")
 @color_option()
 def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
             color: bool | None, probe_text: str | None = None, budgets_path: str | None = None,
-            budgets_strict: bool = False, antifrag: str = "off", **run_kw: Any) -> None:  # fmt: skip
+            budgets_strict: bool = False, antifrag: str = "off", plot_path: str | None = None,
+            **run_kw: Any) -> None:  # fmt: skip
     """Boot BOARD, run FIRMWARE (a path, or a shipped name such as tests/double_free;
     default: the shipped demo) and report.
 
@@ -84,10 +88,22 @@ def run_cmd(firmware: str | None, json_path: str | None, record_path: str | None
     """
     try:
         probes = _probes(probe_text)
+        if plot_path:
+            _need_matplotlib()
         _run(firmware, json_path, record_path, quiet, color, run_kw, probes, (budgets_path, budgets_strict),
-             antifrag)
+             antifrag, plot_path)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the run (invariant 3)
         fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _need_matplotlib() -> None:
+    """--plot without matplotlib: one line, status 3, before the run."""
+    from kalloc.replay.plot import PlotUnavailable, require
+
+    try:
+        require()
+    except PlotUnavailable as exc:
+        fail(exc)
 
 
 def _probes(probe_text: str | None) -> list[Probe]:
@@ -102,7 +118,8 @@ def _probes(probe_text: str | None) -> list[Probe]:
 
 def _run(firmware: str | None, json_path: str | None, record_path: str | None, quiet: bool,
          color: bool | None, run_kw: dict[str, Any], probes: list[Probe] | None = None,
-         budgets: tuple[str | None, bool] = (None, False), antifrag: str = "off") -> None:  # fmt: skip
+         budgets: tuple[str | None, bool] = (None, False), antifrag: str = "off",
+         plot_path: str | None = None) -> None:  # fmt: skip
     options = RunOptions(firmware=firmware, **run_kw)
     try:
         session = Session(options)
@@ -116,6 +133,7 @@ def _run(firmware: str | None, json_path: str | None, record_path: str | None, q
             fail(exc)
         session.tags.set_budgets(table, budgets[1], Path(budgets[0]).name)
     grouping = install_grouping(session.ka, antifrag, tag=session.tags.current)  # --antifrag
+    plot = RunPlot(session.ka, session.heap, session.vm, session.tags) if plot_path else None
     recorder = None
     if record_path:
         recorder = session.record()
@@ -134,6 +152,12 @@ def _run(firmware: str | None, json_path: str | None, record_path: str | None, q
             fail(f"--record {record_path}: cannot write: {exc.strerror or exc}")
     out = stderr(color) if json_path == "-" else console(color)  # invariant 4
     render_text(outcome.report, out, wall_s=outcome.wall_s, quiet=quiet)
+    if plot is not None and plot_path:
+        try:
+            plot.draw(plot_path, f"{session.firmware_name} on {session.board.label}")
+        except OSError as exc:
+            fail(f"--plot {plot_path}: cannot write: {exc.strerror or exc}")
+        out.print(f"wrote {plot_path}", markup=False)
     if json_path:
         write_json(json_path, dumps(outcome.report))
     sys.exit(outcome.exit_status)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE
-from kalloc.replay.pagemap import page_map
+from kalloc.replay.measure import tagged_objects, trace_tags
+from kalloc.replay.pagegrid import Grid, snapshot
 from kalloc.replay.probe import Probe, blockers, check, fragmentation_index
 from kalloc.replay.session import Phase
 from kalloc.replay.trace import FREE, Trace
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
     from kalloc.heaps.base import Heap
     from kalloc.replay.replayer import Replayer
     from kalloc.vmalloc import Vmalloc
-
-PageMap = list[tuple[str, int, bytearray]]
-
 
 def zone_figures(ka: Kalloc, *, orders: bool) -> dict[str, dict[str, Any]]:
     """Per populated zone: free bytes, largest free block, and (orders) the extfrag index per order."""
@@ -70,7 +68,7 @@ class Forecast:
 
     def __init__(self, ka: Kalloc, heap: Heap, vm: Vmalloc | None, trace: Trace, phases: list[Phase],
                  probes: list[Probe], *, loop: int | None = None,
-                 session: str | None = None) -> None:  # fmt: skip
+                 session: str | None = None, frames: bool = False) -> None:  # fmt: skip
         self.ka, self.heap, self.vm, self.trace, self.phases = ka, heap, vm, trace, phases
         self.probes = [_ProbeState(p) for p in probes]
         self.loop, self.session = loop, session
@@ -78,8 +76,12 @@ class Forecast:
         self.samples: list[dict[str, Any]] = []
         self.worst: dict[str, dict[str, int]] = {}
         self.born: dict[int, int] = {}  # object id -> step of its allocation
-        self.maps: dict[str, tuple[int, PageMap]] = {}  # probe text -> (cliff step, page map)
+        self.maps: dict[str, tuple[int, Grid]] = {}  # probe text -> (cliff step, page grid)
         self.starts = [ph.step for ph in phases]
+        # --plot: page grids at about 24 evenly spaced steps and at each cliff (the session's frames)
+        self.frame_every = max(1, len(trace.ops) // 24) if frames else 0
+        self.frames: list[tuple[int, str, Grid]] = []
+        self.tags = trace_tags(trace) if frames else {}
 
     def phase_at(self, step: int) -> Phase | None:
         i = bisect.bisect_right(self.starts, step) - 1
@@ -96,6 +98,8 @@ class Forecast:
             w = self.worst.setdefault(name, {"largest_free_block": z["largest_free_block"], "step": step})
             if z["largest_free_block"] < w["largest_free_block"]:
                 w["largest_free_block"], w["step"] = z["largest_free_block"], step
+        if self.frame_every and (step % self.frame_every == 0 or last):
+            self.frames.append((step, self._label(step), self._grid(rp)))
         if sampled:
             self.samples.append({"step": step, "committed_bytes": rp.committed, "payload_bytes": rp.payload,
                                  "zones": zones})  # fmt: skip
@@ -117,9 +121,19 @@ class Forecast:
             ps.cliff = step
             ps.at_cliff = self._explain(ps.probe, step, rp)
 
+    def _grid(self, rp: Replayer) -> Grid:
+        return snapshot(self.ka, self.heap, self.vm, tagged_objects(self.tags, rp))
+
+    def _label(self, step: int) -> str:
+        ph = self.phase_at(step)
+        return f"step {step}" + (f" ({ph.name}, round {ph.round})" if ph else "")
+
     def _explain(self, probe: Probe, step: int, rp: Replayer) -> dict[str, Any]:
-        pmap = page_map(self.ka, self.heap, self.vm)
-        self.maps[probe.text] = (step, pmap)
+        grid = self._grid(rp)
+        pmap = grid.pmap
+        self.maps[probe.text] = (step, grid)
+        if self.frame_every:
+            self.frames.append((step, f"{self._label(step)}: {probe.text} fails", grid))
         ph = self.phase_at(step)
         objects = []
         for ident, (addr, size) in rp.live.items():
@@ -158,8 +172,8 @@ class Forecast:
         return self.ka.buddy.zones[idx].name
 
     def draw(self, plot_dir: Path, stem: str) -> list[Path]:
-        """The forecast's PNGs: the timeline, and the memory map at each probe's cliff."""
-        from kalloc.replay import forecastplot
+        """The forecast's pictures: the timeline, the page grid at each cliff, the session's frames."""
+        from kalloc.replay import forecastplot, gridplot
 
         title = f"{self.trace.name}: forecast over {len(self.trace.ops)} steps"
         written = [forecastplot.timeline(self.result(), plot_dir / f"{stem}-forecast.png", title)]
@@ -167,13 +181,18 @@ class Forecast:
             got = self.maps.get(ps.probe.text)
             if got is None:
                 continue
-            step, pmap = got
+            step, grid = got
             win = ps.at_cliff.get("window") or {}
             where = f", best window {win['addr']:#x} has {win['pages_in_use']} pages in use" if win else ""
             box = (win["addr"] >> PAGE_SHIFT, win["bytes"] >> PAGE_SHIFT) if win else None
-            written.append(forecastplot.cliff_map(pmap, plot_dir / f"{stem}-cliff{i + 1}.png",
+            written.append(forecastplot.cliff_map(grid, plot_dir / f"{stem}-cliff{i + 1}.png",
                                                   f"{self.trace.name}: {ps.probe.text} fails at step {step} "
                                                   f"although memory is free{where} (red)", box))  # fmt: skip
+        if self.frames:
+            frames = [(label, g) for _s, label, g in sorted(self.frames, key=lambda f: f[0])]
+            by = "tag" if any(g.tags for _l, g in frames) else "owner"
+            title = f"{self.trace.name}: memory over the session"
+            written += gridplot.session(frames, plot_dir / stem, title, by)
         return written
 
 

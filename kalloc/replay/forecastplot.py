@@ -3,7 +3,8 @@
     timeline(result, path, title)   committed memory and each zone's largest free block over
                                     the steps, each probe's size as a dashed line, its cliff
                                     marked, phase starts as faint verticals
-    cliff_map(pmap, path, title)    the memory map at a probe's cliff (kalloc.replay.plot's)
+    cliff_map(grid, path, title)    the page grid at a probe's cliff (kalloc.replay.gridplot), by tag
+                                    when the trace has tags
 
 Invariants:
  1. Drawing only reads the forecast's JSON and page maps.
@@ -14,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kalloc.replay.plot import memory_map, require
+from kalloc.replay.pagegrid import Grid
+from kalloc.replay.plot import require
 
 
 def timeline(fc: dict[str, Any], path: Path, title: str) -> Path:
@@ -49,10 +51,11 @@ def timeline(fc: dict[str, Any], path: Path, title: str) -> Path:
     return path
 
 
-def cliff_map(pmap: list[tuple[str, int, bytearray]], path: Path, title: str,
-              window: tuple[int, int] | None = None) -> Path:  # fmt: skip
-    """The memory map at a cliff, the best window (start pfn, pages) outlined in red."""
-    return memory_map(pmap, path, title, highlight=window)
+def cliff_map(grid: Grid, path: Path, title: str, window: tuple[int, int] | None = None) -> Path:
+    """The page grid at a cliff, the best window (start pfn, pages) outlined in red."""
+    from kalloc.replay.gridplot import picture
+
+    return picture(grid, path, title, by="tag" if grid.tags else "owner", highlight=window)
 
 
 def tags_stacked(steps: list[int], series: dict[str, list[int]], path: Path, title: str) -> Path:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kalloc import Config, Kalloc
 from kalloc.heaps import make_heap
 from kalloc.physmem import PhysMem, RamBank, anonymous_buffer
-from kalloc.replay.pagemap import count_owners, page_map
+from kalloc.replay.pagegrid import Grid, snapshot
+from kalloc.replay.pagemap import count_owners
 from kalloc.replay.replayer import ReplayResult, find_peak, replay
 from kalloc.replay.trace import Trace
 from kalloc.vmalloc import Vmalloc
@@ -39,7 +40,16 @@ if TYPE_CHECKING:
 
 Bank = tuple[str, int, int, bool]  # (name, base, size, dma)
 Parts = tuple[Kalloc, "Heap", Vmalloc]  # the allocator, the heap policy over it, its Vmalloc
-PageMap = list[tuple[str, int, bytearray]]  # kalloc.replay.pagemap.page_map's result
+
+
+def trace_tags(trace: Trace) -> dict[int, str]:
+    """{object id: its tag} for the tagged objects of a trace (the page grid colours by it)."""
+    return {op.id: op.tag for op in trace.ops if op.tag and op.kind != "f"}
+
+
+def tagged_objects(tags: dict[int, str], replayer: Any) -> list[tuple[int, int, str]]:
+    """The replay's live objects as (address, size, tag) for the page grid ([] when the trace has no tags)."""
+    return [(a, n, tags.get(i, "untagged")) for i, (a, n) in replayer.live.items()] if tags else []
 
 
 class Observer(Protocol):
@@ -74,18 +84,19 @@ def measure(trace: Trace, heap: str, fresh: Callable[[], Parts], *, check_every:
     peak = find_peak(trace, ka, h)
     ka, h, vm = fresh()
     want = set(map_at) | {peak}
-    maps: dict[int, PageMap] = {}
+    maps: dict[int, Grid] = {}
+    tags = trace_tags(trace)
     obs = observe((ka, h, vm)) if observe is not None else None
 
     def hook(step: int, replayer: Any) -> None:
         if step in want:
-            maps[step] = page_map(ka, h, vm)
+            maps[step] = snapshot(ka, h, vm, tagged_objects(tags, replayer))
         if obs is not None:
             obs.on_step(step, replayer)
 
     res = replay(trace, ka, h, check_every=check_every, snapshot_steps={peak}, on_step=hook)
     out = res.summary()
-    out["pages_by_owner_at_peak"] = count_owners(maps[peak]) if peak in maps else {}
+    out["pages_by_owner_at_peak"] = count_owners(maps[peak].pmap) if peak in maps else {}
     out["vmalloc"] = vm.stats()
     out["steps"] = [s.as_dict() for s in res.samples if s.free_blocks is not None]
     if ka.buddy.grouping is not None:  # --antifrag (kalloc.antifrag): additive, only when on
@@ -98,17 +109,18 @@ def measure(trace: Trace, heap: str, fresh: Callable[[], Parts], *, check_every:
     return out, written
 
 
-def draw(trace: Trace, heap: str, res: ReplayResult, maps: dict[int, PageMap], peak: int,
+def draw(trace: Trace, heap: str, res: ReplayResult, maps: dict[int, Grid], peak: int,
          plot_dir: Path) -> list[Path]:  # fmt: skip
-    """The PNGs of one replay: a memory map per mapped step, and fragmentation over time."""
-    from kalloc.replay import plot
+    """The PNGs of one replay: a page grid per mapped step (by tag when the trace has tags), fragmentation."""
+    from kalloc.replay import gridplot, plot
 
     stem = f"{Path(trace.name).stem}-{heap}"
     written: list[Path] = []
-    for step, pmap in sorted(maps.items()):
+    for step, grid in sorted(maps.items()):
         tag = "peak" if step == peak else f"step{step}"
-        written.append(plot.memory_map(pmap, plot_dir / f"{stem}-map-{tag}.png",
-                                       f"{trace.name}, heap {heap}, after step {step}"
-                                       f"{' (peak committed)' if step == peak else ''}"))  # fmt: skip
+        written.append(gridplot.picture(grid, plot_dir / f"{stem}-map-{tag}.png",
+                                        f"{trace.name}, heap {heap}, after step {step}"
+                                        f"{' (peak committed)' if step == peak else ''}",
+                                        by="tag" if grid.tags else "owner"))  # fmt: skip
     written.append(plot.fragmentation(res, plot_dir / f"{stem}-fragmentation.png"))
     return written

@@ -38,6 +38,7 @@ OWNERS: tuple[str, ...] = ("free", "reserved", "page table", "slab cache", "larg
 COLOURS: tuple[str, ...] = ("#f2f2f2", "#404040", "#8c564b", "#1f77b4", "#17becf", "#bcbd22", "#d62728",
                             "#9467bd", "#ff7f0e", "#2ca02c")  # fmt: skip
 _IDX = {name: i for i, name in enumerate(OWNERS)}
+_ALIASES = {"slab": "slab cache"}  # a heap's own slab pages (Heap.owned_pfns labels)
 
 
 def page_map(
@@ -53,8 +54,8 @@ def page_map(
             for pfn in area.pfns:
                 other[pfn] = _IDX["vmalloc"]
     if heap is not None:
-        for pfn, label in heap.owned_pfns().items():
-            other[pfn] = _IDX[label]
+        for pfn, label in heap.owned_pfns().items():  # an unknown label: plain pages, never a KeyError
+            other[pfn] = _IDX.get(_ALIASES.get(label, label), _IDX["pages"])
     live = ka.live
     out = []
     for sec in buddy.sections:

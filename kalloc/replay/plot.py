@@ -1,28 +1,24 @@
-"""Pictures of a replay: the physical memory map and fragmentation over time (PNG, matplotlib).
+"""Pictures of a replay: fragmentation over time (PNG, matplotlib); the page grid is kalloc.replay.gridplot.
 
 matplotlib is an optional extra (`pip install 'kalloc[plot]'`); without it
 `require()` raises PlotUnavailable with that instruction, and nothing else of
 kalloc needs it.
 
-    memory_map(pmap, path, title)     one cell per page, coloured by owner
-                                      (kalloc.replay.pagemap.OWNERS), one block per RAM bank
     fragmentation(result, path)       over the steps: payload and committed bytes,
                                       largest free block, free pages per order
                                       (stacked) and the unusable free space index
 
 Invariants:
- 1. Pictures only read their data (a page map, a ReplayResult): drawing changes no
+ 1. Pictures only read their data (a ReplayResult): drawing changes no
     allocator state, and the same data draws the same picture.
  2. matplotlib is imported only inside these functions, with the Agg backend (no display).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kalloc.replay.pagemap import COLOURS, OWNERS, count_owners
 from kalloc.stats import unusable_index
 
 if TYPE_CHECKING:
@@ -45,53 +41,6 @@ def require() -> Any:
     except ImportError:
         raise PlotUnavailable(f"--plot needs matplotlib: {INSTALL_HINT}") from None
     return plt
-
-
-def memory_map(pmap: list[tuple[str, int, bytearray]], path: str | Path, title: str,
-               highlight: tuple[int, int] | None = None) -> Path:  # fmt: skip
-    """Write the page-ownership map as a PNG; returns its path. highlight: (pfn, pages) outlined in red."""
-    plt = require()
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    width = 128  # pages per row: one row is 512 KiB
-    fig_rows = sum(math.ceil(len(c) / width) for _n, _b, c in pmap)
-    fig, axes = plt.subplots(
-        len(pmap), 1, figsize=(10, 1.2 + 0.06 * fig_rows + 0.5 * len(pmap)), squeeze=False
-    )
-    cmap = ListedColormap(COLOURS)
-    for ax, (name, base, codes) in zip(axes[:, 0], pmap, strict=True):
-        rows = math.ceil(len(codes) / width)
-        grid = [[-1] * width for _ in range(rows)]
-        for i, c in enumerate(codes):
-            grid[i // width][i % width] = c
-        import numpy as np
-
-        arr = np.ma.masked_less(np.array(grid), 0)
-        ax.imshow(arr, cmap=cmap, vmin=0, vmax=len(OWNERS) - 1, aspect="auto", interpolation="nearest")
-        ax.set_title(f"bank {name}: {len(codes)} pages from {base << 12:#x}", fontsize=8, loc="left")
-        if highlight is not None and base <= highlight[0] < base + len(codes):
-            _outline(ax, highlight[0] - base, highlight[1], width)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    used = count_owners(pmap)
-    handles = [Patch(color=COLOURS[OWNERS.index(k)], label=f"{k} ({v})") for k, v in used.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def _outline(ax: Any, first: int, npages: int, width: int) -> None:
-    """A red frame around pages [first, first + npages) of a grid `width` pages wide (an aligned block)."""
-    from matplotlib.patches import Rectangle
-
-    row, col = divmod(first, width)
-    w, h = (width, npages // width) if npages >= width else (npages, 1)
-    ax.add_patch(Rectangle((col - 0.5, row - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.5))
 
 
 def order_colours(orders: int) -> list[tuple[float, float, float, float]]:

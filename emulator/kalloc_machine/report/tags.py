@@ -82,6 +82,7 @@ class TagTracker:
         self.listening = False  # listens from the first push (or --budgets): no cost for runs without tags
         self.areas: dict[int, int] = {}  # live vmalloc areas (from boot): virtual address -> requested size
         self.quiet = False  # inside VMALLOC/VFREE: the area is one object, not its pages' events
+        self.on_change: Callable[[], None] | None = None  # after every counted change (report/runplot.py)
 
     # -- the firmware's side ------------------------------------------------------------------------
     def current(self) -> str:
@@ -110,7 +111,7 @@ class TagTracker:
             self.creation_tags[(kind, handle)] = tag
 
     def push(self, depth: int, name: str) -> int:
-        self.start()
+        self.start(used=True)
         self.current()  # drops the stacks of handlers that returned
         st = self.stacks.setdefault(depth, [])
         if len(st) >= MAX_DEPTH_TAGS:
@@ -127,20 +128,33 @@ class TagTracker:
 
     def set_budgets(self, budgets: dict[str, int], strict: bool, name: str | None) -> None:
         self.budgets, self.strict, self.budgets_file = dict(budgets), strict, name
-        self.start()
+        self.start(used=True)
 
     # -- listening ------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, used: bool) -> None:
         """Listen from now on (measured: the listener costs ~40% of a bare kmalloc+kfree in Python, so
-        a run that never tags does not pay it); what is live already counts as untagged."""
+        a run that never tags does not pay it); what is live already counts as untagged. used: the
+        report shows the table (a push, budgets; not `kalloc run --plot` alone)."""
+        if used and not self.used and self.listening:  # listening for --plot only until now:
+            self._rebase()  # the table starts here, as if listening had (the JSON is the same)
+        self.used = self.used or used
         if self.listening:
             return
-        self.listening = self.used = True
+        self.listening = True
         for addr, rec in self.ka.live.items():
             self._add(addr, UNTAGGED, rec.size, check=False)
         for addr, size in self.areas.items():
             self._add(addr, UNTAGGED, size, check=False)
         self.ka.listeners.append(self._listen)
+
+    def _rebase(self) -> None:
+        """Count from now: what is live is untagged (no tag was pushed before), events from 0."""
+        live = [(addr, size) for addr, (_tag, size) in self.objects.items()]
+        self.objects.clear()
+        self.stats.clear()
+        self.events = 0
+        for addr, size in live:
+            self._add(addr, UNTAGGED, size, check=False)
 
     def area_mapped(self, addr: int, size: int, site: int) -> None:
         """vmalloc() mapped an area: one object of its requested size, under its context's tag."""
@@ -161,6 +175,8 @@ class TagTracker:
             s = self.stats[got[0]]
             s.live_bytes -= got[1]
             s.live_objects -= 1
+            if self.on_change is not None:
+                self.on_change()
 
     def _listen(self, event: str, addr: int, size: int, usable: int) -> None:
         if self.quiet:  # the pages of a vmalloc area (area_mapped / area_unmapped count the area)
@@ -196,6 +212,8 @@ class TagTracker:
         budget = self.budgets.get(tag)
         if check and budget is not None and before <= budget < s.live_bytes:
             self._over(addr, tag, size, s, budget, site)
+        if self.on_change is not None:
+            self.on_change()
 
     def _over(self, addr: int, tag: str, size: int, s: TagStats, budget: int, site: int | None) -> None:
         rec = self.ka.live.get(addr)
