@@ -41,6 +41,7 @@ TAG_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 _SLAB = OWNERS.index("slab cache")
 _FREE = OWNERS.index("free")
 Window = list[tuple[str, int, int]]
+KEY = "slab pages: darker = fuller; lines: each vmalloc area's pages in order"
 
 
 def width_for(win: Window) -> int:
@@ -167,7 +168,7 @@ def picture(grid: Grid, path: str | Path, title: str, by: str = "owner",
     draw(ax, grid, win, width, by, tags, highlight)
     handles = legend(by, grid, tags)
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
-    ax.set_title(f"{title}\nslab pages: darker = fuller; lines: each vmalloc area's pages in order", fontsize=8)
+    ax.set_title(f"{title}\n{KEY}", fontsize=8)
     fig.tight_layout(rect=(0.06, 0.06, 1, 1))
     out = Path(path)
     fig.savefig(out, dpi=110)

@@ -98,8 +98,7 @@ class RunPlot:
             ax.set_title(label, fontsize=8)
         handles = gridplot.legend(by, end, tags)
         fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
-        fig.suptitle(f"{title}\nslab pages: darker = fuller; lines: each vmalloc area's pages in order",
-                     fontsize=9)  # fmt: skip
+        fig.suptitle(f"{title}\n{gridplot.KEY}", fontsize=9)
         fig.tight_layout(rect=(0, 0.05, 1, 0.95))
         out = Path(path)
         fig.savefig(out, dpi=110)
