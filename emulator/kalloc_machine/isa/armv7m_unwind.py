@@ -109,13 +109,14 @@ def walk_cfi(
                 if DW_R7 in saved:
                     state[DW_R7] = read_u32(cfa + saved[DW_R7])
             first = False
-            if ret & 0xFFFF_FFE0 == 0xFFFF_FFE0:  # EXC_RETURN: the exception frame is at cfa
-                if in_ram is not None and not in_ram(cfa + 28):
+            if ret & 0xFFFF_FFE0 == 0xFFFF_FFE0:  # EXC_RETURN: the exception frame is at cfa,
+                frame = regs.get("psp", 0) if ret & 0xF == 0xD else cfa  # or on the process stack
+                if in_ram is not None and not in_ram(frame + 28):
                     break
-                xpsr = read_u32(cfa + 28)
-                state[DW_LR] = read_u32(cfa + 20)
-                look = stacked = read_u32(cfa + 24) & ~1
-                state[DW_SP] = cfa + 32 + (4 if xpsr & XPSR_ALIGN else 0)
+                xpsr = read_u32(frame + 28)
+                state[DW_LR] = read_u32(frame + 20)
+                look = stacked = read_u32(frame + 24) & ~1
+                state[DW_SP] = frame + 32 + (4 if xpsr & XPSR_ALIGN else 0)
                 pcs.append(stacked)
                 continue
             ret &= ~1
