@@ -64,14 +64,14 @@ def union(wins: list[Window]) -> Window:
     return out
 
 
-def _rgb(colour: str) -> tuple[float, float, float]:
+def rgb(colour: str) -> tuple[float, float, float]:
     h = colour.lstrip("#")
     r, g, b = (int(h[i : i + 2], 16) / 255 for i in (0, 2, 4))
     return r, g, b
 
 
 def _pale(colour: str, keep: float) -> tuple[float, float, float]:
-    r, g, b = _rgb(colour)
+    r, g, b = rgb(colour)
     return 1 - (1 - r) * keep, 1 - (1 - g) * keep, 1 - (1 - b) * keep
 
 
@@ -89,7 +89,7 @@ def image(grid: Grid, win: Window, width: int, by: str = "owner",
     import numpy as np
 
     img = np.ones((rows_of(win, width), width, 3))
-    owners = np.array([_rgb(c) for c in COLOURS])
+    owners = np.array([rgb(c) for c in COLOURS])
     starts, row = [], 0
     for (name, first, n), (_nm, base, codes) in zip(win, grid.pmap, strict=True):
         starts.append((name, first, row))
@@ -101,7 +101,7 @@ def image(grid: Grid, win: Window, width: int, by: str = "owner",
             pfn = first + i
             t = grid.tags.get(pfn) if by == "tag" else None
             if t is not None and tags is not None:
-                cells[i] = _rgb(tags[t])
+                cells[i] = rgb(tags[t])
             f = grid.fullness.get(pfn)
             if f is not None:  # a slab page: as dark as its slab is full
                 cells[i] = 1 - (1 - cells[i]) * (0.3 + 0.7 * f)
