@@ -18,7 +18,7 @@ from kalloc.slab import Slab
 
 pytest.importorskip("matplotlib")
 
-from kalloc.replay import gridplot  # noqa: E402  (matplotlib is optional)
+from kalloc.replay import gridplot
 
 BANK = [("sram", 0x8000_0000, 1 << 20, False)]
 

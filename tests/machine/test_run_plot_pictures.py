@@ -20,7 +20,8 @@ def test_run_plot_samples_tags_and_grids_the_peak_from_firmware():
     s = Session(RunOptions(firmware=ELF))
     plot = RunPlot(s.ka, s.heap, s.vm, s.tags)
     s.run()
-    highest = {t: max(p[2].get(t, 0) for p in plot.points) for t in ("textures", "scratch", "net", "untagged")}
+    tags = ("textures", "scratch", "net", "untagged")
+    highest = {t: max(p[2].get(t, 0) for p in plot.points) for t in tags}
     assert highest == {"textures": 500000, "scratch": 10000, "net": 1500, "untagged": 5000}
     assert plot.points[-1][2]["textures"] == 0  # all freed at the end
     assert plot.peak is not None
