@@ -1,6 +1,6 @@
 """`kalloc campaign`: fail every allocation once, raise the test line at every point, deduplicate the bugs.
 
-    kalloc campaign FIRMWARE... [--fail-each] [--per-site] [--depth 2] [--irq-points K]
+    kalloc campaign FIRMWARE... [--fail-each] [--per-site] [--depth 2] [--irq-points K] [--irq-allocs]
                     [--seeds S --irq-every N --irq-jitter N --fail-prob P] [--workers N]
                     [--scheduler ADDRESS | --dask] [--json FILE] [--report FILE] [--max-runs N] [--budget S]
 
@@ -33,6 +33,7 @@ from kalloc_machine.report.json_report import dumps
 from kalloc_machine.session import EXIT_USAGE, BadInput, RunOptions
 from kalloc_machine.tools import campaign as cp
 from kalloc_machine.tools.campaign_exec import INSTALL_HINT, MissingDask, execute
+from kalloc_machine.tools.campaign_irqalloc import alloc_times
 from kalloc_machine.tools.campaign_report import Target, html, markdown, render, summary
 from kalloc_machine.tools.campaign_shrink import shrink
 
@@ -62,6 +63,8 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
               help="fail-each: 2 also fails N and N+1 together.")  # fmt: skip
 @click.option("--irq-points", type=click.IntRange(min=0), default=0, metavar="K",
               help="Raise the test line once at each of K points over the run (as --irq-at).")  # fmt: skip
+@click.option("--irq-allocs", is_flag=True, help="Pre-empt every allocation from task context once: the test "
+              "line raised right after its hypercall (as --irq-at), so the firmware's handler runs there.")
 @click.option("--seeds", type=click.IntRange(min=0), default=0, metavar="S",
               help="Run the --irq-every/--irq-jitter/--fail-prob schedule under seeds 0..S-1.")  # fmt: skip
 @click.option("--no-shrink", is_flag=True, help="Keep a --seeds bug's seeded reproducer as found.")
@@ -82,9 +85,10 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
               help="Wall-clock budget: start no run after it (the result is then incomplete).")  # fmt: skip
 @color_option()
 def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, depth: int, irq_points: int,
-                 seeds: int, no_shrink: bool, frames: int, workers: int | None, scheduler: str | None,
-                 local_dask: bool, json_path: str | None, report_path: str | None, max_runs: int | None,
-                 budget: float | None, color: bool | None, **run_kw: Any) -> None:  # fmt: skip
+                 irq_allocs: bool, seeds: int, no_shrink: bool, frames: int, workers: int | None,
+                 scheduler: str | None, local_dask: bool, json_path: str | None, report_path: str | None,
+                 max_runs: int | None, budget: float | None, color: bool | None,
+                 **run_kw: Any) -> None:  # fmt: skip
     """Rerun each FIRMWARE with every allocation failing in turn (and interrupts at every
     point, and random schedules under many seeds); report each distinct bug once with
     the smallest `kalloc run` line that reproduces it.
@@ -93,7 +97,7 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
     Exit status: 0 no bug found; 1 bugs found; 2 usage, or Dask not installed
     (pip install 'kalloc[cluster]'); 3 bad ELF, board or --fail-site; 130 interrupted.
     """
-    fail_each = fail_each or per_site or depth > 1 or not (irq_points or seeds)
+    fail_each = fail_each or per_site or depth > 1 or not (irq_points or seeds or irq_allocs)
     if seeds and not (run_kw["irq_every"] or run_kw["fail_prob"]):
         raise click.UsageError("--seeds needs a schedule to seed: --irq-every and/or --fail-prob")
     if not seeds and (run_kw["irq_every"] or run_kw["irq_jitter"] or run_kw["fail_prob"]):
@@ -102,7 +106,7 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
     if scheduler or local_dask:
         _need_dask()
     sweep = cp.Sweep(fail_each=fail_each, per_site=per_site, depth=depth, irq_points=irq_points, seeds=seeds,
-                     frames=frames)  # fmt: skip
+                     frames=frames, irq_allocs=irq_allocs)  # fmt: skip
     deadline = None if budget is None else time.monotonic() + budget
     targets, jobs = _plan(firmware, sweep, run_kw, max_runs)
     state = cp.Campaign(jobs)
@@ -173,15 +177,18 @@ def _plan(firmware: tuple[str, ...], sweep: cp.Sweep, run_kw: dict[str, Any],
             options = RunOptions(firmware=name, **run_kw)
             try:
                 clean, requests = cp.baseline(options)
-                planned = cp.plan(options, sweep, clean, requests, cp.schedule_of(options), start=len(jobs))
+                times = alloc_times(options) if sweep.irq_allocs and clean.test_line is not None else []
+                planned = cp.plan(options, sweep, clean, requests, cp.schedule_of(options), start=len(jobs),
+                                  alloc_times=times)  # fmt: skip
             except BadInput as exc:
                 fail(exc)
             if max_runs is not None:
                 planned = planned[: max(0, max_runs - len(jobs))]
             jobs += planned
-            targets.append(Target(name, clean, requests, len(planned)))
+            points = len(times) if sweep.irq_allocs else None
+            targets.append(Target(name, clean, requests, len(planned), points))
             bar.done()
-    irq = sweep.irq_points or (sweep.seeds and run_kw["irq_every"])
+    irq = sweep.irq_points or sweep.irq_allocs or (sweep.seeds and run_kw["irq_every"])
     for target in targets if irq else ():
         if not target.clean.handled:
             stderr().print(f"kalloc: warning: {target.firmware} never enabled a handler on interrupt line "

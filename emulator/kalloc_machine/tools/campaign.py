@@ -11,6 +11,9 @@ SQLite's and Linux's fail_nth way, deterministic. For each firmware:
                   request of each distinct call site), and with `depth` 2 also N and N+1;
       irq         the board's test line raised once at each of K instruction counts
                   spread evenly over the baseline's length (`--irq-at`);
+      irq-alloc   the test line raised right after each allocation from task context
+                  (`irq_allocs`; the exact counts come from campaign_irqalloc), so the
+                  handler the firmware registered pre-empts each one once (`--irq-at`);
       seeds       the user's `--irq-every/--irq-jitter/--fail-prob` schedule under
                   seeds 0..S-1;
  3. every job is a fresh `kalloc run` (a Session), executed by campaign_exec (serially,
@@ -64,6 +67,7 @@ class Sweep:
     irq_points: int = 0  # K: the test line at K points of the run
     seeds: int = 0  # S: the schedule options under seeds 0..S-1
     frames: int = 3  # top frames of a site in a signature
+    irq_allocs: bool = False  # the test line right after each task allocation (campaign_irqalloc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,17 +229,19 @@ def run_job(job: Job) -> JobResult:
 
 
 def plan(base: RunOptions, sweep: Sweep, clean: Baseline, requests: Requests, schedule: RunOptions,
-         start: int = 0) -> list[Job]:  # fmt: skip
+         start: int = 0, alloc_times: Sequence[int] = ()) -> list[Job]:  # fmt: skip
     """The jobs of one firmware, numbered from `start` (module docstring, step 2).
 
     `base` carries the --fail-* filters (fail-each's runs keep them); `schedule` the
-    --irq-every/--irq-jitter/--fail-prob options the seeds dimension runs under. BadInput
-    when interrupts are asked for on a board without a test line.
+    --irq-every/--irq-jitter/--fail-prob options the seeds dimension runs under;
+    `alloc_times` the irq-alloc points (campaign_irqalloc.alloc_times). BadInput when
+    interrupts are asked for on a board without a test line.
     """
     known = places(clean.outcome.report, sweep.frames)
-    if (sweep.irq_points or (sweep.seeds and schedule.irq_every)) and clean.test_line is None:
+    irq = sweep.irq_points or sweep.irq_allocs or (sweep.seeds and schedule.irq_every)
+    if irq and clean.test_line is None:
         raise BadInput(f"board {base.board}: no interrupt controller, so no test line to raise "
-                       "(--irq-points and --irq-every need one)")  # fmt: skip
+                       "(--irq-points, --irq-allocs and --irq-every need one)")  # fmt: skip
     options: list[tuple[str, RunOptions]] = []
     if sweep.fail_each:
         firsts = requests.first_of_each_site() if sweep.per_site else range(1, requests.count + 1)
@@ -247,6 +253,8 @@ def plan(base: RunOptions, sweep: Sweep, clean: Baseline, requests: Requests, sc
         end = clean.outcome.report["instructions"]
         times = sorted({max(1, end * (i + 1) // (sweep.irq_points + 1)) for i in range(sweep.irq_points)})
         options += [("irq", dataclasses.replace(clean.options, irq_at=(t,))) for t in times]
+    if sweep.irq_allocs:
+        options += [("irq-alloc", dataclasses.replace(clean.options, irq_at=(t,))) for t in alloc_times]
     for seed in range(sweep.seeds):
         options.append(("seeds", dataclasses.replace(schedule, seed=seed)))
     return [Job(start + i, o, dim, known, sweep.frames) for i, (dim, o) in enumerate(options)]

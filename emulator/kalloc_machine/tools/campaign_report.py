@@ -40,6 +40,7 @@ class Target:
     clean: Baseline
     requests: Requests
     runs: int = 0
+    task_allocations: int | None = None  # --irq-allocs: its points (allocations from task context, irqs on)
 
     def as_dict(self, frames: int) -> dict[str, Any]:
         report = self.clean.outcome.report
@@ -54,6 +55,7 @@ class Target:
                 "allocation_requests": self.requests.count,
                 "allocation_sites": len(self.requests.first_of_each_site()),
                 "errors": errors,
+                **({} if self.task_allocations is None else {"task_allocations": self.task_allocations}),
             },
             "runs": self.runs,
         }
