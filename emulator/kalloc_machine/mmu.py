@@ -100,7 +100,7 @@ class Mmu:
         # A device of the CPU's own inside the windows (Cortex-M: the System Control Space at
         # 0xE000_E000, in the arena window) is identity-mapped: the window has a hole there.
         inside = [(d.base, d.base + d.size) for d in machine.devices if VMALLOC_START <= d.base < VMALLOC_END]
-        self._hole = inside[0] if inside else (0, 0)
+        self.hole = inside[0] if inside else (0, 0)
         self._bank_of = machine.phys.bank_of
         self.sink = machine.sled.fault_sink  # the sled's window's last page (sled.py)
         self.uc.mem_map(self.sink, PAGE, PROT_RWX)  # where a faulting access lands (module docstring)
@@ -125,7 +125,7 @@ class Mmu:
 
     def _fill(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any, _ud: Any) -> bool:
         self.fills += 1
-        if VMALLOC_START <= vaddr < VMALLOC_END and not self._hole[0] <= vaddr < self._hole[1]:
+        if VMALLOC_START <= vaddr < VMALLOC_END and not self.hole[0] <= vaddr < self.hole[1]:
             pfn = self._pte.get(vaddr >> PAGE_SHIFT)
             if pfn is None:
                 self.fault = (vaddr, _VERB.get(access, "access"), self.machine.isa.pc(uc))

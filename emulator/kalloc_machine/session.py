@@ -112,11 +112,14 @@ class Session:
         config = Config(sanitize=options.sanitize, seed=options.seed, quarantine_bytes=options.quarantine)
         self.ka = Kalloc(self.machine.phys, config, reserved=[image] if shadow is None else [image, shadow])
         from kalloc.heaps import make_heap  # issue 6: the C library face's policy (--heap)
+        from kalloc.heaps.arena import ArenaHeap
 
         # Virtual memory (issue 6): kalloc's page tables and the CPU's translation through them.
         self.vm = Vmalloc(self.ka)
         self.mmu = mmu.install(self.machine, self.vm)
         self.heap = make_heap(options.heap, self.ka, self.vm)
+        if isinstance(self.heap, ArenaHeap) and self.mmu.hole[0]:  # Cortex-M: the SCS at 0xE000_E000
+            self.heap.end = self.mmu.hole[0]  # (docs/architecture.md, "The Cortex-M machine")
         self._wire_bridge()
         self.commit = commit.install(self.bridge, self.ka, self.vm)  # committed pages per kind, headroom
         self.stackguard = stackguard.install(self.machine, self.firmware, self.ka.depot)  # stack-overflow

@@ -53,6 +53,7 @@ class ArenaHeap(FitHeap):
         self.vm = vm if vm is not None else Vmalloc(ka)
         self.region: FitRegion | None = None
         self.top = ARENA_START  # end of the committed range
+        self.end = ARENA_END  # the window's usable end (a machine may keep its top: Cortex-M's SCS)
         self.grows = 0
         self.trims = 0
 
@@ -61,7 +62,7 @@ class ArenaHeap(FitHeap):
         need = grow_need(size, align)
         have = self.region.top_free() if self.region is not None else 0
         npages = pages_for(max(need - have, 1))
-        if self.top + (npages << PAGE_SHIFT) > ARENA_END:
+        if self.top + (npages << PAGE_SHIFT) > self.end:
             ka.pages.too_large(gfp, size, caller, "the arena window is full")
             return False
         pfns: list[int] = []

@@ -104,3 +104,12 @@ def test_hostile_firmware_against_the_exception_model_gets_a_clear_report(mode: 
     assert out.result.reason == "fault" and out.exit_status == 65
     if mode in (5, 6, 8):  # in the task: the store's own pc and line
         assert (err["symbol"], err["location"]["file"]) == ("main", "firmware/arm/tests/armv7m_hostile_exc.c")
+
+
+def test_the_arena_heap_stops_below_the_system_control_space() -> None:
+    # The arena window starts at 0xE000_0000: on Cortex-M its 15th page is the SCS (0xE000_E000),
+    # identity-mapped by the MMU; the arena fails cleanly there instead of writing into the NVIC.
+    out, session = run("arena_heap", heap="arena")
+    (oom,) = out.report["errors"]
+    assert (oom["kind"], oom["severity"]) == ("oom", "warning") and "arena window is full" in oom["message"]
+    assert session.heap.end == 0xE000_E000  # type: ignore[attr-defined]
