@@ -22,8 +22,8 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 
-# The targets the SDK is built for; the first is the default.
-ARCHES = ("rv32imac",)
+# The targets the SDK is built for; the first is the default (pkgconfig/kalloc[-ARCH][-kasan].pc each).
+ARCHES = ("rv32imac", "armv7m")
 # Where each ISA's shipped ELFs are, under build/ (`make -C firmware ARCH=armv7m` writes build/armv7m/).
 ARCH_BUILD = {"rv32imac": "", "armv7m": "armv7m"}
 

@@ -13,15 +13,30 @@
 #                    it is instrumented (the SDK is not), libkalloc_sdk_kasan.a
 # The same values as `kalloc sdk --cflags/--ldflags/--libs [--kasan]` and kalloc.pc.
 # Use with the toolchain file next to this one (cmake/kalloc-toolchain.cmake).
+# KALLOC_ARCH (the toolchain file's; default rv32imac) picks the machine: armv7m hands
+# out the Cortex-M SDK (`kalloc sdk --arch armv7m`, kalloc-armv7m.pc) and makes
+# kalloc_add_test run on the stm32f4 board unless it names another.
 
 get_filename_component(KALLOC_PREFIX "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 set(KALLOC_INCLUDE_DIR "${KALLOC_PREFIX}/include")
-set(KALLOC_LINKER_SCRIPT "${KALLOC_PREFIX}/link.ld")
+if(NOT KALLOC_ARCH)
+  set(KALLOC_ARCH rv32imac)
+endif()
+if(KALLOC_ARCH STREQUAL "armv7m")
+  set(KALLOC_LINKER_SCRIPT "${KALLOC_PREFIX}/arm/link.ld")
+  set(_kalloc_libdir "${KALLOC_PREFIX}/build/armv7m")
+  set(_kalloc_arch -mcpu=cortex-m4 -mthumb -mfloat-abi=soft "--specs=${KALLOC_PREFIX}/arm/kalloc.specs")
+  set(_KALLOC_BOARD stm32f4)
+else()
+  set(KALLOC_LINKER_SCRIPT "${KALLOC_PREFIX}/link.ld")
+  set(_kalloc_libdir "${KALLOC_PREFIX}/build")
+  set(_kalloc_arch -march=rv32imac -mabi=ilp32 "--specs=${KALLOC_PREFIX}/kalloc.specs")
+  set(_KALLOC_BOARD "")
+endif()
 set(kalloc_VERSION 0.1.0)
 
 find_program(KALLOC_EXECUTABLE kalloc DOC "the kalloc command (kalloc run), for kalloc_add_test")
 
-set(_kalloc_arch -march=rv32imac -mabi=ilp32 "--specs=${KALLOC_PREFIX}/kalloc.specs")
 set(_kalloc_cflags ${_kalloc_arch} -fno-omit-frame-pointer -fno-optimize-sibling-calls -g
     -ffunction-sections -fdata-sections
     # reports name your files relative to the project's top directory
@@ -36,10 +51,10 @@ foreach(_kalloc_variant sdk sdk_kasan)
     add_library(kalloc::${_kalloc_variant} INTERFACE IMPORTED)
     if(_kalloc_variant STREQUAL "sdk")
       set(_kalloc_opts ${_kalloc_cflags})
-      set(_kalloc_lib "${KALLOC_PREFIX}/build/libkalloc_sdk.a")
+      set(_kalloc_lib "${_kalloc_libdir}/libkalloc_sdk.a")
     else()
       set(_kalloc_opts ${_kalloc_cflags} ${_kalloc_kasan_flags})
-      set(_kalloc_lib "${KALLOC_PREFIX}/build/libkalloc_sdk_kasan.a")
+      set(_kalloc_lib "${_kalloc_libdir}/libkalloc_sdk_kasan.a")
     endif()
     set_target_properties(kalloc::${_kalloc_variant} PROPERTIES
       INTERFACE_INCLUDE_DIRECTORIES "${KALLOC_INCLUDE_DIR}"
@@ -76,6 +91,9 @@ function(kalloc_add_test)
   set(_cmd "${KALLOC_EXECUTABLE}" run --quiet)
   if(KT_SANITIZE)
     list(APPEND _cmd --sanitize ${KT_SANITIZE})
+  endif()
+  if(NOT KT_BOARD)
+    set(KT_BOARD "${_KALLOC_BOARD}")  # the arch's board (armv7m: stm32f4), else kalloc's default
   endif()
   if(KT_BOARD)
     list(APPEND _cmd --board ${KT_BOARD})
