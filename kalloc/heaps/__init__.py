@@ -24,7 +24,9 @@ from kalloc.heaps.arena import ArenaHeap
 from kalloc.heaps.base import Heap
 from kalloc.heaps.firstfit import FirstFitHeap
 from kalloc.heaps.kmallocheap import KmallocHeap
+from kalloc.heaps.segfit import SegFitHeap
 from kalloc.heaps.slabheap import SlabHeap
+from kalloc.heaps.tlsf import TlsfHeap
 
 if TYPE_CHECKING:
     from kalloc.allocator import Kalloc
@@ -35,6 +37,8 @@ HEAPS: dict[str, type[Heap]] = {
     "slab": SlabHeap,
     "firstfit": FirstFitHeap,
     "arena": ArenaHeap,
+    "segfit": SegFitHeap,
+    "tlsf": TlsfHeap,
 }
 DEFAULT_HEAP = "slab"
 

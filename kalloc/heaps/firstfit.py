@@ -30,6 +30,7 @@ class FirstFitHeap(FitHeap):
     """malloc as address-ordered first fit with coalescing (module docstring)."""
 
     name = "firstfit"
+    region_type: type[FitRegion] = FitRegion  # the tlsf heap's regions search their own way
 
     def __init__(self, ka) -> None:  # type: ignore[no-untyped-def]
         super().__init__(ka)
@@ -52,7 +53,7 @@ class FirstFitHeap(FitHeap):
                 r.grow(end)
                 self._blocks[r.start].append((pfn, npages))
                 return True
-        region = FitRegion(start, end)
+        region = self.region_type(start, end)
         self.add_region(region)
         self._blocks[start] = [(pfn, npages)]
         return True

@@ -96,9 +96,46 @@ class FitRegion:
                 continue
             p = self._aligned_payload(b, align)
             if p - HDR + need <= b + bsize:
-                self._carve(b, bsize, p - HDR, need)
+                self.carve(b, bsize, p - HDR, need)
                 return p
         return None
+
+    def best(self, size: int, align: int, avoid: frozenset[int] | set[int] = frozenset()
+             ) -> tuple[int, int, int] | None:  # fmt: skip
+        """Best fit: (free block size, block start, payload) of the smallest free block that holds
+        the request (the lowest address among equals; blocks starting in `avoid` skipped), or None.
+        Marks nothing: `take` does."""
+        need = block_size_for(size)
+        found: tuple[int, int, int] | None = None
+        for b in self.free_starts:
+            bsize = self.free_size[b]
+            if bsize < need or (found is not None and bsize >= found[0]) or b in avoid:
+                continue
+            p = self._aligned_payload(b, align)
+            if p - HDR + need <= b + bsize:
+                found = (bsize, b, p)
+                if bsize - need < MIN_BLOCK:
+                    break  # nothing fits closer
+        return found
+
+    def payload_in(self, b: int, size: int, align: int) -> int | None:
+        """The payload address the request would get in free block `b`, or None when it does not fit."""
+        p = self._aligned_payload(b, align)
+        return p if p - HDR + block_size_for(size) <= b + self.free_size[b] else None
+
+    def take_at(self, b: int, size: int, align: int) -> int | None:
+        """Place the request at the start of free block `b` (marked used), or None when it does not fit."""
+        bsize = self.free_size[b]
+        p = self._aligned_payload(b, align)
+        need = block_size_for(size)
+        if p - HDR + need > b + bsize:
+            return None
+        self.carve(b, bsize, p - HDR, need)
+        return p
+
+    def take(self, b: int, payload: int, size: int) -> None:
+        """Mark the request `best()` placed at `payload` in free block `b` used."""
+        self.carve(b, self.free_size[b], payload - HDR, block_size_for(size))
 
     @staticmethod
     def _aligned_payload(b: int, align: int) -> int:
@@ -107,7 +144,7 @@ class FitRegion:
             p += align
         return p
 
-    def _carve(self, b: int, bsize: int, start: int, need: int) -> None:
+    def carve(self, b: int, bsize: int, start: int, need: int) -> None:
         """Take [start, start+need) out of free block [b, b+bsize): front gap and tail stay free."""
         self._unlist(b)
         if start > b:

@@ -72,6 +72,14 @@ class FitHeap(Heap):
             return self.regions[i]
         return None
 
+    def requested(self, addr: int) -> int | None:
+        """The requested size of the live object at `addr`, or None when none starts there."""
+        rec = self._live.get(addr)
+        return rec[0] if rec is not None else None
+
+    def live_addrs(self) -> list[int]:
+        return list(self._live)
+
     def owns(self, addr: int) -> bool:
         return self.region_of(addr) is not None or addr in self._freed
 
@@ -83,17 +91,24 @@ class FitHeap(Heap):
                 return p
         return None
 
+    def _place(self, size: int, align: int, gfp: int, caller: Caller) -> int | None:
+        """Where a request goes: a fitting free block, or one in a grown region (None: no memory)."""
+        p = self._fit(size, align)
+        if p is None:
+            if not self._grow(size, align, gfp, caller):
+                return None
+            p = self._fit(size, align)
+            assert p is not None, "a grown heap cannot serve the request it grew for"
+        return p
+
     def _alloc(self, size: int, align: int, gfp: int, caller: Caller) -> int | None:
         ka = self.ka
         if not ka.libc_api.within_heap_max(size, caller, gfp):
             return None
-        p = self._fit(size, align)
+        p = self._place(size, align, gfp, caller)
         if p is None:
-            if not self._grow(size, align, gfp, caller):
-                self.failed_grows += 1
-                return None
-            p = self._fit(size, align)
-            assert p is not None, "a grown heap cannot serve the request it grew for"
+            self.failed_grows += 1
+            return None
         if gfp & G.ZERO:
             self._fill(p, size, 0)
         elif ka.debug and size:
@@ -160,20 +175,26 @@ class FitHeap(Heap):
             raise self._diagnose(addr, "free", caller)
         self._release(addr, rec, caller)
 
-    def _release(self, addr: int, rec: tuple[int, int], caller: Caller) -> None:
+    def _unplace(self, addr: int) -> FitRegion | None:
+        """Give the block of `addr` back; returns what `_after_free` settles afterwards (its region)."""
         region = self.region_of(addr)
         assert region is not None, "a live object lies in no region"
-        usable = region.usable(addr)
+        region.release(addr)
+        return region
+
+    def _release(self, addr: int, rec: tuple[int, int], caller: Caller) -> None:
+        usable = self.usable(addr)
         del self._live[addr]
         if self.ka.debug and usable:
             self._fill(addr, usable, POISON_FREE)
-        region.release(addr)
+        region = self._unplace(addr)
         self._freed[addr] = (rec[0], rec[1], caller.site)
         if len(self._freed) > FREED_MEMORY:
             del self._freed[next(iter(self._freed))]
         if self.ka.listeners:
             self.ka.live.notify("free", addr, rec[0], usable)
-        self._after_free(region)
+        if region is not None:
+            self._after_free(region)
 
     def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
         ka = self.ka
@@ -186,26 +207,31 @@ class FitHeap(Heap):
         libc = ka.libc_api
         if not libc.request_ok(size, caller, "realloc", _GFP) or not libc.within_heap_max(size, caller, _GFP):
             return None
-        region = self.region_of(addr)
-        assert region is not None
         aligned = payload_align(size) <= payload_align(rec[0]) or addr % payload_align(size) == 0
-        if not ka.kasan and aligned:  # noqa: SIM102 - two conditions of different kinds
-            if block_size_for(size) <= region.used[addr - HDR] or region.resize_in_place(addr, size):
-                if block_size_for(size) < region.used[addr - HDR]:
-                    region.resize_in_place(addr, size)  # give the tail back
-                if size > rec[0] and ka.debug:
-                    self._fill(addr + rec[0], size - rec[0], POISON_INUSE)
-                self._live[addr] = (size, rec[1])
-                if ka.listeners:
-                    ka.live.notify("resize", addr, size, region.usable(addr))
-                self._after_free(region)
-                return addr
+        if not ka.kasan and aligned and self._resize(addr, size, caller):
+            if size > rec[0] and ka.debug:
+                self._fill(addr + rec[0], size - rec[0], POISON_INUSE)
+            self._live[addr] = (size, rec[1])
+            if ka.listeners:
+                ka.live.notify("resize", addr, size, self.usable(addr))
+            return addr
         new = self._alloc(size, payload_align(size), _GFP, caller)
         if new is None:
             return None
         self._copy(new, addr, min(size, rec[0]))
         self._release(addr, rec, caller)
         return new
+
+    def _resize(self, addr: int, size: int, caller: Caller) -> bool:
+        """Resize the live block of `addr` without moving it, when it can (True)."""
+        region = self.region_of(addr)
+        assert region is not None
+        if block_size_for(size) <= region.used[addr - HDR] or region.resize_in_place(addr, size):
+            if block_size_for(size) < region.used[addr - HDR]:
+                region.resize_in_place(addr, size)  # give the tail back
+            self._after_free(region)
+            return True
+        return False
 
     def malloc_usable_size(self, addr: int) -> int:
         if addr == 0:
@@ -224,8 +250,12 @@ class FitHeap(Heap):
             for a, (s, site) in sorted(self._live.items())
         ]
 
+    def _objects_outside_regions(self) -> int:
+        """Live objects the heap keeps outside its regions (none here; segfit's slabs and pages)."""
+        return 0
+
     def check(self) -> None:
-        n = 0
+        n = self._objects_outside_regions()
         prev_end = 0
         for r in self.regions:
             if r.start < prev_end:

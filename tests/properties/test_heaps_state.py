@@ -66,11 +66,14 @@ class HeapMachine(RuleBasedStateMachine):
         zero=st.sampled_from(["unique", "null"]),
         mib=st.sampled_from([1, 4]),
         heap_max=st.sampled_from([1 << 30, 12_000]),
+        slabs_at_once=st.booleans(),
     )
-    def boot(self, sanitize: str, zero: str, mib: int, heap_max: int) -> None:
+    def boot(self, sanitize: str, zero: str, mib: int, heap_max: int, slabs_at_once: bool) -> None:
         config = Config(sanitize=sanitize, zero_size_policy=zero, quarantine_bytes=8192, heap_max=heap_max)
         self.ka = Kalloc.standalone(size=mib << 20, dma_size=(mib << 20) // 4, config=config)
         self.heap = make_heap(self.heap_name, self.ka, Vmalloc(self.ka))
+        if slabs_at_once and hasattr(self.heap, "slab_after"):  # segfit: every small class in slabs
+            self.heap.slab_after = 0
 
     # ---------------------------------------------------------------- the model
 
