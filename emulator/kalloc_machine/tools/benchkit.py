@@ -59,6 +59,13 @@ class BenchSettings:
     figures: list[Figure] = field(default_factory=list)
 
 
+def bench_elf(board: str) -> str:
+    """tests/bench.elf built for the board's ISA (build/armv7m/ for a Cortex-M board)."""
+    from kalloc_machine.board import load_board
+
+    return str(prebuilt("tests/bench", load_board(board).cpu.isa))
+
+
 def poke(session: Session, symbol: str, value: int) -> None:
     addr = session.firmware.symbol_addr(symbol)
     if addr is None:
@@ -75,7 +82,7 @@ def run_bench(
     with a Python callback that does nothing for the NOP (the other services still reach
     the machine): what a bare Unicorn MMIO callback costs, the reference under the bridge.
     """
-    session = Session(RunOptions(firmware=str(prebuilt("tests/bench")), board=board, sanitize=sanitize))
+    session = Session(RunOptions(firmware=bench_elf(board), board=board, sanitize=sanitize))
     if bare:
         bare_doorbell(session)
     poke(session, "bench_mode", MODES[mode])

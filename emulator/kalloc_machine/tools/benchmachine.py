@@ -16,7 +16,8 @@ exit and report cancel), in interleaved repetitions.
 Invariants:
  1. The baseline executes exactly the instructions of the call (plus the final
     return); a CPU error is a RuntimeError naming it (the bench firmware is ours).
- 2. RV32 only for now: the raw CPU is built for the board's RV32 ISA.
+ 2. The raw CPU is built for the board's ISA (`Isa.uc_arch/uc_mode/setup`, `call_setup`:
+    RV32, or Cortex-M with the Thumb bit on every PC given to Unicorn).
 """
 
 from __future__ import annotations
@@ -26,15 +27,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV32, Uc, UcError
-from unicorn.riscv_const import UC_RISCV_REG_A0, UC_RISCV_REG_PC, UC_RISCV_REG_RA, UC_RISCV_REG_SP
+from unicorn import Uc, UcError
+from unicorn.arm_const import UC_ARM_REG_SP
+from unicorn.riscv_const import UC_RISCV_REG_SP
 
 from kalloc_machine.board import load_board
 from kalloc_machine.elf import load_firmware
+from kalloc_machine.isa import isa_for
 from kalloc_machine.memlayout import PAGE_SIZE
-from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
-from kalloc_machine.tools.benchkit import MODES, BenchSettings, Figure, interleaved, poke, run_bench
+from kalloc_machine.tools.benchkit import (
+    MODES,
+    BenchSettings,
+    Figure,
+    bench_elf,
+    interleaved,
+    poke,
+    run_bench,
+)
+
+_SP = {"rv32imac": UC_RISCV_REG_SP, "armv7m": UC_ARM_REG_SP}  # the stack pointer: not in the Isa protocol
 
 
 class RawCall:
@@ -42,11 +54,13 @@ class RawCall:
 
     def __init__(self, elf: str | Path, board: str, function: str, quantum: int) -> None:
         spec = load_board(board)
-        firmware = load_firmware(Path(elf))
+        self.isa = isa = isa_for(spec.cpu.isa)
+        firmware = load_firmware(Path(elf), spec.cpu.isa)
         entry = firmware.symbol_addr(function)
         if entry is None:
             raise RuntimeError(f"{elf}: no function {function}")
-        self.uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV32)
+        self.uc = Uc(isa.uc_arch, isa.uc_mode)
+        isa.setup(self.uc)
         for bank in spec.ram:
             self.uc.mem_map(bank.base, -(-bank.size // PAGE_SIZE) * PAGE_SIZE)
         for seg in firmware.segments:
@@ -59,16 +73,15 @@ class RawCall:
 
     def call(self, arg: int) -> float:
         """Seconds spent in `emu_start` slices running function(arg) to its return."""
-        uc = self.uc
-        uc.reg_write(UC_RISCV_REG_SP, self.stack_top)
-        uc.reg_write(UC_RISCV_REG_RA, self.sentinel)
-        uc.reg_write(UC_RISCV_REG_A0, arg)
-        pc, sentinel, quantum = self.entry, self.sentinel, self.quantum
+        uc, isa = self.uc, self.isa
+        uc.reg_write(_SP[isa.name], self.stack_top)
+        isa.call_setup(uc, self.entry, (arg,), self.sentinel)
+        pc, sentinel, quantum, bit = self.entry, self.sentinel, self.quantum, isa.code_bit
         start = time.perf_counter()
         try:
             while pc != sentinel:
-                uc.emu_start(pc, sentinel, count=quantum)
-                pc = uc.reg_read(UC_RISCV_REG_PC)
+                uc.emu_start(pc | bit, sentinel, count=quantum)
+                pc = isa.pc(uc)
         except UcError as exc:
             raise RuntimeError(f"raw Unicorn stopped at {pc:#x}: {exc}") from None
         return time.perf_counter() - start
@@ -85,7 +98,7 @@ def bench_emulation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
         return run
 
     lo, hi = s.compute_iters, 5 * s.compute_iters  # hi: ~25M instructions, a tenth of a second raw
-    raw = RawCall(prebuilt("tests/bench"), s.board, "bench_compute", load_board(s.board).cpu.quantum)
+    raw = RawCall(bench_elf(s.board), s.board, "bench_compute", load_board(s.board).cpu.quantum)
 
     def kalloc_diff() -> float:
         return run_bench("compute", hi, board=s.board, sanitize="off")[0] - run_bench(
@@ -137,7 +150,7 @@ def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
 
     def compute(translate: bool) -> Callable[[], float]:
         def run() -> float:
-            opts = RunOptions(firmware=str(prebuilt("tests/bench")), board=s.board, sanitize="off")
+            opts = RunOptions(firmware=bench_elf(s.board), board=s.board, sanitize="off")
             session = Session(opts) if translate else _session_without_translation(opts)
             poke(session, "bench_mode", MODES["compute"])
             poke(session, "bench_iters", s.compute_iters)

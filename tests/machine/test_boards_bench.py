@@ -1,0 +1,26 @@
+"""`kalloc bench --board stm32f4`: the bench workloads and the raw-Unicorn baseline on the Cortex-M machine.
+
+tests/bench.elf is built for each ISA (firmware/build/armv7m/tests/bench.elf); `bench_elf` picks
+the board's, and `RawCall` builds its bare Unicorn for the board's ISA (Thumb bit on every PC).
+The figures themselves are in docs/performance.md, from the command; here only that each
+workload runs to its end on both machines.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kalloc_machine.board import load_board
+from kalloc_machine.tools.benchkit import bench_elf, run_bench
+from kalloc_machine.tools.benchmachine import RawCall
+
+
+@pytest.mark.parametrize("board", ["default", "stm32f4"])
+def test_the_bench_firmware_and_its_raw_baseline_run_on_both_machines(board: str) -> None:
+    isa = load_board(board).cpu.isa
+    assert ("armv7m" in bench_elf(board)) == (isa == "armv7m")
+    for mode in ("nop", "compute"):
+        wall, instructions = run_bench(mode, 50, board=board, sanitize="off")
+        assert wall > 0 and instructions > 0
+    raw = RawCall(bench_elf(board), board, "bench_compute", load_board(board).cpu.quantum)
+    assert raw.call(200) > 0 and raw.isa.name == isa
+    assert raw.isa.pc(raw.uc) == raw.sentinel  # returned to the sentinel: the whole call ran
