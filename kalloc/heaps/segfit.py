@@ -3,8 +3,8 @@
 A console-style general-purpose heap over physical pages from the buddy allocator,
 combining the well-known ideas, each where it pays:
 
-  small     a request of a size class with enough live objects (at least half a
-            page of them) takes an exact-fit slot (kalloc.heaps.segslab): no header,
+  small     a request of a size class with enough live objects (4 pages of them, or
+            256 objects) takes an exact-fit slot (kalloc.heaps.segslab): no header,
             no rounding beyond its alignment, and an emptied slab page goes back
             at once. A class with few objects stays in the fit regions, so a small
             program does not pay a page per size class.
@@ -45,8 +45,9 @@ from kalloc.heaps.segslab import SLAB_MAX, SlabClasses, slot_for
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
 
 GROWER_MIN = 1024  # realloc growing an object to this size or more keeps it where it can grow
+SLAB_AFTER = 4  # a size class takes slabs once its live objects fill this many pages
+SLAB_COUNT = 64  # ... or number SLAB_AFTER * SLAB_COUNT (256: many small objects)
 LARGE_MIN = 2048  # smallest request that may take whole pages of its own
-SLAB_AFTER = 2  # a size class takes slabs once its live objects fill this many pages
 LARGE_WASTE = 32  # ... when its last page's unused tail is at most 1/32 of it
 
 
@@ -79,7 +80,9 @@ class SegFitHeap(FitHeap):
             self._class_live[slot] = self._class_live.get(slot, 0) + delta
 
     def _slab_worthy(self, slot: int) -> bool:
-        return self.slabs.holds(slot) or self._class_live.get(slot, 0) * slot >= self.slab_after * PAGE_SIZE
+        n = self._class_live.get(slot, 0)
+        busy = n * slot >= self.slab_after * PAGE_SIZE or n >= self.slab_after * SLAB_COUNT
+        return busy or self.slabs.holds(slot)
 
     def _place(self, size: int, align: int, gfp: int, caller: Caller) -> int | None:
         slot = slot_for(size)
