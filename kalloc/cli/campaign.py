@@ -68,6 +68,8 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
 @click.option("--seeds", type=click.IntRange(min=0), default=0, metavar="S",
               help="Run the --irq-every/--irq-jitter/--fail-prob schedule under seeds 0..S-1.")  # fmt: skip
 @click.option("--no-shrink", is_flag=True, help="Keep a --seeds bug's seeded reproducer as found.")
+@click.option("--no-snapshot", is_flag=True, help="Boot every run instead of restoring a snapshot of the "
+              "machine booted to main (slower; the output is the same bytes).")  # fmt: skip
 @click.option("--frames", type=click.IntRange(min=1), default=3, show_default=True,
               help="Top frames of an error's site in a bug's signature.")  # fmt: skip
 @run_options(*_RUN)
@@ -85,9 +87,9 @@ _RUN = ("board", "sanitize", "heap", "max_instructions", "timeout_s", "quantum",
               help="Wall-clock budget: start no run after it (the result is then incomplete).")  # fmt: skip
 @color_option()
 def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, depth: int, irq_points: int,
-                 irq_allocs: bool, seeds: int, no_shrink: bool, frames: int, workers: int | None,
-                 scheduler: str | None, local_dask: bool, json_path: str | None, report_path: str | None,
-                 max_runs: int | None, budget: float | None, color: bool | None,
+                 irq_allocs: bool, seeds: int, no_shrink: bool, no_snapshot: bool, frames: int,
+                 workers: int | None, scheduler: str | None, local_dask: bool, json_path: str | None,
+                 report_path: str | None, max_runs: int | None, budget: float | None, color: bool | None,
                  **run_kw: Any) -> None:  # fmt: skip
     """Rerun each FIRMWARE with every allocation failing in turn (and interrupts at every
     point, and random schedules under many seeds); report each distinct bug once with
@@ -108,7 +110,7 @@ def campaign_cmd(firmware: tuple[str, ...], fail_each: bool, per_site: bool, dep
     sweep = cp.Sweep(fail_each=fail_each, per_site=per_site, depth=depth, irq_points=irq_points, seeds=seeds,
                      frames=frames, irq_allocs=irq_allocs)  # fmt: skip
     deadline = None if budget is None else time.monotonic() + budget
-    targets, jobs = _plan(firmware, sweep, run_kw, max_runs)
+    targets, jobs = _plan(firmware, sweep, run_kw, max_runs, restore=not no_snapshot)
     state = cp.Campaign(jobs)
     interrupted = False
     try:
@@ -166,8 +168,8 @@ def _need_dask() -> None:
         fail(INSTALL_HINT, EXIT_USAGE)
 
 
-def _plan(firmware: tuple[str, ...], sweep: cp.Sweep, run_kw: dict[str, Any],
-          max_runs: int | None) -> tuple[list[Target], list[cp.Job]]:  # fmt: skip
+def _plan(firmware: tuple[str, ...], sweep: cp.Sweep, run_kw: dict[str, Any], max_runs: int | None,
+          restore: bool = True) -> tuple[list[Target], list[cp.Job]]:  # fmt: skip
     """The baseline of each firmware and the jobs of all of them (at most max_runs, in plan order)."""
     targets: list[Target] = []
     jobs: list[cp.Job] = []
@@ -179,7 +181,7 @@ def _plan(firmware: tuple[str, ...], sweep: cp.Sweep, run_kw: dict[str, Any],
                 clean, requests = cp.baseline(options)
                 times = alloc_times(options) if sweep.irq_allocs and clean.test_line is not None else []
                 planned = cp.plan(options, sweep, clean, requests, cp.schedule_of(options), start=len(jobs),
-                                  alloc_times=times)  # fmt: skip
+                                  alloc_times=times, restore=restore)  # fmt: skip
             except BadInput as exc:
                 fail(exc)
             if max_runs is not None:

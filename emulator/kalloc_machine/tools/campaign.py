@@ -16,8 +16,10 @@ SQLite's and Linux's fail_nth way, deterministic. For each firmware:
                   handler the firmware registered pre-empts each one once (`--irq-at`);
       seeds       the user's `--irq-every/--irq-jitter/--fail-prob` schedule under
                   seeds 0..S-1;
- 3. every job is a fresh `kalloc run` (a Session), executed by campaign_exec (serially,
-    by a local process pool, or on Dask); each returns only its bug signatures;
+ 3. every job is a `kalloc run` executed by campaign_exec (serially, by a local process
+    pool, or on Dask), restored from a snapshot of the booted machine where that is exact
+    (campaign_snapshot; `Job.restore`), else a fresh Session; each returns only its bug
+    signatures;
  4. `Campaign.add()` folds the results in plan order, `verify()` reruns each signature's
     smallest reproducer from its `kalloc run` arguments and keeps its full report.
 
@@ -48,6 +50,7 @@ from kalloc.failslab import FailConfig
 from kalloc_machine.bridge import faultinject
 from kalloc_machine.report.symbols import Symbolizer
 from kalloc_machine.session import BadInput, RunOptions, Session
+from kalloc_machine.tools.campaign_snapshot import restored
 from kalloc_machine.tools.explore import Baseline
 from kalloc_machine.tools.options import RUN_OPTIONS, run_args
 
@@ -94,6 +97,7 @@ class Job:
     dimension: str
     known: frozenset[Place] = frozenset()
     frames: int = 3
+    restore: bool = True  # from a snapshot of the booted machine where exact (campaign_snapshot)
 
     def size(self) -> tuple[int, int]:
         """Smaller is a better reproducer: fewest perturbations, then earliest in the plan."""
@@ -219,8 +223,8 @@ def bugs(report: dict[str, Any], firmware: str, known: frozenset[Place],
 
 
 def run_job(job: Job) -> JobResult:
-    """Run one job (a fresh Session) and keep its bug signatures: the function workers call."""
-    outcome = Session(job.options).run()
+    """Run one job (restored, or a fresh Session) and keep its bug signatures: the function workers call."""
+    outcome = (restored(job.options) if job.restore else None) or Session(job.options).run()
     name = str(job.options.firmware)
     return JobResult(job.index, outcome.exit_status, bugs(outcome.report, name, job.known, job.frames))
 
@@ -229,7 +233,7 @@ def run_job(job: Job) -> JobResult:
 
 
 def plan(base: RunOptions, sweep: Sweep, clean: Baseline, requests: Requests, schedule: RunOptions,
-         start: int = 0, alloc_times: Sequence[int] = ()) -> list[Job]:  # fmt: skip
+         start: int = 0, alloc_times: Sequence[int] = (), restore: bool = True) -> list[Job]:  # fmt: skip
     """The jobs of one firmware, numbered from `start` (module docstring, step 2).
 
     `base` carries the --fail-* filters (fail-each's runs keep them); `schedule` the
@@ -257,7 +261,7 @@ def plan(base: RunOptions, sweep: Sweep, clean: Baseline, requests: Requests, sc
         options += [("irq-alloc", dataclasses.replace(clean.options, irq_at=(t,))) for t in alloc_times]
     for seed in range(sweep.seeds):
         options.append(("seeds", dataclasses.replace(schedule, seed=seed)))
-    return [Job(start + i, o, dim, known, sweep.frames) for i, (dim, o) in enumerate(options)]
+    return [Job(start + i, o, dim, known, sweep.frames, restore) for i, (dim, o) in enumerate(options)]
 
 
 def schedule_of(options: RunOptions) -> RunOptions:
