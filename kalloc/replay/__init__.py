@@ -19,6 +19,8 @@ kalloc_machine.tools.fwreplay; the command is kalloc.cli.replay).
     forecast    the observer of a long session: per-step figures, each probe's cliff
     forecastplot  the forecast's timeline, the cliff map, memory by tag stacked
     budgets     budgets files and a trace's memory per tag (`--budgets`)
+    pagegrid    the page grid's data: owners, slab fullness, vmalloc pages, tags per page
+    gridplot    the page grid drawn (PNG), a session as a GIF and small multiples
     traces/     the shipped traces (`shipped_traces()`), with their NOTICE.md
 
 Invariants:
