@@ -19,7 +19,9 @@ Figures (issue "Benchmarks", targets beside them):
  5. scale: boot time of 16 MiB / 256 MiB / 1 GiB boards (1 GiB < 1 s), kmalloc cost
     on 1 GiB vs 16 MiB (≤ 1.5×), resident memory per GiB of emulated RAM;
  6. utilization of trace replays: the default replay heap over the shipped traces (kalloc replay);
- 7. the machine's always-on parts: translation on vs off, snapshot restore vs boot.
+ 7. the machine's always-on parts: translation on vs off, snapshot restore vs boot;
+ 8. campaigns: runs/s with 1 and 2 local workers and a 2-worker Dask LocalCluster, a campaign
+    run vs a plain `kalloc run` (snapshot restore vs boot): tools/campaign_bench.py.
 
 The command, its table and its JSON file are kalloc.cli.bench; this module measures
 (with tools/benchkit.py, the parts of a figure, and tools/benchmachine.py, the machine's figures).
@@ -46,7 +48,7 @@ from typing import Any
 
 import kalloc
 import kalloc_machine
-from kalloc_machine.board import BOARDS_DIR
+from kalloc_machine.board import BOARDS_DIR, load_board
 from kalloc_machine.sdk import default_firmware, prebuilt
 from kalloc_machine.session import RunOptions, Session
 from kalloc_machine.tools.benchchurn import bench_churn
@@ -58,6 +60,7 @@ from kalloc_machine.tools.benchkit import (
     per_iter,
 )
 from kalloc_machine.tools.benchmachine import bench_emulation, bench_machine
+from kalloc_machine.tools.campaign_bench import bench_campaign
 
 
 def bench_allocation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
@@ -108,7 +111,8 @@ def bench_sanitizers(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]
 
         return run
 
-    demo, kasan_demo = str(default_firmware()), str(prebuilt("kasan_demo"))
+    isa = load_board(s.board).cpu.isa  # the board's ISA's demo and KASAN demo (build/armv7m/ on Cortex-M)
+    demo, kasan_demo = str(default_firmware(isa)), str(prebuilt("kasan_demo", isa))
     runs = {"off": demo_run("off", demo), "poison": demo_run("poison", demo),
             "hook": demo_run("kasan", demo), "compiled": demo_run("kasan", kasan_demo)}  # fmt: skip
     med = interleaved(runs, s.reps, tick)
@@ -219,6 +223,7 @@ SUITE: dict[str, Callable[[BenchSettings, Callable[[], None]], list[Figure]]] = 
     "scale": bench_scale,
     "machine": bench_machine,
     "utilization": bench_utilization,
+    "campaign": bench_campaign,
 }
 
 

@@ -150,7 +150,8 @@ def _on_dask(jobs: Sequence[Job], on_result: Callable[[JobResult], None], schedu
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True)
+        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None)  # no web server: a campaign's cluster lives minutes
         client = Client(cluster)
     try:
         blobs = client.scatter(ship(jobs), broadcast=True)

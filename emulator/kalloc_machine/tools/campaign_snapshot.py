@@ -98,6 +98,11 @@ def _cached(options: RunOptions) -> Booted | None:
     return booted
 
 
+def forget() -> None:
+    """Drop this process's boots and snapshots (the bench: each sample pays its own boot)."""
+    _booted.clear()
+
+
 def restorable(options: RunOptions) -> bool:
     """Could a job with these options be restored at all (no random schedule)?"""
     return not (options.irq_every or options.fail_prob)
