@@ -146,7 +146,7 @@ def lab_cmd(
     err = stderr(color)
     paths = list(traces) or [str(TRACES_DIR / name) for name in DEFAULT_TRACES]
     try:
-        check_elf(student)
+        check_elf(student, isa=load_board(board).cpu.isa)  # an ELF for the board's ISA
         label = load_board(board).label
         loaded = [load(p) for p in paths]
     except (NotALabElf, TraceError, ValueError, OSError) as exc:

@@ -9,7 +9,10 @@ for each ISA (firmware/build/tests/ and firmware/build/armv7m/tests/).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 from kalloc_machine.memlayout import IDLE_SLED_SIZE
@@ -102,3 +105,21 @@ def test_the_plugin_runs_the_same_suite_on_either_board(pytester: pytest.Pyteste
     assert "free_again (firmware/tests/uaf_then_double_free.c:19)" in out
     assert "called from test_wrong_pair (test_user.py:13)" in out  # the frame the harness adds
     assert f"on board {board}" in out
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no ARM cross toolchain")
+def test_kalloc_lab_grades_an_allocator_built_for_cortex_m(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from kalloc_machine.sdk import sdk_dir
+
+    from kalloc.cli import main
+    from kalloc.replay import TRACES_DIR
+
+    elf = tmp_path / "implicit.elf"
+    src = sdk_dir() / "lab" / "examples" / "implicit.c"
+    make = ["make", "-s", "-C", str(sdk_dir()), "ARCH=armv7m", "LAB=1", f"APP={src}", f"OUT={elf}"]
+    subprocess.run(make, check=True, capture_output=True, timeout=300)
+    trace = str(TRACES_DIR / "short-lived.rep")
+    res = CliRunner().invoke(main, ["lab", "--board", "stm32f4", "--heap-max", "64K", str(elf), trace])
+    assert res.exit_code == 0, res.output
+    assert "short-lived.rep" in res.output and " ok " in res.output

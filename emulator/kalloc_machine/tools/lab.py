@@ -87,12 +87,13 @@ class TraceRun:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def check_elf(elf: str) -> None:
-    """NotALabElf when `elf` lacks the lab driver or a required mm_* function."""
+def check_elf(elf: str, *, isa: str = "rv32imac") -> None:
+    """NotALabElf when `elf` lacks the lab driver or a required mm_* function, or is not
+    built for `isa` (the board's)."""
     from kalloc_machine.elf import load_firmware
 
     try:
-        fw = load_firmware(elf)
+        fw = load_firmware(elf, isa)
     except Exception as exc:  # ElfError, OSError: one line
         raise NotALabElf(f"{elf}: {exc}") from None
     missing = [name for name in REQUIRED if fw.symbol_addr(name) is None]
