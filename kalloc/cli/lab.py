@@ -1,7 +1,8 @@
 """`kalloc lab`: grade a student's allocator (mm_malloc, mm_free, mm_realloc) running in firmware.
 
     kalloc lab STUDENT.elf [TRACE ...] [--align 8|16] [--heap-max BYTES] [--op-budget N]
-               [--mm-check] [--check-every N] [--board B] [--json FILE] [-q]
+               [--mm-check] [--check-every N] [--guard G] [--sanitize kasan] [--uninit]
+               [--irq [--seed N] [--irq-period N]] [--board B] [--json FILE] [-q]
 
 STUDENT.elf is a student's file linked into the lab driver
 (`make -C "$(kalloc sdk)" LAB=1 APP=/abs/student.c OUT=/abs/student.elf`). Every trace
@@ -9,7 +10,10 @@ STUDENT.elf is a student's file linked into the lab driver
 is replayed through the student's code on a fresh machine and checked after every
 operation (kalloc_machine.tools.lab); the first broken rule stops that trace with a
 report: operation, trace line, blocks, the student's function and line. Scores as
-kalloc_machine.tools.labscore. docs/teaching.md, "Lab: write your own allocator".
+kalloc_machine.tools.labscore. `--sanitize=kasan` (an ELF built with KASAN=1) runs compiled
+KASAN on the student's heap, `--uninit` adds uninitialised-read hints (warnings, the exit
+status does not change), `--irq` the interrupt round. docs/lab.md (the handout),
+docs/instructor.md (autograding), docs/teaching.md ("Lab: write your own allocator").
 
 Invariants:
  1. Exit status: 0 every trace correct; 64 a trace broke a rule (alignment, bounds,
@@ -31,7 +35,7 @@ import click
 from kalloc_machine.board import load_board
 from kalloc_machine.session import EXIT_ERROR, EXIT_FAULT, EXIT_TIMEOUT
 from kalloc_machine.tools.lab import LabOptions, NotALabElf, check_elf, run_trace
-from kalloc_machine.tools.labscore import document, table, violation_lines
+from kalloc_machine.tools.labscore import document, hint_lines, table, violation_lines
 
 from kalloc.cli.options import (
     color_option,
@@ -119,6 +123,28 @@ def _bytes(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     "replays a failed trace with it to name the cause; 'always' runs every trace with it (slower: "
     "every heap access calls the hook); 'off' never.",
 )
+@run_option(
+    "sanitize",
+    type=click.Choice(["off", "kasan"]),
+    default="off",
+    help="kasan: compiled KASAN on the student's heap (the ELF built with LAB=1 KASAN=1): an access of "
+    "their code inside a live payload is reported at the access.",
+)
+@click.option(
+    "--uninit", is_flag=True, help="Hints (warnings) where the student's code reads heap bytes nothing wrote."
+)
+@click.option(
+    "--irq", is_flag=True, help="The interrupt round: a timer handler allocates and frees while traces run."
+)
+@run_option("seed", help="Seed of the interrupt round's timer (same seed, same interrupts).")
+@click.option(
+    "--irq-period",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=50),
+    metavar="N",
+    help="Mean instructions between the interrupt round's ticks.",
+)
 @run_option("board", help="Board the lab firmware runs on.")
 @json_option("Write the scores and reports ('-': stdout).")
 @quiet_option("No table.")
@@ -132,6 +158,11 @@ def lab_cmd(
     mm_check: bool,
     check_every: int,
     guard: str,
+    sanitize: str,
+    uninit: bool,
+    irq: bool,
+    seed: int,
+    irq_period: int,
     board: str,
     json_path: str | None,
     quiet: bool,
@@ -146,7 +177,7 @@ def lab_cmd(
     err = stderr(color)
     paths = list(traces) or [str(TRACES_DIR / name) for name in DEFAULT_TRACES]
     try:
-        check_elf(student, isa=load_board(board).cpu.isa)  # an ELF for the board's ISA
+        check_elf(student, sanitize, isa=load_board(board).cpu.isa)  # an ELF for the board's ISA
         label = load_board(board).label
         loaded = [load(p) for p in paths]
     except (NotALabElf, TraceError, ValueError, OSError) as exc:
@@ -159,6 +190,11 @@ def lab_cmd(
         mm_check=mm_check,
         guard=guard,
         check_all_every=check_every,
+        sanitize=sanitize,
+        uninit=uninit,
+        irq=irq,
+        seed=seed,
+        irq_period=irq_period,
     )
     runs = []
     with steps("grading", total=len(loaded), color=color) as bar:
@@ -169,9 +205,9 @@ def lab_cmd(
     doc = document(Path(student).name, options, runs, label)
     con = err if json_path == "-" else console(color, terminal_width=120)
     for tr in doc["traces"]:
-        if tr["violation"] is not None:
-            for line in violation_lines(tr):
-                con.print(line, markup=False, highlight=False)
+        lines = hint_lines(tr) + (violation_lines(tr) if tr["violation"] is not None else [])
+        for line in lines:
+            con.print(line, markup=False, highlight=False)
     if not quiet:
         con.print(table(doc))
     if json_path:

@@ -14,6 +14,11 @@ the request and its line in the trace file, the blocks, and the function and lin
 the student's code — for overwritten contents, the very store that wrote them
 (tools/labwatch.py replays the trace with a write watch on the first wrong byte).
 
+Optional detectors, each its own module, each told of every call (`before_call`,
+`after_call`) and of the record's changes: compiled KASAN on the student's heap
+(tools/labkasan.py, `--sanitize=kasan`), the uninitialised-read hints
+(tools/labinit.py, `--uninit`) and the interrupt round (tools/labirq.py, `--irq`).
+
 A call that does not return is a violation too: a CPU fault, a panic or a stack
 overflow (kalloc's report: kind, pc, backtrace), or an instruction budget per operation
 spent (an infinite loop: where the CPU was).
@@ -37,11 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from kalloc.replay.trace import ALLOC, CALLOC, FREE, MEMALIGN, REALLOC, Op, Trace, format_op
+from kalloc_machine.bridge.kasan import COMPILED_MARKER
 from kalloc_machine.report.symbols import Symbolizer
 from kalloc_machine.session import RunOptions
 from kalloc_machine.tools.harness import Target
 from kalloc_machine.tools.labcheck import HeapRecord, Violation, pattern, request_lines
 from kalloc_machine.tools.labguard import PayloadGuard
+from kalloc_machine.tools.labinit import InitTracker
+from kalloc_machine.tools.labirq import IrqRound
+from kalloc_machine.tools.labkasan import LabKasan
+from kalloc_machine.tools.labplace import at_op, place
 
 REQUIRED = ("lab_init", "mm_init", "mm_malloc", "mm_free", "mm_realloc")
 ENTRY_OF = {
@@ -71,6 +81,11 @@ class LabOptions:
     mm_check: bool = False  # call mm_check after every operation (when the student wrote one)
     check_all_every: int = 0  # verify every live block every N operations (0: at the end only)
     guard: str = "explain"  # the payload guard (tools/labguard.py): explain | always | off
+    sanitize: str = "off"  # "kasan": compiled KASAN on the heap (tools/labkasan.py)
+    uninit: bool = False  # uninitialised-read hints (tools/labinit.py)
+    irq: bool = False  # the interrupt round (tools/labirq.py)
+    seed: int = 0  # the interrupt round's seed
+    irq_period: int = 500  # mean instructions between the handler's ticks
 
 
 @dataclass(slots=True)
@@ -85,11 +100,13 @@ class TraceRun:
     violation: dict[str, Any] | None = None
     status: str = "ok"  # ok | error | fault | timeout
     figures: dict[str, Any] = field(default_factory=dict)
+    hints: list[dict[str, Any]] | None = None  # --uninit: the hints (tools/labinit.py)
+    irq: dict[str, int] | None = None  # --irq: the round's counters (tools/labirq.py)
 
 
-def check_elf(elf: str, *, isa: str = "rv32imac") -> None:
-    """NotALabElf when `elf` lacks the lab driver or a required mm_* function, or is not
-    built for `isa` (the board's)."""
+def check_elf(elf: str, sanitize: str = "off", *, isa: str = "rv32imac") -> None:
+    """NotALabElf when `elf` lacks the lab driver or a required mm_* function (or, for
+    sanitize="kasan", compiled KASAN checks), or is not built for `isa` (the board's)."""
     from kalloc_machine.elf import load_firmware
 
     try:
@@ -102,6 +119,11 @@ def check_elf(elf: str, *, isa: str = "rv32imac") -> None:
             f"{Path(elf).name} is not a lab firmware: no {', '.join(missing)} (build it with "
             'make -C "$(kalloc sdk)" LAB=1 APP=/abs/student.c OUT=/abs/student.elf)'
         )
+    if sanitize == "kasan" and fw.symbol_addr(COMPILED_MARKER) is None:
+        raise NotALabElf(
+            f"{Path(elf).name} has no compiled KASAN checks: --sanitize=kasan needs it built with "
+            'KASAN=1 (make -C "$(kalloc sdk)" LAB=1 KASAN=1 APP=/abs/student.c OUT=/abs/student.elf)'
+        )
 
 
 class LabMachine:
@@ -113,7 +135,7 @@ class LabMachine:
             RunOptions(
                 firmware=elf,
                 board=options.board,
-                sanitize="off",
+                sanitize=options.sanitize,
                 quantum=LAB_QUANTUM,
                 max_instructions=1 << 62,
                 timeout_s=3600.0,
@@ -123,27 +145,37 @@ class LabMachine:
         self.has = 0
         self.symbolizer = Symbolizer(self.target.firmware, None)
         self.guard: PayloadGuard | None = None
+        self.exts: list[Any] = []  # the optional detectors (module doc)
+        self.irq: IrqRound | None = None
+        self.op = -1  # the operation in progress (-1: mm_init)
 
     def start(self, record: HeapRecord) -> None:
-        """lab_init: the region (Violation "init-failed" when refused), then the student's mm_init."""
-        t = self.target
-        t.write_u32("lab_heap_max", self.options.heap_max)
-        result, _ = self.call("lab_init")
-        self.has = self.call("lab_has")[0]
-        if result == 0xFFFF_FFFE:
+        """The region (Violation "init-failed" when refused), the detectors, then the student's mm_init."""
+        t, o = self.target, self.options
+        t.write_u32("lab_heap_max", o.heap_max)
+        if self.call("lab_heap_reserve")[0] != 0:
             raise Violation(
                 "init-failed",
-                f"the page allocator could not reserve a {self.options.heap_max} byte "
+                f"the page allocator could not reserve a {o.heap_max} byte "
                 "heap on this board (lower --heap-max)",
             )
         record.lo = record.brk = t.read_u32("lab_heap_lo")
         record.limit = record.lo + t.read_u32("lab_heap_max")
+        if o.sanitize == "kasan":
+            self.exts.append(LabKasan(self, record))
+        if o.uninit:
+            self.exts.append(InitTracker(self, record))
+        result, _ = self.call("lab_init")
+        self.has = self.call("lab_has")[0]
         if result != 0:
             raise Violation(
                 "init-failed", f"mm_init returned {result - (1 << 32) if result >> 31 else result}, not 0"
             )
-        if self.options.guard == "always":
+        if o.guard == "always":
             self.guard = PayloadGuard(self, record)
+        if o.irq:
+            self.irq = IrqRound(self, record, o.seed, o.irq_period)
+            self.exts.append(self.irq)
 
     def call(self, function: str, *args: int) -> tuple[int, int]:
         """(a0, instructions) of one call; Violation when it does not return."""
@@ -151,12 +183,17 @@ class LabMachine:
         uc = m.uc
         entry, stop_at = t.function_addr(function), t.call_sites.stop_for(None)
         saved = uc.context_save()
+        for ext in self.exts:
+            ext.before_call(function, args)
         m.isa.call_setup(uc, entry, args, stop_at)
         before = m.instructions
         stop = t.run(until=stop_at, instructions=self.options.op_budget)
+        seen = [v for v in (ext.after_call(function) for ext in self.exts) if v is not None]
         if stop.reason != "break":
             hit = self.guard.take() if self.guard is not None else None
-            raise hit or self._stopped(function, stop.reason)  # the crash or loop follows from the hit
+            raise hit or next(iter(seen), None) or self._stopped(function, stop.reason)  # the cause first
+        if seen:
+            raise seen[0]
         a0 = m.isa.return_value(uc)
         uc.context_restore(saved)
         return a0, m.instructions - before
@@ -217,21 +254,32 @@ def run_trace(
         for i, op in enumerate(trace.ops):
             if stop_after is not None and i > stop_after:
                 break
+            lab.op = i
             run.instructions += _perform(lab, record, op, i, run)
             run.ops += 1
             if on_op is not None:
                 on_op(i, lab)
         else:
+            if lab.irq is not None:
+                run.irq = lab.irq.stop()
             record.verify_all("by the end of the trace")
     except Violation as v:
-        run.violation = _place(v, lab, trace, i, path, None if watch else elf, options)
+        if lab.irq is not None:
+            lab.irq.explain(v)
+        run.violation = place(v, lab, trace, i, path, None if watch else elf, options)
         run.status = STATUS_OF.get(v.kind, "error")
-        if options.guard == "explain" and not watch:
+        if options.guard == "explain" and not watch and not v.extra:
             guarded = run_trace(
                 elf, trace, replace(options, guard="always"), path=path, stop_after=i, watch=True
             )
             if guarded.violation is not None and guarded.violation["kind"] == "payload-access":
                 run.violation, run.status = guarded.violation, "error"  # the cause of what was seen
+    if lab.irq is not None and run.irq is None:
+        run.irq = lab.irq.counters()
+    tracker = next((e for e in lab.exts if isinstance(e, InitTracker)), None)
+    if tracker is not None:
+        lines = request_lines(path, trace)
+        run.hints = tracker.report(lambda k: at_op(trace, lines, k))
     return run
 
 
@@ -260,6 +308,8 @@ def _perform(lab: LabMachine, rec: HeapRecord, op: Op, i: int, run: TraceRun) ->
     if hit is not None:  # after the checks of what the call returned: an overlap is reported as one
         raise hit
     rec.verify_around(where, f"during operation {i + 1} ({format_op(op)})")
+    if lab.irq is not None:
+        lab.irq.after_op(i)
     every = lab.options.check_all_every
     if every and (i + 1) % every == 0:
         rec.verify_all(f"by operation {i + 1}")
@@ -342,43 +392,3 @@ def _realloc(lab: LabMachine, rec: HeapRecord, op: Op, i: int) -> tuple[int, int
     lab.target.write(addr + keep, tail)
     rec.add(op.id, addr, op.size, old.data[:keep] + tail, i)
     return addr, n
-
-
-def _place(
-    v: Violation,
-    lab: LabMachine,
-    trace: Trace,
-    i: int,
-    path: str | None,
-    elf: str | None,
-    options: LabOptions,
-) -> dict[str, Any]:
-    """The violation as the report entry: op, request, trace line, blocks, the student's code."""
-    ops = trace.ops
-    op = ops[i] if 0 <= i < len(ops) else None
-    lines = request_lines(path, trace) if op is not None else []
-    frames = list(v.frames)
-    if v.kind == "corrupted" and elf is not None and v.addr is not None and v.since_op is not None:
-        from kalloc_machine.tools.labwatch import find_writer
-
-        frames = find_writer(elf, trace, options, v.addr, v.since_op, i) or frames
-    if not frames and op is not None:
-        function = {FREE: "mm_free", REALLOC: "mm_realloc"}.get(op.kind, "mm_malloc")
-        if op.kind == CALLOC and lab.has & 1:
-            function = "mm_calloc"
-        frames = [lab.locate(function)]
-    elif not frames:
-        frames = [lab.locate("mm_init")]
-    top = next((f for f in frames if f.get("file") and not str(f["file"]).startswith("firmware/")), frames[0])
-    return {
-        "kind": v.kind,
-        "message": v.message,
-        "op": i + 1 if op is not None else 0,
-        "request": format_op(op) if op is not None else "mm_init",
-        "trace_line": lines[i] if op is not None else None,
-        "blocks": v.blocks,
-        "pc": top.get("pc"),
-        "symbol": top.get("symbol"),
-        "location": {"file": top.get("file"), "line": top.get("line")},
-        "backtrace": frames,
-    }

@@ -14,6 +14,10 @@ against this record, what the allocator handed out:
   every operation's block, and in every live block at the end of the trace; a
   realloc must keep min(old, new) bytes and a calloc must hand out zeros.
 
+Blocks the timer handler of the interrupt round holds (tools/labirq.py) are recorded
+too, with ids from IRQ_BASE (IRQ_BASE + the handler's allocation number), so every
+rule above applies between them and the trace's blocks.
+
 `request_lines` maps each request of a trace to its line in the trace file.
 
 `Violation` is one broken rule, with the blocks involved; lab.py adds where it was
@@ -37,6 +41,7 @@ from typing import Any
 from kalloc.replay.trace import Trace
 
 _TABLE = random.Random(0x1AB).randbytes(8192)
+IRQ_BASE = 1_000_000_000  # ids of the timer handler's blocks: IRQ_BASE + its allocation number
 
 
 def pattern(ident: int, size: int, start: int = 0) -> bytes:
@@ -62,6 +67,15 @@ class Block:
     def as_dict(self) -> dict[str, int]:
         return {"id": self.ident, "addr": self.addr, "size": self.size}
 
+    def name(self) -> str:
+        """How reports name it: 'object 12', or 'the timer handler's block #3'."""
+        if self.ident >= IRQ_BASE:
+            return f"the timer handler's block #{self.ident - IRQ_BASE}"
+        return f"object {self.ident}"
+
+
+Listener = Callable[[str, Block], None]  # ("add" | "remove", block), after the record changed
+
 
 @dataclass(slots=True)
 class Violation(Exception):
@@ -74,6 +88,7 @@ class Violation(Exception):
     addr: int | None = None
     since_op: int | None = None  # contents: the op after which the bytes were last right
     frames: list[dict[str, Any]] = field(default_factory=list)  # where it happened, when known
+    extra: dict[str, Any] = field(default_factory=dict)  # more keys of the report entry (KASAN's access)
 
     def __str__(self) -> str:
         return self.message
@@ -95,6 +110,7 @@ class HeapRecord:
     payload: int = 0  # live payload bytes
     peak_payload: int = 0
     peak_brk: int = 0
+    listeners: list[Listener] = field(default_factory=list)  # the shadow, the uninit tracker
 
     # -- the heap's bounds ---------------------------------------------------------------------
     def set_break(self, brk: int, lo: int) -> None:
@@ -135,8 +151,9 @@ class HeapRecord:
         if other is not None:
             raise Violation(
                 "overlap",
-                f"{what} returned [{addr:#x}, {addr + size:#x}), which overlaps live "
-                f"object {other.ident} [{other.addr:#x}, {other.addr + other.size:#x})",
+                f"{what} returned [{addr:#x}, {addr + size:#x}), which overlaps "
+                f"{'live ' if other.ident < IRQ_BASE else ''}{other.name()} "
+                f"[{other.addr:#x}, {other.addr + other.size:#x})",
                 [{"id": -1, "addr": addr, "size": size}, other.as_dict()],
             )
 
@@ -157,15 +174,21 @@ class HeapRecord:
         bisect.insort(self.starts, addr)
         self.by_start[addr] = ident
         self.written_at[ident] = op
-        self.payload += size
-        self.peak_payload = max(self.peak_payload, self.payload)
+        if ident < IRQ_BASE:  # the handler's blocks are checked, not scored
+            self.payload += size
+            self.peak_payload = max(self.peak_payload, self.payload)
+        for listen in self.listeners:
+            listen("add", block)
 
     def remove(self, ident: int) -> Block:
         block = self.blocks.pop(ident)
         i = bisect.bisect_left(self.starts, block.addr)
         del self.starts[i]
         del self.by_start[block.addr]
-        self.payload -= block.size
+        if ident < IRQ_BASE:
+            self.payload -= block.size
+        for listen in self.listeners:
+            listen("remove", block)
         return block
 
     # -- contents ---------------------------------------------------------------------------------------
@@ -177,7 +200,7 @@ class HeapRecord:
         off = next(i for i in range(block.size) if got[i] != block.data[i])
         raise Violation(
             "corrupted",
-            f"object {block.ident} [{block.addr:#x}, {block.addr + block.size:#x}) "
+            f"{block.name()} [{block.addr:#x}, {block.addr + block.size:#x}) "
             f"was overwritten {when}: byte {off} ({block.addr + off:#x}) is "
             f"{got[off]:#04x}, the lab wrote {block.data[off]:#04x}",
             [block.as_dict()],

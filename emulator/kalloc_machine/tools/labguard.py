@@ -16,8 +16,8 @@ raises it when the call returns, or instead of the crash the garbage caused.
 
 Invariants:
  1. Accesses to the current operation's block, to free memory and to metadata are never
-    reported; a payload is guarded from the moment the lab recorded it until the
-    operation that frees or resizes it.
+    reported, nor (the interrupt round) to the timer handler's blocks; a payload is
+    guarded from the moment the lab recorded it until the operation that frees or resizes it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import unicorn
 
-from kalloc_machine.tools.labcheck import Violation
+from kalloc_machine.tools.labcheck import IRQ_BASE, Violation
 
 if TYPE_CHECKING:
     from kalloc_machine.tools.lab import LabMachine
@@ -52,8 +52,8 @@ class PayloadGuard:
         if i < 0:
             return
         block = rec.blocks[rec.by_start[rec.starts[i]]]
-        if block.ident == self.current or address >= block.addr + block.size:
-            return
+        if block.ident == self.current or block.ident >= IRQ_BASE or address >= block.addr + block.size:
+            return  # the operation's own block, the timer handler's (it frees them itself), or no payload
         frames = self.lab.frames(self.lab.target.machine.isa.pc(uc))
         verb = "wrote" if access == unicorn.UC_MEM_WRITE else "read"
         self.hit = Violation(

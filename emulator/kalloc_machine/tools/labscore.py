@@ -39,7 +39,13 @@ def figures(run: TraceRun) -> dict[str, Any]:
     peak_break = rec.peak_brk if rec else 0
     committed = -(-peak_break // PAGE) * PAGE
     ok = run.violation is None
+    extra: dict[str, Any] = {}
+    if run.hints is not None:  # --uninit
+        extra["hints"] = run.hints
+    if run.irq is not None:  # --irq
+        extra["irq"] = run.irq
     return {
+        **extra,
         "trace": run.trace,
         "status": run.status,
         "ops": run.ops,
@@ -86,6 +92,7 @@ def document(elf_name: str, options: LabOptions, runs: list[TraceRun], board_lab
             "op_budget": options.op_budget,
             "mm_check": options.mm_check,
             "guard": options.guard,
+            **_used(options),
         },
         "scoring": {
             "utilization_weight": UTIL_WEIGHT,
@@ -95,6 +102,18 @@ def document(elf_name: str, options: LabOptions, runs: list[TraceRun], board_lab
         "traces": traces,
         "total": total,
     }
+
+
+def _used(options: LabOptions) -> dict[str, Any]:
+    """The options of the optional detectors, only when used (a plain run keeps its bytes)."""
+    out: dict[str, Any] = {}
+    if options.sanitize != "off":
+        out["sanitize"] = options.sanitize
+    if options.uninit:
+        out["uninit"] = True
+    if options.irq:
+        out["irq"] = {"seed": options.seed, "period": options.irq_period}
+    return out
 
 
 def table(doc: dict[str, Any]) -> Table:
@@ -154,4 +173,26 @@ def violation_lines(tr: dict[str, Any]) -> list[str]:
         floc = f" ({f['file']}:{f['line']})" if f.get("file") else ""
         pc = f"{f['pc']:#010x} " if f.get("pc") is not None else ""
         out.append(f"    {pc}{f.get('symbol') or '??'}{floc}")
+    return out
+
+
+def hint_lines(tr: dict[str, Any]) -> list[str]:
+    """A trace's hints and interrupt round, one fact per line (before its violation, if any)."""
+    out = []
+    for h in tr.get("hints") or []:
+        loc = h.get("location") or {}
+        at = f"{h.get('symbol') or '??'}" + (f" ({loc['file']}:{loc['line']})" if loc.get("file") else "")
+        where = tr["trace"] + (f":{h['trace_line']}" if h.get("trace_line") else "")
+        times = f", {h['count']:,} times" if h["count"] > 1 else ""
+        out += [
+            f"hint: {h['kind']}: {h['message']}",
+            f"  first at operation {h['op']} ({h['request']}) at {where}{times}",
+            f"  in {at}",
+        ]
+    irq = tr.get("irq")
+    if irq is not None:
+        out.append(
+            f"irq round on {tr['trace']}: {irq['ticks']:,} ticks ({irq['in_call']:,} inside a trace "
+            f"operation), {irq['seq']:,} handler allocations, {irq['frees']:,} frees, {irq['nulls']:,} NULL"
+        )
     return out

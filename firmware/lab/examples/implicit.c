@@ -9,15 +9,30 @@
  * never tests for the heap's ends. Correct, simple and slow: mm_malloc walks
  * every block. docs/teaching.md, "Lab: write your own allocator".
  *
- * The buggy examples (overlap.c, misaligned.c, realloc_lost.c, overrun.c)
- * include this file with one LAB_BUG_* macro defined: each bug is a one-line
- * change marked "lab example bug" below, and the lab must catch each one.
+ * Interrupt-safe: mm_malloc and mm_free run their heap updates under
+ * local_irq_save, so `kalloc lab --irq` (a timer handler that allocates and
+ * frees while the trace runs) finds the heap consistent at every tick.
+ *
+ * The buggy examples (overlap.c, misaligned.c, realloc_lost.c, overrun.c,
+ * prev_header.c, irq_race.c, realloc_overread.c) include this file with one
+ * LAB_BUG_* macro defined: each bug is a small change marked "lab example
+ * bug" below, and the lab must catch each one.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include <kalloc.h> /* local_irq_save / local_irq_restore */
+
 #include "lab.h"
+
+#ifdef LAB_BUG_IRQ_RACE
+#define IRQ_SAVE(flags) ((flags) = 0)              /* lab example bug: interrupts stay on */
+#define IRQ_RESTORE(flags) ((void)(flags))
+#else
+#define IRQ_SAVE(flags) local_irq_save(flags)
+#define IRQ_RESTORE(flags) local_irq_restore(flags)
+#endif
 
 #define WSIZE 4
 #define DSIZE 8
@@ -113,6 +128,9 @@ static void place(char *bp, uint32_t asize)
         PUT(HDRP(bp), PACK(csize - asize, 0));
         PUT(FTRP(bp), PACK(csize - asize, 0));
     } else {
+#ifdef LAB_BUG_PREV_HEADER
+        PUT(HDRP(bp) - DSIZE, PACK(csize, 1));     /* lab example bug: the header a double word low */
+#endif
 #ifdef LAB_BUG_OVERLAP
         PUT(HDRP(bp), PACK(csize, 0));             /* lab example bug: never marked allocated */
         PUT(FTRP(bp), PACK(csize, 0));
@@ -125,27 +143,31 @@ static void place(char *bp, uint32_t asize)
 
 void *mm_malloc(size_t size)
 {
+    unsigned long flags;
     if (size == 0 || size > 0x7fffffffu - 2 * DSIZE)
         return NULL;
     uint32_t asize = adjusted(size);
+    IRQ_SAVE(flags);
     char *bp = find_fit(asize);
-    if (bp == NULL) {
+    if (bp == NULL)
         bp = extend_heap(asize > CHUNK ? asize : CHUNK);
-        if (bp == NULL)
-            return NULL;
-    }
-    place(bp, asize);
+    if (bp != NULL)
+        place(bp, asize);
+    IRQ_RESTORE(flags);
     return bp;
 }
 
 void mm_free(void *ptr)
 {
+    unsigned long flags;
     if (ptr == NULL)
         return;
+    IRQ_SAVE(flags);
     uint32_t size = SIZE(HDRP(ptr));
     PUT(HDRP(ptr), PACK(size, 0));
     PUT(FTRP(ptr), PACK(size, 0));
     coalesce(ptr);
+    IRQ_RESTORE(flags);
 }
 
 void *mm_realloc(void *ptr, size_t size)
@@ -164,10 +186,15 @@ void *mm_realloc(void *ptr, size_t size)
         return NULL;
     memmove(fresh, ptr, old < size ? old : size);
 #else
-    void *fresh = mm_malloc(size);
+    char *fresh = mm_malloc(size);
     if (fresh == NULL)
         return NULL;
+#ifdef LAB_BUG_REALLOC_OVERREAD
+    for (size_t i = 0; i < size; i++)              /* lab example bug: copies the new size */
+        ((volatile char *)fresh)[i] = ((volatile char *)ptr)[i];
+#else
     memcpy(fresh, ptr, old < size ? old : size);
+#endif
     mm_free(ptr);
 #endif
     return fresh;

@@ -10,6 +10,9 @@
  * implicit.c a search visits only free blocks of about the right size, and
  * most reallocs do not copy. docs/teaching.md, "Lab: write your own allocator".
  *
+ * Interrupt-safe: every heap update runs under local_irq_save (`kalloc lab
+ * --irq` calls mm_malloc and mm_free from a timer handler).
+ *
  * stale_head.c includes this file with LAB_BUG_STALE_HEAD: unlinking the first
  * block of a list leaves the list's head pointing at it (marked "lab example
  * bug" below), so an allocated block is handed out again.
@@ -17,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <kalloc.h> /* local_irq_save / local_irq_restore */
 
 #include "lab.h"
 
@@ -155,27 +160,32 @@ static void trim(char *bp, uint32_t asize)
 
 void *mm_malloc(size_t size)
 {
+    unsigned long flags;
     if (size == 0 || size > 0x7fffffffu - 2 * DSIZE)
         return NULL;
     uint32_t asize = adjusted(size);
+    local_irq_save(flags);
     char *bp = find_fit(asize);
-    if (bp == NULL) {
+    if (bp == NULL)
         bp = extend_heap(asize > CHUNK ? asize : CHUNK);
-        if (bp == NULL)
-            return NULL;
+    if (bp != NULL) {
+        unlink_block(bp);
+        set(bp, SIZE(HDRP(bp)), 1);
+        trim(bp, asize);
     }
-    unlink_block(bp);
-    set(bp, SIZE(HDRP(bp)), 1);
-    trim(bp, asize);
+    local_irq_restore(flags);
     return bp;
 }
 
 void mm_free(void *ptr)
 {
+    unsigned long flags;
     if (ptr == NULL)
         return;
+    local_irq_save(flags);
     set(ptr, SIZE(HDRP(ptr)), 0);
     coalesce(ptr);
+    local_irq_restore(flags);
 }
 
 /* Grow bp in place to asize: into a free next block, or past the break. 1 when done. */
@@ -217,11 +227,15 @@ void *mm_realloc(void *ptr, size_t size)
     if (size > 0x7fffffffu - 2 * DSIZE)
         return NULL;
     uint32_t asize = adjusted(size);
-    if (asize <= SIZE(HDRP(ptr))) {
+    unsigned long flags;
+    local_irq_save(flags);
+    int in_place = asize <= SIZE(HDRP(ptr));
+    if (in_place)
         trim(ptr, asize);
-        return ptr;
-    }
-    if (grow(ptr, asize))
+    else
+        in_place = grow(ptr, asize);
+    local_irq_restore(flags);
+    if (in_place)
         return ptr;
     void *fresh = mm_malloc(size);
     if (fresh == NULL)
