@@ -31,7 +31,7 @@ def _query_options(fn):  # type: ignore[no-untyped-def]
 
 @click.command("sdk")
 @click.option("--arch", default=None, metavar="ARCH",
-              help="the target: rv32imac (default) or armv7m (the Cortex-M4 machine, board stm32f4)")  # fmt: skip
+              help="the target: rv32imac (default) or armv7m (Cortex-M4, board stm32f4)")  # fmt: skip
 @click.option("--kasan", is_flag=True, help="the compiled-KASAN variant: your code instrumented, the SDK not")
 @_query_options
 def sdk_cmd(arch: str | None, kasan: bool, **queries: bool) -> None:
