@@ -96,6 +96,7 @@ def test_kalloc_timer_set_runs_on_systick_short_long_and_cancelled() -> None:
     (6, "a write to AIRCR (0xe000ed0c) in the System Control Space: not modelled"),
     (7, "exception 15 entry: its vector at"),
     (8, "a 2-byte write to NVIC_ISER0 (0xe000e100)"),
+    (9, "exception 17 (IRQ 1) pending and enabled, but the vector table at VTOR 0x80000000"),
 ])  # fmt: skip
 def test_hostile_firmware_against_the_exception_model_gets_a_clear_report(mode: int, message: str) -> None:
     out, _ = run("armv7m_hostile_exc", "hostile_mode", mode)

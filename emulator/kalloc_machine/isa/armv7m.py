@@ -78,6 +78,7 @@ from kalloc_machine.memlayout import FIRMWARE_LOAD
 EXC_SYSTICK = 15
 EXC_IRQ0 = 16
 VTOR = FIRMWARE_LOAD  # the vector table starts the image (firmware/arm/crt0.S)
+VECTOR_TABLE = "kalloc_vector_table"  # its symbol (its size says how many vectors it has)
 SLED_BASE = 0x7800_0000  # external RAM region: executable on M-profile, below RAM_BASE
 EXC_RETURN_HANDLER = 0xFFFF_FFF1
 EXC_RETURN_THREAD = 0xFFFF_FFF9
@@ -166,6 +167,10 @@ class ArmV7M:
             machine.fatal(machine.faults.cpu_fault(message, self.pc(uc)), "fault")
 
         self.scs = scs = Scs(machine.clock, machine.intc, machine.clint, report)
+        table = machine.firmware.symbol_addr(VECTOR_TABLE)
+        sizes = [size for addr, size, name in machine.firmware.symtab.entries if name == VECTOR_TABLE]
+        if table is not None and sizes and sizes[0]:
+            scs.table = (table, sizes[0] // 4)  # the SDK's table: exceptions past its end have no vector
         scs.pc_of = lambda: self.pc(uc)
         scs.read_masks = lambda: uc.reg_read_batch(_MASK_REGS)
         return [scs]
@@ -245,6 +250,10 @@ class ArmV7M:
         words = (r0, r1, r2, r3, r12, lr, pc & ~1, stacked_xpsr)
         scs = self.scs
         vector_at = scs.vtor + 4 * cause
+        if scs.vtor == scs.table[0] and cause >= scs.table[1]:
+            scs.report(f"exception {cause} (IRQ {cause - 16}) pending and enabled, but the vector table at "
+                       f"VTOR {scs.vtor:#x} ({VECTOR_TABLE}) has {scs.table[1]} entries: it has no handler")
+            return 0
         try:
             uc.mem_write(frame, b"".join(w.to_bytes(4, "little") for w in words))
             handler = int.from_bytes(uc.mem_read(vector_at, 4), "little")

@@ -104,6 +104,7 @@ class Scs(Device):
         self.prigroup = 0
         self.pend_sv = self.pend_st = False
         self.active: list[int] = []
+        self.table = (-1, 0)  # (address, entries) of the SDK's vector table, when the ELF has one
         # SysTick
         self.csr = 0
         self.rvr = 0

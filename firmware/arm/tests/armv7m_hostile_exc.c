@@ -11,6 +11,7 @@
  *  6 the task requests a system reset (AIRCR SYSRESETREQ): not modelled
  *  7 the task points VTOR at a table whose SysTick vector lacks the Thumb bit
  *  8 a halfword store to NVIC_ISER0 (word-only register)
+ *  9 every NVIC line enabled and pending: IRQ 1 has no vector in the SDK's table
  */
 #include <stdint.h>
 
@@ -69,6 +70,10 @@ int main(void)
     }
     if (mode == 8)
         *(volatile uint16_t *)0xE000E100u = 1;
+    if (mode == 9) {
+        REG(0xE000E100u) = 0xFFFFFFFFu;                 /* ISER0 */
+        REG(0xE000E200u) = 0xFFFFFFFEu;                 /* ISPR0: IRQ 1..31 */
+    }
     request_irq(KALLOC_IRQ_TIMER, on_tick, NULL);
     kalloc_timer_set(200);
     kalloc_wait_until(fired);
