@@ -24,3 +24,17 @@ def test_the_bench_firmware_and_its_raw_baseline_run_on_both_machines(board: str
     raw = RawCall(bench_elf(board), board, "bench_compute", load_board(board).cpu.quantum)
     assert raw.call(200) > 0 and raw.isa.name == isa
     assert raw.isa.pc(raw.uc) == raw.sentinel  # returned to the sentinel: the whole call ran
+
+
+def test_a_part_the_board_cannot_run_is_a_row_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kalloc_machine.tools import bench
+    from kalloc_machine.tools.benchkit import BenchSettings
+
+    def rv32_only(settings: BenchSettings, tick: object) -> list[bench.Figure]:
+        run_bench("nop", 1, board=settings.board, sanitize="off")  # fine on both boards
+        raise RuntimeError("churn_kalloc.elf: an ELF for RISC-V (32-bit)\nsecond line")
+
+    monkeypatch.setattr(bench, "SUITE", {"allocation-like": rv32_only})
+    (fig,) = bench.run_suite(BenchSettings(board="stm32f4", reps=1))
+    assert fig.name == "allocation-like: not measured on board stm32f4" and fig.value is None
+    assert fig.note == "churn_kalloc.elf: an ELF for RISC-V (32-bit)"
