@@ -121,7 +121,7 @@ def test_irq_race_is_caught_as_an_overlap_naming_the_interrupted_line():
 
 
 def test_irq_race_fails_on_every_seed_and_passes_without_the_round():
-    for seed in range(4):
+    for seed in range(3):
         r = run("irq_race", "coalesce.rep", irq=True, seed=seed)
         assert r.status in ("error", "fault"), seed
         if r.status == "fault":
@@ -129,9 +129,16 @@ def test_irq_race_fails_on_every_seed_and_passes_without_the_round():
     assert run("irq_race", "coalesce.rep").violation is None
 
 
+def test_the_segregated_allocators_irq_race_is_caught_too():
+    for seed in range(3):
+        r = run("seg_irq_race", "coalesce.rep", irq=True, seed=seed)
+        assert r.status in ("error", "fault") and r.violation["op"] <= 3, seed
+    assert run("seg_irq_race", "coalesce.rep").violation is None
+
+
 @pytest.mark.parametrize("student", ["implicit", "segregated"])
 def test_reference_allocators_are_interrupt_safe(student):
-    for seed in range(3):
+    for seed in range(2):
         r = run(student, "coalesce.rep", irq=True, seed=seed)
         assert r.violation is None, (seed, r.violation)
         assert r.irq["seq"] > 20 and r.irq["frees"] > 10 and r.irq["ticks"] > 40

@@ -25,6 +25,7 @@ from typing import Any
 from rich.table import Table
 
 from kalloc_machine.tools.lab import PAGE, LabOptions, TraceRun
+from kalloc_machine.tools.labcheck import IRQ_BASE
 
 UTIL_WEIGHT = 0.6
 THROUGHPUT_WEIGHT = 0.4
@@ -151,6 +152,14 @@ def table(doc: dict[str, Any]) -> Table:
     return t
 
 
+def _block_name(ident: int) -> str:
+    if ident < 0:
+        return "object (new)"
+    if ident >= IRQ_BASE:
+        return f"the timer handler's block #{ident - IRQ_BASE}"
+    return f"object {ident}"
+
+
 def violation_lines(tr: dict[str, Any]) -> list[str]:
     """A failed trace's report, one fact per line (kalloc's text report style)."""
     v = tr["violation"]
@@ -162,10 +171,7 @@ def violation_lines(tr: dict[str, Any]) -> list[str]:
         f"  operation {v['op']} ({v['request']}) at {where}",
         f"  in {at}",
     ]
-    out += [
-        f"  block: object {b['id'] if b['id'] >= 0 else '(new)'} at {b['addr']:#x}, {b['size']} bytes"
-        for b in v["blocks"]
-    ]
+    out += [f"  block: {_block_name(b['id'])} at {b['addr']:#x}, {b['size']} bytes" for b in v["blocks"]]
     frames = v.get("backtrace") or []
     if len(frames) > MAX_FRAMES:  # a runaway recursion: the innermost frames say it
         frames = [*frames[:MAX_FRAMES], {"pc": None, "symbol": f"... {len(frames) - MAX_FRAMES} more frames"}]
@@ -192,7 +198,7 @@ def hint_lines(tr: dict[str, Any]) -> list[str]:
     irq = tr.get("irq")
     if irq is not None:
         out.append(
-            f"irq round on {tr['trace']}: {irq['ticks']:,} ticks ({irq['in_call']:,} inside a trace "
-            f"operation), {irq['seq']:,} handler allocations, {irq['frees']:,} frees, {irq['nulls']:,} NULL"
+            f"irq round on {tr['trace']}: ticks {irq['ticks']:,} ({irq['in_call']:,} inside a trace "
+            f"operation), handler allocations {irq['seq']:,}, frees {irq['frees']:,}, NULL {irq['nulls']:,}"
         )
     return out

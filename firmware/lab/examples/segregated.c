@@ -15,7 +15,8 @@
  *
  * stale_head.c includes this file with LAB_BUG_STALE_HEAD: unlinking the first
  * block of a list leaves the list's head pointing at it (marked "lab example
- * bug" below), so an allocated block is handed out again.
+ * bug" below), so an allocated block is handed out again; seg_irq_race.c with
+ * LAB_BUG_IRQ_RACE: no local_irq_save, so `kalloc lab --irq` catches the race.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,11 @@
 #include <kalloc.h> /* local_irq_save / local_irq_restore */
 
 #include "lab.h"
+
+#ifdef LAB_BUG_IRQ_RACE
+#define local_irq_save(flags) ((flags) = 0)        /* lab example bug: interrupts stay on */
+#define local_irq_restore(flags) ((void)(flags))
+#endif
 
 #define WSIZE 4
 #define DSIZE 8
