@@ -119,6 +119,10 @@ def check_elf(elf: str, sanitize: str = "off", *, isa: str = "rv32imac") -> None
             f"{Path(elf).name} is not a lab firmware: no {', '.join(missing)} (build it with "
             'make -C "$(kalloc sdk)" LAB=1 APP=/abs/student.c OUT=/abs/student.elf)'
         )
+    if fw.symbol_addr("lab_irq_start") is None:  # the driver before lab_heap_reserve was called first
+        raise NotALabElf(
+            f"{Path(elf).name} was built with an older lab driver: rebuild it (LAB=1) with this SDK"
+        )
     if sanitize == "kasan" and fw.symbol_addr(COMPILED_MARKER) is None:
         raise NotALabElf(
             f"{Path(elf).name} has no compiled KASAN checks: --sanitize=kasan needs it built with "
