@@ -5,8 +5,8 @@
     execute(jobs, on_result, scheduler="tcp://h:8786")  an existing Dask distributed cluster
     execute(jobs, on_result, dask=True, workers=N)      a LocalCluster of N workers, for this campaign
 
-Every job is independent (a fresh Session, kalloc_machine.tools.campaign `run_job`), so
-they run in any order; `on_result` is called in this process as each one finishes, and
+Every job is independent (kalloc_machine.tools.campaign `run_job`: a restored snapshot
+or a fresh Session), so they run in any order; `on_result` is called in this process as each one finishes, and
 the campaign orders the results itself (campaign.Campaign, invariant 1). Dask is an
 optional extra (`pip install 'kalloc[cluster]'`), imported only here and only when asked
 for; missing, it is `MissingDask` (the command line makes it one line, status 2). On a
