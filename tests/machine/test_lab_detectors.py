@@ -145,12 +145,12 @@ def test_reference_allocators_are_interrupt_safe(student):
 
 
 def test_irq_round_is_deterministic_per_seed():
-    a = run("implicit", "short-lived.rep", irq=True, seed=3)
-    b = run("implicit", "short-lived.rep", irq=True, seed=3)
-    c = run("implicit", "short-lived.rep", irq=True, seed=4)
+    a = run("segregated", "coalesce.rep", irq=True, seed=3)
+    b = run("segregated", "coalesce.rep", irq=True, seed=3)
+    c = run("segregated", "coalesce.rep", irq=True, seed=4)
     assert a.irq == b.irq and a.instructions == b.instructions
     assert (c.irq, c.instructions) != (a.irq, a.instructions)
-    doc = document("implicit.elf", LabOptions(irq=True, seed=3), [a], "default")
+    doc = document("segregated.elf", LabOptions(irq=True, seed=3), [a], "default")
     assert doc["lab"]["irq"] == {"seed": 3, "period": 500} and doc["traces"][0]["irq"] == a.irq
 
 
