@@ -157,3 +157,13 @@ def test_irq_round_is_deterministic_per_seed():
 def test_kasan_and_the_irq_round_together_on_the_reference():
     r = run("kasan_segregated", "coalesce.rep", sanitize="kasan", irq=True, uninit=True)
     assert r.violation is None and r.hints == [] and r.irq["seq"] > 0
+
+
+def test_the_segregated_allocators_lost_realloc_contents():
+    # The variant of each reference for each kind the issue names: overlap (overlap.c,
+    # stale_head.c), lost realloc contents (realloc_lost.c, this one), an interrupt race
+    # (irq_race.c, seg_irq_race.c).
+    v = run("seg_realloc_lost", "realloc.rep").violation
+    assert v["kind"] == "realloc-lost-data" and v["op"] == 5 and v["request"] == "r 0 97"
+    assert "did not keep the first 64 bytes: byte 0 is 0x00" in v["message"]
+    assert v["symbol"] == "mm_realloc" and v["location"]["file"] == "segregated.c"

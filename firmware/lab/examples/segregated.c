@@ -16,7 +16,9 @@
  * stale_head.c includes this file with LAB_BUG_STALE_HEAD: unlinking the first
  * block of a list leaves the list's head pointing at it (marked "lab example
  * bug" below), so an allocated block is handed out again; seg_irq_race.c with
- * LAB_BUG_IRQ_RACE: no local_irq_save, so `kalloc lab --irq` catches the race.
+ * LAB_BUG_IRQ_RACE: no local_irq_save, so `kalloc lab --irq` catches the race;
+ * seg_realloc_lost.c with LAB_BUG_REALLOC_LOST: mm_realloc frees the old block
+ * before it copies, and mm_free's list links overwrite the payload's first bytes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -243,11 +245,20 @@ void *mm_realloc(void *ptr, size_t size)
     local_irq_restore(flags);
     if (in_place)
         return ptr;
+#ifdef LAB_BUG_REALLOC_LOST
+    uint32_t old = SIZE(HDRP(ptr)) - DSIZE;
+    mm_free(ptr);                          /* lab example bug: freed first; its list links now fill the payload */
+    void *fresh = mm_malloc(size);
+    if (fresh == NULL)
+        return NULL;
+    memmove(fresh, ptr, old);
+#else
     void *fresh = mm_malloc(size);
     if (fresh == NULL)
         return NULL;
     memcpy(fresh, ptr, SIZE(HDRP(ptr)) - DSIZE);
     mm_free(ptr);
+#endif
     return fresh;
 }
 
