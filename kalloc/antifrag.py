@@ -8,18 +8,25 @@ popping a free list (kalloc.buddy.Buddy.alloc), following mm/page_alloc.c:
 
     __rmqueue_smallest   the smallest free block lying in a pageblock of the request's
                          type (most recently freed first)
-    __rmqueue_fallback   none: the LARGEST free block of a fallback type (it
-                         approximates the pageblock with the most free pages). The
-                         request steals the pageblock when it may (can_steal_fallback:
-                         the block is at least half a pageblock, or the request is
-                         unmovable) and claims it (the pageblock's type becomes the
-                         request's) when free plus alike pages are at least half of it
-                         (steal_suitable_fallback); a block of a pageblock or more
-                         claims the pageblock the request lands in (Linux claims every
-                         pageblock it spans: on a board's few pageblocks that hands most
-                         of memory to the first unmovable request). A movable request that may
-                         not steal takes the SMALLEST fallback block instead, so it
-                         does not break up another type's large blocks.
+    __rmqueue_fallback   none: a free block in a pageblock of the other type. The request
+                         steals it (can_steal_fallback: the block is at least half a
+                         pageblock, or the request is unmovable) and claims the
+                         pageblock (its type becomes the request's) when free plus
+                         alike pages are at least half of it (steal_suitable_fallback);
+                         a block of a pageblock or more, or an unclaimed pageblock, is
+                         claimed outright. A movable request takes the SMALLEST foreign
+                         block (find_smallest), so it does not break up big blocks.
+                         Where kalloc differs: Linux takes the LARGEST foreign block for
+                         an unmovable request (it approximates the pageblock with the
+                         most free pages) and claims every pageblock a big block spans.
+                         On a board's tens of pageblocks that puts each new unmovable
+                         pageblock at the head of the largest aligned free block, exactly
+                         where a large request would go: measured on the shipped traces
+                         (docs/performance.md) it moved the 256 KiB cliff EARLIER
+                         (ffmpeg x5 on 1 MiB: step 2150 -> 876). kalloc takes the foreign
+                         block nearest to the unmovable pageblocks already claimed (the
+                         first: the highest whole free pageblock), so they stay together,
+                         and claims only the pageblock the request lands in.
 
 Modes:
     mobility     two types. kalloc moves no page (no compaction, no migration), so
@@ -49,6 +56,7 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -117,21 +125,31 @@ class Grouping:
                 self.fallbacks += 1
                 self._steal(got[1], got[0], want)
             return got
-        for o in range(top, order - 1, -1):  # __rmqueue_fallback: the largest block of the other type
-            found = next((p for p in reversed(fa[o]) if self.type_of(p) != want), None)
-            if found is None:
-                continue
-            pfn = found
-            steal = o >= self.pb_order // 2 or want != MOVABLE
-            if not steal and o > order:  # find_smallest: a movable request keeps off big foreign blocks
-                got = self._smallest(fa, order, lambda t: t != want)
-                self.fallbacks += got is not None
-                return got
-            self.fallbacks += 1
-            if steal:
-                self._steal(pfn, o, want)
-            return o, pfn
-        return None
+        return self._fallback(fa, order, want)
+
+    def _fallback(self, fa: list[dict[int, None]], order: int, want: int) -> tuple[int, int] | None:
+        """__rmqueue_fallback, choosing the block by place (module docstring): steal and maybe claim."""
+        cands = [(o, p) for o in range(order, self.max_order + 1) for p in fa[o] if self.type_of(p) != want]
+        if not cands:
+            return None
+        if want == UNMOVABLE:
+            mine = sorted(pb for pb, t in self.types.items() if t == want)
+            if mine:  # next to the unmovable pageblocks already there; then the smaller block
+                o, pfn = min(cands, key=lambda c: (self._distance(c[1] >> self.pb_order, mine), c[0], -c[1]))
+            else:  # the first: the highest whole free pageblock (claimed outright), else the highest block
+                o, pfn = min(cands, key=lambda c: (c[0] < self.pb_order, -c[1]))
+        else:  # find_smallest: a movable request keeps off the big blocks of the other type
+            o, pfn = min(cands)
+        self.fallbacks += 1
+        if o >= self.pb_order // 2 or want != MOVABLE:  # can_steal_fallback
+            self._steal(pfn, o, want)
+        return o, pfn
+
+    @staticmethod
+    def _distance(pb: int, mine: list[int]) -> int:
+        """Pageblocks between `pb` and the nearest of the sorted `mine`."""
+        i = bisect.bisect_left(mine, pb)
+        return min(abs(pb - mine[j]) for j in (i - 1, i) if 0 <= j < len(mine))
 
     def taken(self, pfn: int) -> None:
         """The block at `pfn` was allocated for the request being served."""
