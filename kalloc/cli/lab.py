@@ -30,12 +30,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from kalloc_machine.board import load_board
 from kalloc_machine.session import EXIT_ERROR, EXIT_FAULT, EXIT_TIMEOUT
 from kalloc_machine.tools.lab import LabOptions, NotALabElf, check_elf, run_trace
 from kalloc_machine.tools.labscore import document, hint_lines, table, violation_lines
+from rich.console import Console
 
 from kalloc.cli.options import (
     color_option,
@@ -203,14 +205,18 @@ def lab_cmd(
             runs.append(run_trace(student, tr, options, path=path))
             bar.done()
     doc = document(Path(student).name, options, runs, label)
-    con = err if json_path == "-" else console(color, terminal_width=120)
+    _show(doc, err if json_path == "-" else console(color, terminal_width=120), quiet)
+    if json_path:
+        write_json(json_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    failed = [r.status for r in runs if r.violation is not None]
+    sys.exit(STATUS[failed[0]] if failed else 0)
+
+
+def _show(doc: dict[str, Any], con: Console, quiet: bool) -> None:
+    """Each trace's hints, interrupt round and violation, one fact per line; then the table."""
     for tr in doc["traces"]:
         lines = hint_lines(tr) + (violation_lines(tr) if tr["violation"] is not None else [])
         for line in lines:
             con.print(line, markup=False, highlight=False)
     if not quiet:
         con.print(table(doc))
-    if json_path:
-        write_json(json_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    failed = [r.status for r in runs if r.violation is not None]
-    sys.exit(STATUS[failed[0]] if failed else 0)

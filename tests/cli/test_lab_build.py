@@ -35,7 +35,7 @@ def test_student_file_builds_with_lab_1_and_is_graded(tmp_path):
     r = CliRunner().invoke(main, ["lab", str(src.with_suffix(".elf")), trace, "-q"])
     assert r.exit_code == 64
     assert "operation 73 (a 40 32) at coalesce.rep:77" in r.stdout
-    assert "in mm_malloc (student.c:148)" in r.stdout  # the student's own file and line (mm_malloc's first line)
+    assert "in mm_malloc (student.c:148)" in r.stdout  # the student's own file, mm_malloc's first line
 
 
 def test_without_lab_1_no_driver_is_linked(tmp_path):
