@@ -11,14 +11,20 @@
  *   void *mm_calloc(size_t n, size_t size);   optional: zeroed n * size bytes
  *   int   mm_check(void);                     optional: nonzero = heap consistent
  *
- * and builds it into the lab driver firmware:
+ * and builds it into the lab driver firmware (KASAN=1 instruments the
+ * student's file for `kalloc lab --sanitize=kasan`):
  *
  *   make -C "$(kalloc sdk)" LAB=1 APP=/abs/student.c OUT=/abs/student.elf
+ *   make -C "$(kalloc sdk)" LAB=1 KASAN=1 APP=/abs/student.c OUT=/abs/student-kasan.elf
  *
  * The heap is one region of memory committed by kalloc's page allocator (no
  * demand paging): mem_sbrk moves its break up; the committed pages below the
  * break are what the lab's utilization score divides by. The student's code
  * must not use malloc/kmalloc for its heap: only mem_sbrk.
+ *
+ * `kalloc lab --irq` calls mm_malloc and mm_free from a timer interrupt while
+ * the trace runs: guard every heap update with local_irq_save(flags) /
+ * local_irq_restore(flags) from <kalloc.h>. The handout is docs/lab.md.
  */
 #ifndef KALLOC_LAB_H
 #define KALLOC_LAB_H

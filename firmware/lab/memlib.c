@@ -3,7 +3,8 @@
  * kalloc's page allocator (lab.h).
  *
  * lab_heap_reserve() takes the whole region (lab_heap_max bytes, rounded up
- * to pages) with alloc_pages_exact before mm_init runs; the break starts at
+ * to pages) with alloc_pages_exact before mm_init runs (the lab calls it
+ * first, then lab_init, so its detectors see mm_init); the break starts at
  * its first byte and only grows. The lab (kalloc_machine/tools/lab.py) reads
  * lab_heap_lo and lab_heap_brk after every operation and checks them itself:
  * they are the student's to corrupt, and the lab does not trust them.
