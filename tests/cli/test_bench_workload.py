@@ -92,3 +92,13 @@ def test_sdk_malloc_0_lets_an_application_define_malloc(tmp_path):
     outcome = Session(RunOptions(firmware=str(tmp_path / "app.elf"))).run()
     assert outcome.exit_status == 0 and "MALLOC" not in outcome.report["hypercalls"]
     assert not (Path(sdk_dir()) / "build" / "nomalloc").exists()  # the shipped tree is untouched
+
+
+def test_bench_hooks_quick_produces_its_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(main, ["bench", "--quick", "--only", "hooks", "--json", str(out)],
+                             catch_exceptions=False)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    names = [f["name"] for f in json.loads(out.read_text())["figures"]]
+    assert any("translation (TLB-fill hook) on / off" in n for n in names)
+    assert any("stack guard hook on / off" in n for n in names)

@@ -59,7 +59,7 @@ from kalloc_machine.tools.benchkit import (
     interleaved,
     per_iter,
 )
-from kalloc_machine.tools.benchmachine import bench_emulation, bench_machine
+from kalloc_machine.tools.benchmachine import bench_emulation, bench_machine, bench_memory_hooks
 from kalloc_machine.tools.campaign_bench import bench_campaign
 
 
@@ -222,6 +222,7 @@ SUITE: dict[str, Callable[[BenchSettings, Callable[[], None]], list[Figure]]] = 
     "sanitizers": bench_sanitizers,
     "scale": bench_scale,
     "machine": bench_machine,
+    "hooks": bench_memory_hooks,
     "utilization": bench_utilization,
     "campaign": bench_campaign,
 }

@@ -1,5 +1,6 @@
 """The machine's figures of `kalloc bench`: emulation speed against raw Unicorn and with the
-timer ticking, translation on/off, snapshot restore vs boot.
+timer ticking, translation on/off, snapshot restore vs boot, and what the always-on memory
+hooks (the TLB-fill hook, the stack guard) cost a memory-heavy firmware.
 
 The engine's own limit is what Unicorn does alone with the same code in the same
 shape of work: `emu_start(count=quantum)` slices (kalloc delivers interrupts
@@ -35,6 +36,7 @@ from kalloc_machine.board import load_board
 from kalloc_machine.elf import load_firmware
 from kalloc_machine.isa import isa_for
 from kalloc_machine.memlayout import PAGE_SIZE
+from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 from kalloc_machine.tools.benchkit import (
     MODES,
@@ -132,16 +134,61 @@ def _install_no_translation(machine: Any, vm: Any) -> Any:
     return _NoTranslation()
 
 
-def _session_without_translation(options: RunOptions) -> Session:
-    """A Session whose CPU keeps Unicorn's default TLB (no vmalloc window): the baseline."""
-    from kalloc_machine import mmu
+def _no_guard(machine: Any, firmware: Any, depot: Any = None) -> None:
+    return None
 
-    real = mmu.install
-    mmu.install = _install_no_translation  # the Session calls mmu.install(machine, vm) while it boots
+
+def _session_without(options: RunOptions, translation: bool = True, guard: bool = True) -> Session:
+    """A Session without the always-on memory hooks it is told to leave out (a baseline):
+    translation=False keeps Unicorn's default TLB (no vmalloc window, no TLB-fill hook),
+    guard=False installs no stack guard (bridge/stackguard.py's ranged memory hook)."""
+    from kalloc_machine import mmu
+    from kalloc_machine.bridge import stackguard
+
+    real_mmu, real_guard = mmu.install, stackguard.install
+    if not translation:
+        mmu.install = _install_no_translation  # the Session calls mmu.install(machine, vm) while it boots
+    if not guard:
+        stackguard.install = _no_guard  # type: ignore[assignment]
     try:
         return Session(options)
     finally:
-        mmu.install = real
+        mmu.install, stackguard.install = real_mmu, real_guard
+
+
+def bench_memory_hooks(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
+    """What the always-on memory hooks cost a memory-heavy firmware: the TLSF build of the
+    allocation-heavy workload (tools/benchchurn.py; one hypercall, then loads and stores only),
+    with translation (the TLB-fill hook) and the stack guard's ranged hook each left out."""
+    from kalloc_machine.tools.benchchurn import CHURNS
+
+    lo, hi = s.churn_iters if s.iters[0] >= 100 else (100, 600)
+    elf = str(prebuilt(CHURNS["tlsf"].elf))
+
+    def speed(translation: bool, guard: bool) -> Callable[[], float]:
+        def run(n: int) -> tuple[float, int]:
+            opts = RunOptions(firmware=elf, board=s.board, sanitize="off")
+            session = _session_without(opts, translation=translation, guard=guard)
+            poke(session, "churn_iters", n)
+            result = session.machine.run()
+            return result.wall_s, result.instructions
+
+        def sample() -> float:
+            (t_lo, n_lo), (t_hi, n_hi) = run(lo), run(hi)
+            return (n_hi - n_lo) / (t_hi - t_lo) if t_hi > t_lo else 0.0
+
+        return sample
+
+    samplers = {"all": speed(True, True), "no_tlb": speed(False, True), "no_guard": speed(True, False)}
+    med = interleaved(samplers, s.reps, tick)
+    note = f"{med['all'] / 1e6:.1f} M instr/s with every hook; TLSF workload, {hi - lo} iterations"
+    return [
+        Figure("memory-heavy firmware speed, translation (TLB-fill hook) on / off",
+               med["all"] / med["no_tlb"] if med["no_tlb"] else None, "×", note=note),
+        Figure("memory-heavy firmware speed, stack guard hook on / off",
+               med["all"] / med["no_guard"] if med["no_guard"] else None, "×",
+               note="the guard is one ranged read/write hook on its 4 KiB"),
+    ]  # fmt: skip
 
 
 def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
@@ -151,7 +198,7 @@ def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     def compute(translate: bool) -> Callable[[], float]:
         def run() -> float:
             opts = RunOptions(firmware=bench_elf(s.board), board=s.board, sanitize="off")
-            session = Session(opts) if translate else _session_without_translation(opts)
+            session = _session_without(opts, translation=translate)
             poke(session, "bench_mode", MODES["compute"])
             poke(session, "bench_iters", s.compute_iters)
             result = session.machine.run()
