@@ -6,9 +6,14 @@
                regions of pages from the buddy allocator
     arena      the same fit in one range of the arena window, committed page by page at
                its top and trimmed there (sysmalloc/systrim without demand paging)
+    segfit     exact-fit slabs for busy size classes, best fit with coalescing, page-exact
+               large blocks, regions and blocks growing in place (kalloc.heaps.pageclaim),
+               the tail trimmed: the console-style default of `kalloc replay`
+    tlsf       TLSF's two-level good fit over firstfit's regions: the reference
 
-DEFAULT_HEAP is the one `kalloc run` and `kalloc replay` use; it was chosen by
-measurement (docs/performance.md, "Heap utilization").
+DEFAULT_HEAP is the policy `kalloc replay` and `kalloc bench` use unless told
+(kalloc.replay.DEFAULT_HEAP names the same); it was chosen by measurement
+(docs/performance.md, "Heap utilization"). `kalloc run` keeps `kmalloc`.
 
 Invariants:
  1. HEAPS names every policy; make_heap(name) builds exactly HEAPS[name] (the
@@ -40,7 +45,7 @@ HEAPS: dict[str, type[Heap]] = {
     "segfit": SegFitHeap,
     "tlsf": TlsfHeap,
 }
-DEFAULT_HEAP = "slab"
+DEFAULT_HEAP = "segfit"
 
 
 def make_heap(name: str, ka: Kalloc, vm: Vmalloc | None = None) -> Heap:

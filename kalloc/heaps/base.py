@@ -8,8 +8,9 @@ are live (for leak scans and replay checks).
 Policies (kalloc.heaps.HEAPS): "kmalloc" (today's libc face on the kmalloc
 classes), "slab" (finer size classes, exact pages for large requests),
 "firstfit" (boundary tags, address-ordered first fit with coalescing over
-pages from the buddy allocator) and "arena" (the same fit over one growable
-range of the arena window, committed and trimmed page by page at its top).
+pages from the buddy allocator), "arena" (the same fit over one growable
+range of the arena window, committed and trimmed page by page at its top),
+"segfit" (slabs, best fit, whole pages, growth in place) and "tlsf" (TLSF's good fit).
 
 Invariants:
  1. Every heap follows the policies of kalloc.libc for zero sizes, realloc(p, 0),

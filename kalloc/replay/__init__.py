@@ -36,7 +36,7 @@ TRACES_DIR = Path(__file__).resolve().parent / "traces"
 
 # The heap `kalloc replay` and `kalloc bench` use unless told: chosen by measurement
 # (docs/performance.md, "Heap utilization").
-DEFAULT_HEAP = "firstfit"
+DEFAULT_HEAP = "segfit"
 
 
 def shipped_traces() -> list[Path]:

@@ -21,7 +21,7 @@ from kalloc.replay import shipped_traces
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-HEAPS = ("kmalloc", "slab", "firstfit", "arena")
+HEAPS = ("kmalloc", "slab", "firstfit", "arena", "segfit", "tlsf")
 QUICK_TRACES = ("cpp-demangle.trace", "ls.trace", "grep-random-data.trace", "coalesce.rep", "find.trace")
 
 
@@ -30,7 +30,7 @@ def _utilization_table() -> dict[str, dict[str, str]]:
     rows = {}
     for line in (DOCS / "performance.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 7 and cells[0].endswith((".rep", ".trace")):
+        if len(cells) == 3 + len(HEAPS) and cells[0].endswith((".rep", ".trace")):
             rows[cells[0]] = dict(zip(HEAPS, cells[3:], strict=True))
     return rows
 

@@ -116,7 +116,7 @@ def test_piped_tables_of_bench_and_replay_are_never_squeezed(tmp_path: Path) -> 
     proc = kalloc("replay", str(trace))
     assert proc.returncode == 0, proc.stderr
     (row,) = [ln for ln in proc.stdout.splitlines() if trace.name in ln]
-    assert "firstfit" in row and re.search(r"\d+\.\d%", row)  # every column on the trace's one row
+    assert "segfit" in row and re.search(r"\d+\.\d%", row)  # every column on the trace's one row
     assert any("largest free (end)" in ln for ln in proc.stdout.splitlines())
 
 
