@@ -102,6 +102,7 @@ class Mmu:
         inside = [(d.base, d.base + d.size) for d in machine.devices if VMALLOC_START <= d.base < VMALLOC_END]
         self.hole = inside[0] if inside else (0, 0)
         self._bank_of = machine.phys.bank_of
+        self._granted: dict[int, int] = {}  # (page << 2 | access & 3) -> perms, identity pages only
         self.sink = machine.sled.fault_sink  # the sled's window's last page (sled.py)
         self.uc.mem_map(self.sink, PAGE, PROT_RWX)  # where a faulting access lands (module docstring)
         machine.sled.on_release.append(self._flush_after_fault)
@@ -125,6 +126,12 @@ class Mmu:
 
     def _fill(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any, _ud: Any) -> bool:
         self.fills += 1
+        key = (vaddr >> PAGE_SHIFT) << 2 | (access & 3)
+        perms = self._granted.get(key)  # an identity page this access was granted before
+        if perms is not None:  # (hot: the doorbell page, evicted from QEMU's TLB between hypercalls)
+            entry.paddr = vaddr
+            entry.perms = perms
+            return True
         if VMALLOC_START <= vaddr < VMALLOC_END and not self.hole[0] <= vaddr < self.hole[1]:
             pfn = self._pte.get(vaddr >> PAGE_SHIFT)
             if pfn is None:
@@ -143,6 +150,8 @@ class Mmu:
             if access != unicorn.UC_MEM_FETCH or self._fetching(vaddr):
                 return self._sink(vaddr, entry, self._access_error(vaddr, access))
             perms = perms or PROT_RWX  # a probe, not the CPU's fetch (below): as before, identity
+        else:
+            self._granted[key] = perms  # the identity map and the banks never change: same answer
         entry.perms = perms
         return True
 
