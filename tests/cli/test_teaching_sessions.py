@@ -29,9 +29,26 @@ def _section(title: str) -> str:
     return m[1]
 
 
-def _excerpts(section: str) -> list[list[str]]:
-    return [[ln.strip() for ln in body.splitlines() if ln.strip() and ln.strip() != "..."]
-            for lang, body in FENCE.findall(section) if lang == "text"]  # fmt: skip
+def _excerpts(section: str) -> list[tuple[str, list[str]]]:
+    """Each ```text block with the `kalloc` command of the ```sh block before it."""
+    out, command = [], ""
+    for lang, body in FENCE.findall(section):
+        if lang == "sh":
+            command = next(ln.strip() for ln in body.splitlines() if ln.strip().startswith("kalloc "))
+        elif lang == "text":
+            assert command, "a quoted report follows the command that prints it"
+            out.append((command, [ln.strip() for ln in body.splitlines() if ln.strip()]))
+    return out
+
+
+def _check_quotes(title: str) -> int:
+    """Run each quoted command of the session; every quoted line must be printed. -> blocks."""
+    excerpts = _excerpts(_section(title))
+    for command, excerpt in excerpts:
+        argv = command.split()[1:]
+        argv = [str(ROOT / a) if a.startswith("firmware/") else a for a in argv]
+        _assert_quoted(excerpt, _kalloc(*argv)[1])
+    return len(excerpts)
 
 
 def _invoke(*args: str):
@@ -66,12 +83,7 @@ C_API = "firmware/build/tests/teach_c_api.elf"
 
 
 def test_6_c_api_report_is_the_one_quoted():
-    code, out = _kalloc("run", str(ROOT / C_API))
-    assert code == 64
-    excerpts = _excerpts(_section("The C allocation API"))
-    assert excerpts, "the session quotes kalloc's report"
-    for excerpt in excerpts:
-        _assert_quoted(excerpt, out)
+    assert _check_quotes("The C allocation API") == 1
 
 
 def test_6_c_api_each_trap_is_reported_once_and_free_null_and_aligned_alloc_are_not():
@@ -81,3 +93,41 @@ def test_6_c_api_each_trap_is_reported_once_and_free_null_and_aligned_alloc_are_
     assert _kinds(report, "warning") == ["oom", "oom"]
     assert "aligned_alloc(24, 64) = 0; aligned_alloc(64, 100) % 64 = 0" in report["uart"]
     assert "realloc(p, 0) returned a pointer: the caller frees it" in report["uart"]
+
+
+# -- 7. Common errors, seen three ways ---------------------------------------------------
+
+ERRORS = "firmware/build/tests/teach_errors.elf"
+KASAN_ERRORS = "firmware/build/tests/kasan_teach_errors.elf"
+BUGS = ["off_by_one", "read_past", "read_after_free", "write_after_free", "clear", "asm_store"]
+
+
+def _where(report: dict) -> list[str]:
+    """The function each error is reported in (memset's callers: clear)."""
+    out = []
+    for e in report["errors"]:
+        frames = [e["symbol"], *(f.get("symbol") for f in e.get("backtrace") or [])]
+        out.append(next((f for f in frames if f in BUGS), e["symbol"]))
+    return out
+
+
+def test_7_errors_reports_are_the_ones_quoted():
+    assert _check_quotes("Common errors, seen three ways") == 3
+
+
+def test_7_what_each_mode_sees_and_what_it_costs():
+    poison = _json("run", str(ROOT / ERRORS))
+    compiled = _json("run", str(ROOT / KASAN_ERRORS), "--sanitize", "kasan")
+    hook = _json("run", str(ROOT / ERRORS), "--sanitize", "kasan")
+    # poison: no read seen, every write seen later, in main
+    assert _where(poison) == ["main"] * 4
+    # compiled: every bug at its instruction but the store from assembly, seen at the free
+    assert _where(compiled) == [*BUGS[:5], "main"]
+    # hook mode: every bug at its instruction
+    assert _where(hook) == BUGS
+    # the cost in instructions: compiled checks are instructions, the other two add none
+    assert hook["instructions"] == poison["instructions"]
+    assert compiled["instructions"] > 10 * poison["instructions"]
+    text = _section("Common errors, seen three ways")
+    for r in (poison, compiled):
+        assert f"{r['instructions']:,}" in text, "the session quotes each run's instruction count"
