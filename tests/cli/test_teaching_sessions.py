@@ -42,12 +42,10 @@ def _excerpts(section: str) -> list[tuple[str, list[str]]]:
 
 
 def _check_quotes(title: str) -> int:
-    """Run each quoted command of the session; every quoted line must be printed. -> blocks."""
+    """Run each quoted command of the session (from the checkout); every quoted line must be printed."""
     excerpts = _excerpts(_section(title))
     for command, excerpt in excerpts:
-        argv = command.split()[1:]
-        argv = [str(ROOT / a) if a.startswith("firmware/") else a for a in argv]
-        _assert_quoted(excerpt, _kalloc(*argv)[1])
+        _assert_quoted(excerpt, _kalloc(*command.split()[1:])[1])
     return len(excerpts)
 
 
@@ -82,7 +80,8 @@ def _assert_quoted(excerpt: list[str], output: str) -> None:
 C_API = "firmware/build/tests/teach_c_api.elf"
 
 
-def test_6_c_api_report_is_the_one_quoted():
+def test_6_c_api_report_is_the_one_quoted(monkeypatch):
+    monkeypatch.chdir(ROOT)
     assert _check_quotes("The C allocation API") == 1
 
 
@@ -111,7 +110,8 @@ def _where(report: dict) -> list[str]:
     return out
 
 
-def test_7_errors_reports_are_the_ones_quoted():
+def test_7_errors_reports_are_the_ones_quoted(monkeypatch):
+    monkeypatch.chdir(ROOT)
     assert _check_quotes("Common errors, seen three ways") == 3
 
 
@@ -131,3 +131,21 @@ def test_7_what_each_mode_sees_and_what_it_costs():
     text = _section("Common errors, seen three ways")
     for r in (poison, compiled):
         assert f"{r['instructions']:,}" in text, "the session quotes each run's instruction count"
+
+
+# -- 8. Interrupt context ---------------------------------------------------------------
+
+
+def test_8_interrupt_context_reports_are_the_ones_quoted(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert _check_quotes("Interrupt context") == 4
+
+
+def test_8_the_race_leaks_a_packet_of_the_handler_and_the_fix_holds():
+    race = _json("run", str(ROOT / "firmware/build/tests/teach_irq.elf"), "--irq-at", "581")
+    assert _kinds(race, "error") == ["leak"] and race["errors"][0]["symbol"] == "rx_irq"
+    assert any(f.get("symbol") == "take_all" for f in race["errors"][0]["backtrace"])
+    fixed = _json("run", str(ROOT / "firmware/build/tests/teach_irq_fixed.elf"), "--irq-at", "581")
+    assert fixed["exit_code"] == 0 and "1 received, 1 processed" in fixed["uart"]
+    sleep = _json("run", str(ROOT / "firmware/build/tests/teach_irq_sleep.elf"), "--irq-every", "1000")
+    assert set(_kinds(sleep, "error")) == {"invalid-context"}
