@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from kalloc.cli import main
@@ -149,3 +150,73 @@ def test_8_the_race_leaks_a_packet_of_the_handler_and_the_fix_holds():
     assert fixed["exit_code"] == 0 and "1 received, 1 processed" in fixed["uart"]
     sleep = _json("run", str(ROOT / "firmware/build/tests/teach_irq_sleep.elf"), "--irq-every", "1000")
     assert set(_kinds(sleep, "error")) == {"invalid-context"}
+
+
+# -- 9. Allocator families --------------------------------------------------------------
+
+FAMILY_TRACES = ("coalesce.rep", "binary.rep", "ls.trace", "cpp-demangle.trace")
+LAB_REFS = ("implicit", "segregated")
+
+
+def _families_run(tmp: Path) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """The session's commands in tmp: utilization per trace and heap; lab instructions/op."""
+    trace = tmp / "families.ktrace"
+    _invoke("run", str(ROOT / "firmware/build/tests/teach_families.elf"), "-q", "--record", str(trace))
+    traces = [str(trace), *(str(ROOT / "kalloc/replay/traces" / t) for t in FAMILY_TRACES)]
+    _invoke("replay", *traces, "--heap", "all", "--json", str(tmp / "replay.json"), "-q")
+    util: dict[str, dict[str, float]] = {}
+    for r in json.loads((tmp / "replay.json").read_text())["replays"]:
+        util.setdefault(Path(r["trace"]).name, {})[r["heap"]] = r["utilization"]
+    per_op = {}
+    for name in LAB_REFS:
+        out = tmp / f"lab-{name}.json"
+        _invoke("lab", str(ROOT / f"firmware/build/lab/{name}.elf"), *traces, "--json", str(out), "-q")
+        lab = json.loads(out.read_text())
+        for t in lab["traces"]:
+            util[t["trace"]][f"lab {name}"] = t["utilization"]
+        per_op[name] = lab["total"]["instructions_per_op"]
+    return util, per_op
+
+
+def _doc_table(section: str) -> dict[str, dict[str, str]]:
+    """The utilization table: the one whose header starts with `trace`."""
+    start = section.index("| trace |")
+    block = section[start : section.index("\n\n", start)]
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in block.splitlines()]
+    head = [h.strip("`") for h in rows[0]]
+    return {r[0].strip("`"): dict(zip(head[1:], r[1:], strict=True)) for r in rows[2:]}
+
+
+def test_9_families_table_plot_and_lab_figures(tmp_path, monkeypatch):
+    util, per_op = _families_run(tmp_path)
+    section = _section("Allocator families")
+    table = _doc_table(section)
+    assert set(table) == set(util), "the table has one row per trace of the session"
+    for trace, by_heap in util.items():
+        for heap, u in by_heap.items():
+            assert table[trace][heap] == f"{u:.1%}", (trace, heap)
+    for name in LAB_REFS:
+        assert f"{round(per_op[name]):,} instructions per operation" in section, name
+    # the note: without the realloc lines the two lab lists still differ (placement)
+    lines = (tmp_path / "families.ktrace").read_text().splitlines()
+    kept = [ln for ln in lines if not ln.startswith("r ")]
+    (tmp_path / "norealloc.ktrace").write_text("\n".join(kept) + "\n")
+    no_realloc = []
+    for name in LAB_REFS:
+        out = tmp_path / f"norealloc-{name}.json"
+        _invoke(
+            "lab",
+            str(ROOT / f"firmware/build/lab/{name}.elf"),
+            str(tmp_path / "norealloc.ktrace"),
+            "--json",
+            str(out),
+            "-q",
+        )
+        no_realloc.append(f"{json.loads(out.read_text())['traces'][0]['utilization']:.1%}")
+    assert f"(without the `r` lines:\n> {no_realloc[0]} against {no_realloc[1]})" in section
+    # the plot script of the session runs on those JSON files
+    script = next(body for lang, body in FENCE.findall(section) if lang == "python")
+    monkeypatch.chdir(tmp_path)
+    pytest.importorskip("matplotlib")
+    exec(compile(script, "teaching-session-9", "exec"), {})
+    assert (tmp_path / "families.png").stat().st_size > 10_000
