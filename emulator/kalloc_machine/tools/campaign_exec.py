@@ -30,6 +30,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
+import logging
 import multiprocessing
 import signal
 import tempfile
@@ -165,4 +166,6 @@ def _on_dask(jobs: Sequence[Job], on_result: Callable[[JobResult], None], schedu
     finally:
         client.close()
         if cluster is not None:
+            # a busy machine's workers may take over 4 s to exit: the nanny then kills them and logs it
+            logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
             cluster.close()
