@@ -214,7 +214,7 @@ def test_dask_finds_the_same_signatures_as_the_pool():
     distributed = pytest.importorskip("dask.distributed")
     pool = campaign(NULL3, LEAKY, HANDLED, "--workers", "2", "--json", "-")
     dask = campaign(NULL3, LEAKY, HANDLED, "--dask", "--workers", "2", "--json", "-")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         remote = campaign(NULL3, LEAKY, HANDLED, "--scheduler", cluster.scheduler_address, "--json", "-")
     assert (pool.exit_code, dask.exit_code, remote.exit_code) == (1, 1, 1)
     assert pool.stdout == dask.stdout == remote.stdout

@@ -152,7 +152,7 @@ def _on_dask(jobs: Sequence[Job], on_result: Callable[[JobResult], None], schedu
         client = Client(scheduler)
     else:
         cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None)  # no web server: a campaign's cluster lives minutes
+                               dashboard_address=":0")  # any free port: never "port 8787 in use" warnings
         client = Client(cluster)
     try:
         blobs = client.scatter(ship(jobs), broadcast=True)
