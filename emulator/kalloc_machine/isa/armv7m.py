@@ -73,6 +73,7 @@ from kalloc_machine.isa import CodeScan, Isa, ReadCode, ReadU32
 from kalloc_machine.isa.armv7m_scs import Scs
 from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
 from kalloc_machine.memlayout import FIRMWARE_LOAD
+from kalloc_machine.rawregs import read_batch
 
 # long-module: the whole Isa protocol for one CPU, with B1.5's exception entry and return checks
 EXC_SYSTICK = 15
@@ -109,6 +110,9 @@ _MASK_REGS = (ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_BASEPRI, ac.UC_ARM_REG_FAULTM
 _ARG_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_REG_R3)
 _FRAME_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_REG_R3,
                ac.UC_ARM_REG_R12, ac.UC_ARM_REG_LR)  # fmt: skip
+_REGS = (ac.UC_ARM_REG_PC, *_GPRS, ac.UC_ARM_REG_PSP)
+_STATE_REGS = (ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_IPSR)
+_SVC_REGS = (ac.UC_ARM_REG_R12, ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1)
 BatchUc = Any
 
 
@@ -172,7 +176,12 @@ class ArmV7M:
         if table is not None and sizes and sizes[0]:
             scs.table = (table, sizes[0] // 4)  # the SDK's table: exceptions past its end have no vector
         scs.pc_of = lambda: self.pc(uc)
-        scs.read_masks = lambda: uc.reg_read_batch(_MASK_REGS)
+
+        def read_masks() -> tuple[int, int, int]:
+            primask, basepri, faultmask = read_batch(uc, _MASK_REGS)
+            return primask, basepri, faultmask
+
+        scs.read_masks = read_masks
         return [scs]
 
     # -- setup ----------------------------------------------------------------------
@@ -204,7 +213,7 @@ class ArmV7M:
     def read_regs(self, uc: BatchUc) -> dict[str, int]:
         """pc, r0..r12, sp, lr (lr without its Thumb bit unless it is an EXC_RETURN), psp (the
         process stack: the unwinder crosses an EXC_RETURN 0xFFFFFFFD frame there)."""
-        values = uc.reg_read_batch([ac.UC_ARM_REG_PC, *_GPRS, ac.UC_ARM_REG_PSP])
+        values = read_batch(uc, _REGS)  # one ctypes call: every hypercall's backtrace starts here
         out = {"pc": values[0]}
         out.update(zip(GPR_NAMES, values[1:], strict=False))
         out["psp"] = values[-1]
@@ -229,7 +238,7 @@ class ArmV7M:
 
     def interrupts_enabled(self, uc: BatchUc) -> bool:
         """PRIMASK clear and thread mode: the caller may sleep (an active handler may not)."""
-        primask, ipsr = uc.reg_read_batch([ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_IPSR])
+        primask, ipsr = read_batch(uc, _STATE_REGS)
         return not primask & 1 and not ipsr & 0x1FF
 
     def pending_enable(self, uc: unicorn.Uc) -> tuple[bool, bool]:
@@ -339,7 +348,7 @@ class ArmV7M:
 
     def syscall_args(self, uc: BatchUc) -> tuple[int, int, int]:
         """(number, arg0, arg1) of an svc: r12, r0, r1."""
-        r12, r0, r1 = uc.reg_read_batch([ac.UC_ARM_REG_R12, ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1])
+        r12, r0, r1 = read_batch(uc, _SVC_REGS)
         return r12, r0, r1
 
     def fault_name(self, intno: int) -> str:
