@@ -32,6 +32,7 @@ class Unwinder:
     def __init__(self) -> None:
         self.starts: list[int] = []
         self.fdes: list[tuple[int, int, list[Row]]] = []  # (start, end, rows)
+        self._found: dict[int, Row | None] = {}  # pc -> its row: a firmware's call sites are few
 
     @classmethod
     def from_elf(cls, elf: Any) -> Unwinder:
@@ -64,6 +65,13 @@ class Unwinder:
         return table
 
     def row(self, pc: int) -> Row | None:
+        try:
+            return self._found[pc]
+        except KeyError:
+            found = self._found[pc] = self._lookup(pc)
+            return found
+
+    def _lookup(self, pc: int) -> Row | None:
         i = bisect.bisect_right(self.starts, pc) - 1
         if i < 0:
             return None
