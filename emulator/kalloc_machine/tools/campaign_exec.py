@@ -28,14 +28,17 @@ Invariants:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import hashlib
+import itertools
 import logging
 import multiprocessing
 import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +91,45 @@ def _context() -> multiprocessing.context.BaseContext:
 
 def _on_pool(jobs: Sequence[Job], on_result: Callable[[JobResult], None], workers: int,
              deadline: float | None) -> bool:  # fmt: skip
+    """At most two jobs per worker in flight (a wait walks every pending future's lock), and
+    Ctrl-C taken only between waits (invariant 2): a KeyboardInterrupt raised inside
+    `cf.wait` while it holds the futures' locks would leave one held, and the pool's
+    shutdown would then wait on it for ever."""
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_ignore_sigint)
+    todo = iter(jobs)
+    with _sigint_deferred() as interrupted:
+        try:
+            pending = {pool.submit(run_job, job) for job in itertools.islice(todo, 2 * workers)}
+            while pending:
+                timeout = _POLL if deadline is None else min(_POLL, max(0.0, deadline - time.monotonic()))
+                done, pending = cf.wait(pending, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+                if interrupted():
+                    raise KeyboardInterrupt
+                for future in done:
+                    on_result(future.result())
+                if _expired(deadline):
+                    return False
+                pending |= {pool.submit(run_job, job) for job in itertools.islice(todo, len(done))}
+            return True
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_POLL = 0.1  # seconds between looks at a deferred Ctrl-C
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[Callable[[], bool]]:
+    """SIGINT sets a flag the caller polls, in the main thread; elsewhere Python's own handling."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: seen.append(1))
     try:
-        pending = {pool.submit(run_job, job) for job in jobs}
-        while pending:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            done, pending = cf.wait(pending, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                on_result(future.result())
-            if not done and _expired(deadline):
-                return False
-        return True
+        yield lambda: bool(seen)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- Dask ------------------------------------------------------------------------------------------
