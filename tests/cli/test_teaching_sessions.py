@@ -220,3 +220,14 @@ def test_9_families_table_plot_and_lab_figures(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     exec(compile(script, "teaching-session-9", "exec"), {})
     assert (tmp_path / "families.png").stat().st_size > 10_000
+
+
+def test_4_ccm_is_out_of_the_dma_engines_reach_on_cortex_m() -> None:
+    """Session 4's Cortex-M part: the quoted report, and only the GFP_KERNEL (CCM) transfer fails."""
+    assert _check_quotes("DMA zones") == 1
+    result = _invoke("run", "--board", "stm32f4", "tests/teach_ccm", "--json", "-", "-q")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 64 and report["firmware_exit_code"] == 0
+    assert [e["kind"] for e in report["errors"]] == ["dma-unreachable"]
+    assert (report["dma"]["completed"], report["dma"]["failed"]) == (1, 1)
+    assert 0x9000_0000 <= report["errors"][0]["addr"] < 0x9001_0000  # the CCM bank
