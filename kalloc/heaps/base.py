@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kalloc.config import TASK, Caller
-from kalloc.page import PAGE_SHIFT
+from kalloc.page import PAGE_SHIFT, get_order
 
 if TYPE_CHECKING:
     from kalloc.allocator import Kalloc
@@ -40,6 +40,20 @@ class Heap:
 
     def __init__(self, ka: Kalloc) -> None:
         self.ka = ka
+
+    def exact_pages(self, npages: int, gfp: int, size: int, caller: Caller) -> int | None:
+        """The first pfn of `npages` pages from the buddy allocator (a block of the order that
+        covers them, its tail given back), for a request of `size` bytes; None when it failed
+        (the failure reported as the page allocator reports it)."""
+        ka = self.ka
+        order = get_order(npages << PAGE_SHIFT)
+        if order > ka.config.max_order:
+            ka.pages.too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
+            return None
+        pfn = ka.pages.alloc_block(gfp & ~0x100, order, caller, size)
+        if pfn is not None:
+            ka.buddy.trim(pfn, npages)
+        return pfn
 
     # -- the C library face (subclasses implement) -----------------------------------------------
     def malloc(self, size: int, caller: Caller = TASK) -> int | None:

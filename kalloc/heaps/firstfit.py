@@ -21,7 +21,7 @@ from __future__ import annotations
 from kalloc.config import Caller
 from kalloc.heaps.fit import FitRegion, grow_need
 from kalloc.heaps.fitheap import FitHeap
-from kalloc.page import PAGE_SHIFT, get_order, pages_for
+from kalloc.page import PAGE_SHIFT, pages_for
 
 GROW_PAGES = 1  # one page: measured best (docs/performance.md); adjacent regions merge anyway
 
@@ -37,16 +37,10 @@ class FirstFitHeap(FitHeap):
         self._blocks: dict[int, list[tuple[int, int]]] = {}  # region start -> [(pfn, npages)]
 
     def _grow(self, size: int, align: int, gfp: int, caller: Caller) -> bool:
-        ka = self.ka
         npages = max(GROW_PAGES, pages_for(grow_need(size, align)))
-        order = get_order(npages << PAGE_SHIFT)
-        if order > ka.config.max_order:
-            ka.pages.too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
-            return False
-        pfn = ka.pages.alloc_block(gfp & ~0x100, order, caller, size)
+        pfn = self.exact_pages(npages, gfp, size, caller)
         if pfn is None:
             return False
-        ka.buddy.trim(pfn, npages)
         start, end = pfn << PAGE_SHIFT, (pfn + npages) << PAGE_SHIFT
         for r in self.regions:
             if r.end == start:  # physically adjacent: one region, blocks coalesce across the seam

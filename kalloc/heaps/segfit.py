@@ -42,7 +42,7 @@ from kalloc.heaps import pageclaim
 from kalloc.heaps.fit import HDR, MIN_BLOCK, FitRegion, block_size_for, grow_need
 from kalloc.heaps.fitheap import FitHeap
 from kalloc.heaps.segslab import SLAB_MAX, SlabClasses, slot_for
-from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order, pages_for
+from kalloc.page import PAGE_SHIFT, PAGE_SIZE, pages_for
 
 GROWER_MIN = 1024  # realloc growing an object to this size or more keeps it where it can grow
 SLAB_AFTER = 4  # a size class takes slabs once its live objects fill this many pages
@@ -157,16 +157,10 @@ class SegFitHeap(FitHeap):
         return new
 
     def _large_alloc(self, size: int, gfp: int, caller: Caller) -> int | None:
-        ka = self.ka
         npages = pages_for(size)
-        order = get_order(npages << PAGE_SHIFT)
-        if order > ka.config.max_order:
-            ka.pages.too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
-            return None
-        pfn = ka.pages.alloc_block(gfp & ~0x100, order, caller, size)
+        pfn = self.exact_pages(npages, gfp, size, caller)
         if pfn is None:
             return None
-        ka.buddy.trim(pfn, npages)
         self._large[pfn << PAGE_SHIFT] = npages
         return pfn << PAGE_SHIFT
 
@@ -188,16 +182,10 @@ class SegFitHeap(FitHeap):
         return True
 
     def _new_region(self, need: int, size: int, gfp: int, caller: Caller) -> bool:
-        ka = self.ka
         npages = pages_for(need)
-        order = get_order(npages << PAGE_SHIFT)
-        if order > ka.config.max_order:
-            ka.pages.too_large(gfp, size, caller, f"{size} bytes exceed the largest block")
-            return False
-        pfn = ka.pages.alloc_block(gfp & ~0x100, order, caller, size)
+        pfn = self.exact_pages(npages, gfp, size, caller)
         if pfn is None:
             return False
-        ka.buddy.trim(pfn, npages)
         start, end = pfn << PAGE_SHIFT, (pfn + npages) << PAGE_SHIFT
         for r in self.regions:
             if r.end == start:  # physically adjacent: one region, blocks coalesce across the seam
