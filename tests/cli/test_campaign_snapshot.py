@@ -21,7 +21,8 @@ RACE, LEAK = str(prebuilt("tests/irq_race")), str(prebuilt("tests/leak"))
 
 
 def _campaign(*args: str) -> tuple[int, str, str]:
-    res = CliRunner().invoke(main, ["campaign", *args, "--workers", "1", "--json", "-"], catch_exceptions=False)
+    argv = ["campaign", *args, "--workers", "1", "--json", "-"]
+    res = CliRunner().invoke(main, argv, catch_exceptions=False)
     return res.exit_code, res.stdout, res.stderr
 
 
