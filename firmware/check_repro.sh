@@ -10,7 +10,9 @@
 # committed ARM ELF, rebuilt with `make ARCH=armv7m`) is compared likewise when
 # the ARM toolchain matches TOOLCHAIN's lines 3-4 (arm-none-eabi-gcc,
 # picolibc-arm-none-eabi); the ARM build ships a chosen subset of the test
-# firmware, so only the committed ARM ELFs are rebuilt and compared.
+# firmware, so only the committed ARM ELFs are rebuilt and compared. The lab's example
+# students (firmware/build/lab/, LAB=1 and KASAN=1 builds; their deliberate warnings
+# silenced) are compared too.
 # Exit status: 0 identical or skipped, 1 some ELF or library differs or is missing.
 set -eu
 
@@ -51,6 +53,37 @@ for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf "$fw"/build/bench/*.e
     fi
 done
 [ $status -eq 0 ] && echo "firmware ELFs and SDK libraries are reproducible: rebuild is byte-identical"
+
+# The malloc lab's example students (firmware/lab/build_examples.sh builds them): every
+# example with LAB=1, and each committed kasan_NAME.elf again with KASAN=1.
+lab_status=0
+mkdir -p "$tmp/lab"
+for src in "$fw"/lab/examples/*.c; do
+    name=$(basename "$src" .c)
+    make -s -C "$fw" LAB=1 APP="$src" OUT="$tmp/lab/$name.elf" >/dev/null 2>&1 \
+        || { echo "the lab example does not build: firmware/lab/examples/$name.c"; exit 1; }
+done
+for committed in "$fw"/build/lab/kasan_*.elf; do
+    [ -f "$committed" ] || continue
+    name=$(basename "$committed" .elf)
+    make -s -C "$fw" LAB=1 KASAN=1 APP="$fw/lab/examples/${name#kasan_}.c" OUT="$tmp/lab/$name.elf" \
+        >/dev/null 2>&1 || { echo "the lab example does not build with KASAN=1: ${name#kasan_}.c"; exit 1; }
+done
+for built in "$tmp"/lab/*.elf; do
+    rel=${built#"$tmp"/}
+    if [ ! -f "$fw/build/$rel" ]; then
+        echo "not committed: firmware/build/$rel"
+        lab_status=1
+    elif ! cmp -s "$built" "$fw/build/$rel"; then
+        echo "differs from its rebuild: firmware/build/$rel"
+        lab_status=1
+    fi
+done
+for committed in "$fw"/build/lab/*.elf; do
+    [ -f "$tmp/lab/${committed##*/}" ] || { echo "no source builds it any more: firmware/build/lab/${committed##*/}"; lab_status=1; }
+done
+[ $lab_status -eq 0 ] && echo "the lab's example ELFs are reproducible: rebuild is byte-identical"
+[ $lab_status -eq 0 ] || status=1
 
 # The Cortex-M build: its libraries and the committed ARM ELFs, rebuilt by name.
 want_arm_cc=$(sed -n 3p "$fw/TOOLCHAIN")
