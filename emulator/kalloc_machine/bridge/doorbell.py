@@ -219,7 +219,8 @@ class Bridge:
         """The call stack above the stub from the CPU's own state (the ISA's unwinder, from the
         doorbell store in the wrapper): [ra, its callers...]; (ra,) when ra is not on it."""
         m: Any = self.machine
-        pcs = m.backtrace(m.isa.pc(m.uc))
+        regs = m.isa.read_regs(m.uc)  # one batch read: pc with the rest (no second read for pc)
+        pcs = m.backtrace(regs["pc"] & ~1, regs)
         if ra in pcs:
             at = pcs.index(ra)
             return tuple(pcs[at : at + BACKTRACE_DEPTH])
