@@ -34,17 +34,25 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 make -s -C "$fw" BUILD="$tmp" elfs libs >/dev/null
 
+# compare_built FILE...: each file rebuilt under $tmp against its committed twin under
+# firmware/build; prints what differs or is missing, returns 1 if anything did.
+compare_built() {
+    rc=0
+    for built in "$@"; do
+        rel=${built#"$tmp"/}
+        if [ ! -f "$fw/build/$rel" ]; then
+            echo "not committed: firmware/build/$rel"
+            rc=1
+        elif ! cmp -s "$built" "$fw/build/$rel"; then
+            echo "differs from its rebuild: firmware/build/$rel"
+            rc=1
+        fi
+    done
+    return $rc
+}
+
 status=0
-for built in "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/bench/*.elf "$tmp"/*.a; do
-    rel=${built#"$tmp"/}
-    if [ ! -f "$fw/build/$rel" ]; then
-        echo "not committed: firmware/build/$rel"
-        status=1
-    elif ! cmp -s "$built" "$fw/build/$rel"; then
-        echo "differs from its rebuild: firmware/build/$rel"
-        status=1
-    fi
-done
+compare_built "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/bench/*.elf "$tmp"/*.a || status=1
 for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf "$fw"/build/bench/*.elf "$fw"/build/*.a; do
     rel=${committed#"$fw"/build/}
     if [ ! -f "$tmp/$rel" ]; then
@@ -69,16 +77,7 @@ for committed in "$fw"/build/lab/kasan_*.elf; do
     make -s -C "$fw" LAB=1 KASAN=1 APP="$fw/lab/examples/${name#kasan_}.c" OUT="$tmp/lab/$name.elf" \
         >/dev/null 2>&1 || { echo "the lab example does not build with KASAN=1: ${name#kasan_}.c"; exit 1; }
 done
-for built in "$tmp"/lab/*.elf; do
-    rel=${built#"$tmp"/}
-    if [ ! -f "$fw/build/$rel" ]; then
-        echo "not committed: firmware/build/$rel"
-        lab_status=1
-    elif ! cmp -s "$built" "$fw/build/$rel"; then
-        echo "differs from its rebuild: firmware/build/$rel"
-        lab_status=1
-    fi
-done
+compare_built "$tmp"/lab/*.elf || lab_status=1
 for committed in "$fw"/build/lab/*.elf; do
     [ -f "$tmp/lab/${committed##*/}" ] || { echo "no source builds it any more: firmware/build/lab/${committed##*/}"; lab_status=1; }
 done
