@@ -10,6 +10,8 @@ Only for registers of at most 32 bits (ARM's core and special registers): each v
 slot is 8 bytes, zeroed once, of which the engine writes the low 4. Where the binding's
 internals differ from Unicorn 2.1.4's (the pinned version), or the engine answers an
 error, the binding's own `reg_read_batch` reads (and raises) as before.
+`batch_reader(uc, regs)` is the same read bound once (the hypercall's call-site walk:
+isa/armv7m_unwind.py), answering None where `read_batch` would fall back.
 
 Invariant: a tuple's arrays are reused, never shared across threads (one machine per
 thread or process).
@@ -18,6 +20,7 @@ thread or process).
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 try:  # the binding's library handle (Unicorn 2.1.4's Python binding)
@@ -47,3 +50,18 @@ def read_batch(uc: Any, regs: tuple[int, ...]) -> list[int]:
     if uclib.uc_reg_read_batch(handle, ids, ptrs, n) != 0:
         return list(uc.reg_read_batch(regs))
     return list(vals)
+
+
+def batch_reader(uc: Any, regs: tuple[int, ...]) -> Callable[[], list[int] | None]:
+    """A function reading `regs` (each at most 32 bits) as `read_batch` does; None: the engine
+    refused (the caller reads another way)."""
+    handle = getattr(uc, "_uch", None)
+    if uclib is None or handle is None:
+        return lambda: list(uc.reg_read_batch(regs))
+    ids, vals, ptrs, n = _arrays.get(regs) or _build(regs)
+    call = uclib.uc_reg_read_batch
+
+    def read() -> list[int] | None:
+        return None if call(handle, ids, ptrs, n) else vals[:]
+
+    return read

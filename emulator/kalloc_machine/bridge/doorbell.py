@@ -109,6 +109,8 @@ class Bridge:
         # whatever fp a hand-made block claims (Thumb's r7 heads no chain stack_above could walk)
         isa = getattr(machine, "isa", None)
         self._unwinds = isa is not None and not getattr(isa, "frame_chain", True)
+        # its fast copy of the general walk, where the ISA has one (Cortex-M: isa/armv7m_unwind.py)
+        self._walker: Any = call_site_walker(machine, isa) if self._unwinds else None
         self._stack_hi = self._stack_bank.base + self._stack_bank.size - abi.BLOCK_SIZE
         self._counts = [0] * MAX_SERVICES
         self._save = ka.depot.save  # bound once: the depot is the allocator's for its lifetime
@@ -218,9 +220,11 @@ class Bridge:
     def _unwound(self, ra: int) -> tuple[int, ...]:
         """The call stack above the stub from the CPU's own state (the ISA's unwinder, from the
         doorbell store in the wrapper): [ra, its callers...]; (ra,) when ra is not on it."""
-        m: Any = self.machine
-        regs = m.isa.read_regs(m.uc)  # one batch read: pc with the rest (no second read for pc)
-        pcs = m.backtrace(regs["pc"] & ~1, regs)
+        pcs = self._walker.walk(self._stack_bank) if self._walker is not None else None
+        if pcs is None:  # the general walk (an exception frame, another bank, no fast walker)
+            m: Any = self.machine
+            regs = m.isa.read_regs(m.uc)  # one batch read: pc with the rest (no second read for pc)
+            pcs = m.backtrace(regs["pc"] & ~1, regs)
         if ra in pcs:
             at = pcs.index(ra)
             return tuple(pcs[at : at + BACKTRACE_DEPTH])
@@ -291,6 +295,22 @@ class _ClaimsOnly:
     """The truth of a bridge whose machine keeps none (a test double): never equal to a claim."""
 
     word = UNKNOWN
+
+
+def call_site_walker(machine: Any, isa: Any) -> Any:
+    """The ISA's fast call-site walker (`CallSiteWalker`), or None: the machine's backtrace."""
+    make = getattr(getattr(isa, "unwind", None), "call_site_walker", None)
+    faults, fw = getattr(machine, "faults", None), getattr(machine, "firmware", None)
+    if make is None or faults is None or fw is None:
+        return None
+
+    def leaf_rule(pc: int, ra: int) -> bool:  # FaultReporter.backtrace's: ra, when it is not pcs[1]
+        if not fw.is_code(ra):
+            return False
+        here, there = fw.symbol_at(pc), fw.symbol_at(ra - 1)
+        return here is None or there is None or here[0] != there[0]
+
+    return make(machine.uc, faults.is_code, leaf_rule)  # the general walk's depth (16)
 
 
 def _describe(word: int) -> tuple[str, dict[str, Any]]:

@@ -9,21 +9,38 @@ caller's sp = CFA. A return address that is an EXC_RETURN value crosses an excep
 frame: the stacked pc (the interrupted instruction, exact) and lr, and sp past the
 8-word frame (and its alignment pad, xPSR bit 9).
 
-Invariant: `walk_cfi` never raises (a frame it cannot read or unwind ends the walk).
+`CallSiteWalker` is the hypercall's copy of that walk (every Cortex-M hypercall unwinds its
+caller: bridge/doorbell.py): the same steps over the stack bank's bytes with the rows cached
+per pc, from four registers read in one ctypes call, without the general walk's callbacks. It
+answers only where its answer is the general one's (an EXC_RETURN, an address outside the
+bank, a `lr` the leaf rule would insert: None, and the caller walks the general way).
+
+Invariants:
+ 1. `walk_cfi` never raises (a frame it cannot read or unwind ends the walk).
+ 2. `CallSiteWalker` returns either None or exactly what `walk_cfi` followed by
+    FaultReporter.backtrace's leaf rule returns for the same CPU state (the test
+    tests/machine/test_callsite_walk.py runs both at every hypercall of the ARM firmwares).
 """
 
 from __future__ import annotations
 
 import bisect
+import struct
 from collections.abc import Callable
 from typing import Any
 
+from unicorn import arm_const as ac
+
 from kalloc_machine.isa import ReadU32
+from kalloc_machine.rawregs import batch_reader
 
 XPSR_ALIGN = 1 << 9  # stacked xPSR: the entry padded the frame by 4 bytes
 # DWARF register numbers (ARM): r0..r15
 DW_R7, DW_SP, DW_LR = 7, 13, 14
 Row = tuple[int, int, int, dict[int, int]]  # (pc, cfa register, cfa offset, {register: offset from cfa})
+_WALK_REGS = (ac.UC_ARM_REG_PC, ac.UC_ARM_REG_SP, ac.UC_ARM_REG_LR, ac.UC_ARM_REG_R7)
+_U32 = struct.Struct("<I")
+_CODE_MEMO = 4096  # is_code answers kept (return addresses come from guest memory: bounded)
 
 
 class Unwinder:
@@ -63,6 +80,12 @@ class Unwinder:
         table.fdes = fdes
         table.starts = [f[0] for f in fdes]
         return table
+
+    def call_site_walker(
+        self, uc: Any, is_code: Callable[[int], bool], leaf_rule: Callable[[int, int], bool], depth: int = 16
+    ) -> CallSiteWalker:
+        """The hypercall's fast walk over this table (CallSiteWalker)."""
+        return CallSiteWalker(self, uc, is_code, leaf_rule, depth)
 
     def row(self, pc: int) -> Row | None:
         try:
@@ -142,3 +165,94 @@ def walk_cfi(
     if len(pcs) == 1 and regs.get("lr", 0) & ~1 and regs.get("lr", 0) < 0xF000_0000:
         pcs.append(regs["lr"] & ~1)
     return pcs
+
+
+class CallSiteWalker:
+    """`walk_cfi` from the CPU's state for one hypercall, over the stack bank's bytes (module
+    docstring, invariant 2). `walk(bank)` -> the raw PCs, or None: take the general walk."""
+
+    def __init__(self, table: Unwinder, uc: Any, is_code: Callable[[int], bool],
+                 leaf_rule: Callable[[int, int], bool], depth: int = 16) -> None:  # fmt: skip
+        self.table = table
+        self.depth = depth
+        self._read = batch_reader(uc, _WALK_REGS)
+        self._is_code = is_code
+        self._code: dict[int, bool] = {}
+        self._leaf_rule = leaf_rule  # (pc, lr) -> True when the general backtrace inserts lr
+        self._leaf: dict[tuple[int, int], bool] = {}
+
+    def code(self, addr: int) -> bool:
+        """is_code(addr), remembered for the first _CODE_MEMO addresses asked."""
+        known = self._code.get(addr)
+        if known is None:
+            known = self._is_code(addr)
+            if len(self._code) < _CODE_MEMO:
+                self._code[addr] = known
+        return known
+
+    def walk(self, bank: Any) -> list[int] | None:  # long: walk_cfi's loop, inlined over the bytes
+        regs = self._read()
+        if regs is None:
+            return None
+        pc, sp, lr, r7 = regs
+        if lr >= 0xF000_0000:  # an exception return in lr: the general walk
+            return None
+        pc &= ~1
+        lr &= ~1
+        found, row_of, code = self.table._found, self.table.row, self._code
+        lo, hi, buf, unpack = bank.base, bank.base + bank.size, bank.buf, _U32.unpack_from
+        pcs = [pc]
+        look, first, depth = pc, True, self.depth
+        while len(pcs) < depth:
+            row = found[look] if look in found else row_of(look)
+            if row is None:
+                ret, cfa = (lr if first else 0), sp
+                if not ret:
+                    break
+            else:
+                _pc, reg, off, saved = row
+                base = sp if reg == DW_SP else r7 if reg == DW_R7 else lr if reg == DW_LR else 0
+                cfa = (base + off) & 0xFFFF_FFFF
+                if not lo <= cfa - 8 <= hi - 8:
+                    return None  # outside the bank: the general walk (every bank) decides
+                at = saved.get(DW_LR)
+                if at is None:
+                    ret = lr
+                elif lo <= cfa + at <= hi - 4:
+                    ret = unpack(buf, cfa + at - lo)[0]
+                else:
+                    return None
+                at = saved.get(DW_R7)
+                if at is not None:
+                    if not lo <= cfa + at <= hi - 4:
+                        return None
+                    r7 = unpack(buf, cfa + at - lo)[0]
+            first = False
+            if ret & 0xFFFF_FFE0 == 0xFFFF_FFE0:  # an exception frame: the general walk
+                return None
+            ret &= ~1
+            if not ret:
+                break
+            is_code = code.get(ret)
+            if not (self.code(ret) if is_code is None else is_code):
+                break
+            if row is not None and cfa < sp:
+                break
+            pcs.append(ret)
+            if row is None:
+                break
+            sp = cfa
+            look = ret - 1
+        if len(pcs) == 1:
+            if lr:
+                pcs.append(lr)
+        elif lr != pcs[1]:  # the general backtrace's leaf rule (faults.py): remembered per (pc, lr)
+            key = (pc, lr)
+            insert = self._leaf.get(key)
+            if insert is None:
+                insert = self._leaf_rule(pc, lr)
+                if len(self._leaf) < _CODE_MEMO:
+                    self._leaf[key] = insert
+            if insert:
+                pcs.insert(1, lr)
+        return pcs
