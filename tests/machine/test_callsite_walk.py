@@ -46,7 +46,7 @@ def _both_ways(name: str) -> tuple[int, int]:
         if fast is None:
             counts[1] += 1
         else:
-            assert fast == general, (name, service, [hex(p) for p in fast], [hex(p) for p in general])
+            assert list(fast) == general, (name, service, [hex(p) for p in fast], [hex(p) for p in general])
             counts[0] += 1
         served(service, block)
 
@@ -80,3 +80,23 @@ def test_a_site_deeper_than_kept_names_the_same_frames_on_both_machines() -> Non
     rv32, arm = _leak_frames("default", None), _leak_frames("stm32f4", "armv7m")
     assert rv32 == [("descend", 15)] + [("descend", 20)] * 15
     assert arm == rv32[:15]
+
+
+def test_a_snapshot_shares_the_walker_and_restores_the_same_sites() -> None:
+    """The walker's remembered walks are answers, not state: a Cortex-M session stopped at main
+    (after boot's hypercalls walked and were remembered) snapshots and restores, twice, and each
+    restored run reports what a run without a snapshot reports."""
+    from kalloc_machine.tools.harness import Target
+
+    options = RunOptions(firmware=str(prebuilt("tests/leak", "armv7m")), board="stm32f4")
+    whole = Session(options).run().report
+    target = Target(options)
+    target.run_to("main")
+    snap = target.snapshot()
+    for _ in range(2):
+        target.restore(snap)
+        assert _facts(target.finish().report) == _facts(whole)
+
+
+def _facts(report: dict[str, Any]) -> list[Any]:
+    return [(e["kind"], e["count"], e["backtrace"]) for e in report["errors"]]

@@ -41,6 +41,7 @@ Row = tuple[int, int, int, dict[int, int]]  # (pc, cfa register, cfa offset, {re
 _WALK_REGS = (ac.UC_ARM_REG_PC, ac.UC_ARM_REG_SP, ac.UC_ARM_REG_LR, ac.UC_ARM_REG_R7)
 _U32 = struct.Struct("<I")
 _CODE_MEMO = 4096  # is_code answers kept (return addresses come from guest memory: bounded)
+_WALK_MEMO = 1024  # walks kept by register state (CallSiteWalker.walk); past it, forgotten all at once
 
 
 class Unwinder:
@@ -180,6 +181,12 @@ class CallSiteWalker:
         self._code: dict[int, bool] = {}
         self._leaf_rule = leaf_rule  # (pc, lr) -> True when the general backtrace inserts lr
         self._leaf: dict[tuple[int, int], bool] = {}
+        self._seen: dict[tuple[int, ...], tuple[struct.Struct, int, tuple[int, ...], tuple[int, ...]]] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CallSiteWalker:
+        """Itself: what it keeps are answers of pure functions of the CPU state and RAM, right
+        after any restore too, so a snapshot (kalloc_machine.snapshot) shares it."""
+        return self
 
     def code(self, addr: int) -> bool:
         """is_code(addr), remembered for the first _CODE_MEMO addresses asked."""
@@ -190,15 +197,49 @@ class CallSiteWalker:
                 self._code[addr] = known
         return known
 
-    def walk(self, bank: Any) -> list[int] | None:  # long: walk_cfi's loop, inlined over the bytes
+    def walk(self, bank: Any) -> tuple[int, ...] | None:
+        """The raw PCs from the CPU's state now, or None (the module docstring's invariant 2).
+
+        A walk is remembered by its registers, with the stack words it read: the next call
+        from the same state (a loop's call site) checks those words with one struct unpack
+        and answers the same PCs when they are the same (the walk would read and decide
+        the same), else walks again."""
         regs = self._read()
         if regs is None:
             return None
         pc, sp, lr, r7 = regs
+        key = (pc, sp, lr, r7, bank.base)
+        seen = self._seen.get(key)
+        if seen is not None and seen[0].unpack_from(bank.buf, seen[1]) == seen[2]:
+            return seen[3]
         if lr >= 0xF000_0000:  # an exception return in lr: the general walk
             return None
-        pc &= ~1
-        lr &= ~1
+        reads: list[int] = []
+        pcs = self._walk(pc & ~1, sp, lr & ~1, r7, bank, reads)
+        if pcs is not None:
+            self._remember(key, bank, reads, pcs)
+        return pcs
+
+    def _remember(self, key: tuple[int, ...], bank: Any, reads: list[int], pcs: tuple[int, ...]) -> None:
+        """Keep a walk with the words it read (offsets in the bank), as one struct with gaps."""
+        offsets = sorted(set(reads))
+        fmt, last = "<", None
+        for off in offsets:
+            if last is not None:
+                if off < last + 4:
+                    return  # overlapping reads (a strange table): not remembered
+                fmt += f"{off - last - 4}x" if off > last + 4 else ""
+            fmt += "I"
+            last = off
+        check = struct.Struct(fmt)
+        lo = offsets[0] if offsets else 0
+        if len(self._seen) >= _WALK_MEMO:
+            self._seen.clear()
+        self._seen[key] = (check, lo, check.unpack_from(bank.buf, lo), pcs)
+
+    def _walk(  # long: walk_cfi's loop, inlined over the bytes
+        self, pc: int, sp: int, lr: int, r7: int, bank: Any, reads: list[int]
+    ) -> tuple[int, ...] | None:
         found, row_of, code = self.table._found, self.table.row, self._code
         lo, hi, buf, unpack = bank.base, bank.base + bank.size, bank.buf, _U32.unpack_from
         pcs = [pc]
@@ -219,6 +260,7 @@ class CallSiteWalker:
                 if at is None:
                     ret = lr
                 elif lo <= cfa + at <= hi - 4:
+                    reads.append(cfa + at - lo)
                     ret = unpack(buf, cfa + at - lo)[0]
                 else:
                     return None
@@ -226,6 +268,7 @@ class CallSiteWalker:
                 if at is not None:
                     if not lo <= cfa + at <= hi - 4:
                         return None
+                    reads.append(cfa + at - lo)
                     r7 = unpack(buf, cfa + at - lo)[0]
             first = False
             if ret & 0xFFFF_FFE0 == 0xFFFF_FFE0:  # an exception frame: the general walk
@@ -255,4 +298,4 @@ class CallSiteWalker:
                     self._leaf[key] = insert
             if insert:
                 pcs.insert(1, lr)
-        return pcs
+        return tuple(pcs)
