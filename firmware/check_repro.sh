@@ -97,7 +97,7 @@ if [ "$want_arm_cc" != "$have_arm_cc" ] || [ "$want_arm_libc" != "$have_arm_libc
 fi
 arm_status=0
 targets=""
-for committed in "$fw"/build/armv7m/*.elf "$fw"/build/armv7m/tests/*.elf; do
+for committed in "$fw"/build/armv7m/*.elf "$fw"/build/armv7m/tests/*.elf "$fw"/build/armv7m/bench/*.elf; do
     [ -f "$committed" ] && targets="$targets $tmp/armv7m/${committed#"$fw"/build/armv7m/}"
 done
 make -s -C "$fw" ARCH=armv7m BUILD="$tmp/armv7m" libs $targets >/dev/null

@@ -2,11 +2,16 @@
 
 The firmware runs in machine mode, where the CPU's Sv32 MMU ignores `satp`, so the
 machine translates instead: Unicorn's soft TLB is switched to `UC_TLB_VIRTUAL` and a
-`UC_HOOK_TLB_FILL` hook answers every TLB miss (one per page, then QEMU caches it):
+`UC_HOOK_TLB_FILL` hook answers every TLB miss (one per page, then QEMU caches it). A RAM
+page the machine must see is handed to a `trap` (the stack guard's page:
+bridge/stackguard.py), a fill hook ranged on that page alone; the main hook is ranged
+around the trapped pages:
 
     [VMALLOC_START, VMALLOC_END)   kalloc.vmalloc's page tables (vmalloc, vmap, arena)
                                    mapped page  -> its physical page, read/write/execute
                                    anything else -> refused: a page fault
+    a trapped page                 the trap's handler for a load or store (the access
+                                   lands in the fault sink), identity --x for a fetch
     everywhere else                identity, with the permissions of what lives there:
                                    RAM rwx, devices and doorbells rw-, the idle sled --x,
                                    unmapped addresses (and the sled's fault_sink) none
@@ -29,18 +34,28 @@ Every unmap of the windows flushes the whole TLB (`Vmalloc.on_unmap`): a stale e
 would let the CPU keep touching a page that went back to the buddy allocator. Unicorn
 has no per-page flush in its API; unmaps are rare (vfree, arena trim).
 
-Cost (docs/architecture.md, "Virtual memory"): measured on the demo, the mode is in
-the noise, so it is always on for `kalloc run`.
+Cost (docs/architecture.md, "Virtual memory"; docs/performance.md, "The always-on memory
+hooks"): one Python call per TLB miss, ~2 µs. Compute code misses rarely; memory-heavy code
+misses more, mostly on stores: QEMU's TLB is direct-mapped (256 entries) and its victim TLB
+matches a store only on an exact comparator, so two pages 1 MiB apart (page numbers equal
+mod 256: the TLSF workload's stack and heap) evict each other (17k fills in 100k iterations,
+~5% of its run). Leaving RAM to Unicorn's own fill (a hook ranged around the banks) was
+tried and is slower: its C fill grants only the access's own permission, so a page that is
+read and written refills on every alternation. The mode is always on for `kalloc run`.
 
 Invariants:
  1. A fill inside the windows returns a physical page only for a mapped PTE.
  2. After every unmap the CPU's TLB holds no entry of the windows.
  3. The hook never stops the emulator and never changes allocator state; a fault it sees
-    ends the slice through the idle sled (`IdleSled.fault`), never by refusing the fill.
+    ends the slice through the idle sled (`IdleSled.fault`, or the trap's own report
+    through `Machine.fatal`), never by refusing the fill.
+ 4. No hook covers a RAM page except a trapped one, and a trapped page is never granted
+    to a load or store (every data fill of it goes to its handler and lands in the sink).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import unicorn
@@ -67,6 +82,7 @@ PROT_X = unicorn.UC_PROT_EXEC
 _VERB = {unicorn.UC_MEM_READ: "read", unicorn.UC_MEM_WRITE: "write", unicorn.UC_MEM_FETCH: "fetch"}
 _NEEDS = {unicorn.UC_MEM_READ: unicorn.UC_PROT_READ, unicorn.UC_MEM_WRITE: unicorn.UC_PROT_WRITE,
           unicorn.UC_MEM_FETCH: unicorn.UC_PROT_EXEC}  # fmt: skip
+TrapHandler = Callable[[int, int], None]  # (page, UC_MEM_READ/WRITE) -> reports (Machine.fatal)
 _STATE_TEXT = {
     "guard": "the guard page after a vmalloc area (an overflow past its end)",
     "freed": "a vmalloc area that was freed with vfree() (a use after vfree)",
@@ -84,8 +100,8 @@ def flush_tlb(uc: unicorn.Uc) -> None:
 class Mmu:
     """The TLB-fill hook of one Machine over one Vmalloc (module docstring).
 
-    Attributes: fills (TLB misses answered), flushes, fault (vaddr, access verb, pc)
-    of the last refused fill, or None.
+    Attributes: fills (TLB misses answered), flushes, fault (vaddr, access verb, pc) of the
+    last refused fill, or None, traps ([lo, hi) of each trapped range).
     """
 
     def __init__(self, machine: Machine, vm: Vmalloc) -> None:
@@ -108,8 +124,48 @@ class Mmu:
         machine.sled.on_release.append(self._flush_after_fault)
         machine.sled.translated = True  # faults are seen here, not in the memory hook
         self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # in 2.1.4, not in mypy's view
-        self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill)
+        self.traps: list[tuple[int, int]] = []
+        self._hooks: list[int] = []
+        self._hook_around_traps()
         vm.on_unmap.append(self._on_unmap)
+
+    def _hook_around_traps(self) -> None:
+        """(Re)install the main fill hook, one ranged hook per gap between the trapped ranges."""
+        for h in self._hooks:
+            self.uc.hook_del(h)
+        self._hooks, at = [], 0
+        for lo, hi in [*sorted(self.traps), (1 << 32, 1 << 32)]:
+            if lo > at:
+                self._hooks.append(self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill, None, at, lo - 1))
+            at = hi
+
+    def trap(self, lo: int, hi: int, handler: TrapHandler) -> bool:
+        """Hand every load and store fill of the RAM pages [lo, hi) to `handler(page, access)`,
+        which reports it; the access lands in the fault sink (invariant 4) and the TLB is
+        flushed after the slice. A fetch there is identity, execute-only. False (nothing
+        installed) when [lo, hi) is not whole pages of one RAM bank, or overlaps a trap: the
+        caller keeps its memory hook."""
+        bank = self._bank_of(lo)
+        if lo % PAGE or hi % PAGE or hi <= lo or bank is None or hi > bank.end:
+            return False
+        if any(lo < t_hi and t_lo < hi for t_lo, t_hi in self.traps):
+            return False
+        sled = self.machine.sled
+
+        def fill(uc: unicorn.Uc, vaddr: int, access: int, entry: Any, _ud: Any) -> bool:
+            self.fills += 1
+            if access == unicorn.UC_MEM_FETCH:
+                entry.paddr, entry.perms = vaddr, PROT_X
+                return True
+            handler(vaddr, access)
+            sled.flush_on_release()  # the page now points at the sink (a fatal report: no sled.fault)
+            return self._sink(vaddr, entry, None)
+
+        self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, fill, None, lo, hi - 1)
+        self.traps.append((lo, hi))
+        self._hook_around_traps()
+        flush_tlb(self.uc)  # no entry of the pages may predate the trap
+        return True
 
     @staticmethod
     def _identity_map(machine: Machine) -> list[tuple[int, int, int]]:

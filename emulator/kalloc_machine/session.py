@@ -122,7 +122,7 @@ class Session:
             self.heap.end = self.mmu.hole[0]  # (docs/architecture.md, "The Cortex-M machine")
         self._wire_bridge()
         self.commit = commit.install(self.bridge, self.ka, self.vm)  # committed pages per kind, headroom
-        self.stackguard = stackguard.install(self.machine, self.firmware, self.ka.depot)  # stack-overflow
+        self.stackguard = stackguard.install(self.machine, self.firmware, self.ka.depot, self.mmu)  # overflow
         stackguard.annotate_frees(self.bridge, self.firmware)  # a freed stack address: whose frame
         self.kasan = kasan.install(self.bridge, self.machine, self.ka, self.firmware, self.kasan_mode, shadow)
         self.faults = self._fault_injection()

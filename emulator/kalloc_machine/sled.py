@@ -222,6 +222,11 @@ class IdleSled:
         self.stop = SliceStop(reason, pc=self.isa.pc(self.uc))
         self.enter()
 
+    def flush_on_release(self) -> None:
+        """A hook pointed an access at the fault sink without `fault` (a trap's fatal report,
+        mmu.py): run `on_release` after this slice all the same."""
+        self._faulted = True
+
     def release(self) -> None:
         """At the boundary after a slice: unmap the scratch pages and run `on_release` if a
         fault ended it (module docstring)."""

@@ -14,8 +14,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#ifndef SLOTS /* the Makefile's Cortex-M build sets a smaller workload (a power of two) */
 #define SLOTS 512
+#endif
+#ifndef MAX_SIZE
 #define MAX_SIZE 2000
+#endif
 
 volatile uint32_t churn_iters = 1000;
 

@@ -21,7 +21,9 @@
 
 #include <kalloc.h>
 
+#ifndef POOL_BYTES /* the Makefile's Cortex-M build sets a smaller pool */
 #define POOL_BYTES (2u << 20)
+#endif
 #define ALIGN 8u
 #define SL_LOG2 4u
 #define SL_COUNT (1u << SL_LOG2)

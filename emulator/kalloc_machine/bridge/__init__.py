@@ -14,7 +14,7 @@
     dmacheck.py     the DMA engine's check against the allocator (errors that name the buffer)
     record.py       `kalloc run --record`: the run's allocation trace
     internal.py     kalloc's own crashes as `internal` report entries
-    stackguard.py   the guard below the SDK's stack: one ranged hook, a `stack-overflow` report
+    stackguard.py   the guard below the SDK's stack: a page translation refuses, a `stack-overflow` report
 
 Each part is installed with the machine, the allocator and the bridge it needs
 (explicit arguments); kalloc_machine.session builds and wires them. A hypercall's

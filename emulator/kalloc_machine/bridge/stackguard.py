@@ -6,19 +6,28 @@ The SDK's linker script (firmware/link.ld) puts a guard between .bss and the sta
     __kalloc_stack_bottom   the stack's lowest address; it grows down from
     __kalloc_stack_top      (sp at reset; interrupt handlers run on this stack too)
 
-`install(machine, firmware)` puts ONE ranged Unicorn memory hook (reads and writes) on
-[__kalloc_stack_guard, __kalloc_stack_bottom): a ranged hook costs nothing outside its
-range. The first access into it — the prologue of the function whose frame no longer
+`install(machine, firmware, depot, mmu)` watches [__kalloc_stack_guard, __kalloc_stack_bottom).
+The first load or store into it — the prologue of the function whose frame no longer
 fits, the trap vector saving registers for a handler, a local buffer written past the
 bottom — builds the report and ends the run through `machine.fatal(err, reason="fault")`
 (exit status 65, like a CPU fault: the firmware crashed, as on a guard page in Linux).
 
-What lands: `machine.fatal` sends the CPU into the idle sled from the callback (the run's
-instruction count stays exact: sled.py) and nothing after the instruction runs, but
-Unicorn has already made the access to guest RAM when the callback runs: a store into the
-guard does land — in the guard, which nothing uses. That is what the guard is for: the run
-ends before any store reaches .bss (`kalloc_irq_depth` and the firmware's globals are
-never overwritten).
+How it watches: the SDK's linker scripts page-align the guard (one 4 KiB page), so the
+machine's translation traps the page (`Mmu.trap`, mmu.py): no memory hook is installed.
+Any Unicorn memory read/write hook, even a ranged one, sends every load and store of the
+run through the slow path (measured: the TLSF workload ran ~0.72x with it), while a
+trapped page costs nothing until it is touched. The page is never granted to a load or
+store, so the first data access into it is a TLB fill, the same first access a memory
+hook saw: its address and width are the instruction's (decoded at the PC: `first_access`,
+the lowest-addressed access of a multi-register push/stm, as the CPU makes them in
+ascending order, 4 bytes each; a ldrd/strd is two 4-byte accesses), the registers are
+the CPU's at that access, the instruction is counted, and the access itself does not
+land (mmu.py sends it to the fault sink). An ELF whose guard is not page-aligned (an
+older SDK), or a machine without translation, keeps the ranged memory hook (reads and
+writes): there the store has already been made when the callback runs, in the guard,
+which nothing uses. Either way the run ends before any store reaches .bss
+(`kalloc_irq_depth` and the firmware's globals are never overwritten), with the same
+report and the same instruction count (tests/machine/test_stackguard_tlb.py).
 
 The report (`StackOverflowError`, kind `stack-overflow`, severity error), built once at
 the first access:
@@ -48,8 +57,8 @@ without the guard: no hook (its .bss lies right below the stack), and the firmwa
 warnings say so. An ELF without either (not built with the SDK) gets neither.
 
 Invariants:
- 1. The hook is installed only when the ELF names the guard; it never stops the emulator
-    except through `machine.fatal` (the run is ending), and only once.
+ 1. The trap (or hook) is installed only when the ELF names the guard; it never stops the
+    emulator except through `machine.fatal` (the run is ending), and only once.
  2. Building the report never raises on guest garbage (the walk is bounded by the stack's
     size and stops at unreadable frames).
 """
@@ -57,12 +66,14 @@ Invariants:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import unicorn
 
 from kalloc.errors import KallocError, StackOverflowError
+from kalloc_machine.memlayout import PAGE_SIZE
 
 if TYPE_CHECKING:
     from kalloc.physmem import RamBank
@@ -70,6 +81,7 @@ if TYPE_CHECKING:
     from kalloc_machine.bridge.doorbell import Bridge
     from kalloc_machine.elf import Firmware
     from kalloc_machine.machine import Machine
+    from kalloc_machine.mmu import Mmu
 
 GUARD = "__kalloc_stack_guard"
 BOTTOM = "__kalloc_stack_bottom"
@@ -108,7 +120,7 @@ class StackGuard:
     """The guard's hook and its one report (module docstring)."""
 
     def __init__(self, machine: Machine, firmware: Firmware, bounds: StackBounds,
-                 depot: StackDepot | None = None) -> None:  # fmt: skip
+                 depot: StackDepot | None = None, mmu: Mmu | None = None) -> None:  # fmt: skip
         self.machine = machine
         self.depot = depot
         self.firmware = firmware
@@ -116,8 +128,20 @@ class StackGuard:
         self.tripped = False
         trap = firmware.symbol_addr(TRAP_START), firmware.symbol_addr(TRAP_END)
         self._trap = (trap[0], trap[1]) if trap[0] is not None and trap[1] is not None else None
-        machine.uc.hook_add(unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, self._on_access, None,
-                            bounds.guard, bounds.bottom - 1)  # fmt: skip
+        trap_page = getattr(mmu, "trap", None)  # a baseline without translation has none (benchmachine.py)
+        self.trapped = trap_page is not None and trap_page(bounds.guard, bounds.bottom, self._on_fill)
+        if not self.trapped:  # not page-aligned, or no translation: the ranged memory hook
+            machine.uc.hook_add(unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, self._on_access, None,
+                                bounds.guard, bounds.bottom - 1)  # fmt: skip
+
+    def _on_fill(self, page: int, access: int) -> None:
+        """A load or store filled the guard's page (mmu.py): the access the memory hook would see."""
+        if self.tripped:
+            return
+        m, b = self.machine, self.bounds
+        addr, size = first_access(m, m.regs(), max(page, b.guard), min(page + PAGE_SIZE, b.bottom))
+        self.tripped = True
+        m.fatal(self.error(_VERBS.get(access, "access"), addr, size), reason="fault")
 
     def _on_access(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> None:
         if self.tripped:
@@ -169,6 +193,96 @@ class StackGuard:
             return False
         lo, hi = self._trap
         return any(lo <= p < hi for p in pcs[1:])
+
+
+_ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12"}  # capstone's names, Isa.read_regs's
+_CS: dict[str, Any] = {}
+
+
+def first_access(machine: Machine, regs: dict[str, int], lo: int, hi: int) -> tuple[int, int]:
+    """(address, width) of the first access the instruction at the PC makes into [lo, hi),
+    as a memory hook sees it: accesses in the CPU's order (ascending addresses), the first
+    that starts in [lo, hi), else the first that reaches into it (clipped to lo); (lo, 4)
+    for an instruction the decoder does not know (none the SDK's compilers emit)."""
+    pc = regs["pc"]
+    accesses = _accesses(machine, pc, regs)
+    for addr, width in accesses:
+        if lo <= addr < hi:
+            return addr, width
+    for addr, width in accesses:
+        if addr < hi and lo < addr + width:
+            return max(addr, lo), width
+    return lo, 4
+
+
+def _accesses(machine: Machine, pc: int, regs: dict[str, int]) -> list[tuple[int, int]]:
+    """The loads/stores of the instruction at pc, in order: one, or 4-byte words for Arm's
+    push/pop/stm/ldm (ascending) and ldrd/strd; [] when it cannot be decoded."""
+    isa, read = machine.isa, machine.phys.read
+    if isa.name == "armv7m":
+        multi = _arm_multi(read, pc, regs)
+        if multi is not None:
+            return multi
+    else:
+        sp_relative = _rv_compressed_sp(read, pc, regs)
+        if sp_relative is not None:
+            return sp_relative
+    try:
+        got = isa.memory_operand(read, pc, regs)
+    except ValueError:
+        return []
+    if got is None:
+        return []
+    addr, width = got
+    if width == 8:  # ldrd/strd: two word accesses
+        return [(addr, 4), ((addr + 4) & 0xFFFF_FFFF, 4)]
+    return [got]
+
+
+def _rv_compressed_sp(read: Callable[[int, int], bytes], pc: int, regs: dict[str, int]
+                      ) -> list[tuple[int, int]] | None:  # fmt: skip
+    """c.lwsp / c.swsp at pc (the prologue's and epilogue's own stack accesses, which
+    Isa.memory_operand does not decode): [(sp + offset, 4)], else None."""
+    try:
+        h = int.from_bytes(read(pc, 2), "little")
+    except ValueError:
+        return None
+    if h & 3 != 2 or h >> 13 not in (2, 6):
+        return None
+    if h >> 13 == 2:  # c.lwsp: uimm[5] at 12, uimm[4:2] at 6:4, uimm[7:6] at 3:2
+        off = ((h >> 12) & 1) << 5 | ((h >> 4) & 7) << 2 | ((h >> 2) & 3) << 6
+    else:  # c.swsp: uimm[5:2] at 12:9, uimm[7:6] at 8:7
+        off = ((h >> 9) & 0xF) << 2 | ((h >> 7) & 3) << 6
+    return [((regs.get("sp", 0) + off) & 0xFFFF_FFFF, 4)]
+
+
+def _arm_multi(read: Callable[[int, int], bytes], pc: int, regs: dict[str, int]
+               ) -> list[tuple[int, int]] | None:  # fmt: skip
+    """The word accesses of a Thumb push/pop/stm/ldm at pc (None for any other instruction)."""
+    import capstone
+
+    cs = _CS.get("thumb")
+    if cs is None:
+        mode = capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS
+        cs = _CS["thumb"] = capstone.Cs(capstone.CS_ARCH_ARM, mode)
+        cs.detail = True
+    try:
+        insn = next(cs.disasm(read(pc, 4), pc, 1), None)
+    except ValueError:
+        return None
+    if insn is None:
+        return None
+    op = insn.mnemonic.split(".")[0]
+    if op in ("push", "pop"):
+        base, listed = regs.get("sp", 0), len(insn.operands)
+    elif op.startswith(("stm", "ldm")):
+        name = insn.reg_name(insn.operands[0].reg)
+        base, listed = regs.get(_ALIASES.get(name, name), 0), len(insn.operands) - 1
+    else:
+        return None
+    if op == "push" or op in ("stmdb", "stmfd", "ldmdb", "ldmea"):
+        base -= 4 * listed
+    return [((base + 4 * i) & 0xFFFF_FFFF, 4) for i in range(listed)]
 
 
 def leak_roots(roots: list[tuple[int, int]], firmware: Firmware, sp: int) -> list[tuple[int, int]]:
@@ -266,12 +380,14 @@ def annotate_frees(bridge: Bridge, firmware: Firmware) -> StackFrees | None:
     return frees
 
 
-def install(machine: Machine, firmware: Firmware, depot: StackDepot | None = None) -> StackGuard | None:
+def install(machine: Machine, firmware: Firmware, depot: StackDepot | None = None,
+            mmu: Mmu | None = None) -> StackGuard | None:  # fmt: skip
     """The guard of an SDK ELF that has one; else None (and a warning for an SDK ELF without).
-    `depot` (the allocator's) keeps the report's origin_site."""
+    `depot` (the allocator's) keeps the report's origin_site; `mmu` (the machine's translation)
+    traps a page-aligned guard (module docstring)."""
     bounds = bounds_of(firmware)
     if bounds is None:
         if firmware.symbol_addr(BOTTOM) is not None and NO_GUARD_WARNING not in firmware.warnings:
             firmware.warnings.append(NO_GUARD_WARNING)
         return None
-    return StackGuard(machine, firmware, bounds, depot)
+    return StackGuard(machine, firmware, bounds, depot, mmu)
