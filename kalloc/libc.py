@@ -96,6 +96,7 @@ class LibcApi:
     ) -> None:
         self.config = config
         self.heap_max = config.heap_max
+        self.small_max = min(config.heap_max, KMALLOC_MAX_CACHE_SIZE)  # malloc's sizes served by a class
         self.kasan = config.sanitize == "kasan"
         self.gate = gate
         self.slub = slub
@@ -209,6 +210,8 @@ class LibcApi:
             self.gate.check_size(size, caller)
             if not self.request_ok(size, caller, "malloc"):
                 return None
+        if size <= self.small_max:  # sized(), inlined for a class slot (the hot path)
+            return self.slub.alloc(self.by_size[size], size, _GFP_MALLOC, caller, KIND_MALLOC)
         return self.sized(size, _GFP_MALLOC, caller)
 
     def sized(self, size: int, gfp: int, caller: Caller) -> int | None:
@@ -228,7 +231,7 @@ class LibcApi:
         if addr == 0:
             return
         rec = self.records.get(addr)
-        if rec is None or rec.kind != KIND_MALLOC:
+        if rec is None or rec[1] != KIND_MALLOC:  # rec.kind (a tuple index is cheaper)
             raise self.live.diagnose_free(addr, "free", caller)
         slab = self.page_owner.get(addr >> PAGE_SHIFT)  # HeapObjects.free, inlined: the hot path
         if slab is None:

@@ -11,6 +11,8 @@ Data structures (all keyed by ints; nothing depends on object ids):
     not_leak, ksized    set[addr]                 kmemleak_not_leak marks; objects whose tail
                                                   ksize() unlocked
     listeners           [fn(event, addr, size, usable)]   told of every "alloc", "free", "resize"
+                                                  (a listener marked @page_level_only is not told
+                                                  of slab objects: kalloc.slub skips it)
 
 A record's `kind` is a KIND_* code; KIND_NAMES gives its text (":<name>" is added for
 caches and pools) and KIND_ALLOC_API the function that allocates it.
@@ -26,7 +28,8 @@ Invariants:
     size requested (the usable size is usable()).
  2. not_leak and ksized hold only live addresses: forget() drops an address from both.
  3. Listeners hear "alloc" after a record is added, "free" after it is removed, and
-    "resize" when its size or usable tail changes.
+    "resize" when its size or usable tail changes (a @page_level_only listener may not
+    hear a slab object's "alloc" and "free").
  4. take_for_free() changes nothing: a misuse raises before any state changes.
 """
 
@@ -49,6 +52,20 @@ if TYPE_CHECKING:
     from kalloc.dmapool import DmaPool
 
 Listener = Callable[[str, int, int, int], None]
+
+
+def page_level_only(fn: Any) -> Any:
+    """Mark a listener that ignores slab objects: kalloc.slub's hot paths do not call it for them.
+
+    For a listener that returns at once for an object inside a slab (one that counts pages,
+    say): its events are the same without the call (LiveTable.slab_listeners).
+    """
+    fn.page_level_only = True
+    return fn
+
+
+def wants_slab_objects(fn: Listener) -> bool:
+    return not getattr(fn, "page_level_only", False)
 
 
 class LiveRecord(NamedTuple):
@@ -120,6 +137,8 @@ class LiveTable:
         self.not_leak: set[int] = set()
         self.ksized: set[int] = set()
         self.listeners: list[Listener] = []
+        # the listeners slab objects' events go to (not @page_level_only), kept by slab_listeners()
+        self.slab_listeners_of: tuple[int, list[Listener]] = (0, [])
         # pfn -> starts of the vmap areas mapping it (kalloc.vmalloc keeps it): such a page may
         # not be freed while mapped, or it would be handed out twice (docs/allocator.md)
         self.vmapped: dict[int, list[int]] = {}
@@ -158,6 +177,14 @@ class LiveTable:
     def notify(self, event: str, addr: int, size: int, usable: int) -> None:
         for fn in self.listeners:
             fn(event, addr, size, usable)
+
+    def slab_listeners(self) -> list[Listener]:
+        """The listeners to tell of a slab object's event (listeners are only ever appended)."""
+        n, out = self.slab_listeners_of
+        if n != len(self.listeners):
+            out = [fn for fn in self.listeners if wants_slab_objects(fn)]
+            self.slab_listeners_of = (len(self.listeners), out)
+        return out
 
     def forget(self, addr: int, rec: LiveRecord) -> None:
         """Remove a live object being freed (its slot or pages are released by the caller)."""

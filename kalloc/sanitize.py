@@ -104,6 +104,7 @@ class Sanitizer:
         self.reports = reports
         self.reported = ReportedWrites(phys)
         self.seen = self.reported.seen  # non-empty only after a KASAN write report (one test per check)
+        self.ksized = live.ksized
 
     def mark_reported(self, addr: int, size: int) -> None:
         """A bad write of [addr, addr + size) was reported at the access: the checks skip it."""
@@ -132,19 +133,20 @@ class Sanitizer:
         mv = slab.mv
         left = cache.left
         slot = off - left
-        guard = cache.size if slab.base + off in self.live.ksized else rec.size
+        guard = cache.size if slab.base + off in self.ksized else rec[0]  # rec.size
         end = slot + cache.stride
         if self.seen:
             self.reported.restore(slab.base + slot, cache.pat_rz[:left])
             self.reported.restore(slab.base + off + guard, cache.pat_rz[: end - off - guard])
+        rz = cache.pat_rz_bytes  # bytes against bytes: one memcmp (a memoryview compares byte by byte)
         got = mv[slot:off].tobytes()
-        if got != cache.pat_rz[:left]:
-            damage = find_damage(got, cache.pat_rz[:left].tobytes(), -left)
+        if got != cache.pat_rz_left:
+            damage = find_damage(got, rz[:left], -left)
             self.report_oob(slab.base + off, rec, damage, caller, "red zone before the object")
             mv[slot:off] = cache.pat_rz[:left]
         got = mv[off + guard : end].tobytes()
-        if got != cache.pat_rz[: end - off - guard]:
-            damage = find_damage(got, cache.pat_rz[: end - off - guard].tobytes(), guard)
+        if got != rz[: end - off - guard]:
+            damage = find_damage(got, rz[: end - off - guard], guard)
             self.report_oob(slab.base + off, rec, damage, caller, "red zone after the object")
             mv[off + guard : end] = cache.pat_rz[: end - off - guard]
 

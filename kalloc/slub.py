@@ -41,6 +41,7 @@ from kalloc.physmem import PhysMem
 from kalloc.sanitize import Sanitizer
 from kalloc.slab import OBJ_FREE, OBJ_LIVE, OBJ_QUARANTINED, SLAB_CPU, SLAB_KNOWN_FLAGS, KmemCache, Slab
 
+# long-module: the object paths inline their helpers (forget, release, the poison fill): the hot path
 MAX_USER_CACHES = 1024  # live kmem_cache_create() caches: each costs host memory, no guest RAM
 _ZERO = G.ZERO
 _UNKNOWN_GFP = ~G.KNOWN_MASK
@@ -70,6 +71,8 @@ class Slub:
         self.records = live.records  # the hot path's views of the live table
         self.freed = live.freed
         self.listeners = live.listeners
+        self.not_leak = live.not_leak
+        self.ksized = live.ksized
         self.page_owner = live.page_owner
         self.sanitizer = sanitizer
         self.quarantine = quarantine
@@ -87,31 +90,40 @@ class Slub:
             slab = cache.next_slab() or self.new_slab(cache, gfp, caller, size)
             if slab is None:
                 return None
-        if slab.free:
-            idx = slab.free.pop()
-            fresh = False
+        free = slab.free
+        if free:
+            idx = free.pop()
+            cache.last_alloc_fresh = False
         else:
             idx = slab.next_fresh
             slab.next_fresh = idx + 1
-            fresh = True
+            cache.last_alloc_fresh = True
         off = idx * cache.stride + cache.left
         addr = slab.base + off
         if self.debug:
-            self._prepare(cache, slab, idx, off, size, gfp, caller)
+            if cache.poison and cache.redzone and not gfp & _ZERO:  # _prepare's usual case, inline
+                mv, osize = slab.mv, cache.size
+                if mv[off : off + osize].tobytes() != cache.pat_free:
+                    self.sanitizer.report_poison(cache, slab, idx, caller)
+                mv[off : off + osize] = cache.pat_fresh_rz[osize - size : 2 * osize - size]
+            else:
+                self._prepare(cache, slab, idx, off, size, gfp, caller)
         elif gfp & _ZERO:
             slab.mv[off : off + size] = cache.pat_zero[:size]
-        site = caller.site
+        site = caller[1]  # .site (a tuple index is cheaper than the NamedTuple's descriptor)
         slab.inuse += 1
         slab.obj[idx] = OBJ_LIVE
         slab.alloc_site[idx] = site
-        cache.last_alloc_fresh = fresh
         cache.total_allocs += 1
         self.records[addr] = new_record(LiveRecord, (size, kind, site, gfp))
         freed = self.freed
         if freed:
             freed.pop(addr, None)
-        if self.listeners:
-            self.live.notify("alloc", addr, size, cache.size)
+        listeners = self.listeners
+        if listeners:  # LiveTable.notify, to the listeners that want slab objects (no call for none)
+            n, tell = self.live.slab_listeners_of
+            for fn in tell if n == len(listeners) else self.live.slab_listeners():
+                fn("alloc", addr, size, cache.size)
         return addr
 
     def _prepare(
@@ -123,6 +135,9 @@ class Slub:
         if cache.poison:
             if mv[off : off + osize].tobytes() != cache.pat_free:
                 self.sanitizer.report_poison(cache, slab, idx, caller)
+            if cache.redzone and not gfp & _ZERO:  # the fresh fill and the tail red zone: one write
+                mv[off : off + osize] = cache.pat_fresh_rz[osize - size : 2 * osize - size]
+                return
             mv[off : off + size] = cache.pat_zero[:size] if gfp & _ZERO else cache.pat_fresh[:size]
         elif gfp & _ZERO:
             mv[off : off + size] = cache.pat_zero[:size]
@@ -159,18 +174,33 @@ class Slub:
             self.sanitizer.check_redzones(cache, slab, idx, off, rec, caller)
             if cache.poison:
                 slab.mv[off : off + cache.size] = cache.pat_free
-        self.live.forget(addr, rec)
-        slab.free_site[idx] = caller.site
-        slab.freed_size[idx] = rec.size
-        slab.freed_kind[idx] = rec.kind
+        del self.records[addr]  # LiveTable.forget, inlined (the hot path)
+        if self.not_leak:
+            self.not_leak.discard(addr)
+        if self.ksized:
+            self.ksized.discard(addr)
+        size = rec[0]  # .size
+        listeners = self.listeners
+        if listeners:
+            n, tell = self.live.slab_listeners_of
+            for fn in tell if n == len(listeners) else self.live.slab_listeners():
+                fn("free", addr, size, cache.size)
+        slab.free_site[idx] = caller[1]
+        slab.freed_size[idx] = size
+        slab.freed_kind[idx] = rec[1]  # .kind
         cache.total_frees += 1
-        q = self.quarantine
-        if q is not None:
+        if self.quarantine is not None:
             slab.obj[idx] = OBJ_QUARANTINED
-            for entry in q.push((addr, slab, idx, cache.size)):
+            for entry in self.quarantine.push((addr, slab, idx, cache.size)):
                 self.release(entry[1], entry[2])
             return
-        self.release(slab, idx)
+        slab.obj[idx] = OBJ_FREE  # release(), inlined
+        slab.free.append(idx)
+        slab.inuse -= 1
+        if slab.where != SLAB_CPU:
+            dead = cache.after_free(slab)
+            if dead is not None:
+                self.discard(dead)
 
     def release(self, slab: Slab, idx: int) -> None:
         """Put object `idx` back on its slab's free list; discard the slab if it is surplus."""

@@ -16,7 +16,8 @@ out", by kind:
     heap          everything else the C library face holds (firstfit regions)
 
 `CommitMeter` keeps the page-level objects current through the allocator's listeners
-(one dict operation per page-level alloc or free; slab objects cost one check) and
+(one dict operation per page-level alloc or free; slab objects' allocs and frees are not
+sent to it: `page_level_only`, kalloc.live) and
 samples the kinds after every hypercall that changed the number of used pages, so the
 high-water marks are exact at hypercall granularity (nothing else allocates).
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kalloc.kinds import KIND_DMA_COHERENT, KIND_KMALLOC, KIND_MALLOC, KIND_PAGES, KIND_PAGES_EXACT
+from kalloc.live import page_level_only
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class CommitMeter:
 
     # -- tracking ------------------------------------------------------------------------------
 
+    @page_level_only  # returns at once for a slab object: the slab paths need not call it
     def _on_event(self, event: str, addr: int, size: int, usable: int) -> None:
         if addr & (PAGE_SIZE - 1):
             return  # never a page-level object

@@ -28,15 +28,25 @@ class LibcServices:
         self.heap = heap  # a Kalloc or a kalloc.heaps policy: malloc/free/calloc/realloc/...
         self.account = irq.account
 
+    @property
+    def heap(self) -> Any:
+        return self._heap
+
+    @heap.setter
+    def heap(self, heap: Any) -> None:
+        self._heap = heap
+        self._malloc = heap.malloc  # the hot pair, bound once per heap (a wrapper set later rebinds)
+        self._free = heap.free
+
     def svc_malloc(self, caller: Caller, size: int, *args: int) -> tuple[int, int]:
-        addr = self.heap.malloc(size, caller)
-        if caller.context is _IRQ:
+        addr = self._malloc(size, caller)
+        if caller[0] is _IRQ:  # .context (a tuple index is cheaper)
             self.account(caller, addr, size)
         return addr or 0, 0
 
     def svc_free(self, caller: Caller, ptr: int, *args: int) -> tuple[int, int]:
-        self.heap.free(ptr, caller)
-        if ptr and caller.context is _IRQ:
+        self._free(ptr, caller)
+        if ptr and caller[0] is _IRQ:
             self.account(caller, ptr, 0, free=True)
         return 0, 0
 
