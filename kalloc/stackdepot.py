@@ -23,23 +23,24 @@ MAX_STACKS = 1 << 16  # distinct stacks kept (invariant 3): a few MiB of host me
 class StackDepot:
     """Deduplicated stacks of raw PCs."""
 
-    __slots__ = ("_by_stack", "_stacks", "dropped")
+    __slots__ = ("_stacks", "dropped", "handles")
 
     def __init__(self) -> None:
-        self._by_stack: dict[tuple[int, ...], int] = {}
+        # stack -> handle; read-only outside: a hot caller looks a known stack up itself (the bridge)
+        self.handles: dict[tuple[int, ...], int] = {}
         self._stacks: list[tuple[int, ...]] = [()]
         self.dropped = 0  # new stacks refused past MAX_STACKS
 
     def save(self, stack: tuple[int, ...]) -> int:
         """Store `stack` (innermost PC first) and return its handle."""
-        handle = self._by_stack.get(stack)
+        handle = self.handles.get(stack)
         if handle is None:
             handle = len(self._stacks)
             if handle > MAX_STACKS:
                 self.dropped += 1
                 return 0
             self._stacks.append(stack)
-            self._by_stack[stack] = handle
+            self.handles[stack] = handle
         return handle
 
     def get(self, handle: int | None) -> tuple[int, ...]:

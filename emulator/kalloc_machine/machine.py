@@ -42,7 +42,7 @@ from kalloc_machine.hostlimits import sigint_stops
 from kalloc_machine.irqstate import IrqState
 from kalloc_machine.isa import Isa, isa_for
 from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE, IDLE_SLED_SIZE
-from kalloc_machine.rawmmio import map_raw
+from kalloc_machine.rawmmio import escape, map_raw
 from kalloc_machine.report.errorlog import ErrorLog
 from kalloc_machine.runloop import RunLoop, RunResult
 from kalloc_machine.sled import IdleSled, UcErrorHook
@@ -154,7 +154,8 @@ class Machine:
         for dev in self.devices:
             self.uc.mmio_map(dev.base, dev.size, self._mmio_read, dev, self._mmio_write, dev)
         # the doorbell without the binding's per-call wrappers (rawmmio.py: ~9% of an empty hypercall)
-        self.host_buffers += map_raw(self.uc, DOORBELL_BASE, DOORBELL_SIZE, self._mmio_read, self._doorbell)
+        self.host_buffers += map_raw(self.uc, DOORBELL_BASE, DOORBELL_SIZE, self._mmio_read, self._doorbell,
+                                     guarded=True)  # fmt: skip
 
     def _regions(self) -> list[tuple[int, int, str]]:
         """What is mapped outside RAM, for fault messages (faults.py)."""
@@ -266,20 +267,24 @@ class Machine:
             if deadline is not None and (deadline < self.loop.slice_end or dev is self.dma):
                 self.sled.cut(replay=False, device=dev)
 
-    def _doorbell(self, uc: unicorn.Uc, offset: int, size: int, value: int, _ud: Any) -> None:
-        if offset & 3 or size != 4:
-            self.fatal(BadArgumentError(
-                f"doorbell store of {size} bytes at offset {offset:#x}: a hypercall is one 32-bit `sw` "
-                "to DOORBELL_BASE + 4*service", addr=DOORBELL_BASE + offset,
-            ))  # fmt: skip
-            return
+    def _doorbell(self, _uc: Any, offset: int, size: int, value: int, _ud: Any) -> None:
+        # the ctypes callback itself (rawmmio.map_raw, guarded): no exception leaves it but by `escape`
         try:
-            self.on_hypercall(offset // 4, value & 0xFFFF_FFFF)
-        except KallocError as err:
-            self.fatal(err)
-        self._calls += 1
-        if not self._calls % WALL_POLL_CALLS and self.loop.wall_expired():
-            self.loop.expire()
+            if offset & 3 or size != 4:
+                self.fatal(BadArgumentError(
+                    f"doorbell store of {size} bytes at offset {offset:#x}: a hypercall is one 32-bit `sw` "
+                    "to DOORBELL_BASE + 4*service", addr=DOORBELL_BASE + offset,
+                ))  # fmt: skip
+                return
+            try:
+                self.on_hypercall(offset >> 2, value & 0xFFFF_FFFF)
+            except KallocError as err:
+                self.fatal(err)
+            self._calls += 1
+            if not self._calls % WALL_POLL_CALLS and self.loop.wall_expired():
+                self.loop.expire()
+        except BaseException as exc:
+            escape(self.uc, exc)
 
     def _no_hypercall_handler(self, service: int, block: int) -> None:
         self.report(BadArgumentError(f"hypercall {service} with block {block:#x}: no hypercall handler",

@@ -12,7 +12,10 @@ under the same guard: an exception escaping them is kept in the binding's slot f
 The callbacks keep the binding's signatures (read(uc, offset, size, None) -> value,
 write(uc, offset, size, value, None)), so a machine maps the same methods either way;
 where the binding's internals differ from Unicorn 2.1.4's (the pinned version),
-`map_raw` falls back to `uc.mmio_map`.
+`map_raw` falls back to `uc.mmio_map`. A `guarded` write keeps invariant 2 itself (it
+catches every exception and hands it to `escape`): it is then the ctypes callback, one
+Python frame less per store (the hypercall doorbell), and its first argument is the
+engine handle, not the Uc (the binding's fallback still passes the Uc: ignore it).
 
 Invariants:
  1. The returned anchors keep the ctypes callbacks alive: the caller holds them as long as
@@ -36,17 +39,28 @@ except ImportError:  # pragma: no cover - another binding layout: the binding's 
     uclib = None  # type: ignore[assignment]
 
 
-def map_raw(uc: unicorn.Uc, base: int, size: int, read: Read, write: Write) -> list[Any]:
-    """Map [base, base+size) as MMIO served by read/write (module docstring); the anchors to keep."""
+def escape(uc: unicorn.Uc, exc: BaseException) -> None:
+    """An exception out of a raw callback, as the binding's guard keeps it: the first one is raised
+    by `emu_start`, and the emulation stops. (A binding without that slot: raised, into its guard.)"""
+    if not hasattr(uc, "_hook_exception"):
+        raise exc
+    if uc._hook_exception is None:
+        uc._hook_exception = exc
+    uc.emu_stop()
+
+
+def map_raw(
+    uc: unicorn.Uc, base: int, size: int, read: Read, write: Write, *, guarded: bool = False
+) -> list[Any]:
+    """Map [base, base+size) as MMIO served by read/write (module docstring); the anchors to keep.
+    guarded: `write` catches every exception itself (into `escape`) and is called directly."""
     handle = getattr(uc, "_uch", None)  # the engine handle: no public spelling (FOREIGN_PRIVATE)
     if uclib is None or handle is None or not hasattr(uc, "_hook_exception"):
         uc.mmio_map(base, size, read, None, write, None)
         return []
 
     def fail(exc: BaseException) -> None:
-        if uc._hook_exception is None:  # as the binding's guard: the first exception is raised
-            uc._hook_exception = exc
-        uc.emu_stop()
+        escape(uc, exc)
 
     def on_read(_handle: int, offset: int, size: int, _key: int) -> int:
         try:
@@ -61,9 +75,8 @@ def map_raw(uc: unicorn.Uc, base: int, size: int, read: Read, write: Write) -> l
         except BaseException as exc:
             fail(exc)
 
-    anchors = [MMIO_READ_CFUNC(on_read), MMIO_WRITE_CFUNC(on_write)]
+    anchors = [MMIO_READ_CFUNC(on_read), MMIO_WRITE_CFUNC(write if guarded else on_write)]
     status = uclib.uc_mmio_map(handle, base, size, anchors[0], 0, anchors[1], 0)
     if status != unicorn.UC_ERR_OK:
         raise unicorn.UcError(status)
     return anchors
-

@@ -20,6 +20,8 @@ has only the claim.
 Data structure:
     _table[number] -> handler(caller, *args) -> (result, aux), or None (no such service)
     _contexts[ctx word] -> (Context, depth)   decoded once per distinct (true) word
+    _callers[site << 32 | ctx word] -> Caller one per (site, true word): Callers are immutable
+    _chain                                    RV32's call-site walks, remembered (bridge/callsite.py)
     _disagreements {(claim, truth)}           the context claims already reported
 
 Every value in a block is untrusted. The bridge checks the block address and the
@@ -36,7 +38,8 @@ Invariants:
  3. Site tracking is always on: every call saves its frame-pointer stack in the
     allocator's stack depot and passes the handle as `Caller.site`.
  4. The hot path (a known service, no error, the claim equal to the truth) makes no
-    Python call besides the caller decode, the intercept when one is set, and the handler:
+    Python call besides the call-site walk (`ChainMemo.walk`; Cortex-M: the ISA's walker),
+    the intercept when one is set, and the handler (a known site and context: no decode):
     the claim is checked by one comparison with `irq_state.word`, and only a mismatch
     takes `_judge` (which reads the mask from the CPU when the claim's differs from the
     machine's prediction, or would make the call "interrupts off").
@@ -54,6 +57,7 @@ from kalloc import Caller, Context
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc.physmem import BadAddress, PhysMem, RamBank
 from kalloc_machine.bridge import abi
+from kalloc_machine.bridge.callsite import ChainMemo, chain
 from kalloc_machine.bridge.internal import hypercall_phrase, internal_error
 from kalloc_machine.irqstate import UNKNOWN, IrqState
 from kalloc_machine.memlayout import DOORBELL_SIZE
@@ -69,6 +73,7 @@ _EINVAL = 22
 _U32 = 0xFFFF_FFFF
 _CTX_BITS = abi.CTX_DEPTH_MASK << abi.CTX_DEPTH_SHIFT | abi.CTX_MIE  # the bits a claim may set
 MAX_SERVICES = DOORBELL_SIZE // 4  # one 32-bit doorbell per service number
+MAX_CALLERS = 4096  # Callers kept by (site, context word); past it, all forgotten at once
 
 _new_caller = partial(tuple.__new__, Caller)  # Caller((context, site, depth)) without NamedTuple's __new__
 Handler = Callable[..., tuple[int, int]]
@@ -114,6 +119,9 @@ class Bridge:
         self._stack_hi = self._stack_bank.base + self._stack_bank.size - abi.BLOCK_SIZE
         self._counts = [0] * MAX_SERVICES
         self._save = ka.depot.save  # bound once: the depot is the allocator's for its lifetime
+        self._handles = ka.depot.handles  # a known stack's handle without the call (the hot path)
+        self._chain = ChainMemo()  # stack_above, remembered (bridge/callsite.py)
+        self._callers: dict[int, Caller] = {}  # site << 32 | ctx word -> its Caller (immutable: shared)
         self._reports = ka.reports  # the allocator's queue (one list, cleared in place)
         self._buddy = ka.buddy
         self._pages_seen = ka.buddy.used_pages
@@ -169,9 +177,9 @@ class Bridge:
         try:
             if ctx != self._truth.word:  # the claim is checked; the machine's truth wins
                 ctx = self._judge(service, ctx, ra, fp, bank)
-            context, depth = self._contexts.get(ctx) or self._decode(ctx)  # the caller, inline (hot path)
-            stack = self._unwound(ra & ~1) if self._unwinds else stack_above(ra, fp, bank)  # Thumb bit off
-            caller = _new_caller((context, self._save(stack), depth))
+            stack = self._unwound(ra & ~1) if self._unwinds else self._chain.walk(ra, fp, bank)  # ~1: Thumb
+            handle = self._handles.get(stack) or self._save(stack)  # the site in the depot
+            caller = self._callers.get(handle << 32 | ctx) or self._caller(ctx, handle)  # one per (site, ctx)
             handler = self._table[service] if service < MAX_SERVICES else None
             if handler is None:
                 self._no_service(service, caller)
@@ -229,6 +237,15 @@ class Bridge:
             at = pcs.index(ra)
             return tuple(pcs[at : at + BACKTRACE_DEPTH])
         return (ra,)
+
+    def _caller(self, ctx: int, site: int) -> Caller:
+        """The Caller of a (true) context word and a site, kept for the next call with both."""
+        context, depth = self._contexts.get(ctx) or self._decode(ctx)
+        caller = _new_caller((context, site, depth))
+        if len(self._callers) >= MAX_CALLERS:  # sites come from guest memory: bounded
+            self._callers.clear()
+        self._callers[site << 32 | ctx] = caller
+        return caller
 
     def _decode(self, ctx: int) -> tuple[Context, int]:
         """(Context, depth) of a context word, kept for the next call with the same word."""
@@ -337,19 +354,4 @@ def stack_above(ra: int, fp: int, bank: RamBank) -> tuple[int, ...]:
     frame keeps its return address at [fp-4] (RISC-V GCC with frame pointers). The
     stack is in the block's bank; a frame pointer outside it ends the walk.
     """
-    lo, hi, buf = bank.base + 8, bank.base + bank.size, bank.buf
-    pcs = [ra]
-    if fp & 3 or not lo <= fp <= hi:
-        return (ra,)
-    fp = _PAIR.unpack_from(buf, fp - lo)[0]
-    while fp and len(pcs) < BACKTRACE_DEPTH:
-        if fp & 3 or not lo <= fp <= hi:
-            break
-        nxt, ret = _PAIR.unpack_from(buf, fp - lo)  # [fp-8], [fp-4]
-        if not ret:
-            break
-        pcs.append(ret)
-        if nxt and nxt <= fp:  # frames grow up the stack; anything else is garbage
-            break
-        fp = nxt
-    return tuple(pcs)
+    return chain(ra, fp, bank, [])  # the walk itself: bridge/callsite.py (the hot path remembers it)

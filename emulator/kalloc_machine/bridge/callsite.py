@@ -1,0 +1,85 @@
+"""RV32's hypercall call site, remembered: `stack_above` (bridge/doorbell.py) without re-walking a chain.
+
+Every RV32 hypercall walks the frame-pointer chain above the stub for its call site
+(`doorbell.stack_above(ra, fp, bank)`: [fp-8] of the stub's frame, then the
+([fp-8], [fp-4]) pair of each frame up the chain). A loop calls from the same few
+states, so `ChainMemo.walk(ra, fp, bank)` keeps each walk by (ra, fp) with the stack
+words it read, checks those words with one struct unpack (the gaps between them
+skipped) and answers the same stack when they are equal: the walk is a function of
+(ra, fp), the bank and the words it reads, each read's address following from the
+words before it. Otherwise it walks again (and keeps the new walk).
+
+Invariants:
+ 1. `walk(ra, fp, bank) == stack_above(ra, fp, bank)` for every state of the bank
+    (tests/machine/test_callsite_memo.py compares them on random stacks and chains).
+ 2. What it keeps are answers, not run state: a snapshot (kalloc_machine.snapshot)
+    shares it (`__deepcopy__`), and a restore leaves every kept walk checkable.
+ 3. At most MEMO walks are kept (states come from guest registers): past it, all are
+    forgotten at once.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from kalloc.physmem import RamBank
+
+DEPTH = 16  # doorbell.BACKTRACE_DEPTH: frames kept per site
+MEMO = 1024
+_PAIR = struct.Struct("<II")  # [fp-8], [fp-4]
+_Walk = tuple[RamBank, struct.Struct, int, tuple[int, ...], tuple[int, ...]]  # bank, check, at, words, stack
+
+
+class ChainMemo:
+    """stack_above, remembered by (ra, fp) with the words it read (module docstring)."""
+
+    def __init__(self) -> None:
+        self._walks: dict[tuple[int, int], _Walk] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ChainMemo:
+        return self  # invariant 2
+
+    def walk(self, ra: int, fp: int, bank: RamBank) -> tuple[int, ...]:
+        """stack_above(ra, fp, bank): [ra, then the saved ra of each frame up the fp chain]."""
+        seen = self._walks.get((ra, fp))
+        if seen is not None and seen[0] is bank and seen[1].unpack_from(bank.buf, seen[2]) == seen[3]:
+            return seen[4]
+        reads: list[int] = []
+        stack = chain(ra, fp, bank, reads)
+        self._keep(ra, fp, bank, reads, stack)
+        return stack
+
+    def _keep(self, ra: int, fp: int, bank: RamBank, reads: list[int], stack: tuple[int, ...]) -> None:
+        words = sorted(set(reads))  # 4-aligned offsets (chain reads only aligned frames): no overlap
+        fmt, last = "<", (words[0] - 4 if words else 0)
+        for off in words:
+            fmt += f"{off - last - 4}xI" if off > last + 4 else "I"
+            last = off
+        check = struct.Struct(fmt)
+        at = words[0] if words else 0
+        if len(self._walks) >= MEMO:
+            self._walks.clear()
+        self._walks[(ra, fp)] = (bank, check, at, check.unpack_from(bank.buf, at), stack)
+
+
+def chain(ra: int, fp: int, bank: RamBank, reads: list[int]) -> tuple[int, ...]:
+    """stack_above's walk, step for step, appending the bank offset of each word it reads to `reads`."""
+    lo, hi, buf = bank.base + 8, bank.base + bank.size, bank.buf
+    pcs = [ra]
+    if fp & 3 or not lo <= fp <= hi:
+        return (ra,)
+    reads += (fp - lo, fp - lo + 4)
+    fp = _PAIR.unpack_from(buf, fp - lo)[0]
+    while fp and len(pcs) < DEPTH:
+        if fp & 3 or not lo <= fp <= hi:
+            break
+        reads += (fp - lo, fp - lo + 4)
+        nxt, ret = _PAIR.unpack_from(buf, fp - lo)
+        if not ret:
+            break
+        pcs.append(ret)
+        if nxt and nxt <= fp:  # frames grow up the stack; anything else is garbage
+            break
+        fp = nxt
+    return tuple(pcs)
