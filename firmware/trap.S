@@ -17,7 +17,7 @@
  * A walker recognises this frame when the return address it came from lies
  * in [kalloc_trap_vector, __kalloc_trap_vector_end).
  *
- * The host puts a code hook on __kalloc_mret to cross-check the depth: at
+ * The host marks __kalloc_mret (every mret) and performs it in a trap: at
  * that instruction kalloc_irq_depth is already the interrupted context's.
  */
     .option arch, +zicsr

@@ -13,6 +13,8 @@ plain Python structures:
     lines      LineTable (dwarf.py): file:line, parsed lazily one CU at a time
     wfi_pcs    every idle instruction (`wfi`) of the code, from `Isa.scan_code`, which
                also finds the counter reads the warnings name
+    return_pcs every return from interrupt (`mret`) of the code, from `Isa.scan_returns`
+               (irqstate.py marks each; none on Cortex-M, whose return traps by itself)
     isa        the Isa the file was read for: it disassembles for `disassemble`
 
 Invariants:
@@ -119,6 +121,7 @@ class Firmware:
     symtab: SymbolTable = field(default_factory=SymbolTable)
     warnings: list[str] = field(default_factory=list)
     wfi_pcs: list[int] = field(default_factory=list)  # every idle instruction (`wfi`) in the code
+    return_pcs: list[int] = field(default_factory=list)  # every return from interrupt (`mret`) in the code
 
     # -- symbols ---------------------------------------------------------------------
 
@@ -306,6 +309,7 @@ def _scan_code(fw: Firmware, elf: ELFFile, segments: list[Segment]) -> None:
         ranges = [(s.vaddr, s.data) for s in segments if s.flags & P_FLAGS.PF_X]
     idle, hazards = fw.isa.scan_code(ranges)
     fw.wfi_pcs.extend(idle)
+    fw.return_pcs.extend(fw.isa.scan_returns(ranges))
     for addr, what, why in hazards:
         loc = fw.symbol_at(addr)
         where = f"{loc[0]}+{loc[1]:#x}" if loc else f"{addr:#x}"

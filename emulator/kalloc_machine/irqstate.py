@@ -7,19 +7,19 @@ the firmware's to scribble on. The machine knows better, so its truth wins and t
 claim is only checked against it (bridge/doorbell.py reports a disagreement):
 
   depth  +1 each time the run loop delivers an interrupt (`entered`, runloop.py), -1
-         each time the CPU executes a return from interrupt: a ranged code hook on each
-         return instruction of the ELF's code (`Isa.scan_returns`: every `mret`, the
-         SDK's one is `__kalloc_mret`). An armed code hook costs every instruction of a
-         counted slice ~15 host instructions (Unicorn's count hook walks the whole hook
-         list on each one: +16% on plain code), arming and disarming ~140k (the
-         binding's callback thunk), about BREAK_EVEN instructions armed. So the hooks are
-         armed when a handler starts and disarmed at the first slice boundary with no
-         handler running (`boundary`), unless interrupts come closer than BREAK_EVEN
-         apart: then they stay armed until BREAK_EVEN passes with no new one. Nested
-         interrupts (a handler that sets MIE again) count up and down like any other; a
-         handler that never returns stays counted: what runs after it is interrupt
-         context, as far as the CPU knows. A return with no interrupt to return from (a
-         stray `mret` in task code) leaves the depth at 0 (unwatched far from a handler).
+         each time the CPU executes a return from interrupt (`returned`). The return
+         traps: Cortex-M's EXC_RETURN reaches the interrupt hook by itself; on RISC-V
+         every `mret` of the ELF's code (`Firmware.return_pcs`) is overwritten with the
+         ISA's `return_mark` at install, an encoding that traps as an illegal instruction
+         like the idle mark of `wfi` (sled.py), and `Isa.exception_return` performs the
+         return in the interrupt hook as the CPU would (isa/rv32.py, invariant 2). So no
+         code hook is ever installed (one would cost every instruction of a counted
+         slice, and adding or deleting one ~140k host instructions), a return costs one
+         trap, and every return is seen, in task code too. Nested interrupts (a handler
+         that sets MIE again) count up and down like any other; a handler that never
+         returns stays counted: what runs after it is interrupt context, as far as the
+         CPU knows. A return with no interrupt to return from (a stray `mret` in task
+         code) leaves the depth at 0 and counts in `stray_returns`.
   mask   the global interrupt enable (mstatus.MIE) costs a register read (~1-2 µs), so
          the machine predicts it where it knows it for free (an entry clears it, saving
          the old value, 1; a return restores the saved value) and reads the CPU only
@@ -33,19 +33,20 @@ claim is only checked against it (bridge/doorbell.py reports a disagreement):
 when there is none or it would mean "task context, interrupts off": the bridge compares
 it with the block's word in one test, and only a mismatch takes the slow path (`truth`).
 
-Limits: at most MAX_RETURN_HOOKS return instructions are watched (the SDK's first);
-code the ELF does not contain (copied or generated at run time) is not scanned.
+Limits: code the ELF does not contain (copied or generated at run time) is not marked: its
+`mret` runs as Unicorn's own and the depth does not see it. The firmware reading its own code
+sees the mark where an `mret` was (reports disassemble it as `mret`).
 
 Invariants:
  1. depth >= 0; it changes only at an entry the machine made or a return the CPU ran.
  2. word != UNKNOWN  =>  its depth is `depth`, and it is not "depth 0, MIE clear".
- 3. Return hooks are armed whenever depth > 0; armed and disarmed only at a slice boundary.
- 4. Hooks never stop the CPU nor read a register.
+ 3. No code hook: a return is seen in the interrupt hook, after the CPU (or the ISA for it)
+    performed it; `returned` never stops the CPU nor reads a register.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import unicorn
 
@@ -57,22 +58,6 @@ if TYPE_CHECKING:
     from kalloc_machine.isa import Isa
 
 UNKNOWN = -1  # `word` when the machine has no prediction the bridge may take unchecked
-PF_X = 1  # ELF segment flag: executable
-MAX_RETURN_HOOKS = 64  # return instructions watched (each armed hook slows handlers a little)
-BREAK_EVEN = 9000  # instructions armed that cost what arming again costs (module docstring)
-SDK_RETURN = "__kalloc_mret"
-
-
-class _Hooks:
-    """The Unicorn hook handles armed now: engine state, so a snapshot shares it (never copied)."""
-
-    __slots__ = ("handles",)
-
-    def __init__(self) -> None:
-        self.handles: list[int] = []
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Hooks:
-        return self
 
 
 class IrqState:
@@ -89,23 +74,19 @@ class IrqState:
         self.stray_returns = 0  # returns seen with no interrupt to return from
         self.max_depth = 0
         self.reads = 0  # mask reads from the CPU
-        self.return_pcs: list[int] = []
-        self._hooks = _Hooks()
-        self._undo: tuple[int, int, int] | None = None  # (pc, depth, stray) before the last return
-        self._last_entry = -BREAK_EVEN  # machine time of the last interrupt entry
-        self._keep = False  # interrupts come closely: keep the hooks armed between them
+        self.return_pcs: list[int] = []  # the return instructions marked (RISC-V's mrets)
 
     def install(self, firmware: Firmware) -> None:
-        """Find the return instructions of the ELF's code (hooked while a handler runs)."""
-        found = self.isa.scan_returns([(s.vaddr, s.data) for s in firmware.segments if s.flags & PF_X])
-        sdk = firmware.symbol_addr(SDK_RETURN)
-        first = [sdk] if sdk in found else []
-        self.return_pcs = (first + [pc for pc in found if pc != sdk])[:MAX_RETURN_HOOKS]
-
-    @property
-    def armed(self) -> bool:
-        """True while the return hooks are in Unicorn (a handler runs, or ran this slice)."""
-        return bool(self._hooks.handles)
+        """Mark every return instruction of the ELF's code that lies in memory (module docstring)."""
+        mark = self.isa.return_mark
+        if not mark:
+            return
+        for pc in firmware.return_pcs:
+            try:
+                self.uc.mem_write(pc, mark)
+            except unicorn.UcError:  # not loaded where it runs: left to Unicorn, unseen
+                continue
+            self.return_pcs.append(pc)
 
     # -- what the machine tells it -------------------------------------------------------------
 
@@ -117,36 +98,11 @@ class IrqState:
             self.max_depth = depth
         self.mie, self.saved = False, True
         self.word = depth << CTX_DEPTH_SHIFT
-        self._undo = None
-        now = self.clock.now
-        self._keep, self._last_entry = now - self._last_entry < BREAK_EVEN, now
-        if not self._hooks.handles:
-            self._arm()
-
-    def boundary(self) -> None:
-        """A slice boundary: disarm the return hooks when no handler runs (module docstring)."""
-        idle = self._hooks.handles and not self.depth
-        if idle and (not self._keep or self.clock.now - self._last_entry > BREAK_EVEN):
-            self._disarm()
 
     def resync(self) -> None:
-        """A run starts or resumes: forget the mask (the CPU context may have been restored)
-        and arm or disarm the hooks for the depth (a snapshot may have restored it)."""
+        """A run starts or resumes: forget the mask (the CPU context may have been restored)."""
         self.mie = self.saved = None
         self.word = UNKNOWN
-        if self.depth and not self._hooks.handles:
-            self._arm()
-        self.boundary()
-
-    def not_run(self, pc: int) -> None:
-        """A break stopped the CPU before the instruction at pc: if the last return hooked was
-        that one, it did not happen."""
-        undo = self._undo
-        if undo is not None and undo[0] == pc:
-            self.returns -= 1
-            self.depth, self.stray_returns = undo[1], undo[2]
-            self.resync()
-        self._undo = None
 
     def truth(self, claim: int) -> int:
         """The context word of a call whose block claims `claim` (not equal to `word`): the
@@ -160,26 +116,9 @@ class IrqState:
         self.word = word if word else UNKNOWN  # "task, interrupts off" is never taken unchecked
         return word
 
-    # -- the return hooks ------------------------------------------------------------------------
-
-    def _arm(self) -> None:
-        uc, on_return = self.uc, self._on_return
-        self._hooks.handles = [
-            uc.hook_add(unicorn.UC_HOOK_CODE, on_return, None, pc, pc) for pc in self.return_pcs
-        ]
-
-    def _disarm(self) -> None:
-        for handle in self._hooks.handles:
-            self.uc.hook_del(handle)
-        self._hooks.handles = []
-
     def returned(self, pc: int) -> None:
-        """The CPU returned from an interrupt at pc, seen by the interrupt hook (an ISA whose
-        return the machine performs: Isa.return_intno, Cortex-M's EXC_RETURN)."""
-        self._on_return(self.uc, pc, 0, None)
-
-    def _on_return(self, uc: unicorn.Uc, address: int, size: int, _ud: Any) -> None:
-        self._undo = (address, self.depth, self.stray_returns)
+        """The CPU returned from an interrupt (to pc), seen by the interrupt hook: Isa.return_intno
+        (Cortex-M's EXC_RETURN, RISC-V's marked mret, performed by Isa.exception_return)."""
         self.returns += 1
         if self.depth:
             self.depth -= 1

@@ -111,7 +111,7 @@ class Machine:
         self.sled.install(firmware.wfi_pcs)
         self.irq_state = IrqState(self.isa, self.uc, self.clock)  # the caller context's truth (irqstate.py)
         self.irq_state.install(firmware)
-        self.sled.on_exception_return = self.irq_state.returned  # Isa.return_intno (Cortex-M)
+        self.sled.on_exception_return = self.irq_state.returned  # Isa.return_intno (EXC_RETURN, mret)
         self.loop = RunLoop(self)
         self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them
         self.report_interrupts = False  # True: an interrupted run returns its result (kalloc run)
@@ -228,8 +228,6 @@ class Machine:
         self.irq_state.resync()
         with sigint_stops(self):
             result = self.loop.run()
-        if result.reason == "break" and self.sled.stop is not None:  # the instruction there did not run
-            self.irq_state.not_run(self.sled.stop.pc)
         if result.reason == "interrupted" and not self.report_interrupts:
             raise KeyboardInterrupt
         return result

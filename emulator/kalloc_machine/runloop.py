@@ -6,13 +6,23 @@ state between slices; the hooks that end a slice early live with the idle sled
 (sled.py), which the machine's MMIO callbacks also use to cut a slice.
 
 Time: `machine.instructions` is the machine's clock: instructions executed plus idle
-time skipped in `wfi`. Each slice is `emu_start(pc, UNTIL, count=n)` with
+time skipped in `wfi`. Each slice is `emu_start(pc, until, count=n)` with
 n = min(burst, next device deadline - now, budget left); devices are serviced and
 interrupts delivered only between slices (docs/architecture.md). The burst is the quantum (100k
 by default: a counted slice runs ~6x slower than free-running, and each boundary costs
 a few register reads), shortened where short slices pay (`_next_count`): after a wfi,
-and while an interrupt is pending but masked by the ISA's global mask (mstatus.MIE),
-so it is taken within a few instructions of being unmasked.
+after a device cut or an interrupt entry (DEVICE_BURST, doubling), and while an
+interrupt is pending but masked by the ISA's global mask (mstatus.MIE), so it is taken
+within a few instructions of being unmasked. A handler's return to task code (irqstate.py
+sees it in the interrupt hook) gives the task back the burst it had when the interrupt
+came: a timer tick costs a compute loop three slices (entry to the handler's mtime read,
+the read window with the return, the rest to the next deadline), not a ramp of ten. Not on
+Cortex-M yet: Unicorn 2.1.4 miscounts a slice that ends inside a Thumb IT block (the run
+resumed there differs by an instruction from one that ran through), so moving its slice
+boundaries moves reports (the Cortex-M demo's DMA times by one instruction); its ramp stays.
+`until` is an odd address in the sled's window that nothing executes (below its call
+stops): Unicorn invalidates its translation and looks its page up at the end of every
+emu_start, which under translation (mmu.py) is a TLB fill unless the page's entry stays.
 
 Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early).
 Faults are exact too: traps, refused accesses, page faults, fatal reports, Ctrl-C and
@@ -52,13 +62,13 @@ from typing import TYPE_CHECKING, Any
 from unicorn import UcError
 
 from kalloc.errors import KallocError, TimeoutError_
+from kalloc_machine.devices import Device
 from kalloc_machine.sled import SliceStop
 
 if TYPE_CHECKING:
     from kalloc_machine.machine import Machine
 
 # long-module: one state machine (slices, cuts, idle, delivery), with its Cortex-M branches
-UNTIL = 0xFFFF_FFFF  # an odd address: PC never equals it, so `until` never stops a slice
 WFI_BURST = 256  # first slice after a wfi: an idle loop's wake-up work is short
 # First slice after an interrupt entry or a device cut. A cut (mtime read, mtimecmp
 # write, DMA start) burns the rest of its slice in the idle sled, and handlers touch
@@ -72,6 +82,12 @@ DEVICE_BURST = 256
 READ_WINDOW = 64
 POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
 IDLE_JUMP = 1 << 20  # the longest idle step (a non-waking injector catches up at most this much)
+
+
+def _overrides(device: Any, name: str) -> bool:
+    """Does the device do anything in `name` (service, deadline)? Device's own do nothing."""
+    own = getattr(type(device), name, None) is not getattr(Device, name)
+    return own or name in getattr(device, "__dict__", ())
 
 
 @dataclass(slots=True)
@@ -120,6 +136,11 @@ class RunLoop:
         self._exit_code: int | None = None
         self._wfi_pc = 0
         self._burst = m.quantum  # next slice length while no interrupt waits (see _next_count)
+        self._task_burst = m.quantum  # the burst when the last interrupt came from task code
+        self.until = self.sled.call_stops[0] - 1  # odd: PC never equals it (module docstring)
+        self._pc: int | None = None  # the PC where the next slice starts, when the loop knows it
+        self._serviced = [d for d in self.timed if _overrides(d, "service")]
+        self._timers = [d for d in self.timed if _overrides(d, "deadline")]
         self._masked_burst = 1  # next slice length while an interrupt waits for the mask
         self._was_masked = False
         self._read_window = False  # the next slice must be a READ_WINDOW
@@ -153,13 +174,16 @@ class RunLoop:
 
     def _service(self) -> None:
         now = self.clock.now
-        for d in self.timed:
+        for d in self._serviced:
             d.service(now)
 
     def _next_deadline(self) -> int | None:
-        now = self.clock.now
-        due = [t for d in self.timed if (t := d.deadline()) is not None and t > now]
-        return min(due) if due else None
+        now, soonest = self.clock.now, None
+        for d in self._timers:
+            t = d.deadline()
+            if t is not None and t > now and (soonest is None or t < soonest):
+                soonest = t
+        return soonest
 
     def _deliver_interrupt(self) -> bool:
         """Take the highest-priority pending enabled interrupt, if any (external first).
@@ -167,14 +191,13 @@ class RunLoop:
         Returns True when an interrupt is pending and enabled but masked by the ISA's
         global mask: the firmware is expected to unmask it soon (see `_next_count`).
         """
-        self.machine.irq_state.boundary()  # return hooks only while a handler runs (irqstate.py)
         if self.scs is not None:  # Cortex-M: the NVIC's priorities decide (isa/armv7m.py)
             cause, masked = self.isa.next_exception()  # type: ignore[attr-defined]
-            if cause and self.isa.enter_interrupt(self.uc, cause):
+            if cause and (handler := self.isa.enter_interrupt(self.uc, cause)):
+                self._pc = handler
                 self.irq_timer = cause == self.isa.timer_cause
                 self._timer_taken += self.irq_timer
-                self.machine.irq_state.entered()
-                self._burst = min(DEVICE_BURST, self.machine.quantum)
+                self._entered()
             return masked
         ext = self.intc is not None and self.intc.asserted()
         timer = self.clint is not None and self.clint.pending(self.clock.now)
@@ -188,15 +211,23 @@ class RunLoop:
         if not isa.interrupts_enabled(self.uc):
             return True
         if ext:
-            isa.enter_interrupt(self.uc, isa.external_cause)
+            self._pc = isa.enter_interrupt(self.uc, isa.external_cause)
             self.irq_timer = False
         else:
-            isa.enter_interrupt(self.uc, isa.timer_cause)
+            self._pc = isa.enter_interrupt(self.uc, isa.timer_cause)
             self._timer_taken += 1
             self.irq_timer = True
-        self.machine.irq_state.entered()  # the depth the bridge trusts (irqstate.py)
-        self._burst = min(DEVICE_BURST, self.machine.quantum)
+        self._entered()
         return False
+
+    def _entered(self) -> None:
+        """An interrupt was taken: the depth the bridge trusts goes up (irqstate.py) and the
+        handler starts with a short slice; the task's burst is kept for its return (`_slice`)."""
+        irq = self.machine.irq_state
+        if not irq.depth:
+            self._task_burst = self._burst
+        irq.entered()
+        self._burst = min(DEVICE_BURST, self.machine.quantum)
 
     def _next_count(self, masked: bool) -> int:
         """The length of the next slice before deadlines and budget (adaptive).
@@ -282,8 +313,11 @@ class RunLoop:
         self.slice_end = start + count
         self.read_exact, self._read_window = self._read_window, False
         sled.running = True
+        irq = self.machine.irq_state
+        returns = irq.returns
         try:
-            uc.emu_start(isa.pc(uc) | isa.code_bit, UNTIL, count=count)
+            pc, self._pc = (isa.pc(uc) if self._pc is None else self._pc), None
+            uc.emu_start(pc | isa.code_bit, self.until, count=count)
         except UcError as exc:
             sled.running = False
             self._exact = False
@@ -305,7 +339,10 @@ class RunLoop:
             if sled.holds(pc):
                 self.errors.append(self.faults.cpu_fault("jump into the idle sled: not firmware code", pc))
                 return "fault"
+            self._pc = pc
             self._burst = min(2 * self._burst, self.machine.quantum)
+            if irq.returns != returns and not irq.depth and self.scs is None:  # task code: its own burst
+                self._burst = max(self._burst, self._task_burst)
             return self.ending
         in_sled = sled.leave()
         if in_sled is None:
@@ -322,6 +359,7 @@ class RunLoop:
         self._burst = min(WFI_BURST, self.machine.quantum)
         self._was_masked = False  # after wfi, the unmasking may be the very next instruction
         isa.set_pc(uc, stop.pc + isa.idle_size)
+        self._pc = stop.pc + isa.idle_size
         return self.ending or self._idle()
 
     def _after_cut(self, stop: SliceStop) -> str | None:
@@ -332,6 +370,7 @@ class RunLoop:
             self.clock.now -= 1
             self._read_window = True
         self.isa.set_pc(self.uc, stop.pc)
+        self._pc = stop.pc
         if stop.device is not None:
             stop.device.stamp(self.clock.now)
             dma = self.dma
@@ -349,6 +388,7 @@ class RunLoop:
         if self._ran:
             raise RuntimeError("a Machine runs once; build a new one")
         self._ran = True
+        self._pc = None  # a break, the harness or a snapshot may have moved it since
         m = self.machine
         started = time.perf_counter()
         self.wall_deadline = started + m.timeout_s

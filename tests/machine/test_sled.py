@@ -20,7 +20,7 @@ def test_t6_survives_cuts_and_wfi_stops():
     assert session.machine.cuts >= 40  # each mtimecmp store in the first loop ended a slice
 
 
-def test_a_run_installs_no_code_hook_but_the_handlers_mret_hooks(monkeypatch):
+def test_a_run_installs_no_code_hook(monkeypatch):
     code_hooks = []
     real = unicorn.Uc.hook_add
 
@@ -33,8 +33,8 @@ def test_a_run_installs_no_code_hook_but_the_handlers_mret_hooks(monkeypatch):
     session = Session(RunOptions(firmware=str(prebuilt("tests/sled_t6"))))  # wfi, cuts, a handler
     assert not code_hooks, "building the machine installed a code hook"
     assert session.run().exit_status == 0
-    returns = set(session.machine.irq_state.return_pcs)
-    assert code_hooks and all(lo == hi and lo in returns for lo, hi in code_hooks)  # armed while handlers run
+    assert not code_hooks, "the run installed a code hook (the handler's mret is marked: irqstate.py)"
+    assert session.machine.irq_state.returns > 0
 
 
 def test_a_marked_wfi_reads_as_wfi_in_reports():

@@ -45,8 +45,8 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 hazards [(addr, what, why)]): the idle instruction (wfi) is found in the
                 ELF and marked (idle mark, below), idle_size is its length (the CPU resumes after it);
                 scan_returns([(addr, bytes)]) -> every return-from-interrupt instruction
-                (mret), hooked while a handler runs to keep the machine's interrupt depth
-                (irqstate.py)
+                (mret) of the code sections, at instruction starts: irqstate.py writes
+                return_mark over each (it traps like the idle mark; no code hook)
   idle sled     idle_sled(base, n) -> n instructions of sled_step bytes each: one that adds
                 1 to the register `sled_counter` (a Unicorn register id), n-2 nops, then
                 a jump back to `base` at base + sled_step*(n-1) (the jump may be longer
@@ -72,7 +72,8 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 (Thumb: 1); return_intno / exception_return(uc): a return from an
                 interrupt the CPU does not perform itself reaches the interrupt hook
                 as return_intno and the ISA performs it (Cortex-M's EXC_RETURN;
-                RISC-V: -1, Unicorn runs mret); undefined_intno >= 0: undefined
+                RISC-V: a marked mret, which traps as an illegal instruction, intno 2,
+                and False for any other); undefined_intno >= 0: undefined
                 instructions reach UC_HOOK_INSN_INVALID instead of the interrupt hook
                 (Cortex-M) and are reported as fault_name(undefined_intno);
                 frame_chain: the hypercall block's fp heads a frame chain the bridge
@@ -148,6 +149,7 @@ class Isa(Protocol):
     sled_counter: int
     sled_base: int
     return_intno: int
+    return_mark: bytes  # written over each of scan_returns' instructions (b"": none to mark)
     undefined_intno: int
     frame_chain: bool
     code_bit: int

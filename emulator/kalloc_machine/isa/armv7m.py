@@ -73,7 +73,7 @@ from kalloc_machine.isa import CodeScan, Isa, ReadCode, ReadU32
 from kalloc_machine.isa.armv7m_scs import Scs
 from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
 from kalloc_machine.memlayout import FIRMWARE_LOAD
-from kalloc_machine.rawregs import read_batch
+from kalloc_machine.rawregs import read_batch, write_batch
 
 # long-module: the whole Isa protocol for one CPU, with B1.5's exception entry and return checks
 EXC_SYSTICK = 15
@@ -112,6 +112,16 @@ _FRAME_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_R
                ac.UC_ARM_REG_R12, ac.UC_ARM_REG_LR)  # fmt: skip
 _REGS = (ac.UC_ARM_REG_PC, *_GPRS, ac.UC_ARM_REG_PSP)
 _STATE_REGS = (ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_IPSR)
+# Exception entry and return: each reads and writes in one ctypes call (rawregs.py), in the order
+# the registers must be written (SP and CONTROL before IPSR moves the core into handler mode)
+_ENTRY_READ = (*_FRAME_REGS, ac.UC_ARM_REG_PC, ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_SP, ac.UC_ARM_REG_CONTROL)
+_ENTRY_WRITE = (ac.UC_ARM_REG_SP, ac.UC_ARM_REG_LR, ac.UC_ARM_REG_IPSR, ac.UC_ARM_REG_PC)
+_ENTRY_WRITE_PSP = (ac.UC_ARM_REG_SP, ac.UC_ARM_REG_CONTROL, ac.UC_ARM_REG_LR, ac.UC_ARM_REG_IPSR,
+                    ac.UC_ARM_REG_PC)  # fmt: skip
+_RETURN_READ = (ac.UC_ARM_REG_IPSR, ac.UC_ARM_REG_CONTROL, ac.UC_ARM_REG_MSP, ac.UC_ARM_REG_PSP)
+_RETURN_TAIL = (ac.UC_ARM_REG_CONTROL, ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_IPSR, ac.UC_ARM_REG_PC)
+_RETURN_WRITE_PSP = (*_FRAME_REGS, ac.UC_ARM_REG_PSP, *_RETURN_TAIL)
+_RETURN_WRITE_MSP = (*_FRAME_REGS, ac.UC_ARM_REG_MSP, *_RETURN_TAIL)
 _SVC_REGS = (ac.UC_ARM_REG_R12, ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1)
 BatchUc = Any
 
@@ -147,6 +157,7 @@ class ArmV7M:
     idle_mark = IDLE_MARK
     illegal_intno = 7  # the mark (bkpt) traps so
     return_intno = 8  # EXCP_EXCEPTION_EXIT: bx lr of an EXC_RETURN in handler mode
+    return_mark = b""  # nothing to mark: the return traps by itself
     frame_chain = False  # the hypercall stub passes fp = 0: the bridge unwinds from the CPU
     undefined_intno = 1  # udf & co. reach UC_HOOK_INSN_INVALID, not the interrupt hook: named as this
     sled_step = 4  # add.w, nop.w, b.w
@@ -249,8 +260,7 @@ class ArmV7M:
         """Exception entry (B1.5.6 PushStack, B1.5.7 ExceptionTaken): the frame on the active
         stack, the handler on the main stack. Returns the handler address (0: the entry failed
         and was reported)."""
-        regs = [*_FRAME_REGS, ac.UC_ARM_REG_PC, ac.UC_ARM_REG_XPSR, ac.UC_ARM_REG_SP, ac.UC_ARM_REG_CONTROL]
-        r0, r1, r2, r3, r12, lr, pc, xpsr, sp, control = uc.reg_read_batch(regs)
+        r0, r1, r2, r3, r12, lr, pc, xpsr, sp, control = read_batch(uc, _ENTRY_READ)
         handler_mode = bool(xpsr & 0x1FF)
         on_psp = not handler_mode and control & CONTROL_SPSEL
         pad = 4 if sp & 4 else 0
@@ -277,11 +287,12 @@ class ArmV7M:
             return 0
         exc_return = EXC_RETURN_THREAD_PSP if on_psp else EXC_RETURN_THREAD
         exc_return = EXC_RETURN_HANDLER if handler_mode else exc_return
-        uc.reg_write(ac.UC_ARM_REG_SP, frame)  # the active stack (PSP in thread mode with SPSEL)
+        # SP first: the active stack (PSP in thread mode with SPSEL); then the handler runs on MSP
         if on_psp:
-            uc.reg_write(ac.UC_ARM_REG_CONTROL, control & ~CONTROL_SPSEL)  # the handler runs on MSP
-        uc.reg_write_batch([(ac.UC_ARM_REG_LR, exc_return), (ac.UC_ARM_REG_IPSR, cause),
-                            (ac.UC_ARM_REG_PC, handler | 1)])  # fmt: skip
+            spsel_off = control & ~CONTROL_SPSEL
+            write_batch(uc, _ENTRY_WRITE_PSP, (frame, spsel_off, exc_return, cause, handler | 1))
+        else:
+            write_batch(uc, _ENTRY_WRITE, (frame, exc_return, cause, handler | 1))
         scs.activate(cause)
         return handler & ~1
 
@@ -306,8 +317,7 @@ class ArmV7M:
                 return "asks for a floating-point frame: this machine stacks none (the SDK is soft-float)"
             return "is not 0xfffffff1, 0xfffffff9 or 0xfffffffd (an INVPC UsageFault on a Cortex-M)"
         active = self.scs.active
-        ipsr, control, msp, psp = uc.reg_read_batch([ac.UC_ARM_REG_IPSR, ac.UC_ARM_REG_CONTROL,
-                                                     ac.UC_ARM_REG_MSP, ac.UC_ARM_REG_PSP])  # fmt: skip
+        ipsr, control, msp, psp = read_batch(uc, _RETURN_READ)
         current = ipsr & 0x1FF
         if not active or active[-1] != current:
             return f"from exception {current}, which the machine did not take (active: {active or 'none'})"
@@ -332,15 +342,10 @@ class ArmV7M:
         if not xpsr & XPSR_T:
             return f"finds the Thumb bit clear in the stacked xPSR {xpsr:#010x} at {sp + 28:#x} (INVSTATE)"
         new_sp = (sp + 32 + (4 if xpsr & XPSR_ALIGN else 0)) & 0xFFFF_FFFF
-        uc.reg_write_batch(list(zip(_FRAME_REGS, (r0, r1, r2, r3, r12, lr), strict=True)))
-        if exc_return == EXC_RETURN_THREAD_PSP:
-            uc.reg_write(ac.UC_ARM_REG_PSP, new_sp)
-            uc.reg_write(ac.UC_ARM_REG_CONTROL, control | CONTROL_SPSEL)
-        else:
-            uc.reg_write(ac.UC_ARM_REG_MSP, new_sp)
-            uc.reg_write(ac.UC_ARM_REG_CONTROL, control & ~CONTROL_SPSEL)
-        uc.reg_write_batch([(ac.UC_ARM_REG_XPSR, xpsr & ~XPSR_ALIGN), (ac.UC_ARM_REG_IPSR, frame_exc),
-                            (ac.UC_ARM_REG_PC, pc | 1)])  # fmt: skip
+        psp_back = exc_return == EXC_RETURN_THREAD_PSP  # the frame's stack pointer, then CONTROL.SPSEL
+        control = control | CONTROL_SPSEL if psp_back else control & ~CONTROL_SPSEL
+        values = (r0, r1, r2, r3, r12, lr, new_sp, control, xpsr & ~XPSR_ALIGN, frame_exc, pc | 1)
+        write_batch(uc, _RETURN_WRITE_PSP if psp_back else _RETURN_WRITE_MSP, values)
         active.pop()
         return None
 

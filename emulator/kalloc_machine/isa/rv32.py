@@ -14,7 +14,9 @@ Invariants:
  1. `enter_interrupt` is only called at a slice boundary, never from a hook.
  2. Interrupt entry follows the privileged spec for M-mode: mepc ← pc, mcause ← cause,
     mstatus.MPIE ← MIE, MIE ← 0, MPP ← M, pc ← mtvec (base + 4*code when vectored).
-    `mret` is executed by the CPU itself.
+    Every `mret` of the ELF is marked (RETURN_MARK, irqstate.py): it traps, counts as one
+    instruction, and `exception_return` performs it as Unicorn's own (tests/machine/
+    test_mret_emulation.py): in M-mode only, MIE ← MPIE, MPIE ← 1, MPP ← U, privilege ← old MPP.
  3. `walk_frames` (and so `backtrace`) never raises: a frame it cannot read ends the walk.
 """
 
@@ -29,6 +31,7 @@ from unicorn import riscv_const as rc
 
 from kalloc_machine.isa import CodeScan, ReadCode, ReadU32
 from kalloc_machine.memlayout import IDLE_SLED_BASE
+from kalloc_machine.rawregs import read_batch, write_batch
 
 # mstatus bits (privileged spec 3.1.6)
 MSTATUS_MIE = 1 << 3
@@ -75,6 +78,8 @@ NONDETERMINISTIC = "reads a host counter (not deterministic)"
 WFI = (0x1050_0073).to_bytes(4, "little")
 NOP = (0x0000_0013).to_bytes(4, "little")  # addi x0, x0, 0
 MRET = (0x3020_0073).to_bytes(4, "little")  # the return from a machine-mode trap
+RETURN_MARK = (0x0000_100B).to_bytes(4, "little")  # on every mret (irqstate.py): custom-0, traps as IDLE_MARK
+PRIV_M = 3  # UC_RISCV_REG_PRIV's encoding of machine mode (U = 0, S = 1)
 # The machine's mark on every `wfi` of the loaded image (sled.py): a word of the custom-0
 # opcode space, which the base ISA reserves for extensions this CPU lacks, so it traps as
 # an illegal instruction, through UC_HOOK_INTR: no code hook, nothing per instruction.
@@ -85,6 +90,11 @@ SLED_COUNT = (0x001F_8F93).to_bytes(4, "little")  # addi t6, t6, 1: the sled's l
 BatchUc = Any
 _GPRS: tuple[int, ...] = tuple(getattr(rc, f"UC_RISCV_REG_X{i}") for i in range(1, 32))
 _ARG_REGS: tuple[int, ...] = tuple(getattr(rc, f"UC_RISCV_REG_A{i}") for i in range(8))
+# The trap entry's and mret's registers, read and written in one ctypes call each (rawregs.py)
+_ENTRY_READ = (rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MTVEC)
+_ENTRY_WRITE = (rc.UC_RISCV_REG_MEPC, rc.UC_RISCV_REG_MCAUSE, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_PC)
+_RETURN_READ = (rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_PRIV, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MEPC)
+_RETURN_WRITE = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_PRIV)
 
 
 def jal_x0(offset: int) -> bytes:
@@ -190,13 +200,15 @@ class RiscV32:
     sled_step = 4  # the sled's counter, nops and jump are 32-bit
     sled_counter = rc.UC_RISCV_REG_T6  # the register the sled counts its laps in
     sled_base = IDLE_SLED_BASE
-    return_intno = -1  # Unicorn runs mret itself
+    return_intno = 2  # a marked mret traps as an illegal instruction: `exception_return` performs it
+    return_mark = RETURN_MARK
     frame_chain = True  # the hypercall stub's fp heads an s0 chain the bridge walks in RAM
     undefined_intno = -1  # an illegal instruction traps through the interrupt hook (intno 2)
     code_bit = 0
 
     def __init__(self) -> None:
         self._cs: Any = None  # capstone, opened on the first disassembly
+        self.returns: frozenset[int] = frozenset()  # every mret of the ELF's code (scan_returns)
 
     # -- port hooks (nothing to do on this ISA) ----------------------------------------
 
@@ -207,14 +219,23 @@ class RiscV32:
         pass
 
     def bind(self, other: Any) -> None:
-        pass
+        self.returns = other.returns  # the machine's instance knows the firmware's mrets
 
     def core_devices(self, machine: Any) -> list[Any]:
         """None: the CLINT and the INTC are the board's devices."""
         return []
 
-    def exception_return(self, uc: unicorn.Uc) -> bool:
-        return False
+    def exception_return(self, uc: BatchUc) -> bool:
+        """From the interrupt hook (intno 2, PC 4 past it): perform a marked `mret` in M-mode
+        (invariant 2); False for any other illegal instruction (an mret outside M-mode too)."""
+        pc, priv, mstatus, mepc = read_batch(uc, _RETURN_READ)
+        pc -= self.fault_pc_adjust
+        if pc not in self.returns or priv != PRIV_M or bytes(uc.mem_read(pc, 4)) != RETURN_MARK:
+            return False
+        mpp = (mstatus & MSTATUS_MPP) >> 11  # the mode returned to (the reserved 2 is U, as in QEMU)
+        mstatus = (mstatus & ~(MSTATUS_MIE | MSTATUS_MPP)) | (MSTATUS_MIE if mstatus & MSTATUS_MPIE else 0)
+        write_batch(uc, _RETURN_WRITE, (mstatus | MSTATUS_MPIE, mepc, 0 if mpp == 2 else mpp))
+        return True
 
     # -- registers ------------------------------------------------------------------
 
@@ -251,21 +272,12 @@ class RiscV32:
 
     def enter_interrupt(self, uc: BatchUc, cause: int) -> int:
         """Take an interrupt now (invariant 2). Returns the handler address."""
-        pc, mstatus, mtvec = uc.reg_read_batch(
-            [rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MTVEC]
-        )
+        pc, mstatus, mtvec = read_batch(uc, _ENTRY_READ)
         mpie = MSTATUS_MPIE if mstatus & MSTATUS_MIE else 0
         mstatus = (mstatus & ~(MSTATUS_MIE | MSTATUS_MPIE)) | mpie | MSTATUS_MPP
         base = mtvec & ~3
         target: int = base + 4 * (cause & 0x3FF) if mtvec & 3 == 1 else base
-        uc.reg_write_batch(
-            [
-                (rc.UC_RISCV_REG_MEPC, pc),
-                (rc.UC_RISCV_REG_MCAUSE, cause),
-                (rc.UC_RISCV_REG_MSTATUS, mstatus),
-                (rc.UC_RISCV_REG_PC, target),
-            ]
-        )
+        write_batch(uc, _ENTRY_WRITE, (pc, cause, mstatus, target))
         return target
 
     # -- ecall and faults ---------------------------------------------------------------
@@ -286,7 +298,9 @@ class RiscV32:
         return 4 if code[0] & 3 == 3 else 2
 
     def disassemble(self, pc: int, code: bytes) -> str:
-        """The one instruction at the start of `code` (read at pc), as text."""
+        """The one instruction at the start of `code` (read at pc), as text (a marked mret: `mret`)."""
+        if pc in self.returns and code.startswith(RETURN_MARK):
+            return "mret"
         if self._cs is None:
             self._cs = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
         for _addr, _size, mnemonic, op_str in self._cs.disasm_lite(code, pc, 1):
@@ -332,16 +346,23 @@ class RiscV32:
         return idle, hazards
 
     def scan_returns(self, ranges: Sequence[tuple[int, bytes]]) -> list[int]:
-        """Every `mret` at any 2-byte-aligned address: a superset of the instructions (bytes that
-        never execute are never hooked in vain: a hook fires only where an instruction starts)."""
-        returns: list[int] = []
+        """Every `mret` of the code sections at an instruction start (walked by instruction length:
+        each is overwritten with RETURN_MARK, so bytes that only look like one are not); kept in
+        `returns` for `disassemble` and `exception_return`."""
+        found: list[int] = []
         for base, code in ranges:
-            at = code.find(MRET)
-            while at >= 0:
-                if not (base + at) & 1:
-                    returns.append(base + at)
-                at = code.find(MRET, at + 1)
-        return returns
+            last = code.rfind(MRET)
+            at = 0
+            while 0 <= at <= last:
+                h = code[at] | code[at + 1] << 8 if at + 1 < len(code) else 0
+                if h & 3 != 3:
+                    at += 2
+                    continue
+                if code[at : at + 4] == MRET:
+                    found.append(base + at)
+                at += 4 if h & 0x1F != 0x1F else 6 if h & 0x3F == 0x1F else 8  # 48/64-bit: not RV32IMAC's
+        self.returns = frozenset(found)
+        return found
 
     def idle_sled(self, base: int, length: int) -> bytes:
         """The lap counter (t6 += 1), length-2 nops, then a jump back to base."""
