@@ -62,7 +62,6 @@ from typing import TYPE_CHECKING, Any
 from unicorn import UcError
 
 from kalloc.errors import KallocError, TimeoutError_
-from kalloc_machine.devices import Device
 from kalloc_machine.sled import SliceStop
 
 if TYPE_CHECKING:
@@ -82,12 +81,6 @@ DEVICE_BURST = 256
 READ_WINDOW = 64
 POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
 IDLE_JUMP = 1 << 20  # the longest idle step (a non-waking injector catches up at most this much)
-
-
-def _overrides(device: Any, name: str) -> bool:
-    """Does the device do anything in `name` (service, deadline)? Device's own do nothing."""
-    own = getattr(type(device), name, None) is not getattr(Device, name)
-    return own or name in getattr(device, "__dict__", ())
 
 
 @dataclass(slots=True)
@@ -139,8 +132,6 @@ class RunLoop:
         self._task_burst = m.quantum  # the burst when the last interrupt came from task code
         self.until = self.sled.call_stops[0] - 1  # odd: PC never equals it (module docstring)
         self._pc: int | None = None  # the PC where the next slice starts, when the loop knows it
-        self._serviced = [d for d in self.timed if _overrides(d, "service")]
-        self._timers = [d for d in self.timed if _overrides(d, "deadline")]
         self._masked_burst = 1  # next slice length while an interrupt waits for the mask
         self._was_masked = False
         self._read_window = False  # the next slice must be a READ_WINDOW
@@ -174,12 +165,12 @@ class RunLoop:
 
     def _service(self) -> None:
         now = self.clock.now
-        for d in self._serviced:
+        for d in self.timed:  # (tools append their own: campaign_irqalloc's clock)
             d.service(now)
 
     def _next_deadline(self) -> int | None:
         now, soonest = self.clock.now, None
-        for d in self._timers:
+        for d in self.timed:
             t = d.deadline()
             if t is not None and t > now and (soonest is None or t < soonest):
                 soonest = t
