@@ -39,9 +39,19 @@ from kalloc.page import PAGE_SHIFT, PAGE_SIZE
 from kalloc.pages import PagePipeline
 from kalloc.physmem import PhysMem
 from kalloc.sanitize import Sanitizer
-from kalloc.slab import OBJ_FREE, OBJ_LIVE, OBJ_QUARANTINED, SLAB_CPU, SLAB_KNOWN_FLAGS, KmemCache, Slab
+from kalloc.slab import (
+    OBJ_FREE,
+    OBJ_LIVE,
+    OBJ_QUARANTINED,
+    SLAB_CPU,
+    SLAB_FULL,
+    SLAB_KNOWN_FLAGS,
+    SLAB_PARTIAL,
+    KmemCache,
+    Slab,
+)
 
-# long-module: the object paths inline their helpers (forget, release, the poison fill): the hot path
+# long-module: the object paths inline their helpers (forget, release, list moves, poison fill): hot path
 MAX_USER_CACHES = 1024  # live kmem_cache_create() caches: each costs host memory, no guest RAM
 _ZERO = G.ZERO
 _UNKNOWN_GFP = ~G.KNOWN_MASK
@@ -87,9 +97,15 @@ class Slub:
         """One object of `cache` holding `size` bytes, recorded as `kind`; None after an oom report."""
         slab = cache.cpu
         if slab is None or slab.inuse == slab.nobjs:
-            slab = cache.next_slab() or self.new_slab(cache, gfp, caller, size)
-            if slab is None:
-                return None
+            if slab is not None and cache.partial:  # next_slab()'s usual case, inline: a partial slab in
+                slab.where = SLAB_FULL
+                slab = cache.partial.popitem()[1]
+                slab.where = SLAB_CPU
+                cache.cpu = slab
+            else:
+                slab = cache.next_slab() or self.new_slab(cache, gfp, caller, size)
+                if slab is None:
+                    return None
         free = slab.free
         if free:
             idx = free.pop()
@@ -197,7 +213,11 @@ class Slub:
         slab.obj[idx] = OBJ_FREE  # release(), inlined
         slab.free.append(idx)
         slab.inuse -= 1
-        if slab.where != SLAB_CPU:
+        where = slab.where
+        if where == SLAB_FULL and slab.inuse:  # after_free()'s usual case, inline: full -> partial
+            slab.where = SLAB_PARTIAL
+            cache.partial[slab.pfn] = slab
+        elif where != SLAB_CPU:
             dead = cache.after_free(slab)
             if dead is not None:
                 self.discard(dead)
