@@ -138,15 +138,15 @@ class Sanitizer:
         if self.seen:
             self.reported.restore(slab.base + slot, cache.pat_rz[:left])
             self.reported.restore(slab.base + off + guard, cache.pat_rz[: end - off - guard])
-        rz = cache.pat_rz_bytes  # bytes against bytes: one memcmp (a memoryview compares byte by byte)
-        got = mv[slot:off].tobytes()
-        if got != cache.pat_rz_left:
-            damage = find_damage(got, rz[:left], -left)
+        # bytes.startswith(view): one memcmp against the pattern, no copy (a memoryview compared
+        # with == goes byte by byte); the pattern is all red zone and at least as long as the view
+        rz = cache.pat_rz_bytes
+        if not rz.startswith(mv[slot:off]):
+            damage = find_damage(mv[slot:off].tobytes(), rz[:left], -left)
             self.report_oob(slab.base + off, rec, damage, caller, "red zone before the object")
             mv[slot:off] = cache.pat_rz[:left]
-        got = mv[off + guard : end].tobytes()
-        if got != rz[: end - off - guard]:
-            damage = find_damage(got, rz[: end - off - guard], guard)
+        if not rz.startswith(mv[off + guard : end]):
+            damage = find_damage(mv[off + guard : end].tobytes(), rz[: end - off - guard], guard)
             self.report_oob(slab.base + off, rec, damage, caller, "red zone after the object")
             mv[off + guard : end] = cache.pat_rz[: end - off - guard]
 

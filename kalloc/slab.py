@@ -248,7 +248,7 @@ class KmemCache:
     def drop_patterns(self) -> None:
         """Forget the byte patterns (a cache without slabs needs none; `built` says which)."""
         self.built = False
-        self.pat_free = self.pat_rz_bytes = self.pat_rz_left = b""
+        self.pat_free = self.pat_rz_bytes = b""
         self.pat_fresh = self.pat_zero = self.pat_rz = self.pat_fresh_rz = memoryview(b"")
         self.pat_pad = self.template = b""
 
@@ -266,7 +266,6 @@ class KmemCache:
         self.pat_zero = memoryview(bytes(size))
         self.pat_rz_bytes = bytes([RED_ACTIVE]) * stride  # compared as bytes (memcmp), not as a view
         self.pat_rz = memoryview(self.pat_rz_bytes)
-        self.pat_rz_left = self.pat_rz_bytes[:left]
         # an object's fresh fill and its tail red zone in one write: [size - n : 2 * size - n] for n bytes
         self.pat_fresh_rz = (memoryview(bytes([POISON_INUSE]) * size + bytes([RED_ACTIVE]) * size)
                              if self.poison and self.redzone else memoryview(b""))  # fmt: skip

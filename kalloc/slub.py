@@ -119,7 +119,7 @@ class Slub:
         if self.debug:
             if cache.poison and cache.redzone and not gfp & _ZERO:  # _prepare's usual case, inline
                 mv, osize = slab.mv, cache.size
-                if mv[off : off + osize].tobytes() != cache.pat_free:
+                if not cache.pat_free.startswith(mv[off : off + osize]):  # == without a copy (same length)
                     self.sanitizer.report_poison(cache, slab, idx, caller)
                 mv[off : off + osize] = cache.pat_fresh_rz[osize - size : 2 * osize - size]
             else:
@@ -149,7 +149,7 @@ class Slub:
         mv = slab.mv
         osize = cache.size
         if cache.poison:
-            if mv[off : off + osize].tobytes() != cache.pat_free:
+            if not cache.pat_free.startswith(mv[off : off + osize]):
                 self.sanitizer.report_poison(cache, slab, idx, caller)
             if cache.redzone and not gfp & _ZERO:  # the fresh fill and the tail red zone: one write
                 mv[off : off + osize] = cache.pat_fresh_rz[osize - size : 2 * osize - size]
