@@ -336,7 +336,8 @@ def _load(options: RunOptions) -> tuple[Board, Firmware, str]:
         firmware = load_firmware(fw_path, board.cpu.isa)  # read for the board's ISA
         firmware.check_fits(board)
     except (ValueError, OSError) as exc:
-        raise BadInput(f"firmware {Path(fw_path).name}: {exc}") from None
+        name, text = Path(fw_path).name, str(exc)  # the ELF reader's messages name the file already
+        raise BadInput(f"firmware {text if text.startswith(name + ':') else f'{name}: {text}'}") from None
     return board, firmware, Path(fw_path).name
 
 

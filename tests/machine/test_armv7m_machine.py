@@ -336,3 +336,16 @@ def test_a_runaway_recursion_hits_the_stack_guard() -> None:
     assert err["kind"] == "stack-overflow" and err["symbol"] == "runaway"
     assert "16384-byte stack" in err["message"]  # arm/link.ld's default
     assert out.exit_status == 65
+
+
+def test_the_cli_names_a_refused_elf_once() -> None:
+    """`kalloc run` on the wrong board: one line, the file named once (the reader's message names it)."""
+    from click.testing import CliRunner
+    from kalloc_machine.sdk import prebuilt
+
+    from kalloc.cli import main
+
+    res = CliRunner().invoke(main, ["run", "--board", "stm32f4", str(prebuilt("demo"))])
+    assert res.exit_code == 3
+    assert "firmware demo.elf: an ELF for RISC-V (32-bit), not 32-bit ARM" in res.output
+    assert res.output.count("demo.elf") == 1
