@@ -75,8 +75,8 @@ def _after(code: bytes, mstatus: int, mepc: int, marked: bool) -> tuple[int, ...
 
 
 @pytest.mark.parametrize(("mie", "mpie", "mpp", "others"),
-                         itertools.product((0, MSTATUS_MIE), (0, MSTATUS_MPIE), (0, 0x800, MSTATUS_MPP),
-                                           (0, 0x2_0122)))  # fmt: skip
+                         list(itertools.product((0, MSTATUS_MIE), (0, MSTATUS_MPIE), (0, 0x800, MSTATUS_MPP),
+                                                (0, 0x2_0122))))  # fmt: skip
 def test_exception_return_is_unicorns_own_mret(mie: int, mpie: int, mpp: int, others: int) -> None:
     """The marked mret performed by the ISA leaves the CPU as the real one does, counted once."""
     mstatus = mie | mpie | mpp | others  # others: SIE, SPIE, SPP, MPRV
