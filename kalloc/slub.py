@@ -145,15 +145,13 @@ class Slub:
     def _prepare(
         self, cache: KmemCache, slab: Slab, idx: int, off: int, size: int, gfp: int, caller: Caller
     ) -> None:
-        """Sanitizer work when an object is handed out: check its poison, fill it, guard its tail."""
+        """Sanitizer work when an object is handed out: check its poison, fill it, guard its tail.
+        (Poison with a red zone and no __GFP_ZERO, the usual case, is inline in `alloc`.)"""
         mv = slab.mv
         osize = cache.size
         if cache.poison:
             if not cache.pat_free.startswith(mv[off : off + osize]):
                 self.sanitizer.report_poison(cache, slab, idx, caller)
-            if cache.redzone and not gfp & _ZERO:  # the fresh fill and the tail red zone: one write
-                mv[off : off + osize] = cache.pat_fresh_rz[osize - size : 2 * osize - size]
-                return
             mv[off : off + size] = cache.pat_zero[:size] if gfp & _ZERO else cache.pat_fresh[:size]
         elif gfp & _ZERO:
             mv[off : off + size] = cache.pat_zero[:size]
