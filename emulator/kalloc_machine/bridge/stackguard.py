@@ -223,10 +223,6 @@ def _accesses(machine: Machine, pc: int, regs: dict[str, int]) -> list[tuple[int
         multi = _arm_multi(read, pc, regs)
         if multi is not None:
             return multi
-    else:
-        sp_relative = _rv_compressed_sp(read, pc, regs)
-        if sp_relative is not None:
-            return sp_relative
     try:
         got = isa.memory_operand(read, pc, regs)
     except ValueError:
@@ -237,23 +233,6 @@ def _accesses(machine: Machine, pc: int, regs: dict[str, int]) -> list[tuple[int
     if width == 8:  # ldrd/strd: two word accesses
         return [(addr, 4), ((addr + 4) & 0xFFFF_FFFF, 4)]
     return [got]
-
-
-def _rv_compressed_sp(read: Callable[[int, int], bytes], pc: int, regs: dict[str, int]
-                      ) -> list[tuple[int, int]] | None:  # fmt: skip
-    """c.lwsp / c.swsp at pc (the prologue's and epilogue's own stack accesses, which
-    Isa.memory_operand does not decode): [(sp + offset, 4)], else None."""
-    try:
-        h = int.from_bytes(read(pc, 2), "little")
-    except ValueError:
-        return None
-    if h & 3 != 2 or h >> 13 not in (2, 6):
-        return None
-    if h >> 13 == 2:  # c.lwsp: uimm[5] at 12, uimm[4:2] at 6:4, uimm[7:6] at 3:2
-        off = ((h >> 12) & 1) << 5 | ((h >> 4) & 7) << 2 | ((h >> 2) & 3) << 6
-    else:  # c.swsp: uimm[5:2] at 12:9, uimm[7:6] at 8:7
-        off = ((h >> 9) & 0xF) << 2 | ((h >> 7) & 3) << 6
-    return [((regs.get("sp", 0) + off) & 0xFFFF_FFFF, 4)]
 
 
 def _arm_multi(read: Callable[[int, int], bytes], pc: int, regs: dict[str, int]

@@ -1,22 +1,20 @@
 """RISC-V RV32IMAC in machine mode: the `Isa` of every board so far (isa/__init__.py).
 
 Holds what the machine needs to know about this CPU: Unicorn's arch/mode, the ABI
-register names, the trap entry the emulator performs at slice boundaries and the CSRs
-that gate interrupts, the `ecall` convention, the meaning of Unicorn's interrupt
-numbers, instruction lengths, decoding for reports (capstone; loads and stores for
-the page-fault report), the `wfi` and counter-CSR scan of an ELF's code, the idle
-sled's encoding, and the frame-pointer backtrace walk and call convention.
+register names, the trap entry (at slice boundaries) and the CSRs gating interrupts, the
+`ecall` convention, Unicorn's interrupt numbers, instruction lengths, decoding for reports
+(capstone; loads and stores for fault addresses), the `wfi`/counter-CSR scan of an ELF's
+code, the idle sled's encoding, and the frame-pointer backtrace walk and call convention.
 
-Data: registers are read in one `reg_read_batch` call (each Python `reg_read` costs
-~1-2 µs, so the machine reads registers only at boundaries, faults and ecalls).
+Data: registers are read in one `reg_read_batch` call (a Python `reg_read` costs ~1-2 µs:
+registers are read only at boundaries, faults and ecalls).
 
 Invariants:
  1. `enter_interrupt` is only called at a slice boundary, never from a hook.
  2. Interrupt entry follows the privileged spec for M-mode: mepc ← pc, mcause ← cause,
     mstatus.MPIE ← MIE, MIE ← 0, MPP ← M, pc ← mtvec (base + 4*code when vectored).
-    Every `mret` of the ELF is marked (RETURN_MARK, irqstate.py): it traps, counts as one
-    instruction, and `exception_return` performs it as Unicorn's own (tests/machine/
-    test_mret_emulation.py): in M-mode only, MIE ← MPIE, MPIE ← 1, MPP ← U, privilege ← old MPP.
+    Every `mret` of the ELF is marked (RETURN_MARK, irqstate.py): it traps, counts as one, and
+    `exception_return` performs it (M-mode only: MIE ← MPIE, MPIE ← 1, MPP ← U, priv ← MPP).
  3. `walk_frames` (and so `backtrace`) never raises: a frame it cannot read ends the walk.
 """
 
@@ -112,9 +110,8 @@ def _sext(v: int, bits: int) -> int:
 def effective_access(h: int, word: int) -> tuple[int, int, int] | None:
     """(base register number, offset, width) of a load, store or AMO, or None.
 
-    `h` is the first halfword at the pc, `word` the 32-bit instruction (or `h` again
-    for a compressed one). The TLB-fill hook only learns the faulting *page*; the
-    report names the byte the instruction touched, from its base register and offset.
+    `h` is the first halfword at the pc, `word` the 32-bit instruction (or `h` again for a compressed
+    one). A fill hook only learns the *page*; the report names the byte, from base register and offset.
     """
     if h & 3 == 3:
         op, f3, rs1 = word & 0x7F, (word >> 12) & 7, (word >> 15) & 31
@@ -129,6 +126,9 @@ def effective_access(h: int, word: int) -> tuple[int, int, int] | None:
     if quad == 0 and f3 in (2, 6):  # c.lw, c.sw
         off = ((h >> 10) & 7) << 3 | ((h >> 6) & 1) << 2 | ((h >> 5) & 1) << 6
         return 8 + ((h >> 7) & 7), off, 4
+    if quad == 2 and f3 in (2, 6):  # c.lwsp, c.swsp: sp-relative (prologues' and epilogues' own)
+        lwsp = ((h >> 12) & 1) << 5 | ((h >> 4) & 7) << 2 | ((h >> 2) & 3) << 6
+        return 2, lwsp if f3 == 2 else ((h >> 9) & 0xF) << 2 | ((h >> 7) & 3) << 6, 4
     return None
 
 
