@@ -55,6 +55,7 @@ from kalloc.libc import LibcApi
 from kalloc.live import Allocation, LiveTable
 from kalloc.objects import HeapObjects
 from kalloc.pages import PageApi, PagePipeline
+from kalloc.percpu import Magazines
 from kalloc.physmem import PhysMem
 from kalloc.sanitize import Sanitizer
 from kalloc.slub import Slub
@@ -109,6 +110,7 @@ class Kalloc:
         self.statistics = Stats(config, buddy, pages, slub, pools, live, self.reports)
         self.checker = AllocatorCheck(buddy, slub, pools, live, sanitizer, self.reports, self.debug)
         self.not_leak_hooks: list[Callable[[int], bool]] = []  # kalloc.vmalloc: marks its areas
+        self.magazines: Magazines | None = None  # kalloc.percpu.enable(): the per-CPU array caches
         self._bind_api()
 
     @classmethod

@@ -38,6 +38,8 @@ from kalloc.sanitize import Sanitizer
 from kalloc.slab import (
     OBJ_FREE,
     OBJ_LIVE,
+    OBJ_PERCPU,
+    OBJ_PERCPU_NEW,
     OBJ_QUARANTINED,
     OBJ_UNUSED,
     SLAB_CPU,
@@ -115,9 +117,9 @@ class AllocatorCheck:
             owned[p] = slab
         obj = slab.obj
         live = obj.count(OBJ_LIVE)
-        quarantined = obj.count(OBJ_QUARANTINED)
+        quarantined = obj.count(OBJ_QUARANTINED) + obj.count(OBJ_PERCPU) + obj.count(OBJ_PERCPU_NEW)
         if slab.inuse != live + quarantined:
-            raise InvariantError(f"{slab!r}: inuse {slab.inuse} != live {live} + quarantined {quarantined}")
+            raise InvariantError(f"{slab!r}: inuse {slab.inuse} != live {live} + quarantined/per-CPU {quarantined}")
         if sorted(slab.free) != [i for i in range(slab.nobjs) if obj[i] == OBJ_FREE]:
             raise InvariantError(f"{slab!r}: the free list differs from the objects marked free")
         unused = [i for i in range(slab.nobjs) if obj[i] == OBJ_UNUSED]

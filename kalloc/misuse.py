@@ -30,7 +30,7 @@ from kalloc.dmapool import PoolPage
 from kalloc.errors import DoubleFreeError, InvalidFreeError, KallocError
 from kalloc.kinds import KIND_ALLOC_API, KIND_CACHE, KIND_DMA_POOL, KIND_NAMES, cache_kind_name
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE, pages_for
-from kalloc.slab import OBJ_FREE, OBJ_QUARANTINED, KmemCache, Slab
+from kalloc.slab import OBJ_FREE, OBJ_PERCPU, OBJ_QUARANTINED, KmemCache, Slab
 
 if TYPE_CHECKING:
     from kalloc.dmapool import DmaPool
@@ -90,7 +90,7 @@ def freed_object_at(table: LiveTable, addr: int) -> tuple[dict, int, int] | None
     if isinstance(owner, Slab):
         cache = owner.cache
         idx, delta = cache.object_index(owner, addr)
-        if delta == 0 and idx < owner.nobjs and owner.obj[idx] in (OBJ_FREE, OBJ_QUARANTINED):
+        if delta == 0 and idx < owner.nobjs and owner.obj[idx] in (OBJ_FREE, OBJ_QUARANTINED, OBJ_PERCPU):
             return freed_slot_object(owner, idx, addr), owner.alloc_site[idx], owner.free_site[idx]
         return None
     if isinstance(owner, PoolPage):
@@ -168,7 +168,7 @@ def describe(table: LiveTable, addr: int) -> dict | None:
 def _describe_slab_slot(slab: Slab, addr: int) -> dict | None:
     cache = slab.cache
     idx = (addr - slab.base) // cache.stride
-    if idx < slab.nobjs and slab.obj[idx] in (OBJ_FREE, OBJ_QUARANTINED):
+    if idx < slab.nobjs and slab.obj[idx] in (OBJ_FREE, OBJ_QUARANTINED, OBJ_PERCPU):
         start = slab.object_addr(idx)
         return {
             "state": "quarantined" if slab.obj[idx] == OBJ_QUARANTINED else "free",

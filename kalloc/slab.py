@@ -24,10 +24,11 @@ and reclaim free every empty slab. Quarantined objects (kasan) count as in use.
 
 Object states (`Slab.obj[i]`): UNUSED (never handed out since the slab was
 made), LIVE, FREE (on the slab's free list), QUARANTINED (freed, waiting in the
-quarantine; not on the free list).
+quarantine; not on the free list), PERCPU and PERCPU_NEW (in a per-CPU magazine,
+kalloc.percpu: counted in use, not on the free list; freed by the user or never handed out).
 
 Invariants:
- 1. slab.inuse == number of LIVE and QUARANTINED objects; slab.free holds
+ 1. slab.inuse == number of LIVE, QUARANTINED and PERCPU(_NEW) objects; slab.free holds
     exactly the FREE objects; objects >= next_fresh are UNUSED, others not.
  2. A slab is in exactly the list its `where` names, and its pages map to it
     in Kalloc's page -> slab table.
@@ -78,6 +79,8 @@ SLUB_MIN_OBJECTS = 8  # 4 * (fls(nr_cpu_ids) + 1) with one CPU
 MIN_PARTIAL, MAX_PARTIAL = 5, 10
 
 OBJ_UNUSED, OBJ_LIVE, OBJ_FREE, OBJ_QUARANTINED = 0, 1, 2, 3
+# in a per-CPU magazine (kalloc.percpu): freed by the user / taken fresh by a refill; both in use
+OBJ_PERCPU, OBJ_PERCPU_NEW = 4, 5
 SLAB_CPU, SLAB_PARTIAL, SLAB_FULL, SLAB_EMPTY = 0, 1, 2, 3
 SLAB_STATE_NAMES = ("cpu", "partial", "full", "empty")
 

@@ -45,6 +45,8 @@ from kalloc.pages import PagePipeline
 from kalloc.slub import Slub
 from kalloc.zone import Zone
 
+_NO_TUNABLES = (0, 0, 0)
+
 # The kind codes and the Allocation record live in kalloc.kinds and kalloc.live;
 # they are importable from here too, where they were first defined.
 __all__ = [
@@ -95,6 +97,9 @@ class Stats:
         self.config = config
         self.buddy = buddy
         self.pages = pages
+        # /proc/slabinfo's tunables <limit> <batchcount> <sharedfactor> per cache name: kalloc.percpu's
+        # array caches when enabled; 0 0 0 otherwise, as SLUB shows
+        self.tunables: dict[str, tuple[int, int, int]] = {}
         self.slub = slub
         self.pools = pools
         self.live = live
@@ -217,9 +222,10 @@ class Stats:
             if c.destroyed:
                 continue
             r = self._slab_row(c)
+            t = self.tunables.get(c.name, _NO_TUNABLES)
             lines.append(
                 f"{r['name']:<17s} {r['active_objs']:6d} {r['num_objs']:6d} {r['objsize']:6d}"
-                f" {r['objperslab']:4d} {r['pagesperslab']:4d} : tunables {0:4d} {0:4d} {0:4d}"
+                f" {r['objperslab']:4d} {r['pagesperslab']:4d} : tunables {t[0]:4d} {t[1]:4d} {t[2]:4d}"
                 f" : slabdata {r['active_slabs']:6d} {r['num_slabs']:6d} {0:6d}"
             )
         return "\n".join(lines) + "\n"
