@@ -52,7 +52,7 @@ compare_built() {
 }
 
 status=0
-compare_built "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/bench/*.elf "$tmp"/*.a || status=1
+compare_built "$tmp"/*.elf "$tmp"/tests/*.elf "$tmp"/bench/*.elf "$tmp"/fastpath/*.bin "$tmp"/*.a || status=1
 for committed in "$fw"/build/*.elf "$fw"/build/tests/*.elf "$fw"/build/bench/*.elf "$fw"/build/*.a; do
     rel=${committed#"$fw"/build/}
     if [ ! -f "$tmp/$rel" ]; then

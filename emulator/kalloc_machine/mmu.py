@@ -307,6 +307,11 @@ class Mmu:
             return max(addr, page), width
         return page, None
 
+    def map_identity(self, lo: int, hi: int, perms: int) -> None:
+        """One more machine window outside the banks, identity-mapped with `perms` (issue 14:
+        the fast path's window, kalloc_machine/fastpath.py). Before the run: nothing was refused there."""
+        self._identity.append((lo, hi, perms))
+
     def stats(self) -> dict[str, int]:
         """Deterministic counters for the JSON report. `self.fills` is left out: Unicorn's
         TLB misses depend on host-side caching (where slices stop and restart), and the

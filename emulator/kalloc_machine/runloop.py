@@ -80,6 +80,7 @@ DEVICE_BURST = 256
 # hi), so every read sees the time within READ_WINDOW instructions, for 2 boundaries.
 READ_WINDOW = 64
 POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
+DEFER_BURST = 64  # a slice while RunLoop.defer holds: the fast path's blob returns within it
 IDLE_JUMP = 1 << 20  # the longest idle step (a non-waking injector catches up at most this much)
 
 
@@ -137,6 +138,9 @@ class RunLoop:
         self._read_window = False  # the next slice must be a READ_WINDOW
         self.interrupted, self.wall_deadline = False, float("inf")  # interrupt(); perf_counter() limit
         self.on_poll: Callable[[int], None] | None = None  # every POLL_SLICES slices: kalloc run's progress
+        # True while no interrupt may be taken at this boundary (the fast path's blob holds the PC:
+        # kalloc_machine/fastpath.py); the next slice is then at most DEFER_BURST long. None: never.
+        self.defer: Callable[[], bool] | None = None
 
     # -- limits ------------------------------------------------------------------------------
 
@@ -410,11 +414,14 @@ class RunLoop:
             if self.ending is not None:
                 reason = self.ending
                 break
-            masked = self._deliver_interrupt()
+            deferred = self.defer is not None and self.defer()
+            masked = False if deferred else self._deliver_interrupt()
             if self.ending is not None:  # the entry failed and was reported (Cortex-M: isa/armv7m.py)
                 reason = self.ending
                 break
             count = min(self._next_count(masked), m.max_instructions - now)
+            if deferred:
+                count = min(count, DEFER_BURST)
             if self._read_window:
                 count = min(count, READ_WINDOW)
             deadline = self._next_deadline()

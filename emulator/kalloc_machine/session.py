@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kalloc import Config, Kalloc, kmemleak
+from kalloc import Config, Kalloc, kmemleak, percpu
 from kalloc.errors import KallocError, TimeoutError_
 from kalloc.failslab import FailConfig
 from kalloc.vmalloc import Vmalloc
-from kalloc_machine import memlayout, mmu
+from kalloc_machine import fastpath, memlayout, mmu
 from kalloc_machine.board import Board, load_board
 from kalloc_machine.bridge import abi, commit, faultinject, kasan, stackguard, vmbridge
 from kalloc_machine.bridge.dmacheck import DmaCheck
@@ -88,6 +88,8 @@ class RunOptions:
     fail_cache: str | None = None
     max_errors: int = 1000  # issue 12: distinct errors kept, the rest counted (report/errorlog.py)
     suppress: tuple[str, ...] = ()  # issue 13: suppressions files (report/suppressions.py)
+    percpu_cache: int = 0  # issue 14: per-CPU magazines of N objects (kalloc.percpu; 0: plain SLUB)
+    fastpath: str = "off"  # issue 14: "on" serves magazine hits in firmware (kalloc_machine/fastpath.py)
 
 
 @dataclass(slots=True)
@@ -111,6 +113,7 @@ class Session:
         shadow = self._shadow_reservation()
         config = Config(sanitize=options.sanitize, seed=options.seed, quarantine_bytes=options.quarantine)
         self.ka = Kalloc(self.machine.phys, config, reserved=[image] if shadow is None else [image, shadow])
+        self.percpu_note = self._magazines(options)  # issue 14: before anything binds ka.malloc & co
         from kalloc.heaps import make_heap  # issue 6: the C library face's policy (--heap)
         from kalloc.heaps.arena import ArenaHeap
 
@@ -133,12 +136,26 @@ class Session:
         self.still_reachable: list[Any] = []
         self._scan_expired: Any = lambda: False  # the leak scan's wall clock / Ctrl-C (_end_checks)
         self.report_interrupts = False  # kalloc run: an interrupted run is reported (hostlimits.py)
+        self.fastpath: fastpath.FastPath | None = None
+        self.fastpath_note: str | None = None
+        if options.fastpath == "on":  # issue 14: the blob, the patches, the drains (fastpath.py)
+            self.fastpath, self.fastpath_note = fastpath.install(self)
         try:  # --suppress FILE...: known errors left out of the report
             self.suppressions = suppressions.load(options.suppress)
         except suppressions.SuppressionError as exc:
             raise BadInput(str(exc)) from None
 
     # -- building ---------------------------------------------------------------------------------
+
+    def _magazines(self, options: RunOptions) -> str | None:
+        """--percpu-cache N (or --fastpath on's default): kalloc.percpu's magazines; why not, or None."""
+        limit = options.percpu_cache or (percpu.DEFAULT_LIMIT if options.fastpath == "on" else 0)
+        if not limit:
+            return None
+        if options.sanitize != "off":
+            return f"the per-CPU magazines are served with --sanitize off only (not {options.sanitize})"
+        percpu.enable(self.ka, limit)
+        return None
 
     def _build_machine(self) -> Machine:
         o = self.options
@@ -184,6 +201,9 @@ class Session:
 
     def record(self) -> Recorder:
         """Record the run's allocation trace (`kalloc run --record`): call before `run()`."""
+        if self.fastpath is not None:  # a trace records every call as the call is made
+            self.fastpath.unpatch()
+            self.fastpath, self.fastpath_note = None, "--record records every call"
         rec = attach_recorder(self.ka, self.services.libc)
         rec.tag_of = self.tags.tag_for  # issue 18: the trace's @tag
         return rec
@@ -195,6 +215,8 @@ class Session:
         self.machine.report_interrupts = self.report_interrupts
         with sigint_stops(self.machine) as sigints:  # Ctrl-C: end "interrupted" (hostlimits.py)
             result = self._run_machine(start)
+            if self.fastpath is not None:  # the ring's last records, before the end-of-run checks
+                self.fastpath.drain()
             errors: list[KallocError] = list(result.errors)
             errors.extend(self.machine.errors.admit(self.ka.reports))  # deduplicated, capped
             self.ka.reports.clear()
@@ -284,6 +306,9 @@ class Session:
         opts.pop("firmware")
         opts.pop("timeout_s")
         opts.pop("suppress")  # host paths: the `suppressions` key names the files
+        for key, default in (("percpu_cache", 0), ("fastpath", "off")):  # issue 14: additive, shown when set
+            if opts[key] == default:
+                opts.pop(key)
         opts["board"] = self.board.label or opts["board"]  # a board file: name@sha256:digest, no host path
         irq = self.services.irq
         return {
@@ -317,7 +342,19 @@ class Session:
             "zoneinfo": self.ka.zoneinfo(),
             "commit": self.commit.section(errors),
             "vm": {**self.vm.stats(), **self.mmu.stats()},
+            **self._percpu_sections(),
         }
+
+    def _percpu_sections(self) -> dict[str, Any]:
+        """Issue 14's additive keys: `percpu` (the magazines), `fastpath` (under --fastpath on)."""
+        out: dict[str, Any] = {}
+        mags = self.ka.magazines
+        if mags is not None or self.percpu_note:
+            out["percpu"] = mags.section() if mags is not None else {"off": self.percpu_note}
+        if self.options.fastpath == "on":
+            fp = self.fastpath
+            out["fastpath"] = fp.section() if fp is not None else {"on": False, "off": self.fastpath_note}
+        return out
 
 
 def _load(options: RunOptions) -> tuple[Board, Firmware, str]:

@@ -53,7 +53,7 @@ from kalloc.replay.probe import Probe, ProbeError, parse_probes
 _FIRST = ("board",)
 _REST = ("seed", "sanitize", "max_instructions", "timeout_s", "quantum", "irq_every", "irq_jitter",
          "irq_at", "quarantine", "fail_nth", "fail_prob", "fail_site", "fail_context", "fail_cache",
-         "heap", "max_errors", "suppress")  # fmt: skip
+         "heap", "max_errors", "suppress", "percpu_cache", "fastpath")  # fmt: skip
 
 
 @click.command("run")

@@ -113,6 +113,13 @@ _OPTIONS = (
     RunOption("timeout_s", "--timeout", 120.0,
               "Wall-clock limit in seconds: the run and the leak scan (status 66).", float, low=0.01,
               show_default=True),
+    RunOption("percpu_cache", "--percpu-cache", 0,
+              "Per-CPU array caches of N objects per kmalloc class 8..2048 in front of SLUB (Linux's "
+              "sheaves; --sanitize off only; 0: plain SLUB).", int, low=0, high=64, metavar="N",
+              show_default=True),
+    RunOption("fastpath", "--fastpath", "off",
+              "Serve per-CPU cache hits of malloc/free/kmalloc/kfree in firmware (RV32, --sanitize off; "
+              "implies --percpu-cache 32).", choices=("on", "off"), show_default=True),
     RunOption("suppress", "--suppress", (),
               "Suppressions file (TOML; repeatable): known errors in third-party code left out of the report "
               "and the exit status (docs/user-guide.md, Suppressions).", metavar="FILE", multiple=True),

@@ -1,0 +1,364 @@
+"""The fast path in firmware (issue 14, part 3): kalloc.percpu's magazines served by a blob
+of RV32 code in a window of the machine, replayed by Python from a ring.
+
+Under `--fastpath on` (and only then) `install(session)` maps the window (host memory,
+`mem_map_ptr`, so Python reads and writes it without Unicorn calls), copies the blob
+(firmware/build/fastpath/fastpath.bin, source firmware/fastpath/fastpath.S) into it and
+patches the first 8 bytes of `malloc`, `free`, `kmalloc` and `kfree` in the loaded image
+with `auipc t0; jalr x0` into the blob. The blob's fallback for each is a trampoline in
+the window: the 8 displaced bytes verbatim, then a jump to the wrapper + 8, so the slow
+path sees the registers (ra, s0, sp, arguments) it sees without the fast path.
+
+    window (WINDOW = 0xF402_0000)
+    +0x0000  header words (fastpath.S's H_*), class table at +0x100, magazines at +0x200
+    +0x1000  the blob; trampolines at +0x1800
+    +0x2000  the ring: RING_CAP records of 128 bytes (fastpath.S's header comment)
+    +MAP     one byte per 8-byte granule of each heap bank: class + 1 | api << 4 of a live
+             object the blob may free (0: not fast-freeable: the slow path decides)
+
+The ring is drained (`drain`: each record replayed with the magazine layer's own hit
+functions, validated against the mirror) before every hypercall, at every slice boundary
+where the PC is outside the window, before an interrupt entry and at every emulated
+return (the machine's context changes only there), before the machine files an error,
+and at the end. After the slow path changed a magazine, `sync` writes it back. A record
+the mirror contradicts (the firmware scribbled the window) is one `bad-hypercall` report,
+then the wrappers are unpatched and the run goes on on the slow path.
+
+Invariants:
+ 1. Off, nothing here runs: no window, no patch (install is never called).
+ 2. After a drain and a sync, the window's magazines equal kalloc.percpu's lists.
+ 3. The run loop delivers no interrupt while the PC is in the window (RunLoop.defer).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from typing import Any
+
+import capstone
+import unicorn
+
+from kalloc import gfp as G
+from kalloc.config import Caller, Context
+from kalloc.errors import BadArgumentError
+from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
+from kalloc.percpu import SERVED_MAX, Magazines
+from kalloc.physmem import anonymous_buffer
+from kalloc.slab import Slab
+from kalloc_machine.sdk import sdk_dir
+
+WINDOW = 0xF402_0000  # below the idle sled, above vmalloc space (memlayout); 0xF400_0000 shares
+# a TLB index with the firmware's first text page (last session's finding)
+H_ALLOWED, H_HEAD, H_CAP, H_STLO, H_STHI, H_LIMIT, H_MMAX, H_BADGFP, H_NCLASS = range(4, 40, 4)
+H_RANGES, H_MAGS, H_TRAMP, CLASSTAB, MAGS = 0x28, 0x40, 0x80, 0x100, 0x200
+CODE, TRAMPS, RING, MAP = 0x1000, 0x1800, 0x2000, 0x8000
+RING_CAP = 192  # records: 24 KiB
+RECORD = 128
+MAX_LIMIT = (CODE - MAGS) // 4 // 11 - 1  # magazine entries that fit the header page
+MAX_WINDOW = 0xF800_0000 - WINDOW  # the idle sled's window starts there
+ENTRIES = ("malloc", "free", "kmalloc", "kfree")  # the blob's jump table, in this order
+_PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv", "c.li"})
+_REC = struct.Struct("<20I")
+_W = struct.Struct("<I")
+_BAD_GFP = (~G.KNOWN_MASK | G.DMA | G.ZERO) & 0xFFFF_FFFF
+_TASK = Context.TASK
+
+
+def why_off(options: Any, session: Any) -> str | None:
+    """Why this run cannot have the fast path (None: it can), in the words the docs use."""
+    if options.sanitize != "off":
+        return f"--sanitize {options.sanitize} checks object bytes at every call"
+    if options.heap != "kmalloc":
+        return f"--heap {options.heap}"
+    if options.fail_nth or options.fail_prob or session.faults is not None:
+        return "fault injection decides per allocation"
+    if options.irq_every or options.irq_at:
+        return "injected interrupts land by instruction count"
+    if session.bridge.intercept is not None:
+        return "the run intercepts every call"
+    if not session.machine.isa.name.startswith("rv32"):
+        return "Cortex-M has no fast path"
+    if session.ka.magazines is None:
+        return "no per-CPU magazines"
+    if session.ka.magazines.limit > MAX_LIMIT:
+        return f"--percpu-cache above {MAX_LIMIT}"
+    return None
+
+
+def _jump(pc: int, target: int) -> bytes:
+    """auipc t0, hi; jalr x0, lo(t0): pc -> target, anywhere in 32 bits."""
+    off = (target - pc) & 0xFFFF_FFFF
+    hi = ((off + 0x800) >> 12) & 0xFFFFF
+    lo = (off - (hi << 12)) & 0xFFF
+    return struct.pack("<II", hi << 12 | 5 << 7 | 0x17, lo << 20 | 5 << 15 | 0x67)
+
+
+def displaced(code: bytes) -> str | None:
+    """Why the 8 bytes at a wrapper's entry cannot move to a trampoline (None: they can)."""
+    md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
+    size = 0
+    for insn in md.disasm(code, 0):
+        if insn.mnemonic not in _PC_FREE or "t0" in insn.op_str:
+            return f"its prologue has `{insn.mnemonic} {insn.op_str}`"
+        size += insn.size
+        if size >= 8:
+            break
+    return None if size == 8 else "its prologue does not end on an instruction at 8 bytes"
+
+
+class FastPath:
+    """The window, the patches and the replay of one run (module docstring)."""
+
+    def __init__(self, session: Any, mags: Magazines, buf: memoryview, banks: list[Any]) -> None:
+        m = self.machine = session.machine
+        self.session, self.mags, self.buf = session, mags, buf
+        self.bridge = session.bridge
+        self.irq = m.irq_state
+        self.depot = session.ka.depot
+        self.records = session.ka.live.records
+        self.page_owner = session.ka.live.page_owner
+        self.ranges = [(b.base, b.base + b.size, MAP + sum(x.size for x in banks[:i]) // 8)
+                       for i, b in enumerate(banks)]  # fmt: skip
+        self.patched: dict[int, bytes] = {}
+        self.served = self.drains = self.syncs = 0
+        self.corrupt: str | None = None
+        self.off_reason: str | None = None
+        self._draining = False
+        self._callers: dict[int, Caller] = {}
+
+    # -- building ------------------------------------------------------------------------------
+
+    def layout(self, stack: Any) -> None:
+        """Write the header, class table, magazines (empty) and the blob."""
+        buf, mags = self.buf, self.mags
+        blob = (sdk_dir() / "build" / "fastpath" / "fastpath.bin").read_bytes()
+        buf[CODE : CODE + len(blob)] = blob
+        words = {H_CAP: RING_CAP, H_STLO: stack.base + 8, H_STHI: stack.base + stack.size,
+                 H_LIMIT: mags.limit, H_MMAX: mags.malloc_max, H_BADGFP: _BAD_GFP,
+                 H_NCLASS: len(mags.caches)}  # fmt: skip
+        for i, (lo, hi, at) in enumerate(self.ranges[:2]):
+            words.update({H_RANGES + 12 * i: lo, H_RANGES + 12 * i + 4: hi, H_RANGES + 12 * i + 8: WINDOW + at})
+        for off, value in words.items():
+            _W.pack_into(buf, off, value)
+        for size in range(1, SERVED_MAX + 1, 8):
+            buf[CLASSTAB + (size - 1) // 8] = mags.class_of[size]
+        self.mag_at = [MAGS + ci * 4 * (mags.limit + 1) for ci in range(len(mags.caches))]
+        for ci, at in enumerate(self.mag_at):
+            _W.pack_into(buf, H_MAGS + 4 * ci, WINDOW + at)
+        self.set_allowed()
+
+    def patch(self, firmware: Any) -> str | None:
+        """Patch the wrappers the ELF links (all of them or none); why not, or None when patched."""
+        uc, plan = self.machine.uc, []
+        for i, name in enumerate(ENTRIES):
+            addr = firmware.symbol_addr(name)
+            if addr is None:  # --gc-sections dropped it: nothing calls it
+                continue
+            code = bytes(uc.mem_read(addr, 8))
+            why = displaced(code)
+            if why is not None:
+                return f"`{name}`: {why}"
+            tramp = TRAMPS + 16 * i
+            self.buf[tramp : tramp + 16] = code + _jump(WINDOW + tramp + 8, addr + 8)
+            _W.pack_into(self.buf, H_TRAMP + 4 * i, WINDOW + tramp)
+            plan.append((addr, code, _jump(addr, WINDOW + CODE + 4 * i)))
+        if not plan:
+            return "the ELF has none of malloc, free, kmalloc, kfree"
+        for addr, code, jump in plan:
+            uc.mem_write(addr, jump)
+            self.patched[addr] = code
+        return None
+
+    def unpatch(self) -> None:
+        for addr, code in self.patched.items():
+            self.machine.uc.mem_write(addr, code)
+        self.patched.clear()
+        _W.pack_into(self.buf, H_ALLOWED, 0)
+
+    # -- the machine's events ------------------------------------------------------------------
+
+    def set_allowed(self) -> None:
+        _W.pack_into(self.buf, H_ALLOWED, int(bool(self.patched) and self.irq.depth == 0))
+
+    def doorbell(self, service: int, block: int) -> None:
+        """The hypercall: drain, serve it, write back what the slow path changed."""
+        if _W.unpack_from(self.buf, H_HEAD)[0]:
+            self.drain()
+        self.bridge(service, block)
+        if self.mags.dirty:
+            self.sync()
+
+    def in_window(self) -> bool:
+        """RunLoop.defer: the PC is in the blob (no interrupt now, no drain)."""
+        return WINDOW <= self.machine.isa.pc(self.machine.uc) < WINDOW + RING
+
+    def service(self, now: int) -> None:
+        """A slice boundary (the run loop's timed devices): drain when the PC is outside."""
+        if _W.unpack_from(self.buf, H_HEAD)[0] and not self.in_window():
+            self.drain()
+
+    def deadline(self) -> int | None:
+        return None
+
+    # -- replay --------------------------------------------------------------------------------
+
+    def drain(self) -> None:  # long: the replay loop, inline (the hot part of the fast path)
+        """Replay the ring through the magazine layer's hit functions; a contradiction ends it."""
+        if self._draining:
+            return
+        buf = self.buf
+        head = _W.unpack_from(buf, H_HEAD)[0]
+        if not head:
+            return
+        self._draining = True
+        try:
+            self.drains += 1
+            if head > RING_CAP:
+                return self.fail(f"its ring holds {head} records (capacity {RING_CAP})")
+            if self.irq.depth:
+                return self.fail(f"records made at interrupt depth {self.irq.depth}")
+            mags, records, page_owner = self.mags, self.records, self.page_owner
+            lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
+            handles, save, callers = self.depot.handles, self.depot.save, self._callers
+            hit_alloc, hit_free = mags.hit_alloc, mags.hit_free
+            for i in range(head):
+                rec = _REC.unpack_from(buf, RING + RECORD * i)
+                w0, addr, gfp, n = rec[0], rec[1], rec[2], rec[3]
+                if not 0 < n <= 16:
+                    return self.fail(f"record {i} has {n} frames")
+                stack = rec[4 : 4 + n]
+                site = handles.get(stack) or save(stack)
+                ci, api = w0 >> 4 & 15, w0 >> 1 & 1
+                kind = KIND_MALLOC if api else KIND_KMALLOC
+                if ci >= len(lists):
+                    return self.fail(f"record {i} names class {ci}")
+                mag = lists[ci]
+                if not w0 & 1:
+                    size = w0 >> 8
+                    if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
+                            and (gfp if api else 0) == 0 and not gfp & _BAD_GFP):  # fmt: skip
+                        return self.fail(f"record {i}: an allocation of {addr:#x} the magazines did not hold")
+                    mag.pop()
+                    hit_alloc(addr, size, kind, site, G.GFP_KERNEL if api else gfp)
+                    self.set_byte(addr, ci + 1 | api << 4)
+                else:
+                    live = records.get(addr)
+                    owner = page_owner.get(addr >> 12)
+                    if (live is None or live[1] != kind or not isinstance(owner, Slab)
+                            or owner.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
+                        return self.fail(f"record {i}: a free of {addr:#x}, which is not a live object it serves")
+                    hit_free(addr, live, site)
+                    mag.append(addr)
+            self.served += head
+            _W.pack_into(buf, H_HEAD, 0)
+            self.check_counts()
+        finally:
+            self._draining = False
+        return None
+
+    def check_counts(self) -> None:
+        """Every magazine's count in the window equals the mirror's (invariant 2)."""
+        for ci, mag in enumerate(self.mags.mags):
+            if _W.unpack_from(self.buf, self.mag_at[ci])[0] != len(mag):
+                self.fail(f"magazine {ci} holds a count the replay does not")
+                return
+
+    def set_byte(self, addr: int, value: int) -> None:
+        for lo, hi, at in self.ranges:
+            if lo <= addr < hi:
+                self.buf[at + ((addr - lo) >> 3)] = value
+                return
+
+    def on_alloc(self, addr: int, ci: int, kind: int) -> None:
+        """Magazines.on_alloc: a Python hit handed out a fast-class object: fast-freeable."""
+        if not addr & 7:
+            self.set_byte(addr, ci + 1 | (kind == KIND_MALLOC) << 4)
+
+    def on_event(self, event: str, addr: int, size: int, usable: int) -> None:
+        """A live-table listener: any free clears the object's byte (every path, every API)."""
+        if event == "free" and not addr & 7:
+            self.set_byte(addr, 0)
+
+    def sync(self) -> None:
+        """Write the magazines the slow path changed into the window."""
+        mags, buf = self.mags, self.buf
+        for ci in mags.dirty:
+            mag, at = mags.mags[ci], self.mag_at[ci]
+            struct.pack_into(f"<{len(mag) + 1}I", buf, at, len(mag), *mag)
+        mags.dirty.clear()
+        self.syncs += 1
+
+    def fail(self, what: str) -> None:
+        """The window contradicts the replay: one report, the wrappers unpatched, slow from now on."""
+        if self.corrupt is None:
+            self.corrupt = what
+            self.machine.report(BadArgumentError(f"the fast path's ring is corrupt: {what}; the run goes on"
+                                                 " without the fast path"))  # fmt: skip
+        _W.pack_into(self.buf, H_HEAD, 0)
+        self.unpatch()
+        self.mags.dirty.update(range(len(self.mags.mags)))
+
+    def section(self) -> dict[str, Any]:
+        """The report's `fastpath` key (timing-dependent: how many calls the blob served)."""
+        return {"on": bool(self.patched) or self.corrupt is not None, "served": self.served,
+                "drains": self.drains, "corrupt": self.corrupt}  # fmt: skip
+
+
+def install(session: Any) -> tuple[FastPath | None, str | None]:
+    """The fast path for a run about to start, or (None, why not)."""
+    why = why_off(session.options, session)
+    if why is not None:
+        return None, why
+    m = session.machine
+    banks = list(m.phys.banks)
+    size = MAP + sum(b.size for b in banks) // 8
+    size = (size + 0xFFFF) & ~0xFFFF
+    if len(banks) > 2 or size > MAX_WINDOW:
+        return None, "the board's RAM does not fit the fast path's map"
+    taken = [(b.base, b.base + b.size) for b in banks] + [(d.base, d.base + d.size) for d in m.devices]
+    if any(a < WINDOW + size and WINDOW < b for a, b in taken):
+        return None, "the board has something in the fast path's window"
+    raw = anonymous_buffer(size)
+    anchor = ctypes.c_char.from_buffer(raw)
+    m.host_buffers += [raw, anchor]
+    m.uc.mem_map_ptr(WINDOW, size, unicorn.UC_PROT_ALL, ctypes.addressof(anchor))
+    session.mmu.map_identity(WINDOW, WINDOW + size, unicorn.UC_PROT_ALL)
+    fp = FastPath(session, session.ka.magazines, memoryview(raw), banks)
+    why = fp.patch(session.firmware)
+    if why is not None:
+        return None, why
+    fp.layout(m.phys.banks[0])
+    _wire(fp, session)
+    return fp, None
+
+
+def _wire(fp: FastPath, session: Any) -> None:
+    """The drains: hypercalls, slice boundaries, context changes, filed errors; the defer."""
+    m, irq = session.machine, session.machine.irq_state
+    fp.mags.on_alloc = fp.on_alloc
+    session.ka.live.listeners.append(fp.on_event)
+    m.on_hypercall = fp.doorbell
+    m.loop.timed.append(fp)
+    m.loop.defer = fp.in_window
+    entered, returned, report, fatal = irq.entered, irq.returned, m.report, m.fatal
+
+    def on_entered() -> None:
+        fp.drain()
+        entered()
+        fp.set_allowed()
+
+    def on_returned(pc: int) -> None:
+        fp.drain()
+        returned(pc)
+        fp.set_allowed()
+
+    def on_report(err: Any) -> None:
+        fp.drain()
+        report(err)
+
+    def on_fatal(err: Any, reason: str = "fatal") -> None:
+        fp.drain()
+        fatal(err, reason)
+
+    irq.entered, irq.returned, m.report, m.fatal = on_entered, on_returned, on_report, on_fatal
