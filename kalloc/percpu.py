@@ -77,8 +77,9 @@ class Magazines:
         self.dirty: set[int] = set()
         self.malloc_max = min(SERVED_MAX, ka.libc_api.small_max)
         self.refills = self.flushes = 0
-        # the machine's fast path: told of every object a Python hit hands out (its byte map)
+        # the machine's fast path: told of every object a Python hit hands out or takes back (its byte map)
         self.on_alloc: Callable[[int, int, int], None] | None = None
+        self.on_free: Callable[[int], None] | None = None
         self._kmalloc, self._kfree, self._malloc, self._free = ka.kmalloc, ka.kfree, ka.malloc, ka.free
 
     # ================================================================ the API faces
@@ -104,7 +105,7 @@ class Magazines:
             owner = self.page_owner.get(addr >> PAGE_SHIFT)
             ci = self.index.get(owner.cache) if isinstance(owner, Slab) else None
             if ci is not None:
-                self.push(ci, addr, rec, caller[1])
+                self.push(ci, addr, rec, caller[1], owner)  # type: ignore[arg-type]
                 return
         self._kfree(addr, caller)
 
@@ -115,7 +116,7 @@ class Magazines:
             owner = self.page_owner.get(addr >> PAGE_SHIFT)
             ci = self.index.get(owner.cache) if isinstance(owner, Slab) else None
             if ci is not None:
-                self.push(ci, addr, rec, caller[1])
+                self.push(ci, addr, rec, caller[1], owner)  # type: ignore[arg-type]
                 return
         self._free(addr, caller)
 
@@ -136,12 +137,14 @@ class Magazines:
             self.on_alloc(addr, ci, kind)
         return addr
 
-    def push(self, ci: int, addr: int, rec: LiveRecord, site: int) -> None:
+    def push(self, ci: int, addr: int, rec: LiveRecord, site: int, slab: Slab) -> None:
         """Free a live object of class ci onto its magazine (a flush first when it is full)."""
         mag = self.mags[ci]
         if len(mag) >= self.limit:
             self.flush(ci)
-        self.hit_free(addr, rec, site)
+        if self.on_free is not None:
+            self.on_free(addr)
+        self.hit_free(addr, rec, site, slab)
         mag.append(addr)
         self.dirty.add(ci)
 
@@ -154,17 +157,18 @@ class Magazines:
         slab.alloc_site[idx] = site
         cache.total_allocs += 1
         self.records[addr] = new_record(LiveRecord, (size, kind, site, gfp))
-        freed = self.live.freed
-        if freed:
-            freed.pop(addr, None)
-        if self.live.listeners:
-            for fn in self.live.slab_listeners():
+        live = self.live
+        if live.freed:
+            live.freed.pop(addr, None)
+        listeners = live.listeners
+        if listeners:  # LiveTable.notify, to the listeners that want slab objects (as Slub.alloc)
+            n, tell = live.slab_listeners_of
+            for fn in tell if n == len(listeners) else live.slab_listeners():
                 fn("alloc", addr, size, cache.size)
         return slab
 
-    def hit_free(self, addr: int, rec: LiveRecord, site: int) -> None:
-        """Take back a live object onto a magazine (the caller appends it): Slub.free's bookkeeping."""
-        slab: Slab = self.page_owner[addr >> PAGE_SHIFT]  # type: ignore[assignment]
+    def hit_free(self, addr: int, rec: LiveRecord, site: int, slab: Slab) -> None:
+        """Take back a live object of `slab` onto a magazine (the caller appends it): Slub.free's bookkeeping."""
         cache = slab.cache
         idx = (addr - slab.base) // cache.stride
         live = self.live
@@ -174,8 +178,10 @@ class Magazines:
         if live.ksized:
             live.ksized.discard(addr)
         size = rec[0]
-        if live.listeners:
-            for fn in live.slab_listeners():
+        listeners = live.listeners
+        if listeners:
+            n, tell = live.slab_listeners_of
+            for fn in tell if n == len(listeners) else live.slab_listeners():
                 fn("free", addr, size, cache.size)
         slab.free_site[idx] = site
         slab.freed_size[idx] = size

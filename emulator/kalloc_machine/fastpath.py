@@ -59,10 +59,13 @@ MAX_LIMIT = (CODE - MAGS) // 4 // 11 - 1  # magazine entries that fit the header
 MAX_WINDOW = 0xF800_0000 - WINDOW  # the idle sled's window starts there
 ENTRIES = ("malloc", "free", "kmalloc", "kfree")  # the blob's jump table, in this order
 _PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv", "c.li"})
-_REC = struct.Struct("<20I")
+_HDR = struct.Struct("<4I")  # a record's w0, object, gfp, frames (fastpath.S)
+_STACKS = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # its return addresses, by count
 _W = struct.Struct("<I")
 _BAD_GFP = (~G.KNOWN_MASK | G.DMA | G.ZERO) & 0xFFFF_FFFF
 _TASK = Context.TASK
+_GFP_MALLOC = G.GFP_KERNEL
+assert (KIND_KMALLOC, KIND_MALLOC) == (0, 1)  # a record's api bit is the kind
 
 
 def why_off(options: Any, session: Any) -> str | None:
@@ -220,36 +223,39 @@ class FastPath:
                 return self.fail(f"records made at interrupt depth {self.irq.depth}")
             mags, records, page_owner = self.mags, self.records, self.page_owner
             lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
-            handles, save, callers = self.depot.handles, self.depot.save, self._callers
+            handles, save = self.depot.handles, self.depot.save
             hit_alloc, hit_free = mags.hit_alloc, mags.hit_free
+            nclass = len(lists)
+            hdr, stacks = _HDR.unpack_from, _STACKS
             for i in range(head):
-                rec = _REC.unpack_from(buf, RING + RECORD * i)
-                w0, addr, gfp, n = rec[0], rec[1], rec[2], rec[3]
+                off = RING + RECORD * i
+                w0, addr, gfp, n = hdr(buf, off)
                 if not 0 < n <= 16:
                     return self.fail(f"record {i} has {n} frames")
-                stack = rec[4 : 4 + n]
+                stack = stacks[n](buf, off + 16)
                 site = handles.get(stack) or save(stack)
-                ci, api = w0 >> 4 & 15, w0 >> 1 & 1
-                kind = KIND_MALLOC if api else KIND_KMALLOC
-                if ci >= len(lists):
+                ci = w0 >> 4 & 15
+                if ci >= nclass:
                     return self.fail(f"record {i} names class {ci}")
                 mag = lists[ci]
-                if not w0 & 1:
-                    size = w0 >> 8
-                    if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
-                            and (gfp if api else 0) == 0 and not gfp & _BAD_GFP):  # fmt: skip
-                        return self.fail(f"record {i}: an allocation of {addr:#x} the magazines did not hold")
-                    mag.pop()
-                    hit_alloc(addr, size, kind, site, G.GFP_KERNEL if api else gfp)
-                    self.set_byte(addr, ci + 1 | api << 4)
-                else:
+                if w0 & 1:
                     live = records.get(addr)
                     owner = page_owner.get(addr >> 12)
-                    if (live is None or live[1] != kind or not isinstance(owner, Slab)
+                    if (live is None or live[1] != (w0 >> 1 & 1) or not isinstance(owner, Slab)
                             or owner.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
                         return self.fail(f"record {i}: a free of {addr:#x}, which is not a live object it serves")
-                    hit_free(addr, live, site)
+                    hit_free(addr, live, site, owner)
                     mag.append(addr)
+                else:
+                    size = w0 >> 8
+                    if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
+                            and not gfp & _BAD_GFP and (not w0 & 2 or gfp == 0)):  # fmt: skip
+                        return self.fail(f"record {i}: an allocation of {addr:#x} the magazines did not hold")
+                    mag.pop()
+                    if w0 & 2:
+                        hit_alloc(addr, size, KIND_MALLOC, site, _GFP_MALLOC)
+                    else:
+                        hit_alloc(addr, size, KIND_KMALLOC, site, gfp)
             self.served += head
             _W.pack_into(buf, H_HEAD, 0)
             self.check_counts()
@@ -275,9 +281,10 @@ class FastPath:
         if not addr & 7:
             self.set_byte(addr, ci + 1 | (kind == KIND_MALLOC) << 4)
 
-    def on_event(self, event: str, addr: int, size: int, usable: int) -> None:
-        """A live-table listener: any free clears the object's byte (every path, every API)."""
-        if event == "free" and not addr & 7:
+    def on_free(self, addr: int) -> None:
+        """Magazines.on_free, and after krealloc / realloc (their old object may be gone): not
+        fast-freeable from here on (the blob clears its own)."""
+        if not addr & 7:
             self.set_byte(addr, 0)
 
     def sync(self) -> None:
@@ -333,11 +340,23 @@ def install(session: Any) -> tuple[FastPath | None, str | None]:
     return fp, None
 
 
+def _clear_after(fp: FastPath, ka: Any, name: str) -> None:
+    """ka.<name>(addr, ...) clears addr's byte: after it, addr may be free or another object."""
+    call = getattr(ka, name)
+
+    def wrapped(addr: int, *args: Any) -> Any:
+        fp.on_free(addr)
+        return call(addr, *args)
+
+    setattr(ka, name, wrapped)
+
+
 def _wire(fp: FastPath, session: Any) -> None:
     """The drains: hypercalls, slice boundaries, context changes, filed errors; the defer."""
     m, irq = session.machine, session.machine.irq_state
-    fp.mags.on_alloc = fp.on_alloc
-    session.ka.live.listeners.append(fp.on_event)
+    fp.mags.on_alloc, fp.mags.on_free = fp.on_alloc, fp.on_free
+    _clear_after(fp, session.ka, "krealloc")  # the paths that free a magazine class's object
+    _clear_after(fp, session.ka, "realloc")  # without kfree / free (Slub.free directly)
     m.on_hypercall = fp.doorbell
     m.loop.timed.append(fp)
     m.loop.defer = fp.in_window

@@ -80,7 +80,6 @@ DEVICE_BURST = 256
 # hi), so every read sees the time within READ_WINDOW instructions, for 2 boundaries.
 READ_WINDOW = 64
 POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
-DEFER_BURST = 64  # a slice while RunLoop.defer holds: the fast path's blob returns within it
 IDLE_JUMP = 1 << 20  # the longest idle step (a non-waking injector catches up at most this much)
 
 
@@ -139,7 +138,7 @@ class RunLoop:
         self.interrupted, self.wall_deadline = False, float("inf")  # interrupt(); perf_counter() limit
         self.on_poll: Callable[[int], None] | None = None  # every POLL_SLICES slices: kalloc run's progress
         # True while no interrupt may be taken at this boundary (the fast path's blob holds the PC:
-        # kalloc_machine/fastpath.py); the next slice is then at most DEFER_BURST long. None: never.
+        # kalloc_machine/fastpath.py): a pending interrupt waits as if masked. None: never.
         self.defer: Callable[[], bool] | None = None
 
     # -- limits ------------------------------------------------------------------------------
@@ -203,7 +202,7 @@ class RunLoop:
         ext, timer = ext and ext_en, timer and timer_en
         if not (ext or timer):
             return False
-        if not isa.interrupts_enabled(self.uc):
+        if not isa.interrupts_enabled(self.uc) or (self.defer is not None and self.defer()):
             return True
         if ext:
             self._pc = isa.enter_interrupt(self.uc, isa.external_cause)
@@ -414,14 +413,11 @@ class RunLoop:
             if self.ending is not None:
                 reason = self.ending
                 break
-            deferred = self.defer is not None and self.defer()
-            masked = False if deferred else self._deliver_interrupt()
+            masked = self._deliver_interrupt()
             if self.ending is not None:  # the entry failed and was reported (Cortex-M: isa/armv7m.py)
                 reason = self.ending
                 break
             count = min(self._next_count(masked), m.max_instructions - now)
-            if deferred:
-                count = min(count, DEFER_BURST)
             if self._read_window:
                 count = min(count, READ_WINDOW)
             deadline = self._next_deadline()

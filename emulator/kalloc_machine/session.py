@@ -216,7 +216,10 @@ class Session:
         with sigint_stops(self.machine) as sigints:  # Ctrl-C: end "interrupted" (hostlimits.py)
             result = self._run_machine(start)
             if self.fastpath is not None:  # the ring's last records, before the end-of-run checks
-                self.fastpath.drain()
+                try:
+                    self.fastpath.drain()
+                except Exception as exc:  # kalloc's own bug: an `internal` report, not a traceback
+                    result.errors.append(internal_error(exc, "replaying the fast path's ring"))
             errors: list[KallocError] = list(result.errors)
             errors.extend(self.machine.errors.admit(self.ka.reports))  # deduplicated, capped
             self.ka.reports.clear()

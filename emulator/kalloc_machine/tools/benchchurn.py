@@ -47,6 +47,8 @@ CHURNS: dict[str, Churn] = {
     "poison": Churn("bench/churn_kalloc", sanitize="poison"),
     "tlsf": Churn("bench/churn_tlsf"),
     "picolibc": Churn("bench/churn_picolibc"),
+    "fastpath": Churn("bench/churn_kalloc", options={"fastpath": "on"}),  # issue 14: the blob + magazines
+    "twin": Churn("bench/churn_kalloc", options={"percpu_cache": 32}),  # the same magazines, all in Python
 }
 
 
@@ -68,6 +70,12 @@ COMPARISONS = [
                lambda r: r <= 1.2),
     Comparison("allocation-heavy workload, kalloc (sanitize off) speed / picolibc malloc compiled in",
                "picolibc", "kalloc", "> 1.0", lambda r: r > 1.0),
+    Comparison("allocation-heavy workload, kalloc --fastpath on speed / TLSF compiled in",
+               "tlsf", "fastpath", "≥ 1.0", lambda r: r >= 1.0),
+    Comparison("allocation-heavy workload, kalloc --fastpath on speed / off", "kalloc", "fastpath", "> 1.0",
+               lambda r: r > 1.0),
+    Comparison("allocation-heavy workload, kalloc --percpu-cache 32 (Python twin) speed / off", "kalloc",
+               "twin", "(info)", lambda r: True),
 ]  # fmt: skip
 
 
