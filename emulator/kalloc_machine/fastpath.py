@@ -58,7 +58,7 @@ RECORD = 128
 MAX_LIMIT = (CODE - MAGS) // 4 // 11 - 1  # magazine entries that fit the header page
 MAX_WINDOW = 0xF800_0000 - WINDOW  # the idle sled's window starts there
 ENTRIES = ("malloc", "free", "kmalloc", "kfree")  # the blob's jump table, in this order
-_PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv", "c.li"})
+_PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv", "c.li", "nop", "c.nop"})
 _HDR = struct.Struct("<4I")  # a record's w0, object, gfp, frames (fastpath.S)
 _STACKS = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # its return addresses, by count
 _W = struct.Struct("<I")
@@ -117,7 +117,7 @@ class FastPath:
         m = self.machine = session.machine
         self.session, self.mags, self.buf = session, mags, buf
         self.bridge = session.bridge
-        self.irq = m.irq_state
+        self.irq_state = m.irq_state  # (not `irq`: the run loop reads a device's `irq` line)
         self.depot = session.ka.depot
         self.records = session.ka.live.records
         self.page_owner = session.ka.live.page_owner
@@ -182,7 +182,7 @@ class FastPath:
     # -- the machine's events ------------------------------------------------------------------
 
     def set_allowed(self) -> None:
-        _W.pack_into(self.buf, H_ALLOWED, int(bool(self.patched) and self.irq.depth == 0))
+        _W.pack_into(self.buf, H_ALLOWED, int(bool(self.patched) and self.irq_state.depth == 0))
 
     def doorbell(self, service: int, block: int) -> None:
         """The hypercall: drain, serve it, write back what the slow path changed."""
@@ -219,8 +219,8 @@ class FastPath:
             self.drains += 1
             if head > RING_CAP:
                 return self.fail(f"its ring holds {head} records (capacity {RING_CAP})")
-            if self.irq.depth:
-                return self.fail(f"records made at interrupt depth {self.irq.depth}")
+            if self.irq_state.depth:
+                return self.fail(f"records made at interrupt depth {self.irq_state.depth}")
             mags, records, page_owner = self.mags, self.records, self.page_owner
             lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
             handles, save = self.depot.handles, self.depot.save
@@ -360,16 +360,17 @@ def _wire(fp: FastPath, session: Any) -> None:
     m.on_hypercall = fp.doorbell
     m.loop.timed.append(fp)
     m.loop.defer = fp.in_window
-    entered, returned, report, fatal = irq.entered, irq.returned, m.report, m.fatal
+    entered, returned, report, fatal = irq.entered, m.sled.on_exception_return, m.report, m.fatal
 
     def on_entered() -> None:
         fp.drain()
         entered()
         fp.set_allowed()
 
-    def on_returned(pc: int) -> None:
+    def on_returned(pc: int) -> None:  # the return already ran (sled.py): the handler made no records
         fp.drain()
-        returned(pc)
+        if returned is not None:
+            returned(pc)
         fp.set_allowed()
 
     def on_report(err: Any) -> None:
@@ -380,4 +381,4 @@ def _wire(fp: FastPath, session: Any) -> None:
         fp.drain()
         fatal(err, reason)
 
-    irq.entered, irq.returned, m.report, m.fatal = on_entered, on_returned, on_report, on_fatal
+    irq.entered, m.sled.on_exception_return, m.report, m.fatal = on_entered, on_returned, on_report, on_fatal

@@ -216,10 +216,12 @@ class Session:
         with sigint_stops(self.machine) as sigints:  # Ctrl-C: end "interrupted" (hostlimits.py)
             result = self._run_machine(start)
             if self.fastpath is not None:  # the ring's last records, before the end-of-run checks
+                filed = len(self.machine.errors)
                 try:
                     self.fastpath.drain()
                 except Exception as exc:  # kalloc's own bug: an `internal` report, not a traceback
-                    result.errors.append(internal_error(exc, "replaying the fast path's ring"))
+                    self.machine.errors.append(internal_error(exc, "replaying the fast path's ring"))
+                result.errors.extend(self.machine.errors[filed:])  # what the replay filed (a corrupt ring)
             errors: list[KallocError] = list(result.errors)
             errors.extend(self.machine.errors.admit(self.ka.reports))  # deduplicated, capped
             self.ka.reports.clear()

@@ -10,7 +10,8 @@
  * Registers at entry are the wrapper's: a0 (size or pointer), a1 (gfp for kmalloc),
  * ra, s0, sp of the caller. The blob writes only t0-t6 and a2-a7 (caller-saved and
  * not arguments of these four functions) before it either returns (served) or jumps
- * to the fallback with a0, a1, ra, s0, sp untouched. It never writes a CSR, never
+ * to the fallback with a0, a1, ra, s0, sp untouched, and leaves no object's address in
+ * them but a0's (the end-of-run leak scan counts registers as roots). It never writes a CSR, never
  * reads or writes the user's object, and touches only the window and (reads) the
  * stack bank for the frame-pointer walk, bounded by the header's limits.
  *
@@ -185,6 +186,7 @@ alloc_common:
     addi a2, a2, 1
     sw a2, H_HEAD(t0)
     mv a0, a6
+    li a6, 0                 /* no second copy of the pointer: the leak scan reads registers */
     ret
 
 slow_alloc_a0:               /* a0 was reused: give the size back (record w0 >> 8) */

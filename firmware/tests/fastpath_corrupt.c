@@ -1,0 +1,50 @@
+/*
+ * fastpath_corrupt.c — firmware that scribbles on the fast path's window (issue 14:
+ * 0xF402_0000, mapped by the machine only under --fastpath on; docs/abi.md) while the
+ * fast path runs. The machine must report it once as a clear bad-hypercall and go on
+ * on the slow path, never with a traceback or a wrong object replayed.
+ *
+ * `mode` (poked by tests/machine/test_fastpath_corrupt.py, in .data; 0 with the fast
+ * path off: the window is not mapped then):
+ *   1  the ring's head jumps far past its capacity
+ *   2  the top of kmalloc-32's magazine is replaced by a stack address
+ *   3  the first record's frame count is garbage
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+__attribute__((section(".data"), used)) volatile uint32_t mode = 0;
+
+#define WINDOW ((volatile uint32_t *)0xF4020000u)
+#define HEAD 2                     /* header word: records in the ring */
+#define MAG32 (0x200 / 4 + 2 * 33) /* kmalloc-32's magazine (class 2, --percpu-cache 32) */
+#define RING0 (0x2000 / 4)         /* the first record */
+
+int main(void)
+{
+    volatile uint64_t local = 0; /* 8-aligned: the blob hands it out (a misaligned one: the slow path) */
+    void *a = malloc(32); /* the slow path: a refill, then the pop */
+    void *b = malloc(32); /* the blob: a record in the ring */
+
+    __asm__ volatile("" : : "r"(a), "r"(b) : "memory"); /* keep the calls (GCC drops pairs) */
+    switch (mode) {
+    case 1:
+        WINDOW[HEAD] += 1000;
+        break;
+    case 2:
+        WINDOW[MAG32 + WINDOW[MAG32]] = (uint32_t)(uintptr_t)&local;
+        break;
+    case 3:
+        WINDOW[RING0 + 3] = 0xdeadbeef;
+        break;
+    default:
+        break;
+    }
+    void *c = malloc(32); /* mode 2: the scribbled object */
+
+    __asm__ volatile("" : : "r"(c) : "memory");
+    free(b);
+    free(a);
+    free(c == (void *)&local ? NULL : c);
+    return 0;
+}
