@@ -119,7 +119,8 @@ class AllocatorCheck:
         live = obj.count(OBJ_LIVE)
         quarantined = obj.count(OBJ_QUARANTINED) + obj.count(OBJ_PERCPU) + obj.count(OBJ_PERCPU_NEW)
         if slab.inuse != live + quarantined:
-            raise InvariantError(f"{slab!r}: inuse {slab.inuse} != live {live} + quarantined/per-CPU {quarantined}")
+            raise InvariantError(f"{slab!r}: inuse {slab.inuse} != live {live} + held {quarantined}"
+                                 " (quarantined or per-CPU)")
         if sorted(slab.free) != [i for i in range(slab.nobjs) if obj[i] == OBJ_FREE]:
             raise InvariantError(f"{slab!r}: the free list differs from the objects marked free")
         unused = [i for i in range(slab.nobjs) if obj[i] == OBJ_UNUSED]

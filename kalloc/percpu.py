@@ -168,7 +168,7 @@ class Magazines:
         return slab
 
     def hit_free(self, addr: int, rec: LiveRecord, site: int, slab: Slab) -> None:
-        """Take back a live object of `slab` onto a magazine (the caller appends it): Slub.free's bookkeeping."""
+        """Take back a live object of `slab` onto a magazine (the caller appends it): Slub.free's work."""
         cache = slab.cache
         idx = (addr - slab.base) // cache.stride
         live = self.live

@@ -40,6 +40,7 @@ import capstone
 import unicorn
 
 from kalloc import gfp as G
+from kalloc import percpu
 from kalloc.config import Caller, Context
 from kalloc.errors import BadArgumentError
 from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
@@ -48,6 +49,7 @@ from kalloc.physmem import anonymous_buffer
 from kalloc.slab import Slab
 from kalloc_machine.sdk import sdk_dir
 
+# long-module: one contract with fastpath.S (layout, patch, replay, wiring), read side by side
 WINDOW = 0xF402_0000  # below the idle sled, above vmalloc space (memlayout); 0xF400_0000 shares
 # a TLB index with the firmware's first text page (last session's finding)
 H_ALLOWED, H_HEAD, H_CAP, H_STLO, H_STHI, H_LIMIT, H_MMAX, H_BADGFP, H_NCLASS = range(4, 40, 4)
@@ -58,7 +60,8 @@ RECORD = 128
 MAX_LIMIT = (CODE - MAGS) // 4 // 11 - 1  # magazine entries that fit the header page
 MAX_WINDOW = 0xF800_0000 - WINDOW  # the idle sled's window starts there
 ENTRIES = ("malloc", "free", "kmalloc", "kfree")  # the blob's jump table, in this order
-_PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv", "c.li", "nop", "c.nop"})
+_PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv",
+                      "c.li", "nop", "c.nop"})  # what a prologue may move to a trampoline: no PC, no t0
 _HDR = struct.Struct("<4I")  # a record's w0, object, gfp, frames (fastpath.S)
 _STACKS = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # its return addresses, by count
 _W = struct.Struct("<I")
@@ -89,7 +92,7 @@ def why_off(options: Any, session: Any) -> str | None:
     return None
 
 
-def _jump(pc: int, target: int) -> bytes:
+def jump(pc: int, target: int) -> bytes:
     """auipc t0, hi; jalr x0, lo(t0): pc -> target, anywhere in 32 bits."""
     off = (target - pc) & 0xFFFF_FFFF
     hi = ((off + 0x800) >> 12) & 0xFFFFF
@@ -141,7 +144,8 @@ class FastPath:
                  H_LIMIT: mags.limit, H_MMAX: mags.malloc_max, H_BADGFP: _BAD_GFP,
                  H_NCLASS: len(mags.caches)}  # fmt: skip
         for i, (lo, hi, at) in enumerate(self.ranges[:2]):
-            words.update({H_RANGES + 12 * i: lo, H_RANGES + 12 * i + 4: hi, H_RANGES + 12 * i + 8: WINDOW + at})
+            at_i = H_RANGES + 12 * i
+            words.update({at_i: lo, at_i + 4: hi, at_i + 8: WINDOW + at})
         for off, value in words.items():
             _W.pack_into(buf, off, value)
         for size in range(1, SERVED_MAX + 1, 8):
@@ -163,13 +167,13 @@ class FastPath:
             if why is not None:
                 return f"`{name}`: {why}"
             tramp = TRAMPS + 16 * i
-            self.buf[tramp : tramp + 16] = code + _jump(WINDOW + tramp + 8, addr + 8)
+            self.buf[tramp : tramp + 16] = code + jump(WINDOW + tramp + 8, addr + 8)
             _W.pack_into(self.buf, H_TRAMP + 4 * i, WINDOW + tramp)
-            plan.append((addr, code, _jump(addr, WINDOW + CODE + 4 * i)))
+            plan.append((addr, code, jump(addr, WINDOW + CODE + 4 * i)))
         if not plan:
             return "the ELF has none of malloc, free, kmalloc, kfree"
-        for addr, code, jump in plan:
-            uc.mem_write(addr, jump)
+        for addr, code, patch in plan:
+            uc.mem_write(addr, patch)
             self.patched[addr] = code
         return None
 
@@ -243,7 +247,7 @@ class FastPath:
                     owner = page_owner.get(addr >> 12)
                     if (live is None or live[1] != (w0 >> 1 & 1) or not isinstance(owner, Slab)
                             or owner.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
-                        return self.fail(f"record {i}: a free of {addr:#x}, which is not a live object it serves")
+                        return self.fail(f"record {i}: a free of {addr:#x}, not a live object it serves")
                     hit_free(addr, live, site, owner)
                     mag.append(addr)
                 else:
@@ -312,6 +316,29 @@ class FastPath:
                 "drains": self.drains, "corrupt": self.corrupt}  # fmt: skip
 
 
+def magazines(ka: Any, options: Any) -> str | None:
+    """--percpu-cache N (or --fastpath on's default): kalloc.percpu's magazines; why not, or None."""
+    limit = options.percpu_cache or (percpu.DEFAULT_LIMIT if options.fastpath == "on" else 0)
+    if not limit:
+        return None
+    if options.sanitize != "off":
+        return f"the per-CPU magazines are served with --sanitize off only (not {options.sanitize})"
+    percpu.enable(ka, limit)
+    return None
+
+
+def sections(session: Any) -> dict[str, Any]:
+    """The report's additive keys: `percpu` (the magazines), `fastpath` (under --fastpath on)."""
+    out: dict[str, Any] = {}
+    mags = session.ka.magazines
+    if mags is not None or session.percpu_note:
+        out["percpu"] = mags.section() if mags is not None else {"off": session.percpu_note}
+    if session.options.fastpath == "on":
+        fp = session.fastpath
+        out["fastpath"] = fp.section() if fp is not None else {"on": False, "off": session.fastpath_note}
+    return out
+
+
 def install(session: Any) -> tuple[FastPath | None, str | None]:
     """The fast path for a run about to start, or (None, why not)."""
     why = why_off(session.options, session)
@@ -324,7 +351,7 @@ def install(session: Any) -> tuple[FastPath | None, str | None]:
     if len(banks) > 2 or size > MAX_WINDOW:
         return None, "the board's RAM does not fit the fast path's map"
     taken = [(b.base, b.base + b.size) for b in banks] + [(d.base, d.base + d.size) for d in m.devices]
-    if any(a < WINDOW + size and WINDOW < b for a, b in taken):
+    if any(a < WINDOW + size and b > WINDOW for a, b in taken):
         return None, "the board has something in the fast path's window"
     raw = anonymous_buffer(size)
     anchor = ctypes.c_char.from_buffer(raw)

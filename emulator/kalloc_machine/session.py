@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kalloc import Config, Kalloc, kmemleak, percpu
+from kalloc import Config, Kalloc, kmemleak
 from kalloc.errors import KallocError, TimeoutError_
 from kalloc.failslab import FailConfig
 from kalloc.vmalloc import Vmalloc
@@ -113,7 +113,7 @@ class Session:
         shadow = self._shadow_reservation()
         config = Config(sanitize=options.sanitize, seed=options.seed, quarantine_bytes=options.quarantine)
         self.ka = Kalloc(self.machine.phys, config, reserved=[image] if shadow is None else [image, shadow])
-        self.percpu_note = self._magazines(options)  # issue 14: before anything binds ka.malloc & co
+        self.percpu_note = fastpath.magazines(self.ka, options)  # issue 14: before anything binds ka.malloc
         from kalloc.heaps import make_heap  # issue 6: the C library face's policy (--heap)
         from kalloc.heaps.arena import ArenaHeap
 
@@ -146,16 +146,6 @@ class Session:
             raise BadInput(str(exc)) from None
 
     # -- building ---------------------------------------------------------------------------------
-
-    def _magazines(self, options: RunOptions) -> str | None:
-        """--percpu-cache N (or --fastpath on's default): kalloc.percpu's magazines; why not, or None."""
-        limit = options.percpu_cache or (percpu.DEFAULT_LIMIT if options.fastpath == "on" else 0)
-        if not limit:
-            return None
-        if options.sanitize != "off":
-            return f"the per-CPU magazines are served with --sanitize off only (not {options.sanitize})"
-        percpu.enable(self.ka, limit)
-        return None
 
     def _build_machine(self) -> Machine:
         o = self.options
@@ -347,19 +337,8 @@ class Session:
             "zoneinfo": self.ka.zoneinfo(),
             "commit": self.commit.section(errors),
             "vm": {**self.vm.stats(), **self.mmu.stats()},
-            **self._percpu_sections(),
+            **fastpath.sections(self),  # issue 14: `percpu`, `fastpath` (additive: only when asked for)
         }
-
-    def _percpu_sections(self) -> dict[str, Any]:
-        """Issue 14's additive keys: `percpu` (the magazines), `fastpath` (under --fastpath on)."""
-        out: dict[str, Any] = {}
-        mags = self.ka.magazines
-        if mags is not None or self.percpu_note:
-            out["percpu"] = mags.section() if mags is not None else {"off": self.percpu_note}
-        if self.options.fastpath == "on":
-            fp = self.fastpath
-            out["fastpath"] = fp.section() if fp is not None else {"on": False, "off": self.fastpath_note}
-        return out
 
 
 def _load(options: RunOptions) -> tuple[Board, Firmware, str]:

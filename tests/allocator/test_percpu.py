@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from kalloc import Config, Kalloc, percpu
 from kalloc import gfp as G
 from kalloc.errors import DoubleFreeError, InvalidFreeError
@@ -80,7 +81,7 @@ def test_full_magazines_flush_the_oldest_batch() -> None:
 
 
 def test_reclaim_flushes_the_magazines_before_an_allocation_fails() -> None:
-    ka, mags = magazines(limit=64, size=1 << 20)
+    ka, _ = magazines(limit=64, size=1 << 20)
     got = []
     for size in (2048, 1024, 512):
         while (a := ka.kmalloc(size, G.GFP_KERNEL | G.NOWARN)) is not None:

@@ -9,7 +9,8 @@ allocation programs (firmware/tests/fastpath_program.c: malloc, kmalloc, kzalloc
 free, kfree, double, invalid and interior frees, API mismatches, lost pointers) both ways.
 
 The CI run covers a list of firmwares chosen for what they exercise; every firmware in
-firmware/build/tests is `-m slow`. The wall-clock firmwares (hostile_time_*) are left out,
+firmware/build/tests and the demo is `-m slow` (the demo is an expected failure: its timer handler
+allocates and time is instructions). The wall-clock firmwares (hostile_time_*) are left out,
 and a run the host's wall clock ended is skipped: their reports depend on the host's speed.
 """
 
@@ -31,6 +32,9 @@ CI_FIRMWARE = tuple("tests/" + n for n in (
     "uaf_then_double_free", "irq_kernel", "irq_race", "timer_atomic", "oom", "realloc_inplace_site",
     "null_check", "free_stack", "hostile_jump_data", "tags_budgets"))  # fmt: skip
 WALL_CLOCK = "hostile_time_"
+# The demo's timer handler allocates: with the fast path's other instruction counts the run
+# takes another number of ticks (17 against 16), so its report differs in what they did.
+TIMED = pytest.mark.xfail(strict=True, reason="time-driven: another number of ticks (docs/allocator.md)")
 
 
 def both_ways(elf: str, program: bytes | None = None) -> tuple[dict, dict]:
@@ -62,7 +66,7 @@ EVERY = [p for p in sorted(BUILD.glob("tests/*.elf")) if WALL_CLOCK not in p.nam
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("elf", [*EVERY, BUILD / "demo.elf"], ids=lambda p: p.stem)
+@pytest.mark.parametrize("elf", [*EVERY, pytest.param(BUILD / "demo.elf", marks=TIMED)], ids=lambda p: p.stem)
 def test_every_firmware_reports_the_same(elf: Path) -> None:
     on, twin = both_ways(str(elf))
     if "wall-clock" in str([e["message"] for r in (on, twin) for e in r["errors"] if e["kind"] == "timeout"]):
@@ -73,7 +77,7 @@ def test_every_firmware_reports_the_same(elf: Path) -> None:
 OPS = st.one_of(
     st.tuples(st.sampled_from([1, 3, 5, 9]), st.integers(0, 7), st.integers(0, 600)),  # allocations
     st.tuples(st.just(1), st.integers(0, 7), st.integers(2000, 9000)),  # big classes, large pages
-    st.tuples(st.sampled_from([2, 4]), st.integers(0, 7), st.just(0)),  # free / kfree (maybe twice, maybe the other API)
+    st.tuples(st.sampled_from([2, 4]), st.integers(0, 7), st.just(0)),  # free / kfree: twice, the other API
     st.tuples(st.sampled_from([6, 7, 8, 10]), st.integers(0, 7), st.integers(0, 300)),  # realloc, bad free
 )
 
