@@ -100,26 +100,38 @@ class ThumbDecoder:
         return "??"
 
     def memory_operand(self, read: ReadCode, pc: int, regs: dict[str, int]) -> tuple[int, int] | None:
-        """(address, width) of the load/store at pc: base + index (shifted) + offset (pc-relative
-        literals from Align(pc + 4, 4)); the width from the mnemonic. None for anything else."""
+        """(address, width) of the data transfer at pc, or None (module docstring's table)."""
         if self._csd is None:
             self._csd = capstone.Cs(capstone.CS_ARCH_ARM, CS_MODE)
             self._csd.detail = True
         for insn in self._csd.disasm(read(pc, 4), pc, 1):
-            ops = [op for op in insn.operands if op.type == capstone.arm.ARM_OP_MEM]
-            if not ops or not insn.mnemonic.startswith(("ld", "st")):
+            op = insn.mnemonic.split(".")[0]
+            if op in ("push", "pop") or op.startswith(("stm", "ldm")):
+                return self._multiple(insn, op, regs)
+            ops = [o for o in insn.operands if o.type == capstone.arm.ARM_OP_MEM]
+            if not ops or not op.startswith(("ld", "st")):
                 return None
             mem = ops[0].mem
-            base = insn.reg_name(mem.base) if mem.base else None
-            value = ((pc + 4) & ~3) if base == "pc" else regs.get(base or "", 0)
+            value = ((pc + 4) & ~3) if insn.reg_name(mem.base) == "pc" else _reg(insn, mem.base, regs)
             if mem.index:
                 shift = ops[0].shift.value if ops[0].shift.type == capstone.arm.ARM_SFT_LSL else 0
-                value += regs.get(insn.reg_name(mem.index), 0) << shift
-            op = insn.mnemonic.split(".")[0]
+                value += _reg(insn, mem.index, regs) << shift
+            op = op[:-1] if op.endswith("t") else op  # ldrbt & co. (unprivileged): the width before the t
             width = 1 if op.endswith("b") else 2 if op.endswith("h") else 8 if op.endswith("d") else 4
             writeback_post = len(insn.operands) > 2 and insn.operands[-1].type == capstone.arm.ARM_OP_IMM
             return (value + (0 if writeback_post else mem.disp)) & 0xFFFF_FFFF, width
         return None
+
+    @staticmethod
+    def _multiple(insn: Any, op: str, regs: dict[str, int]) -> tuple[int, int]:
+        """push/pop/stm/ldm: (lowest address, 4 x the registers listed)."""
+        if op in ("push", "pop"):
+            base, listed = regs.get("sp", 0), len(insn.operands)
+        else:  # the first operand is the base register (its writeback changes no address)
+            base, listed = _reg(insn, insn.operands[0].reg, regs), len(insn.operands) - 1
+        if op in DESCENDING:
+            base -= 4 * listed
+        return base & 0xFFFF_FFFF, 4 * listed
 
     def is_data(self, addr: int) -> bool:
         return any(lo <= addr < hi for lo, hi in self.data_ranges)
