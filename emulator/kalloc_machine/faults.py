@@ -82,13 +82,14 @@ class FaultReporter:
             return f"RAM (bank {bank.name})"
         return next((what for lo, hi, what in self.regions if lo <= addr < hi), None)
 
-    def backtrace(self, pc: int, regs: dict[str, int] | None = None) -> list[int]:
-        """The frame-pointer backtrace of the CPU's current state (or `regs`), starting at pc."""
+    def backtrace(self, pc: int, regs: dict[str, int] | None = None, depth: int = 16) -> list[int]:
+        """The frame-pointer backtrace of the CPU's current state (or `regs`), starting at pc:
+        at most `depth` frames from the walk (the leaf rule below may add one)."""
         isa, phys, fw = self.isa, self.phys, self.firmware
         regs = regs or isa.read_regs(self.uc)
         ra = regs[isa.link_reg]
         in_ram = lambda a: phys.contains(a, 8)  # noqa: E731
-        pcs = isa.backtrace(phys.read_u32, pc, regs, in_ram=in_ram, is_code=self.is_code)
+        pcs = isa.backtrace(phys.read_u32, pc, regs, depth, in_ram=in_ram, is_code=self.is_code)
         # A leaf's epilogue may restore s0 before the faulting instruction: the walk then
         # starts at the caller's caller. ra still returns into the direct caller; in any
         # other state ra is either pcs[1] or points back into the faulting function.

@@ -204,9 +204,10 @@ class Machine:
         """pc and the general registers by name (`Isa.read_regs`)."""
         return self.isa.read_regs(self.uc)
 
-    def backtrace(self, pc: int, regs: dict[str, int] | None = None) -> list[int]:
-        """The frame-pointer backtrace from pc of the CPU's current state, or of `regs`."""
-        return self.faults.backtrace(pc, regs)
+    def backtrace(self, pc: int, regs: dict[str, int] | None = None, depth: int = 16) -> list[int]:
+        """The frame-pointer backtrace from pc of the CPU's current state, or of `regs` (`depth`:
+        FaultReporter.backtrace's)."""
+        return self.faults.backtrace(pc, regs, depth)
 
     @property
     def cuts(self) -> int:

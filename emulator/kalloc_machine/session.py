@@ -178,7 +178,7 @@ class Session:
         install_tags(self.bridge, self.tags, m.phys)
         self.vmguards = vmbridge.install(self.bridge, self.vm, console=m.console_write,
                                          arena=self.options.heap == "arena")  # fmt: skip
-        m.on_hypercall = self.bridge
+        m.on_hypercall = self.bridge.__call__  # a bound method: no slot_tp_call per hypercall
 
     def _fault_injection(self) -> faultinject.FaultInjector | None:
         o = self.options

@@ -44,6 +44,7 @@ def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_pa
     settings = BenchSettings(board=board, reps=2 if quick else reps)
     if quick:
         settings.iters, settings.compute_iters = (50, 550), 2000
+        settings.floor_iters = (50, 550)
     err = stderr(color)
     parts = [p for p in SUITE if not only or p in only]
     with steps("benchmarking: steps", color=color) as bar:  # on a terminal only (kalloc.cli.progress)

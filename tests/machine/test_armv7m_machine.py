@@ -23,7 +23,7 @@ import pytest
 import unicorn
 from kalloc_machine.elf import FirmwareError, load_firmware
 from kalloc_machine.isa import isa_for
-from kalloc_machine.isa.armv7m import EXC_RETURN_HANDLER, EXC_RETURN_THREAD, VTOR
+from kalloc_machine.isa.armv7m_exc import EXC_RETURN_HANDLER, EXC_RETURN_THREAD, VTOR
 from kalloc_machine.session import RunOptions, RunOutcome, Session
 from unicorn import arm_const as ac
 

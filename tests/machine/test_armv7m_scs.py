@@ -26,7 +26,7 @@ import pytest
 import unicorn
 from kalloc_machine.devices import Clock
 from kalloc_machine.isa import isa_for
-from kalloc_machine.isa.armv7m import EXC_RETURN_HANDLER, EXC_RETURN_THREAD, EXC_RETURN_THREAD_PSP, VTOR
+from kalloc_machine.isa.armv7m_exc import EXC_RETURN_HANDLER, EXC_RETURN_THREAD, EXC_RETURN_THREAD_PSP, VTOR
 from kalloc_machine.isa.armv7m_scs import CSR_COUNTFLAG, THREAD, Scs
 from unicorn import arm_const as ac
 

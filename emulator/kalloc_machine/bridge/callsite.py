@@ -21,13 +21,16 @@ Invariants:
 from __future__ import annotations
 
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kalloc.physmem import RamBank
 
 DEPTH = 16  # doorbell.BACKTRACE_DEPTH: frames kept per site
 MEMO = 1024
 _PAIR = struct.Struct("<II")  # [fp-8], [fp-4]
+_NO_CALLER = "kalloc_reads_no_caller"  # the mark's attribute (a bound method reads its function's)
+F = TypeVar("F", bound=Callable[..., Any])
 _Walk = tuple[RamBank, struct.Struct, int, tuple[int, ...], tuple[int, ...]]  # bank, check, at, words, stack
 
 
@@ -83,3 +86,16 @@ def chain(ra: int, fp: int, bank: RamBank, reads: list[int]) -> tuple[int, ...]:
             break
         fp = nxt
     return tuple(pcs)
+
+
+def reads_no_caller(handler: F) -> F:
+    """Mark a service handler that never reads its `caller` argument (the empty NOP, BOOTINFO, ...):
+    the bridge calls it with None and walks no call site unless the call fails (bridge/doorbell.py,
+    invariant 6). Only for handlers that also queue no allocator report needing the caller."""
+    setattr(handler, _NO_CALLER, True)
+    return handler
+
+
+def reads_caller(handler: Callable[..., Any]) -> bool:
+    """False for a handler marked `reads_no_caller` (or a bound method of one)."""
+    return not getattr(handler, _NO_CALLER, False)

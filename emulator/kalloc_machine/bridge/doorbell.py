@@ -19,6 +19,7 @@ has only the claim.
 
 Data structure:
     _table[number] -> handler(caller, *args) -> (result, aux), or None (no such service)
+    _plain[number] -> the same handler when it reads no caller (invariant 6), else None
     _contexts[ctx word] -> (Context, depth)   decoded once per distinct (true) word
     _callers[site << 32 | ctx word] -> Caller one per (site, true word): Callers are immutable
     _chain                                    RV32's call-site walks, remembered (bridge/callsite.py)
@@ -44,6 +45,10 @@ Invariants:
     takes `_judge` (which reads the mask from the CPU when the claim's differs from the
     machine's prediction, or would make the call "interrupts off").
  5. Every Caller's context and depth are the machine's (invariant 2 of irqstate.py).
+ 6. A handler marked `reads_no_caller` (bridge/callsite.py: the empty NOP, BOOTINFO, ...) is
+    called with None for its caller and no call-site walk, unless an intercept is set; its
+    walk is done only if the call fails (`_late_caller`, before the callback returns, while
+    the stack is still the call's), so its error reports name the same site as before.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from kalloc import Caller, Context
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc.physmem import BadAddress, PhysMem, RamBank
 from kalloc_machine.bridge import abi
-from kalloc_machine.bridge.callsite import ChainMemo, chain
+from kalloc_machine.bridge.callsite import ChainMemo, chain, reads_caller
 from kalloc_machine.bridge.internal import hypercall_phrase, internal_error
 from kalloc_machine.irqstate import UNKNOWN, IrqState
 from kalloc_machine.memlayout import DOORBELL_SIZE
@@ -129,6 +134,7 @@ class Bridge:
         # commit meter samples then: bridge/commit.py). One comparison for every other call.
         self.page_watchers: list[Callable[[], None]] = []
         self._table: list[Handler | None] = [None] * MAX_SERVICES
+        self._plain: list[Handler | None] = [None] * MAX_SERVICES  # _table's handlers that read no caller
         # Called before every service with (service, caller, args); a (result, aux) answer
         # replaces the service (fault injection, bridge/faultinject.py). None: no hook.
         self.intercept: Intercept | None = None
@@ -142,11 +148,15 @@ class Bridge:
         """Serve every service of `family` (abi.SERVICES) with handlers.svc_<name>."""
         for svc in abi.SERVICES:
             if svc.family == family:
-                self._table[svc.number] = getattr(handlers, "svc_" + svc.name.lower())
+                self._put(svc.number, getattr(handlers, "svc_" + svc.name.lower()))
 
     def register(self, name: str, handler: Handler) -> None:
         """Serve abi service `name` with handler(caller, *args) -> (result, aux)."""
-        self._table[abi.SERVICE_BY_NAME[name].number] = handler
+        self._put(abi.SERVICE_BY_NAME[name].number, handler)
+
+    def _put(self, number: int, handler: Handler) -> None:
+        self._table[number] = handler
+        self._plain[number] = None if reads_caller(handler) else handler
 
     def handler(self, name: str) -> Handler | None:
         """The handler serving abi service `name` now (to wrap it), or None."""
@@ -177,31 +187,38 @@ class Bridge:
         try:
             if ctx != self._truth.word:  # the claim is checked; the machine's truth wins
                 ctx = self._judge(service, ctx, ra, fp, bank)
-            stack = self._unwound(ra & ~1) if self._unwinds else self._chain.walk(ra, fp, bank)  # ~1: Thumb
-            handle = self._handles.get(stack) or self._save(stack)  # the site in the depot
-            caller = self._callers.get(handle << 32 | ctx) or self._caller(ctx, handle)  # one per (site, ctx)
-            handler = self._table[service] if service < MAX_SERVICES else None
-            if handler is None:
-                self._no_service(service, caller)
-                result, aux = 0, _EINVAL
-            else:
+            plain = self._plain[service] if service < MAX_SERVICES else None
+            if plain is not None and self.intercept is None:  # reads no caller: no walk (invariant 6)
                 self._counts[service] += 1
-                if self.intercept is None:
-                    result, aux = handler(caller, a0, a1, a2, a3, a4, a5)
+                result, aux = plain(None, a0, a1, a2, a3, a4, a5)
+            else:  # the call site (ra & ~1: Thumb), its depot handle, its Caller
+                stack = self._unwound(ra & ~1) if self._unwinds else self._chain.walk(ra, fp, bank)
+                handle = self._handles.get(stack) or self._save(stack)  # the site in the depot
+                caller = self._callers.get(handle << 32 | ctx) or self._caller(ctx, handle)  # per (site, ctx)
+                handler = self._table[service] if service < MAX_SERVICES else None
+                if handler is None:
+                    self._no_service(service, caller)
+                    result, aux = 0, _EINVAL
                 else:
-                    answer = self.intercept(service, caller, [a0, a1, a2, a3, a4, a5])
-                    result, aux = handler(caller, a0, a1, a2, a3, a4, a5) if answer is None else answer
+                    self._counts[service] += 1
+                    if self.intercept is None:
+                        result, aux = handler(caller, a0, a1, a2, a3, a4, a5)
+                    else:
+                        answer = self.intercept(service, caller, [a0, a1, a2, a3, a4, a5])
+                        result, aux = handler(caller, a0, a1, a2, a3, a4, a5) if answer is None else answer
         except KallocError as err:
+            caller = caller or self._late_caller(service, ctx, ra, fp, bank)
             for annotate in self.annotators:
                 annotate(err, ra, fp, bank)
             self._misuse(err, service, caller)
             result, aux = 0, 0
         except BadAddress as exc:
+            caller = caller or self._late_caller(service, ctx, ra, fp, bank)
             site = caller.site if caller is not None else None
             self.machine.report(BadArgumentError(f"{service_name(service)}: {exc}", site=site))
             result, aux = 0, 0
         except Exception as exc:  # kalloc's own bug: end the run with a report, not a traceback
-            self._crash(exc, service, caller)
+            self._crash(exc, service, caller or self._late_caller(service, ctx, ra, fp, bank))
             return
         _OUT.pack_into(buf, off, result & _U32, aux & _U32)
         if self._reports:  # what the allocator found on its own (poison, context, ...)
@@ -210,6 +227,18 @@ class Bridge:
             self._pages_moved()
 
     # -- the cold paths -----------------------------------------------------------------------------
+
+    def _late_caller(self, service: int, ctx: int, ra: int, fp: int, bank: RamBank) -> Caller | None:
+        """The Caller of a plain service's failed call (invariant 6), walked now: the guest is still
+        stopped at the doorbell store, so the stack is the call's. None: the walk itself failed,
+        or the service is not plain (its walk was the one that failed)."""
+        if service >= MAX_SERVICES or self._plain[service] is None or self.intercept is not None:
+            return None
+        try:
+            stack = self._unwound(ra & ~1) if self._unwinds else self._chain.walk(ra, fp, bank)
+            return self._caller(ctx, self._save(stack))
+        except Exception:  # the report goes on without a site, as when the eager walk fails
+            return None
 
     def _pages_moved(self) -> None:
         self._pages_seen = self._buddy.used_pages
@@ -232,7 +261,7 @@ class Bridge:
         if pcs is None:  # the general walk (an exception frame, another bank, no fast walker)
             m: Any = self.machine
             regs = m.isa.read_regs(m.uc)  # one batch read: pc with the rest (no second read for pc)
-            pcs = m.backtrace(regs["pc"] & ~1, regs)
+            pcs = m.backtrace(regs["pc"] & ~1, regs, BACKTRACE_DEPTH + 1)  # the wrapper's pc, then the site
         if ra in pcs:
             at = pcs.index(ra)
             return tuple(pcs[at : at + BACKTRACE_DEPTH])
@@ -327,7 +356,7 @@ def call_site_walker(machine: Any, isa: Any) -> Any:
         here, there = fw.symbol_at(pc), fw.symbol_at(ra - 1)
         return here is None or there is None or here[0] != there[0]
 
-    return make(machine.uc, faults.is_code, leaf_rule)  # the general walk's depth (16)
+    return make(machine.uc, faults.is_code, leaf_rule, BACKTRACE_DEPTH + 1)  # the wrapper's pc, then the site
 
 
 def _describe(word: int) -> tuple[str, dict[str, Any]]:

@@ -18,9 +18,9 @@ Any Unicorn memory read/write hook, even a ranged one, sends every load and stor
 run through the slow path (measured: the TLSF workload ran ~0.72x with it), while a
 trapped page costs nothing until it is touched. The page is never granted to a load or
 store, so the first data access into it is a TLB fill, the same first access a memory
-hook saw: its address and width are the instruction's (decoded at the PC: `first_access`,
-the lowest-addressed access of a multi-register push/stm, as the CPU makes them in
-ascending order, 4 bytes each; a ldrd/strd is two 4-byte accesses), the registers are
+hook saw: its address and width are the instruction's (decoded at the PC by the ISA,
+`first_access`: the lowest-addressed access of a multi-register push/stm, as the CPU
+makes them in ascending order, 4 bytes each; a ldrd/strd is two 4-byte accesses), the registers are
 the CPU's at that access, the instruction is counted, and the access itself does not
 land (mmu.py sends it to the fault sink). An ELF whose guard is not page-aligned (an
 older SDK), or a machine without translation, keeps the ranged memory hook (reads and
@@ -66,13 +66,13 @@ Invariants:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import unicorn
 
 from kalloc.errors import KallocError, StackOverflowError
+from kalloc_machine.isa import accesses
 from kalloc_machine.memlayout import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -195,73 +195,19 @@ class StackGuard:
         return any(lo <= p < hi for p in pcs[1:])
 
 
-_ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12"}  # capstone's names, Isa.read_regs's
-_CS: dict[str, Any] = {}
-
-
 def first_access(machine: Machine, regs: dict[str, int], lo: int, hi: int) -> tuple[int, int]:
     """(address, width) of the first access the instruction at the PC makes into [lo, hi),
-    as a memory hook sees it: accesses in the CPU's order (ascending addresses), the first
-    that starts in [lo, hi), else the first that reaches into it (clipped to lo); (lo, 4)
-    for an instruction the decoder does not know (none the SDK's compilers emit)."""
-    pc = regs["pc"]
-    accesses = _accesses(machine, pc, regs)
-    for addr, width in accesses:
+    as a memory hook sees it (the ISA's decoding: `kalloc_machine.isa.accesses`, in the CPU's
+    order), the first that starts in [lo, hi), else the first that reaches into it (clipped
+    to lo); (lo, 4) for an instruction the decoder does not know (none the SDK's compilers emit)."""
+    found = accesses(machine.isa, machine.phys.read, regs["pc"], regs)
+    for addr, width in found:
         if lo <= addr < hi:
             return addr, width
-    for addr, width in accesses:
+    for addr, width in found:
         if addr < hi and lo < addr + width:
             return max(addr, lo), width
     return lo, 4
-
-
-def _accesses(machine: Machine, pc: int, regs: dict[str, int]) -> list[tuple[int, int]]:
-    """The loads/stores of the instruction at pc, in order: one, or 4-byte words for Arm's
-    push/pop/stm/ldm (ascending) and ldrd/strd; [] when it cannot be decoded."""
-    isa, read = machine.isa, machine.phys.read
-    if isa.name == "armv7m":
-        multi = _arm_multi(read, pc, regs)
-        if multi is not None:
-            return multi
-    try:
-        got = isa.memory_operand(read, pc, regs)
-    except ValueError:
-        return []
-    if got is None:
-        return []
-    addr, width = got
-    if width == 8:  # ldrd/strd: two word accesses
-        return [(addr, 4), ((addr + 4) & 0xFFFF_FFFF, 4)]
-    return [got]
-
-
-def _arm_multi(read: Callable[[int, int], bytes], pc: int, regs: dict[str, int]
-               ) -> list[tuple[int, int]] | None:  # fmt: skip
-    """The word accesses of a Thumb push/pop/stm/ldm at pc (None for any other instruction)."""
-    import capstone
-
-    cs = _CS.get("thumb")
-    if cs is None:
-        mode = capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS
-        cs = _CS["thumb"] = capstone.Cs(capstone.CS_ARCH_ARM, mode)
-        cs.detail = True
-    try:
-        insn = next(cs.disasm(read(pc, 4), pc, 1), None)
-    except ValueError:
-        return None
-    if insn is None:
-        return None
-    op = insn.mnemonic.split(".")[0]
-    if op in ("push", "pop"):
-        base, listed = regs.get("sp", 0), len(insn.operands)
-    elif op.startswith(("stm", "ldm")):
-        name = insn.reg_name(insn.operands[0].reg)
-        base, listed = regs.get(_ALIASES.get(name, name), 0), len(insn.operands) - 1
-    else:
-        return None
-    if op == "push" or op in ("stmdb", "stmfd", "ldmdb", "ldmea"):
-        base -= 4 * listed
-    return [((base + 4 * i) & 0xFFFF_FFFF, 4) for i in range(listed)]
 
 
 def leak_roots(roots: list[tuple[int, int]], firmware: Firmware, sp: int) -> list[tuple[int, int]]:

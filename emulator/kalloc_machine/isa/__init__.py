@@ -41,7 +41,10 @@ The interface, by what the machine does with it (rv32.py is the reference):
                 cut store at pc + insn_size); disassemble(pc, code) -> text for reports
                 (capstone, with a .half/.word fallback); memory_operand(read, pc, regs)
                 -> (address, width) of the load/store at pc, or None (the MMU's page
-                fault names the byte); scan_code([(addr, bytes)]) -> (idle pcs, counter
+                fault names the byte; a transfer of several words, Arm's ldrd/strd,
+                push/pop, ldm/stm: its lowest address and whole width, which the
+                module function `accesses` splits into the CPU's 4-byte words,
+                ascending: the stack guard's first access); scan_code([(addr, bytes)]) -> (idle pcs, counter
                 hazards [(addr, what, why)]): the idle instruction (wfi) is found in the
                 ELF and marked (idle mark, below), idle_size is its length (the CPU resumes after it);
                 scan_returns([(addr, bytes)]) -> every return-from-interrupt instruction
@@ -196,6 +199,23 @@ class Isa(Protocol):
     ) -> list[int]: ...
     def call_setup(self, uc: Uc, function: int, args: Sequence[int], return_to: int) -> None: ...
     def return_value(self, uc: Uc) -> int: ...
+
+
+def accesses(isa: Isa, read: ReadCode, pc: int, regs: dict[str, int]) -> list[tuple[int, int]]:
+    """The data accesses of the instruction at pc in the CPU's order, as a memory hook sees them:
+    `memory_operand`'s one, or for a transfer wider than a word its 4-byte words in ascending
+    order (the order Unicorn makes them: tests/machine/test_armv7m_access.py); [] for none or an
+    instruction outside memory."""
+    try:
+        got = isa.memory_operand(read, pc, regs)
+    except ValueError:
+        return []
+    if got is None:
+        return []
+    addr, width = got
+    if width <= 4:
+        return [got]
+    return [((addr + at) & 0xFFFF_FFFF, 4) for at in range(0, width, 4)]
 
 
 def isa_for(name: str = DEFAULT_ISA) -> Isa:

@@ -50,6 +50,10 @@ class BenchSettings:
     # Two iteration counts whose difference is timed: large enough that the measured
     # work (~10k hypercalls) dwarfs a run's fixed cost and its noise (tens of ms).
     iters: tuple[int, int] = (1000, 11000)
+    # The floor's runs (empty, NOP, bare doorbell, NOP with its call site): 50k calls between the
+    # two counts, ~0.1 s a run, so that a scheduler hiccup of a few ms is a few % of a sample
+    # (at 10k calls a bare run was ~15 ms: one hiccup moved the floor ratio by 10-30%).
+    floor_iters: tuple[int, int] = (2000, 52000)
     compute_iters: int = 20_000
     # The timer's default rate: Linux's HZ=1000 on the boards' nominal 100 MIPS clock
     # (CpuSpec.timer_hz), i.e. a tick every 100,000 instructions.
@@ -74,17 +78,23 @@ def poke(session: Session, symbol: str, value: int) -> None:
 
 
 def run_bench(
-    mode: str, iters: int, *, board: str, sanitize: str, period: int = 100_000, bare: bool = False
+    mode: str, iters: int, *, board: str, sanitize: str, period: int = 100_000, bare: bool = False,
+    site: bool = False,
 ) -> tuple[float, int]:
     """(machine wall seconds, instructions) of one bench run.
 
     bare: the doorbell page is mapped again through the Unicorn binding's own `mmio_map`,
     with a Python callback that does nothing for the NOP (the other services still reach
     the machine): what a bare Unicorn MMIO callback costs, the reference under the bridge.
+    site: NOP is served by an unmarked wrapper of itself, so the bridge walks and keeps its
+    call site as for every allocation service (NOP itself reads no caller: no walk).
     """
     session = Session(RunOptions(firmware=bench_elf(board), board=board, sanitize=sanitize))
     if bare:
         bare_doorbell(session)
+    if site:
+        nop: Any = session.bridge.handler("NOP")
+        session.bridge.register("NOP", lambda caller, *args: nop(caller, *args))  # reads_caller: walked
     poke(session, "bench_mode", MODES[mode])
     poke(session, "bench_iters", iters)
     poke(session, "bench_timer_period", period)
@@ -106,10 +116,13 @@ def bare_doorbell(session: Session) -> None:
     uc.mmio_map(DOORBELL_BASE, DOORBELL_SIZE, None, None, write, None)
 
 
-def per_iter(mode: str, s: BenchSettings, board: str | None = None, bare: bool = False) -> float:
-    lo, hi = s.iters
-    t_lo, _ = run_bench(mode, lo, board=board or s.board, sanitize=s.sanitize, bare=bare)
-    t_hi, _ = run_bench(mode, hi, board=board or s.board, sanitize=s.sanitize, bare=bare)
+def per_iter(
+    mode: str, s: BenchSettings, board: str | None = None, bare: bool = False, site: bool = False,
+    iters: tuple[int, int] | None = None,
+) -> float:
+    lo, hi = iters or s.iters
+    t_lo, _ = run_bench(mode, lo, board=board or s.board, sanitize=s.sanitize, bare=bare, site=site)
+    t_hi, _ = run_bench(mode, hi, board=board or s.board, sanitize=s.sanitize, bare=bare, site=site)
     return (t_hi - t_lo) / (hi - lo)
 
 
@@ -117,9 +130,17 @@ def interleaved(
     samplers: dict[str, Callable[[], float]], reps: int, tick: Callable[[], None]
 ) -> dict[str, float]:
     """Median of each sampler over `reps` rounds, the samplers interleaved within each round."""
+    return {k: statistics.median(v) for k, v in rounds(samplers, reps, tick).items()}
+
+
+def rounds(
+    samplers: dict[str, Callable[[], float]], reps: int, tick: Callable[[], None]
+) -> dict[str, list[float]]:
+    """Each sampler's samples over `reps` rounds, the samplers interleaved within each round (the
+    i-th samples of all samplers were taken one after the other: a ratio can be taken per round)."""
     samples: dict[str, list[float]] = {k: [] for k in samplers}
     for _ in range(reps):
         for key, fn in samplers.items():
             samples[key].append(fn())
             tick()
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return samples

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from kalloc import Caller
 from kalloc.errors import BadArgumentError
 from kalloc_machine.bridge import abi
+from kalloc_machine.bridge.callsite import reads_no_caller
 
 if TYPE_CHECKING:
     from kalloc import Kalloc
@@ -37,9 +38,11 @@ class MiscServices:
         self.console = console  # the UART's input side (Machine.console_write)
         self.bootinfo = bootinfo
 
+    @reads_no_caller  # no call-site walk (bridge/doorbell.py, invariant 6)
     def svc_nop(self, caller: Caller, *args: int) -> tuple[int, int]:
         return 0, 0
 
+    @reads_no_caller  # no call-site walk (bridge/doorbell.py, invariant 6)
     def svc_bootinfo(self, caller: Caller, buf: int, length: int, *args: int) -> tuple[int, int]:
         data = self.bootinfo[: min(length, len(self.bootinfo))]
         if not self.phys.contains(buf, max(len(data), 1)):
@@ -53,6 +56,7 @@ class MiscServices:
         self.console(self.phys.read(buf, length))
         return length, 0
 
+    @reads_no_caller  # no call-site walk (bridge/doorbell.py, invariant 6)
     def svc_stats_dump(self, caller: Caller, what: int, *args: int) -> tuple[int, int]:
         ka = self.ka
         parts = []
@@ -73,6 +77,7 @@ class MiscServices:
     def svc_mark(self, caller: Caller, ident: int, *args: int) -> tuple[int, int]:
         return 0, 0
 
+    @reads_no_caller  # no call-site walk (bridge/doorbell.py, invariant 6)
     def svc_nr_free_pages(self, caller: Caller, *args: int) -> tuple[int, int]:
         return self.ka.buddy.free_pages, 0
 
