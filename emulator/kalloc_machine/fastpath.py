@@ -154,6 +154,7 @@ class FastPath:
         self.mag_at = [MAGS + ci * 4 * (mags.limit + 1) for ci in range(len(mags.caches))]
         for ci, at in enumerate(self.mag_at):
             _W.pack_into(buf, H_MAGS + 4 * ci, WINDOW + at)
+        self.header = bytes(buf[H_CAP:MAGS])  # the words only the machine writes: checked at each drain
         self.set_allowed()
 
     def patch(self, firmware: Any) -> str | None:
@@ -226,6 +227,8 @@ class FastPath:
                 return self.fail(f"its ring holds {head} records (capacity {RING_CAP})")
             if self.irq_state.depth:
                 return self.fail(f"records made at interrupt depth {self.irq_state.depth}")
+            if buf[H_CAP:MAGS] != self.header:
+                return self.fail("its header, class table or magazine addresses changed")
             mags, records, page_owner = self.mags, self.records, self.page_owner
             lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
             handles, save = self.depot.handles, self.depot.save
@@ -269,7 +272,10 @@ class FastPath:
         return None
 
     def check_counts(self) -> None:
-        """Every magazine's count in the window equals the mirror's (invariant 2)."""
+        """Every magazine's count in the window equals the mirror's (invariant 2); not while the
+        PC is in the blob (a run that ended there, by budget or timeout: its call is not committed)."""
+        if self.in_window():
+            return
         for ci, mag in enumerate(self.mags.mags):
             if _W.unpack_from(self.buf, self.mag_at[ci])[0] != len(mag):
                 self.fail(f"magazine {ci} holds a count the replay does not")
@@ -357,8 +363,10 @@ def install(session: Any) -> tuple[FastPath | None, str | None]:
     raw = anonymous_buffer(size)
     anchor = ctypes.c_char.from_buffer(raw)
     m.host_buffers += [raw, anchor]
-    m.uc.mem_map_ptr(WINDOW, size, unicorn.UC_PROT_ALL, ctypes.addressof(anchor))
-    session.mmu.map_identity(WINDOW, WINDOW + size, unicorn.UC_PROT_ALL)
+    rw, rx = unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE, unicorn.UC_PROT_READ | unicorn.UC_PROT_EXEC
+    for lo, hi, perms in ((0, CODE, rw), (CODE, RING, rx), (RING, size, rw)):  # the code: no writes
+        m.uc.mem_map_ptr(WINDOW + lo, hi - lo, perms, ctypes.addressof(anchor) + lo)
+        session.mmu.map_identity(WINDOW + lo, WINDOW + hi, perms)
     fp = FastPath(session, session.ka.magazines, memoryview(raw), banks)
     why = fp.patch(session.firmware)
     if why is not None:
