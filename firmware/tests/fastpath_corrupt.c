@@ -9,6 +9,8 @@
  *   1  the ring's head jumps far past its capacity
  *   2  the top of kmalloc-32's magazine is replaced by a stack address
  *   3  the first record's frame count is garbage
+ *   4  the class table changes (size 1..8 is served as another class)
+ *   5  a store into the blob's code (mapped read+execute only: a CPU fault)
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +38,12 @@ int main(void)
         break;
     case 3:
         WINDOW[RING0 + 3] = 0xdeadbeef;
+        break;
+    case 4:
+        WINDOW[0x100 / 4] = 0x05050505;
+        break;
+    case 5:
+        WINDOW[0x1000 / 4] = 0;
         break;
     default:
         break;

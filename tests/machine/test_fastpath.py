@@ -46,7 +46,7 @@ def test_on_patches_the_wrappers_and_maps_the_window() -> None:
     assert bytes(session.machine.uc.mem_read(malloc, 8)) == fastpath.jump(malloc, entry)
 
 
-@pytest.mark.parametrize("mode", [1, 2, 3])
+@pytest.mark.parametrize("mode", [1, 2, 3, 4])
 def test_a_scribbled_window_is_one_report_and_the_run_goes_on(mode: int) -> None:
     session = Session(RunOptions(firmware=str(prebuilt("tests/fastpath_corrupt")), sanitize="off",
                                  fastpath="on"))  # fmt: skip
@@ -57,6 +57,14 @@ def test_a_scribbled_window_is_one_report_and_the_run_goes_on(mode: int) -> None
     assert not [e for e in report["errors"] if e["kind"] == "internal"]
     assert report["end"] == "exit" and report["fastpath"]["corrupt"]
     assert session.fastpath is not None and not session.fastpath.patched  # unpatched: slow from then on
+
+
+def test_a_store_into_the_blob_is_a_cpu_fault() -> None:
+    session = Session(RunOptions(firmware=str(prebuilt("tests/fastpath_corrupt")), sanitize="off",
+                                 fastpath="on"))  # fmt: skip
+    session.machine.phys.write(session.firmware.symbol_addr("mode") or 0, (5).to_bytes(4, "little"))
+    report = session.run().report
+    assert report["end"] == "fault" and report["errors"][-1]["kind"] == "cpu-fault"
 
 
 def test_the_corrupt_firmware_is_clean_without_scribbling() -> None:
