@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from kalloc import Config, Kalloc, percpu
+from kalloc import Caller, Config, Context, Kalloc, percpu
 from kalloc import gfp as G
 from kalloc.errors import DoubleFreeError, InvalidFreeError
 from kalloc.slab import OBJ_PERCPU, OBJ_PERCPU_NEW
@@ -113,3 +113,11 @@ def test_random_programs_keep_the_invariants() -> None:
 def test_only_with_sanitize_off() -> None:
     with pytest.raises(ValueError, match="--sanitize off"):
         percpu.enable(Kalloc.standalone(config=Config(sanitize="poison")))
+
+
+def test_malloc_outside_task_context_is_reported_and_served_as_libc_does() -> None:
+    ka, _ = magazines()
+    plain = Kalloc.standalone(config=Config(sanitize="off"))
+    irq = Caller(Context.IRQ, 0, 1)
+    assert ka.malloc(40, irq) is not None and plain.malloc(40, irq) is not None
+    assert [e.kind for e in ka.reports] == [e.kind for e in plain.reports] == ["invalid-context"]
