@@ -62,8 +62,8 @@ MAX_WINDOW = 0xF800_0000 - WINDOW  # the idle sled's window starts there
 ENTRIES = ("malloc", "free", "kmalloc", "kfree")  # the blob's jump table, in this order
 _PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv",
                       "c.li", "nop", "c.nop"})  # what a prologue may move to a trampoline: no PC, no t0
-_HDR = struct.Struct("<4I")  # a record's w0, object, gfp, frames (fastpath.S)
-_STACKS = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # its return addresses, by count
+# a record (fastpath.S): w0, object, gfp, frames n, then n return addresses; by n (a byte's 5 bits)
+_WHOLE = [struct.Struct(f"<{4 + min(n, 16)}I").unpack_from for n in range(32)]
 _W = struct.Struct("<I")
 _BAD_GFP = (~G.KNOWN_MASK | G.DMA | G.ZERO) & 0xFFFF_FFFF
 _TASK = Context.TASK
@@ -234,13 +234,14 @@ class FastPath:
             handles, save = self.depot.handles, self.depot.save
             hit_alloc, hit_free = mags.hit_alloc, mags.hit_free
             nclass = len(lists)
-            hdr, stacks = _HDR.unpack_from, _STACKS
+            whole = _WHOLE
             for i in range(head):
                 off = RING + RECORD * i
-                w0, addr, gfp, n = hdr(buf, off)
+                rec = whole[buf[off + 12] & 31](buf, off)  # header and frames in one unpack (w3: frames)
+                w0, addr, gfp, n = rec[0], rec[1], rec[2], rec[3]
                 if not 0 < n <= 16:
                     return self.fail(f"record {i} has {n} frames")
-                stack = stacks[n](buf, off + 16)
+                stack = rec[4:]
                 site = handles.get(stack) or save(stack)
                 ci = w0 >> 4 & 15
                 if ci >= nclass:
