@@ -31,7 +31,19 @@ MEMO = 1024
 _PAIR = struct.Struct("<II")  # [fp-8], [fp-4]
 _NO_CALLER = "kalloc_reads_no_caller"  # the mark's attribute (a bound method reads its function's)
 F = TypeVar("F", bound=Callable[..., Any])
-_Walk = tuple[RamBank, struct.Struct, int, tuple[int, ...], tuple[int, ...]]  # bank, check, at, words, stack
+# bank, its check (a struct's unpack_from, bound), at, words, stack
+_Walk = tuple[RamBank, Callable[..., tuple[int, ...]], int, tuple[int, ...], tuple[int, ...]]
+
+
+class Site(tuple):  # type: ignore[type-arg]
+    """A remembered walk's check with the bridge's answer for it: (bank, unpack, at, words, ctx,
+    Caller). The bridge's own memo (bridge/doorbell.py `_sites`, restored with the depot whose
+    handle the Caller holds); the entry itself is immutable, so a snapshot shares it."""
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Site:
+        return self
 
 
 class ChainMemo:
@@ -45,15 +57,19 @@ class ChainMemo:
 
     def walk(self, ra: int, fp: int, bank: RamBank) -> tuple[int, ...]:
         """stack_above(ra, fp, bank): [ra, then the saved ra of each frame up the fp chain]."""
+        return self.kept(ra, fp, bank)[4]
+
+    def kept(self, ra: int, fp: int, bank: RamBank) -> _Walk:
+        """The walk of (ra, fp) as kept, checked or walked now: (bank, unpack, at, words, stack),
+        where `unpack(bank.buf, at) == words` holds as long as the walk's answer `stack` does."""
         seen = self._walks.get((ra, fp))
-        if seen is not None and seen[0] is bank and seen[1].unpack_from(bank.buf, seen[2]) == seen[3]:
-            return seen[4]
+        if seen is not None and seen[0] is bank and seen[1](bank.buf, seen[2]) == seen[3]:
+            return seen
         reads: list[int] = []
         stack = chain(ra, fp, bank, reads)
-        self._keep(ra, fp, bank, reads, stack)
-        return stack
+        return self._keep(ra, fp, bank, reads, stack)
 
-    def _keep(self, ra: int, fp: int, bank: RamBank, reads: list[int], stack: tuple[int, ...]) -> None:
+    def _keep(self, ra: int, fp: int, bank: RamBank, reads: list[int], stack: tuple[int, ...]) -> _Walk:
         words = sorted(set(reads))  # 4-aligned offsets (chain reads only aligned frames): no overlap
         fmt, last = "<", (words[0] - 4 if words else 0)
         for off in words:
@@ -63,7 +79,8 @@ class ChainMemo:
         at = words[0] if words else 0
         if len(self._walks) >= MEMO:
             self._walks.clear()
-        self._walks[(ra, fp)] = (bank, check, at, check.unpack_from(bank.buf, at), stack)
+        kept = self._walks[(ra, fp)] = (bank, check.unpack_from, at, check.unpack_from(bank.buf, at), stack)
+        return kept
 
 
 def chain(ra: int, fp: int, bank: RamBank, reads: list[int]) -> tuple[int, ...]:
