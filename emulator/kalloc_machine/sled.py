@@ -90,6 +90,7 @@ from unicorn import UcError
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc_machine.bridge import abi
 from kalloc_machine.memlayout import IDLE_SLED_SIZE
+from kalloc_machine.rawregs import batch_reader, write_batch
 
 if TYPE_CHECKING:
     from kalloc.physmem import PhysMem
@@ -158,6 +159,7 @@ class IdleSled:
         self.return_insn = insn
         self.return_at = self.base + SLED_LEN * isa.sled_step if insn else None
         self.redirects = 0  # marked returns sent to return_at since the run loop zeroed it
+        self._read_counter: Callable[[], tuple[int, ...] | None] | None = None  # `_counter`
 
     def install(self, wfi_pcs: list[int]) -> None:
         """Map the idle sled, mark every wfi of the loaded image, add the CPU-side hooks."""
@@ -185,9 +187,16 @@ class IdleSled:
         """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept)."""
         uc = self.uc
         if self._saved is None:
-            self._saved = uc.reg_read(self.isa.sled_counter)
-        uc.reg_write(self.isa.sled_counter, 0)
+            self._saved = self._counter()
+        write_batch(uc, (self.isa.sled_counter,), (0,))
         self.isa.set_pc(uc, self.base)
+
+    def _counter(self) -> int:
+        """The sled_counter register (one untyped ctypes call: rawregs.batch_reader)."""
+        if self._read_counter is None:
+            self._read_counter = batch_reader(self.uc, (self.isa.sled_counter,))
+        got = self._read_counter()
+        return int(got[0]) if got is not None else int(self.uc.reg_read(self.isa.sled_counter))
 
     def holds(self, pc: int) -> bool:
         """Is pc in the sled's own code (not elsewhere in its window: call stops, fault sink)?"""
@@ -200,9 +209,9 @@ class IdleSled:
         uc, isa = self.uc, self.isa
         saved, self._saved = self._saved, None
         pc = isa.pc(uc)
-        laps = uc.reg_read(isa.sled_counter)
+        laps = self._counter()
         if saved is not None:
-            uc.reg_write(isa.sled_counter, saved)
+            write_batch(uc, (isa.sled_counter,), (saved,))
         if saved is None or not self.holds(pc):
             return None
         offset = (pc - self.base) // isa.sled_step
