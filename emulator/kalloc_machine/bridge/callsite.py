@@ -9,6 +9,11 @@ skipped) and answers the same stack when they are equal: the walk is a function 
 (ra, fp), the bank and the words it reads, each read's address following from the
 words before it. Otherwise it walks again (and keeps the new walk).
 
+Also here: `Site`, the bridge's own remembered answer for a walk (its check with the
+Caller; bridge/doorbell.py `_sites`, `_by_walk`), the `reads_no_caller` mark of a service
+handler that needs no call site (doorbell.py, invariant 6), and `call_site_walker`, the
+ISA's fast Cortex-M walker for a machine.
+
 Invariants:
  1. `walk(ra, fp, bank) == stack_above(ra, fp, bank)` for every state of the bank
     (tests/machine/test_callsite_memo.py compares them on random stacks and chains).
@@ -116,3 +121,19 @@ def reads_no_caller(handler: F) -> F:
 def reads_caller(handler: Callable[..., Any]) -> bool:
     """False for a handler marked `reads_no_caller` (or a bound method of one)."""
     return not getattr(handler, _NO_CALLER, False)
+
+
+def call_site_walker(machine: Any, isa: Any) -> Any:
+    """The ISA's fast call-site walker (`CallSiteWalker`), or None: the machine's backtrace."""
+    make = getattr(getattr(isa, "unwind", None), "call_site_walker", None)
+    faults, fw = getattr(machine, "faults", None), getattr(machine, "firmware", None)
+    if make is None or faults is None or fw is None:
+        return None
+
+    def leaf_rule(pc: int, ra: int) -> bool:  # FaultReporter.backtrace's: ra, when it is not pcs[1]
+        if not fw.is_code(ra):
+            return False
+        here, there = fw.symbol_at(pc), fw.symbol_at(ra - 1)
+        return here is None or there is None or here[0] != there[0]
+
+    return make(machine.uc, faults.is_code, leaf_rule, DEPTH + 1)  # the wrapper's pc, then the site

@@ -23,6 +23,8 @@ Data structure:
     _contexts[ctx word] -> (Context, depth)   decoded once per distinct (true) word
     _callers[site << 32 | ctx word] -> Caller one per (site, true word): Callers are immutable
     _chain                                    RV32's call-site walks, remembered (bridge/callsite.py)
+    _sites[(ra, fp)] -> Site                  RV32: a walk's check, ctx word and Caller (restored
+    _by_walk[id(walker's answer)] -> Site     Cortex-M: (answer, ra, ctx, Caller)   with the depot)
     _disagreements {(claim, truth)}           the context claims already reported
 
 Every value in a block is untrusted. The bridge checks the block address and the
@@ -39,7 +41,8 @@ Invariants:
  3. Site tracking is always on: every call saves its frame-pointer stack in the
     allocator's stack depot and passes the handle as `Caller.site`.
  4. The hot path (a known service, no error, the claim equal to the truth) makes no
-    Python call besides the call-site walk (`ChainMemo.walk`; Cortex-M: the ISA's walker),
+    Python call besides the call site's (RV32: none for a remembered site, `_sites`;
+    Cortex-M: the ISA's walker and `_site_caller`),
     the intercept when one is set, and the handler (a known site and context: no decode):
     the claim is checked by one comparison with `irq_state.word`, and only a mismatch
     takes `_judge` (which reads the mask from the CPU when the claim's differs from the
@@ -62,7 +65,7 @@ from kalloc import Caller, Context
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc.physmem import BadAddress, PhysMem, RamBank
 from kalloc_machine.bridge import abi
-from kalloc_machine.bridge.callsite import MEMO, ChainMemo, Site, chain, reads_caller
+from kalloc_machine.bridge.callsite import MEMO, ChainMemo, Site, call_site_walker, chain, reads_caller
 from kalloc_machine.bridge.internal import hypercall_phrase, internal_error
 from kalloc_machine.irqstate import UNKNOWN, IrqState
 from kalloc_machine.memlayout import DOORBELL_SIZE
@@ -234,9 +237,8 @@ class Bridge:
     # -- the cold paths -----------------------------------------------------------------------------
 
     def _late_caller(self, service: int, ctx: int, ra: int, fp: int, bank: RamBank) -> Caller | None:
-        """The Caller of a plain service's failed call (invariant 6), walked now: the guest is still
-        stopped at the doorbell store, so the stack is the call's. None: the walk itself failed,
-        or the service is not plain (its walk was the one that failed)."""
+        """A plain service's failed call's Caller (invariant 6), walked now (the guest is still stopped
+        at the store: the stack is the call's). None: not plain (its walk failed), or the walk failed."""
         if service >= MAX_SERVICES or self._plain[service] is None or self.intercept is not None:
             return None
         try:
@@ -287,8 +289,8 @@ class Bridge:
         doorbell store in the wrapper; `pcs`: the fast walker's answer, None to walk the general
         way): [ra, its callers...]; (ra,) when ra is not on it."""
         if pcs is None:  # the general walk (an exception frame, another bank, no fast walker)
-            m: Any = self.machine
-            regs = m.isa.read_regs(m.uc)  # one batch read: pc with the rest (no second read for pc)
+            m: Any = self.machine  # one batch read: pc with the rest (no second read for pc)
+            regs = m.isa.read_regs(m.uc)
             pcs = m.backtrace(regs["pc"] & ~1, regs, BACKTRACE_DEPTH + 1)  # the wrapper's pc, then the site
         if ra in pcs:
             at = pcs.index(ra)
@@ -369,22 +371,6 @@ class _ClaimsOnly:
     """The truth of a bridge whose machine keeps none (a test double): never equal to a claim."""
 
     word = UNKNOWN
-
-
-def call_site_walker(machine: Any, isa: Any) -> Any:
-    """The ISA's fast call-site walker (`CallSiteWalker`), or None: the machine's backtrace."""
-    make = getattr(getattr(isa, "unwind", None), "call_site_walker", None)
-    faults, fw = getattr(machine, "faults", None), getattr(machine, "firmware", None)
-    if make is None or faults is None or fw is None:
-        return None
-
-    def leaf_rule(pc: int, ra: int) -> bool:  # FaultReporter.backtrace's: ra, when it is not pcs[1]
-        if not fw.is_code(ra):
-            return False
-        here, there = fw.symbol_at(pc), fw.symbol_at(ra - 1)
-        return here is None or there is None or here[0] != there[0]
-
-    return make(machine.uc, faults.is_code, leaf_rule, BACKTRACE_DEPTH + 1)  # the wrapper's pc, then the site
 
 
 def _describe(word: int) -> tuple[str, dict[str, Any]]:
