@@ -35,7 +35,8 @@ would let the CPU keep touching a page that went back to the buddy allocator. Un
 has no per-page flush in its API; unmaps are rare (vfree, arena trim).
 
 Cost (docs/architecture.md, "Virtual memory"; docs/performance.md, "The always-on memory
-hooks"): one Python call per TLB miss, ~2 µs. Compute code misses rarely; memory-heavy code
+hooks"): one Python call per TLB miss, ~2 µs (the callback is the ctypes one itself,
+rawfill.py: no binding wrappers). Compute code misses rarely; memory-heavy code
 misses more, mostly on stores: QEMU's TLB is direct-mapped (256 entries) and its victim TLB
 matches a store only on an exact comparator, so two pages 1 MiB apart (page numbers equal
 mod 256: the TLSF workload's stack and heap) evict each other (17k fills in 100k iterations,
