@@ -35,7 +35,8 @@ would let the CPU keep touching a page that went back to the buddy allocator. Un
 has no per-page flush in its API; unmaps are rare (vfree, arena trim).
 
 Cost (docs/architecture.md, "Virtual memory"; docs/performance.md, "The always-on memory
-hooks"): one Python call per TLB miss, ~2 µs. Compute code misses rarely; memory-heavy code
+hooks"): one Python call per TLB miss, ~2 µs (the callback is the ctypes one itself,
+rawfill.py: no binding wrappers). Compute code misses rarely; memory-heavy code
 misses more, mostly on stores: QEMU's TLB is direct-mapped (256 entries) and its victim TLB
 matches a store only on an exact comparator, so two pages 1 MiB apart (page numbers equal
 mod 256: the TLSF workload's stack and heap) evict each other (17k fills in 100k iterations,
@@ -70,6 +71,8 @@ from kalloc_machine.memlayout import (
     VMALLOC_END,
     VMALLOC_START,
 )
+from kalloc_machine.rawfill import RawFill
+from kalloc_machine.rawmmio import escape
 from kalloc_machine.sled import PAGE
 
 if TYPE_CHECKING:
@@ -126,17 +129,23 @@ class Mmu:
         self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # in 2.1.4, not in mypy's view
         self.traps: list[tuple[int, int]] = []
         self._hooks: list[int] = []
+        self.raw = RawFill.create(self.uc, self._raw_fill)  # None: the binding's hook_add (rawfill.py)
         self._hook_around_traps()
         vm.on_unmap.append(self._on_unmap)
 
     def _hook_around_traps(self) -> None:
         """(Re)install the main fill hook, one ranged hook per gap between the trapped ranges."""
+        raw = self.raw
         for h in self._hooks:
-            self.uc.hook_del(h)
+            raw.remove(h) if raw is not None and h in raw.handles else self.uc.hook_del(h)
         self._hooks, at = [], 0
         for lo, hi in [*sorted(self.traps), (1 << 32, 1 << 32)]:
             if lo > at:
-                self._hooks.append(self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill, None, at, lo - 1))
+                self._hooks.append(
+                    raw.add(at, lo - 1)
+                    if raw is not None
+                    else self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill, None, at, lo - 1)
+                )
             at = hi
 
     def trap(self, lo: int, hi: int, handler: TrapHandler) -> bool:
@@ -179,6 +188,22 @@ class Mmu:
         return spans
 
     # -- the hook (runs inside emu_start: record only) ------------------------------------------
+
+    def _raw_fill(self, _handle: int, vaddr: int, access: int, entry: int, _key: int) -> bool:
+        """The ctypes callback itself (rawfill.py): `_fill` on the entry at address `entry`; no
+        exception leaves it but by `escape` (the binding's guard does the same)."""
+        try:
+            raw: RawFill = self.raw  # type: ignore[assignment]  # this callback exists only with it
+            e = raw.entries.get(entry) or raw.entry(entry)
+            perms = self._granted.get((vaddr >> PAGE_SHIFT) << 2 | (access & 3))
+            if perms is not None:  # `_fill`'s first case, inline (the refills after a flush)
+                self.fills += 1
+                e.paddr, e.perms = vaddr, perms
+                return True
+            return self._fill(self.uc, vaddr, access, e, None)
+        except BaseException as exc:
+            escape(self.uc, exc)
+            return False
 
     def _fill(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any, _ud: Any) -> bool:
         self.fills += 1

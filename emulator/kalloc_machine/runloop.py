@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 from unicorn import UcError
 
 from kalloc.errors import KallocError, TimeoutError_
+from kalloc_machine.devices import Device
 from kalloc_machine.sled import SliceStop
 
 if TYPE_CHECKING:
@@ -81,6 +82,12 @@ DEVICE_BURST = 256
 READ_WINDOW = 64
 POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
 IDLE_JUMP = 1 << 20  # the longest idle step (a non-waking injector catches up at most this much)
+
+
+def _own(device: Any, method: str) -> bool:
+    """Does the device have a `method` of its own (not Device's no-op)?"""
+    own = getattr(type(device), method, None) is not getattr(Device, method)
+    return own or method in getattr(device, "__dict__", ())
 
 
 @dataclass(slots=True)
@@ -115,6 +122,7 @@ class RunLoop:
         self.isa, self.uc, self.clock, self.errors, self.faults = m.isa, m.uc, m.clock, m.errors, m.faults
         self.sled = m.sled
         self.timed: list[Any] = [d for d in (*m.devices, m.injector) if d is not None]
+        self._timed_key, self._serviced, self._deadlined = (0, -1), self.timed, self.timed  # _sort_timed
         self.clint, self.intc, self.dma = m.clint, m.intc, m.dma
         self.scs = next((d for d in m.devices if d.type == "scs"), None)  # Cortex-M (isa/armv7m_scs.py)
         self.ending: str | None = None  # set by fatal(): the run ends at this boundary
@@ -168,12 +176,21 @@ class RunLoop:
 
     def _service(self) -> None:
         now = self.clock.now
-        for d in self.timed:  # (tools append their own: campaign_irqalloc's clock)
+        if (id(self.timed), len(self.timed)) != self._timed_key:  # (tools append their own: irqalloc's clock)
+            self._sort_timed()
+        for d in self._serviced:
             d.service(now)
+
+    def _sort_timed(self) -> None:
+        """The timed devices whose `service` / `deadline` are their own (not Device's no-ops):
+        the ones a boundary asks (a UART has neither)."""
+        self._timed_key = (id(self.timed), len(self.timed))
+        self._serviced = [d for d in self.timed if _own(d, "service")]
+        self._deadlined = [d for d in self.timed if _own(d, "deadline")]
 
     def _next_deadline(self) -> int | None:
         now, soonest = self.clock.now, None
-        for d in self.timed:
+        for d in self._deadlined:
             t = d.deadline()
             if t is not None and t > now and (soonest is None or t < soonest):
                 soonest = t
@@ -311,7 +328,7 @@ class RunLoop:
         returns = irq.returns
         try:
             pc, self._pc = (isa.pc(uc) if self._pc is None else self._pc), None
-            uc.emu_start(pc | isa.code_bit, self.until, count=count)
+            lost = self._emulate(pc, count)
         except UcError as exc:
             sled.running = False
             self._exact = False
@@ -341,7 +358,7 @@ class RunLoop:
         in_sled = sled.leave()
         if in_sled is None:
             in_sled, self._exact = 0, False  # the redirect was lost (Ctrl-C before emu_start): it ran out
-        self.clock.now = start + count - in_sled
+        self.clock.now = start + count - in_sled - lost
         if stop.reason == "cut":
             return self._after_cut(stop)
         if stop.reason == "exit":
@@ -355,6 +372,33 @@ class RunLoop:
         isa.set_pc(uc, stop.pc + isa.idle_size)
         self._pc = stop.pc + isa.idle_size
         return self.ending or self._idle()
+
+    def _emulate(self, pc: int, count: int) -> int:
+        """Run `count` firmware instructions from pc, or up to a stop; the instructions Unicorn
+        counted beyond the ones it was given that were no firmware instruction (the stopped
+        slice subtracts them; else 0). One emu_start, unless the CPU ran the sled's `mret`
+        (sled.py, "Returns"): then more, each for what the slice still owes, from where the
+        last one stopped (one boundary: the same instructions, stops and slice ends as one
+        emu_start of `count` firmware instructions)."""
+        uc, isa, sled = self.uc, self.isa, self.sled
+        sled.redirects = 0
+        uc.emu_start(pc | isa.code_bit, self.until, count=count)
+        if not sled.redirects:
+            return 0
+        total = count  # instructions given to emu_start so far
+        while True:
+            pc = isa.pc(uc)
+            ran = sled.returns_run(pc)
+            if sled.stop is not None or self.ending is not None or self.interrupted:
+                return ran - (total - count)
+            pending = pc == sled.return_at
+            owed = count - (total - ran)
+            if owed <= 0:
+                if pending:  # the slice ended on the sled's mret: its mark was the counted one
+                    isa.finish_return(uc)  # type: ignore[attr-defined]  # RISC-V only (return_insn)
+                return 0
+            total += owed + pending  # the mret it stands on runs first, counted, no firmware's
+            uc.emu_start(pc | isa.code_bit, self.until, count=owed + pending)
 
     def _after_cut(self, stop: SliceStop) -> str | None:
         m = self.machine

@@ -30,6 +30,15 @@ in a register (`Isa.sled_counter`, the firmware's value saved on entry and resto
 by `leave`), give the instructions spent in the sled, so count - sled = instructions
 executed before the stop, exactly.
 
+Returns (RISC-V): a marked `mret` (irqstate.py) traps into the interrupt hook, which sends the
+CPU to a real `mret` placed after the sled's code (`return_at`): QEMU performs the return
+(helper_mret writes mstatus without the TLB flush that a register write changing MPP costs,
+csr.c's write_mstatus; a flush and its refills cost a tick ~10% of a 100k-instruction
+period). Unicorn counts that `mret` too: the run loop subtracts the ones that ran
+(`returns_run`) and runs the slice on until it has executed its count of firmware
+instructions (runloop.py, `_emulate`); one the slice ended on is performed at the boundary
+(`Isa.finish_return`), uncounted, as the hook used to.
+
 Each `wfi` of the loaded image is marked (`Isa.idle_mark`: an encoding that traps as
 an illegal instruction): the interrupt hook sees the trap at a marked address and
 stops the slice there as the old code hook did before the `wfi` ran. The firmware
@@ -81,6 +90,7 @@ from unicorn import UcError
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc_machine.bridge import abi
 from kalloc_machine.memlayout import IDLE_SLED_SIZE
+from kalloc_machine.rawregs import batch_reader, write_batch
 
 if TYPE_CHECKING:
     from kalloc.physmem import PhysMem
@@ -144,12 +154,20 @@ class IdleSled:
         self.on_release: list[Callable[[], None]] = []  # after a slice a fault ended (mmu: TLB flush)
         self._faulted = False
         self.translated = False  # mmu.py's fill hook sees faults first (the memory hook then never maps)
+        # RISC-V: a real `mret` after the sled's code, where a marked one is sent ("Returns")
+        insn: bytes | None = getattr(isa, "return_insn", None)
+        self.return_insn = insn
+        self.return_at = self.base + SLED_LEN * isa.sled_step if insn else None
+        self.redirects = 0  # marked returns sent to return_at since the run loop zeroed it
+        self._read_counter: Callable[[], tuple[int, ...] | None] | None = None  # `_counter`
 
     def install(self, wfi_pcs: list[int]) -> None:
         """Map the idle sled, mark every wfi of the loaded image, add the CPU-side hooks."""
         uc, isa = self.uc, self.isa
         uc.mem_map(self.base, IDLE_SLED_SIZE - PAGE, unicorn.UC_PROT_EXEC)
         uc.mem_write(self.base, isa.idle_sled(self.base, SLED_LEN))
+        if self.return_at is not None and self.return_insn:
+            uc.mem_write(self.return_at, self.return_insn)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._on_mem_fault)
         if isa.undefined_intno >= 0:  # an ISA whose undefined instructions no interrupt reports
@@ -169,9 +187,16 @@ class IdleSled:
         """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept)."""
         uc = self.uc
         if self._saved is None:
-            self._saved = uc.reg_read(self.isa.sled_counter)
-        uc.reg_write(self.isa.sled_counter, 0)
+            self._saved = self._counter()
+        write_batch(uc, (self.isa.sled_counter,), (0,))
         self.isa.set_pc(uc, self.base)
+
+    def _counter(self) -> int:
+        """The sled_counter register (one untyped ctypes call: rawregs.batch_reader)."""
+        if self._read_counter is None:
+            self._read_counter = batch_reader(self.uc, (self.isa.sled_counter,))
+        got = self._read_counter()
+        return int(got[0]) if got is not None else int(self.uc.reg_read(self.isa.sled_counter))
 
     def holds(self, pc: int) -> bool:
         """Is pc in the sled's own code (not elsewhere in its window: call stops, fault sink)?"""
@@ -184,9 +209,9 @@ class IdleSled:
         uc, isa = self.uc, self.isa
         saved, self._saved = self._saved, None
         pc = isa.pc(uc)
-        laps = uc.reg_read(isa.sled_counter)
+        laps = self._counter()
         if saved is not None:
-            uc.reg_write(isa.sled_counter, saved)
+            write_batch(uc, (isa.sled_counter,), (saved,))
         if saved is None or not self.holds(pc):
             return None
         offset = (pc - self.base) // isa.sled_step
@@ -278,9 +303,7 @@ class IdleSled:
                 self.stop = SliceStop("fatal")
         elif intno == isa.illegal_intno and self.is_marked_wfi(pc := isa.pc(uc) - isa.fault_pc_adjust):
             self.stop = SliceStop("wfi", pc=pc)
-        elif intno == isa.return_intno and isa.exception_return(uc):  # the return the CPU leaves to us
-            if self.on_exception_return is not None:
-                self.on_exception_return(isa.pc(uc))
+        elif intno == isa.return_intno and self._exception_return(uc):  # the return the CPU leaves to us
             return
         else:
             pc = isa.pc(uc) - isa.fault_pc_adjust
@@ -289,6 +312,28 @@ class IdleSled:
             self.fault(faults.cpu_fault(text, pc))
             return
         self.enter()
+
+    def _exception_return(self, uc: unicorn.Uc) -> bool:
+        """A return from an interrupt, performed (Isa.exception_return) or sent to the real one at
+        return_at ("Returns"); irqstate hears of it. False: not a return."""
+        at, isa = self.return_at, self.isa
+        if at is None:
+            if not isa.exception_return(uc):
+                return False
+            to = isa.pc(uc)
+        else:
+            got = isa.return_via(uc, at)  # type: ignore[attr-defined]  # RISC-V only (return_insn)
+            if got is None:
+                return False
+            to, self.redirects = got, self.redirects + 1
+        if self.on_exception_return is not None:
+            self.on_exception_return(to)
+        return True
+
+    def returns_run(self, pc: int) -> int:
+        """The sled's `mret`s the CPU ran since `redirects` was zeroed, the CPU now at pc (one it
+        stands on has not run). Unicorn counted each: none is a firmware instruction."""
+        return self.redirects - (pc == self.return_at)
 
     def _on_invalid(self, uc: unicorn.Uc, _ud: Any) -> bool:
         """An undefined instruction (Cortex-M: Unicorn would raise out of emu_start): a fault at

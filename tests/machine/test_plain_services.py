@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from kalloc_machine.bridge import abi
 from kalloc_machine.bridge.callsite import ChainMemo, reads_caller
 from kalloc_machine.isa.armv7m_unwind import CallSiteWalker
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 
-MACHINES = [("default", None, ChainMemo), ("stm32f4", "armv7m", CallSiteWalker)]
+MACHINES = [("default", None, (ChainMemo, "kept")), ("stm32f4", "armv7m", (CallSiteWalker, "walk"))]
 PLAIN = ("NOP", "BOOTINFO", "STATS_DUMP", "NR_FREE_PAGES")
 
 
@@ -39,16 +38,17 @@ def _comparable(report: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("board", "isa", "walker"), MACHINES)
 def test_only_the_failing_plain_calls_walk_their_site(
-    board: str, isa: str | None, walker: type, monkeypatch: pytest.MonkeyPatch
+    board: str, isa: str | None, walker: tuple[type, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     walks = [0]
-    walk = walker.walk
+    cls, name = walker
+    walk = getattr(cls, name)
 
     def counted(self: Any, *args: Any) -> Any:
         walks[0] += 1
         return walk(self, *args)
 
-    monkeypatch.setattr(walker, "walk", counted)
+    monkeypatch.setattr(cls, name, counted)
     report = _session(board, isa).run().report
     assert report["hypercalls"] == {"NOP": 100, "BOOTINFO": 2, "CONSOLE_WRITE": 1, "NR_FREE_PAGES": 1}
     # the BOOTINFO that failed (late) and the CONSOLE_WRITE (vmbridge.py serves it: it reads its
@@ -57,7 +57,9 @@ def test_only_the_failing_plain_calls_walk_their_site(
 
 
 @pytest.mark.parametrize(("board", "isa", "walker"), MACHINES)
-def test_a_failing_plain_call_names_the_site_the_eager_walk_named(board: str, isa: str | None, walker: type) -> None:
+def test_a_failing_plain_call_names_the_site_the_eager_walk_named(
+    board: str, isa: str | None, walker: tuple[type, str]
+) -> None:
     lazy = _session(board, isa).run().report
     eager_session = _session(board, isa)
     _unmarked(eager_session)

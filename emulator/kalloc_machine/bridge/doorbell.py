@@ -23,6 +23,8 @@ Data structure:
     _contexts[ctx word] -> (Context, depth)   decoded once per distinct (true) word
     _callers[site << 32 | ctx word] -> Caller one per (site, true word): Callers are immutable
     _chain                                    RV32's call-site walks, remembered (bridge/callsite.py)
+    _sites[(ra, fp)] -> Site                  RV32: a walk's check, ctx word and Caller (restored
+    _by_walk[id(walker's answer)] -> Site     Cortex-M: (answer, ra, ctx, Caller)   with the depot)
     _disagreements {(claim, truth)}           the context claims already reported
 
 Every value in a block is untrusted. The bridge checks the block address and the
@@ -39,7 +41,8 @@ Invariants:
  3. Site tracking is always on: every call saves its frame-pointer stack in the
     allocator's stack depot and passes the handle as `Caller.site`.
  4. The hot path (a known service, no error, the claim equal to the truth) makes no
-    Python call besides the call-site walk (`ChainMemo.walk`; Cortex-M: the ISA's walker),
+    Python call besides the call site's (RV32: none for a remembered site, `_sites`;
+    Cortex-M: the ISA's walker and `_site_caller`),
     the intercept when one is set, and the handler (a known site and context: no decode):
     the claim is checked by one comparison with `irq_state.word`, and only a mismatch
     takes `_judge` (which reads the mask from the CPU when the claim's differs from the
@@ -62,7 +65,7 @@ from kalloc import Caller, Context
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc.physmem import BadAddress, PhysMem, RamBank
 from kalloc_machine.bridge import abi
-from kalloc_machine.bridge.callsite import ChainMemo, chain, reads_caller
+from kalloc_machine.bridge.callsite import MEMO, ChainMemo, Site, call_site_walker, chain, reads_caller
 from kalloc_machine.bridge.internal import hypercall_phrase, internal_error
 from kalloc_machine.irqstate import UNKNOWN, IrqState
 from kalloc_machine.memlayout import DOORBELL_SIZE
@@ -126,6 +129,8 @@ class Bridge:
         self._save = ka.depot.save  # bound once: the depot is the allocator's for its lifetime
         self._handles = ka.depot.handles  # a known stack's handle without the call (the hot path)
         self._chain = ChainMemo()  # stack_above, remembered (bridge/callsite.py)
+        self._sites: dict[tuple[int, int], Site] = {}  # (ra, fp) -> its check and Caller (RV32)
+        self._by_walk: dict[int, Site] = {}  # id(the walker's answer) -> (it, ra, ctx, Caller) (Cortex-M)
         self._callers: dict[int, Caller] = {}  # site << 32 | ctx word -> its Caller (immutable: shared)
         self._reports = ka.reports  # the allocator's queue (one list, cleared in place)
         self._buddy = ka.buddy
@@ -191,10 +196,13 @@ class Bridge:
             if plain is not None and self.intercept is None:  # reads no caller: no walk (invariant 6)
                 self._counts[service] += 1
                 result, aux = plain(None, a0, a1, a2, a3, a4, a5)
-            else:  # the call site (ra & ~1: Thumb), its depot handle, its Caller
-                stack = self._unwound(ra & ~1) if self._unwinds else self._chain.walk(ra, fp, bank)
-                handle = self._handles.get(stack) or self._save(stack)  # the site in the depot
-                caller = self._callers.get(handle << 32 | ctx) or self._caller(ctx, handle)  # per (site, ctx)
+            else:  # the Caller: RV32's remembered by (ra, fp) with the stack words its walk read
+                kept = self._sites.get((ra, fp))  # (bank, unpack, at, words, ctx, Caller); Cortex-M: none
+                if (kept is not None and kept[4] == ctx and kept[0] is bank
+                        and kept[1](buf, kept[2]) == kept[3]):
+                    caller = kept[5]
+                else:
+                    caller = self._site_caller(ctx, ra, fp, bank)
                 handler = self._table[service] if service < MAX_SERVICES else None
                 if handler is None:
                     self._no_service(service, caller)
@@ -229,14 +237,12 @@ class Bridge:
     # -- the cold paths -----------------------------------------------------------------------------
 
     def _late_caller(self, service: int, ctx: int, ra: int, fp: int, bank: RamBank) -> Caller | None:
-        """The Caller of a plain service's failed call (invariant 6), walked now: the guest is still
-        stopped at the doorbell store, so the stack is the call's. None: the walk itself failed,
-        or the service is not plain (its walk was the one that failed)."""
+        """A plain service's failed call's Caller (invariant 6), walked now (the guest is still stopped
+        at the store: the stack is the call's). None: not plain (its walk failed), or the walk failed."""
         if service >= MAX_SERVICES or self._plain[service] is None or self.intercept is not None:
             return None
         try:
-            stack = self._unwound(ra & ~1) if self._unwinds else self._chain.walk(ra, fp, bank)
-            return self._caller(ctx, self._save(stack))
+            return self._site_caller(ctx, ra, fp, bank)
         except Exception:  # the report goes on without a site, as when the eager walk fails
             return None
 
@@ -254,13 +260,37 @@ class Bridge:
             self.machine.report(report)
         reports.clear()
 
-    def _unwound(self, ra: int) -> tuple[int, ...]:
+    def _site_caller(self, ctx: int, ra: int, fp: int, bank: RamBank) -> Caller:
+        """The Caller of a call whose site is not remembered (RV32: then remembered, `_sites`)."""
+        if self._unwinds:  # Cortex-M: the ISA's walker, its answer's Caller remembered by identity
+            pcs = self._walker.walk(self._stack_bank) if self._walker is not None else None
+            known = self._by_walk.get(id(pcs)) if pcs is not None else None
+            if known is not None and known[0] is pcs and known[1] == ra and known[2] == ctx:
+                return known[3]  # the walker's same (remembered) answer, the same ra and context
+            stack = self._unwound(ra & ~1, pcs)  # ~1: Thumb
+            handle = self._handles.get(stack) or self._save(stack)
+            caller = self._callers.get(handle << 32 | ctx) or self._caller(ctx, handle)
+            if pcs is not None:
+                if len(self._by_walk) >= MEMO:
+                    self._by_walk.clear()
+                self._by_walk[id(pcs)] = Site((pcs, ra, ctx, caller))  # keeps pcs alive: its id stays its
+            return caller
+        walk = self._chain.kept(ra, fp, bank)
+        stack = walk[4]
+        handle = self._handles.get(stack) or self._save(stack)  # the site in the depot
+        caller = self._callers.get(handle << 32 | ctx) or self._caller(ctx, handle)
+        if len(self._sites) >= MEMO:  # (ra, fp) come from guest registers: bounded
+            self._sites.clear()
+        self._sites[(ra, fp)] = Site((walk[0], walk[1], walk[2], walk[3], ctx, caller))
+        return caller
+
+    def _unwound(self, ra: int, pcs: tuple[int, ...] | None) -> tuple[int, ...]:
         """The call stack above the stub from the CPU's own state (the ISA's unwinder, from the
-        doorbell store in the wrapper): [ra, its callers...]; (ra,) when ra is not on it."""
-        pcs = self._walker.walk(self._stack_bank) if self._walker is not None else None
+        doorbell store in the wrapper; `pcs`: the fast walker's answer, None to walk the general
+        way): [ra, its callers...]; (ra,) when ra is not on it."""
         if pcs is None:  # the general walk (an exception frame, another bank, no fast walker)
-            m: Any = self.machine
-            regs = m.isa.read_regs(m.uc)  # one batch read: pc with the rest (no second read for pc)
+            m: Any = self.machine  # one batch read: pc with the rest (no second read for pc)
+            regs = m.isa.read_regs(m.uc)
             pcs = m.backtrace(regs["pc"] & ~1, regs, BACKTRACE_DEPTH + 1)  # the wrapper's pc, then the site
         if ra in pcs:
             at = pcs.index(ra)
@@ -341,22 +371,6 @@ class _ClaimsOnly:
     """The truth of a bridge whose machine keeps none (a test double): never equal to a claim."""
 
     word = UNKNOWN
-
-
-def call_site_walker(machine: Any, isa: Any) -> Any:
-    """The ISA's fast call-site walker (`CallSiteWalker`), or None: the machine's backtrace."""
-    make = getattr(getattr(isa, "unwind", None), "call_site_walker", None)
-    faults, fw = getattr(machine, "faults", None), getattr(machine, "firmware", None)
-    if make is None or faults is None or fw is None:
-        return None
-
-    def leaf_rule(pc: int, ra: int) -> bool:  # FaultReporter.backtrace's: ra, when it is not pcs[1]
-        if not fw.is_code(ra):
-            return False
-        here, there = fw.symbol_at(pc), fw.symbol_at(ra - 1)
-        return here is None or there is None or here[0] != there[0]
-
-    return make(machine.uc, faults.is_code, leaf_rule, BACKTRACE_DEPTH + 1)  # the wrapper's pc, then the site
 
 
 def _describe(word: int) -> tuple[str, dict[str, Any]]:

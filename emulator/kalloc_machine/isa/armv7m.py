@@ -62,7 +62,7 @@ from kalloc_machine.isa import armv7m_exc as exc
 from kalloc_machine.isa.armv7m_decode import IDLE_MARK, ThumbDecoder, idle_sled, insn_size
 from kalloc_machine.isa.armv7m_scs import Scs
 from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
-from kalloc_machine.rawregs import read_batch
+from kalloc_machine.rawregs import batch_reader, read_batch
 
 EXC_SYSTICK = 15
 EXC_IRQ0 = 16
@@ -122,6 +122,7 @@ class ArmV7M:
         self.decoder = ThumbDecoder()  # with the ELF's data-in-code ranges (read_elf)
         self.reports: list[str] = []  # a bare engine's exception errors (no machine: `core_devices`)
         self.scs = Scs(Clock(), None, None, self.reports.append)  # replaced by the machine's
+        self._pc_reader: tuple[Any, Any] | None = None  # (engine, rawregs.batch_reader of its PC): `pc`
 
     def core_devices(self, machine: Any) -> list[Any]:
         """The System Control Space (NVIC, SysTick, SCB) of the machine's CPU (isa/armv7m_scs.py).
@@ -180,8 +181,12 @@ class ArmV7M:
         names = ("xpsr", "primask", "control", "msp", "psp", "basepri")
         return dict(zip(names, uc.reg_read_batch(regs), strict=False))
 
-    def pc(self, uc: unicorn.Uc) -> int:
-        pc: int = uc.reg_read(ac.UC_ARM_REG_PC)
+    def pc(self, uc: unicorn.Uc) -> int:  # one untyped ctypes call (rawregs.batch_reader): every boundary
+        reader = self._pc_reader
+        if reader is None or reader[0] is not uc:
+            reader = self._pc_reader = (uc, batch_reader(uc, (ac.UC_ARM_REG_PC,)))
+        got = reader[1]()
+        pc: int = got[0] if got is not None else uc.reg_read(ac.UC_ARM_REG_PC)
         return pc & ~1
 
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:

@@ -143,7 +143,9 @@ class Scs(Device):
             out.append(EXC_SYSTICK)  # the CLINT compare too: ELFs of an SDK before SysTick
         lines = self.soft_pending | (1 if self.intc is not None and self.intc.asserted() else 0)
         lines &= self.enabled
-        out += [EXC_IRQ0 + n for n in range(NR_IRQS) if lines >> n & 1 and EXC_IRQ0 + n not in self.active]
+        if lines:  # (every slice boundary asks: most have no line raised)
+            active = self.active
+            out += [EXC_IRQ0 + n for n in range(NR_IRQS) if lines >> n & 1 and EXC_IRQ0 + n not in active]
         return out
 
     def pick(self, wake: bool = False) -> tuple[int, bool]:

@@ -28,8 +28,9 @@ import unicorn
 from unicorn import riscv_const as rc
 
 from kalloc_machine.isa import CodeScan, ReadCode, ReadU32
+from kalloc_machine.isa.rv32_entry import TrapImage
 from kalloc_machine.memlayout import IDLE_SLED_BASE
-from kalloc_machine.rawregs import read_batch, write_batch
+from kalloc_machine.rawregs import batch_reader, read_batch, write_batch
 
 # mstatus bits (privileged spec 3.1.6)
 MSTATUS_MIE = 1 << 3
@@ -60,6 +61,7 @@ EXCEPTION_NAMES: dict[int, str] = {
     15: "store page fault",
 }
 
+# long-module: one ISA's whole port (registers, trap entry and its two returns, sled, scans, decoding)
 ABI_NAMES: tuple[str, ...] = (
     "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1",
     "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7",
@@ -93,6 +95,10 @@ _ENTRY_READ = (rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MTVE
 _ENTRY_WRITE = (rc.UC_RISCV_REG_MEPC, rc.UC_RISCV_REG_MCAUSE, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_PC)
 _RETURN_READ = (rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_PRIV, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MEPC)
 _RETURN_WRITE = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_PRIV)
+_RETURN_CHECK = (rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_PRIV, rc.UC_RISCV_REG_MEPC)
+_FINISH_READ = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MEPC)
+_PC = (rc.UC_RISCV_REG_PC,)
+_NO_IMAGE: Any = object()  # TrapImage.locate found nothing on this engine: register writes
 
 
 def jal_x0(offset: int) -> bytes:
@@ -202,6 +208,7 @@ class RiscV32:
     sled_base = IDLE_SLED_BASE
     return_intno = 2  # a marked mret traps as an illegal instruction: `exception_return` performs it
     return_mark = RETURN_MARK
+    return_insn = MRET  # the sled's real mret a marked one is sent to (sled.py, `return_via`)
     frame_chain = True  # the hypercall stub's fp heads an s0 chain the bridge walks in RAM
     undefined_intno = -1  # an illegal instruction traps through the interrupt hook (intno 2)
     code_bit = 0
@@ -209,6 +216,8 @@ class RiscV32:
     def __init__(self) -> None:
         self._cs: Any = None  # capstone, opened on the first disassembly
         self.returns: frozenset[int] = frozenset()  # every mret of the ELF's code (scan_returns)
+        self._image: Any = None  # the entry's TrapImage for the engine it was found on, or _NO_IMAGE
+        self._pc_reader: tuple[Any, Callable[[], tuple[int, ...] | None]] | None = None  # (engine, reader)
 
     # -- port hooks (nothing to do on this ISA) ----------------------------------------
 
@@ -229,13 +238,32 @@ class RiscV32:
         """From the interrupt hook (intno 2, PC 4 past it): perform a marked `mret` in M-mode
         (invariant 2); False for any other illegal instruction (an mret outside M-mode too)."""
         pc, priv, mstatus, mepc = read_batch(uc, _RETURN_READ)
-        pc -= self.fault_pc_adjust
-        if pc not in self.returns or priv != PRIV_M or bytes(uc.mem_read(pc, 4)) != RETURN_MARK:
+        if not self._is_marked_return(uc, pc - self.fault_pc_adjust, priv):
             return False
+        self._perform_return(uc, mstatus, mepc)
+        return True
+
+    def return_via(self, uc: BatchUc, at: int) -> int | None:
+        """As `exception_return`, but sends the PC to the real `mret` at `at` (sled.py, "Returns"):
+        QEMU performs it, without a TLB flush. Its mepc, or None: not a marked return."""
+        pc, priv, mepc = read_batch(uc, _RETURN_CHECK)
+        if not self._is_marked_return(uc, pc - self.fault_pc_adjust, priv):
+            return None
+        write_batch(uc, _PC, (at,))
+        return int(mepc)
+
+    def finish_return(self, uc: BatchUc) -> None:
+        """Perform the sled's `mret` the CPU stands on at a boundary, uncounted (its mark was)."""
+        self._perform_return(uc, *read_batch(uc, _FINISH_READ))
+
+    def _is_marked_return(self, uc: BatchUc, pc: int, priv: int) -> bool:
+        return pc in self.returns and priv == PRIV_M and bytes(uc.mem_read(pc, 4)) == RETURN_MARK
+
+    @staticmethod
+    def _perform_return(uc: BatchUc, mstatus: int, mepc: int) -> None:  # MIE <- MPIE, MPIE <- 1, MPP <- U
         mpp = (mstatus & MSTATUS_MPP) >> 11  # the mode returned to (the reserved 2 is U, as in QEMU)
         mstatus = (mstatus & ~(MSTATUS_MIE | MSTATUS_MPP)) | (MSTATUS_MIE if mstatus & MSTATUS_MPIE else 0)
         write_batch(uc, _RETURN_WRITE, (mstatus | MSTATUS_MPIE, mepc, 0 if mpp == 2 else mpp))
-        return True
 
     # -- registers ------------------------------------------------------------------
 
@@ -252,8 +280,12 @@ class RiscV32:
                 rc.UC_RISCV_REG_MEPC, rc.UC_RISCV_REG_MCAUSE)  # fmt: skip
         return dict(zip(("mstatus", "mie", "mtvec", "mepc", "mcause"), uc.reg_read_batch(regs), strict=False))
 
-    def pc(self, uc: unicorn.Uc) -> int:
-        pc: int = uc.reg_read(rc.UC_RISCV_REG_PC)
+    def pc(self, uc: unicorn.Uc) -> int:  # one untyped ctypes call (rawregs.batch_reader): every boundary
+        reader = self._pc_reader
+        if reader is None or reader[0] is not uc:
+            reader = self._pc_reader = (uc, batch_reader(uc, _PC))
+        got = reader[1]()
+        pc: int = got[0] if got is not None else uc.reg_read(rc.UC_RISCV_REG_PC)
         return pc
 
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
@@ -271,7 +303,13 @@ class RiscV32:
         return bool(mie & MIE_MTIE), bool(mie & MIE_MEIE)
 
     def enter_interrupt(self, uc: BatchUc, cause: int) -> int:
-        """Take an interrupt now (invariant 2). Returns the handler address."""
+        """Take an interrupt now (invariant 2). Returns the handler address. Stored into the CPU
+        state as QEMU's own entry does, without a TLB flush, where it can (isa/rv32_entry.py)."""
+        image = self._image
+        if image is None or (image is not _NO_IMAGE and image.uc is not uc):
+            image = self._image = TrapImage.locate(uc) or _NO_IMAGE
+        if image is not _NO_IMAGE and (handler := image.enter(cause)) is not None:
+            return int(handler)
         pc, mstatus, mtvec = read_batch(uc, _ENTRY_READ)
         mpie = MSTATUS_MPIE if mstatus & MSTATUS_MIE else 0
         mstatus = (mstatus & ~(MSTATUS_MIE | MSTATUS_MPIE)) | mpie | MSTATUS_MPP

@@ -104,11 +104,12 @@ def bench_floor(s: BenchSettings, tick: Callable[[], None]) -> tuple[list[Figure
     per = {k: [t - e for t, e in zip(got[k], got["empty"], strict=True)] for k in ("nop", "bare", "site")}
     floor, bare, site = (statistics.median(per[k]) for k in ("nop", "bare", "site"))
 
-    def ratio(of: str) -> float | None:
+    def ratio(of: str) -> tuple[float | None, str]:
         each = [a / b for a, b in zip(per[of], per["bare"], strict=True) if b > 0]
-        return statistics.median(each) if each else None
+        spread = f"median of per-round ratios ({min(each):.3g}–{max(each):.3g})" if each else "no round"
+        return (statistics.median(each) if each else None), spread
 
-    floor_ratio, site_ratio = ratio("nop"), ratio("site")
+    (floor_ratio, floor_spread), (site_ratio, site_spread) = ratio("nop"), ratio("site")
     figs = [
         Figure("hypercall floor (empty round trip)", floor * 1e6, "µs",
                note="NOP through the bridge (block decode, context, dispatch, result; NOP reads no caller: "
@@ -117,11 +118,10 @@ def bench_floor(s: BenchSettings, tick: Callable[[], None]) -> tuple[list[Figure
                note="the binding's mmio_map, a Python callback that returns: the reference under the bridge"),
         Figure("hypercall floor / bare doorbell", floor_ratio, "×", "≤ 2.0",
                None if floor_ratio is None else floor_ratio <= 2.0,
-               "kalloc's part of a call: block, context, dispatch, result; median of per-round ratios"),
+               f"kalloc's part of a call: block, context, dispatch, result; {floor_spread}"),
         Figure("hypercall with call site (NOP served as an allocation service is)", site * 1e6, "µs",
                note="the floor plus the call-site walk, its depot handle and Caller"),
-        Figure("hypercall with call site / bare doorbell", site_ratio, "×",
-               note="median of per-round ratios"),
+        Figure("hypercall with call site / bare doorbell", site_ratio, "×", note=site_spread),
     ]  # fmt: skip
     return figs, site
 
