@@ -278,7 +278,6 @@ class Mmu:
         vaddr, verb, pc = self.fault
         self.fault = None
         m = self.machine
-        d = self.vm.describe(vaddr)
         if verb == "fetch":  # the PC is the target; the call site is in ra
             regs = m.isa.read_regs(m.uc)
             pc = vaddr
@@ -288,6 +287,7 @@ class Mmu:
         size = None
         if verb != "fetch":
             vaddr, size = self._exact_address(pc, vaddr, regs)
+        d = self.vm.describe(vaddr)  # of the exact byte, so offset and text name it, not its page
         what = _STATE_TEXT.get(d["state"], d["state"])
         area = d["area"]
         text = f"{verb} at {vaddr:#x}: {what}"

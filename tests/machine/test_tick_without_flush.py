@@ -28,7 +28,8 @@ _CSRS = (rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MEPC, rc.U
          rc.UC_RISCV_REG_PRIV, rc.UC_RISCV_REG_MTVEC, rc.UC_RISCV_REG_A0)  # fmt: skip
 
 
-def _ticking(mode: str = "compute_irq", iters: int = 20_000, period: int = 100_000, **options: Any) -> Session:
+def _ticking(mode: str = "compute_irq", iters: int = 20_000, period: int = 100_000, **options: Any
+             ) -> Session:  # fmt: skip
     s = Session(RunOptions(firmware=bench_elf("default"), sanitize="off", **options))
     poke(s, "bench_mode", MODES[mode])
     poke(s, "bench_iters", iters)
@@ -126,7 +127,8 @@ def _entered(mstatus: int, mtvec: int, image: bool) -> tuple[int, ...]:
 @pytest.mark.parametrize(("mie", "mpie", "mpp", "others", "mtvec"),
                          list(itertools.product((0, 0x8), (0, 0x80), (0, 0x800, 0x1800), (0, 0x122, 0x2_0000),
                                                 (0x1000, 0x1001))))  # fmt: skip
-def test_the_image_entry_is_the_register_entry(mie: int, mpie: int, mpp: int, others: int, mtvec: int) -> None:
+def test_the_image_entry_is_the_register_entry(mie: int, mpie: int, mpp: int, others: int,
+                                               mtvec: int) -> None:  # fmt: skip
     """Every CSR and register the entry touches (or not) ends as the register writes leave it;
     under MPRV (0x2_0000) the image steps aside (the flush is the architecture's there)."""
     mstatus = mie | mpie | mpp | others

@@ -10,7 +10,7 @@ report costs cancel.
 
 Figures (issue "Benchmarks", targets beside them):
  1. hypercall floor: an empty hypercall round trip, firmware → Python → firmware, against a
-    bare MMIO callback (≤ 2.0; longer runs, ratios per round: `bench_floor`), and the same
+    bare MMIO callback (≤ 2.0; longer runs, ratios per round: `floor_figures`), and the same
     call with its call site walked, as every allocation service's is;
  2. allocation cost per operation as a ratio to the call with its call site (target ≤ 2.0 for
     kmalloc/kfree and cache alloc/free);
@@ -67,10 +67,18 @@ from kalloc_machine.tools.campaign_bench import bench_campaign
 
 
 def bench_allocation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
-    figs, site_floor = bench_floor(s, tick)
-    modes = ["empty", *CALLS_PER_ITER]
-    samplers: dict[str, Callable[[], float]] = {m: partial(per_iter, m, s) for m in modes}
-    med = interleaved(samplers, s.reps, tick)
+    """The floor's figures (`floor_figures`) and each allocation's cost per operation against the
+    call with its call site, all in the same interleaved rounds, each ratio taken per round."""
+    runs: dict[str, Callable[[], float]] = {
+        "empty": partial(per_iter, "empty", s, iters=s.floor_iters),
+        "nop": partial(per_iter, "nop", s, iters=s.floor_iters),
+        "bare": partial(per_iter, "nop", s, bare=True, iters=s.floor_iters),
+        "site": partial(per_iter, "nop", s, site=True, iters=s.floor_iters),
+        "loop": partial(per_iter, "empty", s),  # the allocations' own iteration counts
+        **{m: partial(per_iter, m, s) for m in CALLS_PER_ITER},
+    }
+    got = rounds(runs, s.reps, tick)
+    figs, site = floor_figures(got)
     targets = {"kmalloc": 2.0, "cache": 2.0}
     labels = {
         "kmalloc": "kmalloc+kfree, mixed small sizes",
@@ -79,28 +87,24 @@ def bench_allocation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]
         "malloc": "malloc+realloc+free",
     }
     for mode, calls in CALLS_PER_ITER.items():
-        per_op = (med[mode] - med["empty"]) / calls
-        ratio = per_op / site_floor if site_floor > 0 else None
+        per_op = [(t - e) / calls for t, e in zip(got[mode], got["loop"], strict=True)]
+        each = [op / c for op, c in zip(per_op, site, strict=True) if c > 0]
+        ratio = statistics.median(each) if each else None
         target = targets.get(mode)
         ok = None if target is None or ratio is None else ratio <= target
         mark = f"≤ {target}" if target else ""
-        figs.append(Figure(f"{labels[mode]} per operation / hypercall with call site", ratio, "×", mark,
-                           ok, f"{per_op * 1e6:.2f} µs per operation"))  # fmt: skip
+        figs.append(Figure(f"{labels[mode]} per operation / hypercall with call site", ratio, "×", mark, ok,
+                           f"{statistics.median(per_op) * 1e6:.2f} µs per operation; median of per-round "
+                           "ratios"))  # fmt: skip
     return figs
 
 
-def bench_floor(s: BenchSettings, tick: Callable[[], None]) -> tuple[list[Figure], float]:
+def floor_figures(got: dict[str, list[float]]) -> tuple[list[Figure], list[float]]:
     """The hypercall floor against a bare MMIO callback, and the call with its call site (the
-    denominator of the per-operation rows: every allocation service walks its site); the site
-    floor in seconds. Each round times the four runs one after the other; a ratio is taken per
-    round and the median over rounds is reported (docs/performance.md, "the floor's method")."""
-    runs: dict[str, Callable[[], float]] = {
-            "empty": partial(per_iter, "empty", s, iters=s.floor_iters),
-            "nop": partial(per_iter, "nop", s, iters=s.floor_iters),
-            "bare": partial(per_iter, "nop", s, bare=True, iters=s.floor_iters),
-            "site": partial(per_iter, "nop", s, site=True, iters=s.floor_iters),
-    }  # fmt: skip
-    got = rounds(runs, s.reps, tick)
+    denominator of the per-operation rows: every allocation service walks its site), from the
+    rounds' runs (empty, nop, bare, site: longer runs, BenchSettings.floor_iters); with the site
+    floor of each round in seconds. A ratio is taken per round (each run minus that round's
+    empty loop) and the median over rounds reported (docs/performance.md, the floor's method)."""
     per = {k: [t - e for t, e in zip(got[k], got["empty"], strict=True)] for k in ("nop", "bare", "site")}
     floor, bare, site = (statistics.median(per[k]) for k in ("nop", "bare", "site"))
 
@@ -123,7 +127,7 @@ def bench_floor(s: BenchSettings, tick: Callable[[], None]) -> tuple[list[Figure
                note="the floor plus the call-site walk, its depot handle and Caller"),
         Figure("hypercall with call site / bare doorbell", site_ratio, "×", note=site_spread),
     ]  # fmt: skip
-    return figs, site
+    return figs, per["site"]
 
 
 def bench_sanitizers(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
