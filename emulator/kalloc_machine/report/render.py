@@ -270,6 +270,28 @@ def _interrupts(report: dict[str, Any], out: Console) -> None:
     calls = report.get("hypercalls", {})
     if calls:
         out.print("hypercalls: " + ", ".join(f"{k} {v}" for k, v in calls.items()), markup=False)
+    _fast_path(report, out)
+
+
+def _fast_path(report: dict[str, Any], out: Console) -> None:
+    """One line each for the per-CPU magazines and the fast path, when the run asked for them
+    (a `--fastpath on` the mode could not serve says why, so it is never silently off)."""
+    mags = report.get("percpu")
+    if mags and "off" in mags:
+        out.print(f"per-CPU magazines: not used: {mags['off']}", markup=False)
+    elif mags:
+        out.print(f"per-CPU magazines: limit {mags['limit']}, batch {mags['batch']}; "
+                  f"{mags['refills']} refills, {mags['flushes']} flushes", markup=False)  # fmt: skip
+    fp = report.get("fastpath")
+    if not fp:
+        return
+    if fp.get("on"):
+        text = f"fast path: {fp['served']} calls served in firmware, {fp['drains']} ring drains"
+        if fp.get("corrupt"):
+            text += f"; stopped: {fp['corrupt']}"
+    else:
+        text = f"fast path: not used: {fp.get('off', 'not served')}"
+    out.print(text, markup=False)
 
 
 def _irq_dma_tables(report: dict[str, Any], out: Console) -> bool:
