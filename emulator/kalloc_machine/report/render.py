@@ -280,13 +280,15 @@ def _fast_path(report: dict[str, Any], out: Console) -> None:
     if mags and "off" in mags:
         out.print(f"per-CPU magazines: not used: {mags['off']}", markup=False)
     elif mags:
+        r, f = mags["refills"], mags["flushes"]
         out.print(f"per-CPU magazines: limit {mags['limit']}, batch {mags['batch']}; "
-                  f"{mags['refills']} refills, {mags['flushes']} flushes", markup=False)  # fmt: skip
+                  f"{r} refill{'s' * (r != 1)}, {f} flush{'es' * (f != 1)}", markup=False)  # fmt: skip
     fp = report.get("fastpath")
     if not fp:
         return
     if fp.get("on"):
-        text = f"fast path: {fp['served']} calls served in firmware, {fp['drains']} ring drains"
+        n, d = fp["served"], fp["drains"]
+        text = f"fast path: {n} call{'s' * (n != 1)} served in firmware, {d} ring drain{'s' * (d != 1)}"
         if fp.get("corrupt"):
             text += f"; stopped: {fp['corrupt']}"
     else:
