@@ -11,7 +11,12 @@
  *   3  the first record's frame count is garbage
  *   4  the class table changes (size 1..8 is served as another class)
  *   5  a store into the blob's code (mapped read+execute only: a CPU fault)
+ *   6  an interrupt handler re-enables interrupts, sets the window's "allowed" word
+ *      (the machine writes 0 there while a handler runs) and mallocs: the blob serves
+ *      it, and the record reaches the machine at the handler's return, made in
+ *      interrupt context: the ring is corrupt, not a task-context malloc
  */
+#include <kalloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -21,6 +26,21 @@ __attribute__((section(".data"), used)) volatile uint32_t mode = 0;
 #define HEAD 2                     /* header word: records in the ring */
 #define MAG32 (0x200 / 4 + 2 * 33) /* kmalloc-32's magazine (class 2, --percpu-cache 32) */
 #define RING0 (0x2000 / 4)         /* the first record */
+#define ALLOWED 1                  /* header word: the blob may serve (machine-written) */
+
+static void *volatile from_irq;
+static volatile int fired;
+
+static void tick(unsigned int irq, void *arg)
+{
+    (void)irq;
+    (void)arg;
+    local_irq_enable();
+    WINDOW[ALLOWED] = 1;
+    from_irq = malloc(32);
+    local_irq_disable();
+    fired = 1;
+}
 
 int main(void)
 {
@@ -44,6 +64,13 @@ int main(void)
         break;
     case 5:
         WINDOW[0x1000 / 4] = 0;
+        break;
+    case 6:
+        request_irq(KALLOC_IRQ_TIMER, tick, 0);
+        kalloc_timer_set(2000);
+        while (!fired)
+            ;
+        free(from_irq);
         break;
     default:
         break;

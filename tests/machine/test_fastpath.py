@@ -100,3 +100,17 @@ def test_the_jump_reaches_both_ways() -> None:
         lo = jalr >> 20
         lo -= (lo & 0x800) << 1
         assert (pc + hi + lo) & 0xFFFF_FFFF == target
+
+
+def test_a_handler_that_unlocks_the_blob_is_one_report() -> None:
+    """fastpath_corrupt mode 6: a timer handler re-enables interrupts, writes the window's allowed
+    word and mallocs; the blob serves it, and the machine's drain at depth 1 names the ring corrupt
+    (a handler's record is never replayed as task context). No traceback, the run goes on."""
+    session = Session(RunOptions(firmware=str(prebuilt("tests/fastpath_corrupt")), sanitize="off",
+                                 fastpath="on"))  # fmt: skip
+    session.machine.phys.write(session.firmware.symbol_addr("mode") or 0, (6).to_bytes(4, "little"))
+    report = session.run().report
+    corrupt = [e for e in report["errors"] if "fast path's ring is corrupt" in e["message"]]
+    assert len(corrupt) == 1 and "interrupt depth 1" in corrupt[0]["message"]
+    assert report["end"] == "exit" and not [e for e in report["errors"] if e["kind"] == "internal"]
+    assert report["fastpath"]["served"] == 1
