@@ -165,8 +165,9 @@ class Magazines:
         listeners = live.listeners
         if listeners:  # LiveTable.notify, to the listeners that want slab objects (as Slub.alloc)
             n, tell = live.slab_listeners_of
-            for fn in tell if n == len(listeners) else live.slab_listeners():
-                fn("alloc", addr, size, cache.size)
+            if tell or n != len(listeners):
+                for fn in live.slab_listeners():
+                    fn("alloc", addr, size, cache.size)
         return slab
 
     def hit_free(self, addr: int, rec: LiveRecord, site: int, slab: Slab) -> None:
@@ -183,8 +184,9 @@ class Magazines:
         listeners = live.listeners
         if listeners:
             n, tell = live.slab_listeners_of
-            for fn in tell if n == len(listeners) else live.slab_listeners():
-                fn("free", addr, size, cache.size)
+            if tell or n != len(listeners):
+                for fn in live.slab_listeners():
+                    fn("free", addr, size, cache.size)
         slab.free_site[idx] = site
         slab.freed_size[idx] = size
         slab.freed_kind[idx] = rec[1]
