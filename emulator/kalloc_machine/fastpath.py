@@ -413,8 +413,8 @@ def _wire(fp: FastPath, session: Any) -> None:
         entered()
         fp.set_allowed()
 
-    def on_returned(pc: int) -> None:  # the return already ran (sled.py): the handler made no records
-        fp.drain()
+    def on_returned(pc: int) -> None:  # the CPU's return ran (sled.py); irq_state's has not yet:
+        fp.drain()  # a handler's records (a scribbled allowed word) fail the drain's depth check
         if returned is not None:
             returned(pc)
         fp.set_allowed()
