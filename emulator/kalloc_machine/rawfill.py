@@ -30,6 +30,8 @@ from typing import Any
 
 import unicorn
 
+from kalloc_machine.rawregs import engine_handle
+
 try:  # the binding's library handle and hook handle type (Unicorn 2.1.4's Python binding)
     from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 except ImportError:  # pragma: no cover - another binding layout
@@ -61,7 +63,7 @@ class RawFill:
 
     @classmethod
     def create(cls, uc: unicorn.Uc, callback: RawCallback) -> RawFill | None:
-        handle = getattr(uc, "_uch", None)  # the engine handle: no public spelling (FOREIGN_PRIVATE)
+        handle = engine_handle(uc)
         if uclib is None or handle is None or not hasattr(uc, "_hook_exception"):
             return None
         return cls(uc, handle, callback)

@@ -30,6 +30,8 @@ from typing import Any
 
 import unicorn
 
+from kalloc_machine.rawregs import engine_handle
+
 Read = Callable[[unicorn.Uc, int, int, Any], int]
 Write = Callable[[unicorn.Uc, int, int, int, Any], None]
 
@@ -54,8 +56,8 @@ def map_raw(
 ) -> list[Any]:
     """Map [base, base+size) as MMIO served by read/write (module docstring); the anchors to keep.
     guarded: `write` catches every exception itself (into `escape`) and is called directly."""
-    handle = getattr(uc, "_uch", None)  # the engine handle: no public spelling (FOREIGN_PRIVATE)
-    if uclib is None or handle is None or not hasattr(uc, "_hook_exception"):
+    handle = engine_handle(uc)
+    if handle is None or not hasattr(uc, "_hook_exception"):
         uc.mmio_map(base, size, read, None, write, None)
         return []
 

@@ -41,6 +41,14 @@ _READ: Any = (
     else None
 )
 
+
+def engine_handle(uc: Any) -> Any | None:
+    """The engine handle every raw ctypes call here takes (rawmmio, rawfill, isa/rv32_entry too):
+    the binding has no public spelling for it (FOREIGN_PRIVATE, in this one place). None: the
+    binding is not the layout these calls know (they fall back to the binding's own methods)."""
+    return getattr(uc, "_uch", None) if uclib is not None else None
+
+
 _Arrays = tuple[Any, Any, Any, int]  # (register ids, value slots, pointers to the slots, count)
 _arrays: dict[tuple[int, ...], _Arrays] = {}
 
@@ -56,8 +64,8 @@ def _build(regs: tuple[int, ...]) -> _Arrays:
 
 def read_batch(uc: Any, regs: tuple[int, ...]) -> list[int]:
     """The values of `regs` (each at most 32 bits wide), as `uc.reg_read_batch(regs)` gives them."""
-    handle = getattr(uc, "_uch", None)  # the engine handle: no public spelling (FOREIGN_PRIVATE)
-    if uclib is None or handle is None:
+    handle = engine_handle(uc)
+    if handle is None:
         return list(uc.reg_read_batch(regs))
     ids, vals, ptrs, n = _arrays.get(regs) or _build(regs)
     if _READ(handle, ids, ptrs, n) != 0:  # the untyped call (module docstring)
@@ -68,7 +76,7 @@ def read_batch(uc: Any, regs: tuple[int, ...]) -> list[int]:
 def batch_reader(uc: Any, regs: tuple[int, ...]) -> Callable[[], tuple[int, ...] | None]:
     """A function reading `regs` (each at most 32 bits) as `read_batch` does, with arrays of its
     own (module docstring); None: the engine refused (the caller reads another way)."""
-    handle = getattr(uc, "_uch", None)
+    handle = engine_handle(uc)
     if _READ is None or handle is None:
         return lambda: tuple(uc.reg_read_batch(regs))
     n, call = len(regs), _READ
@@ -86,8 +94,8 @@ def batch_reader(uc: Any, regs: tuple[int, ...]) -> Callable[[], tuple[int, ...]
 
 def write_batch(uc: Any, regs: tuple[int, ...], values: Sequence[int]) -> None:
     """Write `values` (each at most 32 bits) to `regs` in one call, as `uc.reg_write_batch` would."""
-    handle = getattr(uc, "_uch", None)
-    if uclib is None or handle is None:
+    handle = engine_handle(uc)
+    if handle is None:
         uc.reg_write_batch(list(zip(regs, values, strict=True)))
         return
     ids, vals, ptrs, n = _arrays.get(regs) or _build(regs)

@@ -33,6 +33,8 @@ from typing import Any
 
 from unicorn import riscv_const as rc
 
+from kalloc_machine.rawregs import engine_handle
+
 try:  # the binding's library handle (Unicorn 2.1.4's Python binding)
     from unicorn.unicorn_py3.unicorn import uclib
 except ImportError:  # pragma: no cover - another binding layout
@@ -54,7 +56,7 @@ class TrapImage:
 
     def __init__(self, uc: Any, context: Any, offsets: tuple[int, ...]) -> None:
         self.uc, self._context = uc, context  # the binding's UcContext: it frees the block
-        self._handle, self._ctx = uc._uch, context.context
+        self._handle, self._ctx = engine_handle(uc), context.context
         self._view = _view(context)
         self._pc, self._mstatus, self._mtvec, self._mepc, self._mcause = offsets
 
@@ -64,7 +66,7 @@ class TrapImage:
     @classmethod
     def locate(cls, uc: Any) -> TrapImage | None:
         """Find the offsets (module docstring); the registers end as they were. None: not found."""
-        if uclib is None or getattr(uc, "_uch", None) is None:
+        if uclib is None or engine_handle(uc) is None:
             return None
         saved = list(uc.reg_read_batch(_FIELDS))
         context, found = uc.context_save(), None
