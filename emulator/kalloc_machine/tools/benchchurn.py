@@ -92,7 +92,9 @@ def run_churn(churn: Churn, iters: int, board: str) -> tuple[float, int]:
 
 
 def bench_churn(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
-    lo, hi = s.churn_iters if s.iters[0] >= 100 else (100, 600)  # --quick: a few hundred
+    # --quick: 2,000 iterations apart, so that a loaded machine's jitter in one run's wall time
+    # (a few ms) cannot make the difference, ~10 ms for TLSF, come out as nothing or negative
+    lo, hi = s.churn_iters if s.iters[0] >= 100 else (100, 2100)
     instructions: dict[str, float] = {}
 
     def per_op(key: str) -> Callable[[], float]:
