@@ -46,6 +46,7 @@ from kalloc_machine.rawmmio import escape, map_raw
 from kalloc_machine.report.errorlog import ErrorLog
 from kalloc_machine.runloop import RunLoop, RunResult
 from kalloc_machine.sled import IdleSled, UcErrorHook
+from kalloc_machine.timerport import TimerPort
 
 __all__ = ["Machine", "RunResult"]
 
@@ -152,6 +153,9 @@ class Machine:
             self.devices.append(self.dma)
         self.devices += self.isa.core_devices(self)  # the CPU's own (Cortex-M: the System Control Space)
         for dev in self.devices:
+            if dev is self.clint:  # raw ctypes callbacks: a tick's ten accesses (timerport.py)
+                self.host_buffers += TimerPort(self, dev).map()
+                continue
             self.uc.mmio_map(dev.base, dev.size, self._mmio_read, dev, self._mmio_write, dev)
         # the doorbell without the binding's per-call wrappers (rawmmio.py: ~9% of an empty hypercall)
         self.host_buffers += map_raw(self.uc, DOORBELL_BASE, DOORBELL_SIZE, self._mmio_read, self._doorbell,

@@ -16,6 +16,8 @@ where the binding's internals differ from Unicorn 2.1.4's (the pinned version),
 catches every exception and hands it to `escape`): it is then the ctypes callback, one
 Python frame less per store (the hypercall doorbell), and its first argument is the
 engine handle, not the Uc (the binding's fallback still passes the Uc: ignore it).
+`guarded_read` is the same for `read` (the CLINT's mtime: timerport.py); a guarded read
+answers 0 when it hands an exception to `escape`.
 
 Invariants:
  1. The returned anchors keep the ctypes callbacks alive: the caller holds them as long as
@@ -52,10 +54,12 @@ def escape(uc: unicorn.Uc, exc: BaseException) -> None:
 
 
 def map_raw(
-    uc: unicorn.Uc, base: int, size: int, read: Read, write: Write, *, guarded: bool = False
+    uc: unicorn.Uc, base: int, size: int, read: Read, write: Write, *, guarded: bool = False,
+    guarded_read: bool = False,
 ) -> list[Any]:
     """Map [base, base+size) as MMIO served by read/write (module docstring); the anchors to keep.
-    guarded: `write` catches every exception itself (into `escape`) and is called directly."""
+    guarded: `write` catches every exception itself (into `escape`) and is called directly;
+    guarded_read: `read` too."""
     handle = engine_handle(uc)
     if handle is None or not hasattr(uc, "_hook_exception"):
         uc.mmio_map(base, size, read, None, write, None)
@@ -77,7 +81,8 @@ def map_raw(
         except BaseException as exc:
             fail(exc)
 
-    anchors = [MMIO_READ_CFUNC(on_read), MMIO_WRITE_CFUNC(write if guarded else on_write)]
+    anchors = [MMIO_READ_CFUNC(read if guarded_read else on_read),
+               MMIO_WRITE_CFUNC(write if guarded else on_write)]  # fmt: skip
     status = uclib.uc_mmio_map(handle, base, size, anchors[0], 0, anchors[1], 0)
     if status != unicorn.UC_ERR_OK:
         raise unicorn.UcError(status)
