@@ -16,10 +16,11 @@ interrupt is pending but masked by the ISA's global mask (mstatus.MIE), so it is
 within a few instructions of being unmasked. A handler's return to task code (irqstate.py
 sees it in the interrupt hook) gives the task back the burst it had when the interrupt
 came: a timer tick costs a compute loop three slices (entry to the handler's mtime read,
-the read window with the return, the rest to the next deadline), not a ramp of ten. Not on
-Cortex-M yet: Unicorn 2.1.4 miscounts a slice that ends inside a Thumb IT block (the run
-resumed there differs by an instruction from one that ran through), so moving its slice
-boundaries moves reports (the Cortex-M demo's DMA times by one instruction); its ramp stays.
+the read window with the return, the rest to the next deadline), not a ramp of ten. On
+Cortex-M too: Unicorn 2.1.4 runs a Thumb IT block to its end when a slice's count runs out
+inside it, so each slice takes the instructions the engine really counted (rawcount.py,
+`ArmV7M.overrun_reader`) and slice boundaries move nothing; where that counter cannot be
+read, Cortex-M keeps its ramp.
 `until` is an odd address in the sled's window that nothing executes (below its call
 stops): Unicorn invalidates its translation and looks its page up at the end of every
 emu_start, which under translation (mmu.py) is a TLB fill unless the page's entry stays.
@@ -148,6 +149,10 @@ class RunLoop:
         # True while no interrupt may be taken at this boundary (the fast path's blob holds the PC:
         # kalloc_machine/fastpath.py): a pending interrupt waits as if masked. None: never.
         self.defer: Callable[[], bool] | None = None
+        # Cortex-M: the instructions a counted emu_start ran past its count (an IT block runs to its end:
+        # rawcount.py), added to the slice; None on RV32 (and where the engine's counter cannot be read)
+        reader = getattr(self.isa, "overrun_reader", None)
+        self._overrun: Callable[[int], int] | None = reader(self.uc) if reader is not None else None
 
     # -- limits ------------------------------------------------------------------------------
 
@@ -343,7 +348,7 @@ class RunLoop:
             if self.ending is not None or self.interrupted:  # fatal() or interrupt() stopped the slice
                 self._exact = False
                 return self.ending or "interrupted"
-            self.clock.now = start + count
+            self.clock.now = start + count - lost
             pc = isa.pc(uc)
             # Only the sled's own code: a harness call that returns as the slice runs out stands
             # on its call stop, elsewhere in the window, and its break hook stops it next slice.
@@ -352,7 +357,8 @@ class RunLoop:
                 return "fault"
             self._pc = pc
             self._burst = min(2 * self._burst, self.machine.quantum)
-            if irq.returns != returns and not irq.depth and self.scs is None:  # task code: its own burst
+            if irq.returns != returns and not irq.depth and (self.scs is None or self._overrun is not None):
+                # task code: its own burst (Cortex-M only where its slices count exactly: rawcount.py)
                 self._burst = max(self._burst, self._task_burst)
             return self.ending
         in_sled = sled.leave()
@@ -384,7 +390,7 @@ class RunLoop:
         sled.redirects = 0
         uc.emu_start(pc | isa.code_bit, self.until, count=count)
         if not sled.redirects:
-            return 0
+            return 0 if self._overrun is None else -self._overrun(count)  # Cortex-M: ran past an IT block
         total = count  # instructions given to emu_start so far
         while True:
             pc = isa.pc(uc)

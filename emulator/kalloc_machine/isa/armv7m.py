@@ -62,6 +62,7 @@ from kalloc_machine.isa import armv7m_exc as exc
 from kalloc_machine.isa.armv7m_decode import IDLE_MARK, ThumbDecoder, idle_sled, insn_size
 from kalloc_machine.isa.armv7m_scs import Scs
 from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
+from kalloc_machine.rawcount import counter
 from kalloc_machine.rawregs import batch_reader, read_batch
 
 EXC_SYSTICK = 15
@@ -191,6 +192,20 @@ class ArmV7M:
 
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
         uc.reg_write(ac.UC_ARM_REG_PC, pc | 1)
+
+    def overrun_reader(self, uc: unicorn.Uc) -> Callable[[int], int] | None:
+        """`overrun(count)`: the instructions the engine's last emu_start of `count` ran past it, read
+        from its own counter (an IT block the count ran out in runs to its end: rawcount.py); the run
+        loop adds them to the slice. None: the counter cannot be read (slices may then miscount)."""
+        got = counter(uc)
+        if got is None:
+            return None
+        ctr = got
+
+        def overrun(count: int) -> int:
+            return int(ctr.value) - 1 - count
+
+        return overrun
 
     # -- interrupts -------------------------------------------------------------------
 
