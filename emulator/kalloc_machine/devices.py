@@ -81,6 +81,9 @@ def extract_bytes(reg: int, offset: int, size: int) -> int:
 class Device:
     """Base class: an MMIO window with a name and an optional interrupt line."""
 
+    # True: `service(now)` changes nothing while now < deadline() (runloop.py, read_boundary)
+    due_only = False
+
     def __init__(self, spec: DeviceSpec, clock: Clock) -> None:
         self.name = spec.name
         self.type = spec.type
@@ -254,6 +257,7 @@ class IrqInjector:
     """
 
     FIRED_KEPT = 64
+    due_only = True  # fires at its deadlines only (Device.due_only)
 
     def __init__(self, line: int, raise_irq: RaiseFn, *, irq_at: Iterable[int] = (), irq_every: int = 0,
                  irq_jitter: int = 0, seed: int = 0) -> None:  # fmt: skip

@@ -71,6 +71,7 @@ class DmaEngine(Device):
     BUF_OFFSET = 0x800
     BUF_SIZE = 0x800
     CTRL_START = 1
+    due_only = True  # a transfer completes at its deadline only (Device.due_only)
     TRANSFERS_KEPT = 64
 
     def __init__(

@@ -25,6 +25,15 @@ read, Cortex-M keeps its ramp.
 stops): Unicorn invalidates its translation and looks its page up at the end of every
 emu_start, which under translation (mmu.py) is a TLB fill unless the page's entry stays.
 
+Reads: an mtime read outside a READ_WINDOW slice is exact without a cut where the cut's boundary
+would do nothing (`read_boundary`, from timerport.py): no interrupt pending, every serviced
+device waiting for its deadline (`Device.due_only`), no wall-clock poll due, no sled `mret`
+run yet in the slice. Unicorn's own counter (rawcount.py) gives the load's time; the callback
+does the cut's, the boundary's and the window's bookkeeping and moves the running emu_start's
+limit (the engine's `emu_count`) to the window's end, so the boundaries, `Clock.now` at each,
+and every read's value are those of the cut (tests/machine/test_read_boundary.py): a timer
+tick costs two slices, not three.
+
 Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early).
 Faults are exact too: traps, refused accesses, page faults, fatal reports, Ctrl-C and
 the wall clock inside a slice end it through the sled (sled.py, "Faults"): `instructions`
@@ -55,6 +64,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +74,7 @@ from unicorn import UcError
 
 from kalloc.errors import KallocError, TimeoutError_
 from kalloc_machine.devices import Device
+from kalloc_machine.rawcount import counter
 from kalloc_machine.sled import SliceStop
 
 if TYPE_CHECKING:
@@ -83,6 +94,15 @@ DEVICE_BURST = 256
 READ_WINDOW = 64
 POLL_SLICES = 8  # the wall clock is read every POLL_SLICES slices (a slice is at most a quantum)
 IDLE_JUMP = 1 << 20  # the longest idle step (a non-waking injector catches up at most this much)
+
+
+def _engine_count(uc: Any) -> tuple[ctypes.c_size_t, ctypes.c_size_t] | None:
+    """The engine's instruction counter and its limit (`emu_counter`, then `emu_count`: rawcount.py,
+    whose probe finds the pair), or None where the counter cannot be located."""
+    got = counter(uc)
+    if got is None:
+        return None
+    return got, ctypes.c_size_t.from_address(ctypes.addressof(got) + ctypes.sizeof(got))
 
 
 def _own(device: Any, method: str) -> bool:
@@ -153,6 +173,11 @@ class RunLoop:
         # rawcount.py), added to the slice; None on RV32 (and where the engine's counter cannot be read)
         reader = getattr(self.isa, "overrun_reader", None)
         self._overrun: Callable[[int], int] | None = reader(self.uc) if reader is not None else None
+        self._poll = 0  # boundaries before the wall clock and on_poll are asked again (run)
+        self._count = 0  # the running slice's firmware instructions from its start (read_boundary moves it)
+        self._returns0 = 0  # irq_state.returns when the running slice started
+        self._quiet = False  # every serviced device's `service` waits for its deadline (_sort_timed)
+        self._emu = _engine_count(self.uc) if m.clint is not None and self.scs is None else None  # RV32
 
     # -- limits ------------------------------------------------------------------------------
 
@@ -192,6 +217,7 @@ class RunLoop:
         self._timed_key = (id(self.timed), len(self.timed))
         self._serviced = [d for d in self.timed if _own(d, "service")]
         self._deadlined = [d for d in self.timed if _own(d, "deadline")]
+        self._quiet = all(getattr(d, "due_only", False) for d in self._serviced)
 
     def _next_deadline(self) -> int | None:
         now, soonest = self.clock.now, None
@@ -330,10 +356,12 @@ class RunLoop:
         self.read_exact, self._read_window = self._read_window, False
         sled.running = True
         irq = self.machine.irq_state
-        returns = irq.returns
+        returns = self._returns0 = irq.returns
+        self._count = count
         try:
             pc, self._pc = (isa.pc(uc) if self._pc is None else self._pc), None
             lost = self._emulate(pc, count)
+            count = self._count  # a read boundary in the slice moved its end (read_boundary)
         except UcError as exc:
             sled.running = False
             self._exact = False
@@ -389,6 +417,7 @@ class RunLoop:
         uc, isa, sled = self.uc, self.isa, self.sled
         sled.redirects = 0
         uc.emu_start(pc | isa.code_bit, self.until, count=count)
+        count = self._count  # a read boundary in the slice moved its end (read_boundary)
         if not sled.redirects:
             return 0 if self._overrun is None else -self._overrun(count)  # Cortex-M: ran past an IT block
         total = count  # instructions given to emu_start so far
@@ -405,6 +434,36 @@ class RunLoop:
                 return 0
             total += owed + pending  # the mret it stands on runs first, counted, no firmware's
             uc.emu_start(pc | isa.code_bit, self.until, count=owed + pending)
+
+    def read_boundary(self) -> bool:
+        """From the CLINT's mtime read outside a read window (timerport.py): take, in place, the
+        boundary its cut would make, and turn the rest of the slice into that boundary's
+        READ_WINDOW; False: nothing done, the caller cuts (module docstring, "Reads")."""
+        emu, sled, m = self._emu, self.sled, self.machine
+        if emu is None or not self._quiet or self._poll < 1 or sled.redirects or sled.stop is not None:
+            return False
+        if self.ending is not None or self.interrupted or m.irq_state.returns != self._returns0:
+            return False
+        counted, limit = emu
+        start = self.slice_end - self._count
+        now = start + counted.value - 1  # instructions before this load: the time its replay would read
+        intc, clint = self.intc, self.clint
+        if (intc is not None and intc.asserted()) or (clint is not None and clint.pending(now)):
+            return False  # the boundary would deliver it, or wait for the mask: a real one
+        self.clock.now = now
+        burst = min(DEVICE_BURST, m.quantum)
+        count = min(burst, m.max_instructions - now, READ_WINDOW)
+        deadline = self._next_deadline()
+        if deadline is not None:
+            count = min(count, deadline - now)
+        # what the cut, its boundary and the window slice's start would have done (_after_cut, run, _slice)
+        self.cuts += 1
+        self._burst, self._was_masked, self._poll = burst, False, self._poll - 1
+        self.read_exact = True
+        self._count = now - start + count
+        self.slice_end = now + count
+        limit.value = self._count  # Unicorn stops this emu_start there (no sled mret ran before it)
+        return True
 
     def _after_cut(self, stop: SliceStop) -> str | None:
         m = self.machine
@@ -437,7 +496,7 @@ class RunLoop:
         started = time.perf_counter()
         self.wall_deadline = started + m.timeout_s
         reason: str | None = None
-        poll = 0
+        self._poll = 0
         while reason is None:
             now = self.clock.now
             if self.interrupted:
@@ -450,9 +509,9 @@ class RunLoop:
                                                  budget=m.max_instructions))  # fmt: skip
                 reason = "budget"
                 break
-            poll -= 1
-            if poll < 0:
-                poll = POLL_SLICES
+            self._poll -= 1
+            if self._poll < 0:
+                self._poll = POLL_SLICES
                 if self.wall_expired():
                     self.errors.append(self._timeout_error())
                     reason = "timeout"
