@@ -26,6 +26,7 @@ than its engine (the caller keeps it beside the engine it was made for).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from functools import cache
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 from kalloc_machine.rawregs import engine_handle
 
 _SCAN = 4096  # bytes of the engine struct searched (the counter sits ~1.4 KB in on 2.1.4)
-_PROBES = (1237, 3001)  # two counts: one offset must hold (N + 1, N) after each
+_PROBES = (41, 67)  # two counts: one offset must hold (N + 1, N) after each (small: fast to translate)
 
 
 @cache
@@ -45,9 +46,11 @@ def _offset() -> int | None:
     handle = engine_handle(uc)
     if handle is None or not handle.value:
         return None
+    with contextlib.suppress(AttributeError, unicorn.UcError):  # a small code buffer: the default
+        uc.ctl_set_tcg_buffer_size(1 << 20)  # one costs the probe ~10 ms to set up
     base = 0x1000
-    uc.mem_map(base, 0x4000)
-    uc.mem_write(base, b"\x00\xbf" * 0x2000)  # nop
+    uc.mem_map(base, 0x1000)
+    uc.mem_write(base, b"\x00\xbf" * 0x800)  # nop
     found: set[int] | None = None
     for n in _PROBES:
         uc.emu_start(base | 1, 0xFFFF_FFFF, count=n)
