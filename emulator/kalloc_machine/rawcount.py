@@ -42,7 +42,7 @@ def _offset() -> int | None:
     """The byte offset of `emu_counter` in the engine struct, or None (another layout)."""
     import unicorn
 
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+    uc: Any = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)  # ctl_: untyped
     handle = engine_handle(uc)
     if handle is None or not handle.value:
         return None
