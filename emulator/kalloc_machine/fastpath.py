@@ -214,9 +214,6 @@ class FastPath:
         if _W.unpack_from(self.buf, H_HEAD)[0] and not self.in_window():
             self.drain()
 
-    def deadline(self) -> int | None:
-        return None
-
     # -- replay --------------------------------------------------------------------------------
 
     def drain(self) -> None:  # long: the replay loop, inline (the hot part of the fast path)
@@ -404,7 +401,7 @@ def _wire(fp: FastPath, session: Any) -> None:
     _clear_after(fp, session.ka, "krealloc")  # the paths that free a magazine class's object
     _clear_after(fp, session.ka, "realloc")  # without kfree / free (Slub.free directly)
     m.on_hypercall = fp.doorbell
-    m.loop.timed.append(fp)
+    m.loop.add_timed(fp)
     m.loop.defer = fp.in_window
     entered, returned, report, fatal = irq.entered, m.sled.on_exception_return, m.report, m.fatal
 

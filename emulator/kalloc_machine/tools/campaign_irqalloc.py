@@ -41,9 +41,6 @@ class _Clock:
         self.armed = False
         self.times: list[int] = []
 
-    def deadline(self) -> int | None:
-        return None
-
     def service(self, now: int) -> None:
         if self.armed:
             self.armed = False
@@ -72,6 +69,6 @@ def alloc_times(options: RunOptions) -> list[int]:
     session = Session(unperturbed(options))
     clock = _Clock()
     _CutAtTaskAllocations(session, clock)
-    session.machine.loop.timed.append(clock)
+    session.machine.loop.add_timed(clock)
     session.run()
     return clock.times

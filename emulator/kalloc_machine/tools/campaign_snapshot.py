@@ -133,4 +133,4 @@ def _perturb(target: Target, o: RunOptions) -> None:
         line, intc = session.board.test_irq, machine.intc
         assert line is not None and intc is not None  # the campaign's plan checked the board
         machine.injector = IrqInjector(line, intc.raise_line, irq_at=o.irq_at, seed=o.seed)
-        machine.loop.timed.append(machine.injector)
+        machine.loop.add_timed(machine.injector)
