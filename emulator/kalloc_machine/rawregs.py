@@ -15,6 +15,9 @@ isa/armv7m_unwind.py), answering None where `read_batch` would fall back; it cal
 library's function without the binding's declared argument types (ctypes converts each
 declared argument in Python: ~40% of the call) and without releasing the GIL (the engine
 calls no Python back while it reads), and unpacks the slots with one struct.
+`word_reader(uc)` reads one 32-bit word of guest memory the same way (`uc_mem_read` into a
+buffer of its own; the binding's `mem_read` builds a string buffer per call): RV32's check of
+a marked `mret` at each return (isa/rv32.py).
 `write_batch(uc, regs, values)` is the write the same way (`uc_reg_write_batch`; the
 binding's costs ~4 µs a register): RV32's interrupt entry and `mret` (isa/rv32.py).
 
@@ -88,6 +91,28 @@ def batch_reader(uc: Any, regs: tuple[int, ...]) -> Callable[[], tuple[int, ...]
 
     def read() -> tuple[int, ...] | None:
         return None if call(handle, ids, ptrs, n) else unpack(slots)
+
+    return read
+
+
+_MEM_READ: Any = (
+    ctypes.PYFUNCTYPE(ctypes.c_int)(ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p).value or 0)
+    if uclib
+    else None
+)
+
+
+def word_reader(uc: Any) -> Callable[[int], int | None]:
+    """A function reading the little-endian 32-bit word at a guest address (module docstring);
+    None: the engine refused (unmapped), or the binding is not the layout known here."""
+    handle = engine_handle(uc)
+    if _MEM_READ is None or handle is None:
+        return lambda addr: None
+    buf = ctypes.create_string_buffer(4)
+    call, word = _MEM_READ, struct.Struct("<I").unpack_from
+
+    def read(addr: int) -> int | None:
+        return None if call(handle, ctypes.c_uint64(addr), buf, ctypes.c_size_t(4)) else int(word(buf)[0])
 
     return read
 

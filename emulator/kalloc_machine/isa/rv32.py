@@ -30,7 +30,7 @@ from unicorn import riscv_const as rc
 from kalloc_machine.isa import CodeScan, ReadCode, ReadU32
 from kalloc_machine.isa.rv32_entry import TrapImage
 from kalloc_machine.memlayout import IDLE_SLED_BASE
-from kalloc_machine.rawregs import batch_reader, read_batch, write_batch
+from kalloc_machine.rawregs import batch_reader, read_batch, word_reader, write_batch
 
 # mstatus bits (privileged spec 3.1.6)
 MSTATUS_MIE = 1 << 3
@@ -98,6 +98,7 @@ _RETURN_WRITE = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_PR
 _RETURN_CHECK = (rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_PRIV, rc.UC_RISCV_REG_MEPC)
 _FINISH_READ = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MEPC)
 _PC = (rc.UC_RISCV_REG_PC,)
+_STATUS = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MIE)  # a boundary's interrupt delivery
 _NO_IMAGE: Any = object()  # TrapImage.locate found nothing on this engine: register writes
 
 
@@ -218,6 +219,8 @@ class RiscV32:
         self.returns: frozenset[int] = frozenset()  # every mret of the ELF's code (scan_returns)
         self._image: Any = None  # the entry's TrapImage for the engine it was found on, or _NO_IMAGE
         self._pc_reader: tuple[Any, Callable[[], tuple[int, ...] | None]] | None = None  # (engine, reader)
+        self._status_reader: tuple[Any, Callable[[], tuple[int, ...] | None]] | None = None  # mstatus, mie
+        self._word_reader: tuple[Any, Callable[[int], int | None]] | None = None  # a marked mret's check
 
     # -- port hooks (nothing to do on this ISA) ----------------------------------------
 
@@ -257,7 +260,13 @@ class RiscV32:
         self._perform_return(uc, *read_batch(uc, _FINISH_READ))
 
     def _is_marked_return(self, uc: BatchUc, pc: int, priv: int) -> bool:
-        return pc in self.returns and priv == PRIV_M and bytes(uc.mem_read(pc, 4)) == RETURN_MARK
+        if pc not in self.returns or priv != PRIV_M:
+            return False
+        reader = self._word_reader
+        if reader is None or reader[0] is not uc:
+            reader = self._word_reader = (uc, word_reader(uc))
+        word = reader[1](pc)
+        return (bytes(uc.mem_read(pc, 4)) if word is None else word.to_bytes(4, "little")) == RETURN_MARK
 
     @staticmethod
     def _perform_return(uc: BatchUc, mstatus: int, mepc: int) -> None:  # MIE <- MPIE, MPIE <- 1, MPP <- U
@@ -293,13 +302,21 @@ class RiscV32:
 
     # -- interrupts -------------------------------------------------------------------
 
+    def _status(self, uc: unicorn.Uc) -> tuple[int, int]:
+        """(mstatus, mie) in one untyped ctypes call (rawregs.batch_reader), as `pc` reads."""
+        reader = self._status_reader
+        if reader is None or reader[0] is not uc:
+            reader = self._status_reader = (uc, batch_reader(uc, _STATUS))
+        got = reader[1]()
+        return (got[0], got[1]) if got is not None else (uc.reg_read(_STATUS[0]), uc.reg_read(_STATUS[1]))
+
     def interrupts_enabled(self, uc: unicorn.Uc) -> bool:
         """mstatus.MIE: the global machine interrupt enable."""
-        return bool(uc.reg_read(rc.UC_RISCV_REG_MSTATUS) & MSTATUS_MIE)
+        return bool(self._status(uc)[0] & MSTATUS_MIE)
 
     def pending_enable(self, uc: unicorn.Uc) -> tuple[bool, bool]:
         """(timer enabled, external enabled) from the mie CSR (MTIE, MEIE)."""
-        mie: int = uc.reg_read(rc.UC_RISCV_REG_MIE)
+        mie = self._status(uc)[1]
         return bool(mie & MIE_MTIE), bool(mie & MIE_MEIE)
 
     def enter_interrupt(self, uc: BatchUc, cause: int) -> int:
