@@ -156,6 +156,9 @@ class Machine:
             if dev is self.clint:  # raw ctypes callbacks: a tick's ten accesses (timerport.py)
                 self.host_buffers += TimerPort(self, dev).map()
                 continue
+            if hasattr(dev, "map_raw"):  # a device with raw callbacks of its own (Cortex-M's SCS)
+                self.host_buffers += dev.map_raw(self)
+                continue
             self.uc.mmio_map(dev.base, dev.size, self._mmio_read, dev, self._mmio_write, dev)
         # the doorbell without the binding's per-call wrappers (rawmmio.py: ~9% of an empty hypercall)
         self.host_buffers += map_raw(self.uc, DOORBELL_BASE, DOORBELL_SIZE, self._mmio_read, self._doorbell,

@@ -50,6 +50,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,7 +64,7 @@ from kalloc_machine.isa.armv7m_decode import IDLE_MARK, ThumbDecoder, idle_sled,
 from kalloc_machine.isa.armv7m_scs import Scs
 from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
 from kalloc_machine.rawcount import counter
-from kalloc_machine.rawregs import batch_reader, read_batch
+from kalloc_machine.rawregs import batch_reader, engine_handle, read_batch, uclib
 
 EXC_SYSTICK = 15
 EXC_IRQ0 = 16
@@ -86,6 +87,7 @@ _ARG_REGS = (ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1, ac.UC_ARM_REG_R2, ac.UC_ARM_REG
 _REGS = (ac.UC_ARM_REG_PC, *_GPRS, ac.UC_ARM_REG_PSP)
 _STATE_REGS = (ac.UC_ARM_REG_PRIMASK, ac.UC_ARM_REG_IPSR)
 _SVC_REGS = (ac.UC_ARM_REG_R12, ac.UC_ARM_REG_R0, ac.UC_ARM_REG_R1)
+_PC = ac.UC_ARM_REG_PC
 BatchUc = Any
 
 
@@ -124,6 +126,7 @@ class ArmV7M:
         self.reports: list[str] = []  # a bare engine's exception errors (no machine: `core_devices`)
         self.scs = Scs(Clock(), None, None, self.reports.append)  # replaced by the machine's
         self._pc_reader: tuple[Any, Any] | None = None  # (engine, rawregs.batch_reader of its PC): `pc`
+        self._pc_value = ctypes.c_uint32()  # `set_pc`'s argument
 
     def core_devices(self, machine: Any) -> list[Any]:
         """The System Control Space (NVIC, SysTick, SCB) of the machine's CPU (isa/armv7m_scs.py).
@@ -191,7 +194,12 @@ class ArmV7M:
         return pc & ~1
 
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
-        uc.reg_write(ac.UC_ARM_REG_PC, pc | 1)
+        """pc | 1 through the library's uc_reg_write, not the binding's (a cut sends the CPU to the sled
+        from a callback: uc_reg_write, unlike the batch write, keeps a PC written there)."""
+        handle, value = engine_handle(uc), self._pc_value
+        value.value = pc | 1
+        if uclib is None or handle is None or uclib.uc_reg_write(handle, _PC, ctypes.byref(value)):
+            uc.reg_write(_PC, pc | 1)
 
     def overrun_reader(self, uc: unicorn.Uc) -> Callable[[int], int] | None:
         """`overrun(count)`: the instructions the engine's last emu_start of `count` ran past it, read

@@ -243,6 +243,13 @@ class Scs(Device):
 
     # -- MMIO -------------------------------------------------------------------------------------
 
+    def map_raw(self, machine: Any) -> list[Any]:
+        """Map this window on the machine's engine with raw ctypes callbacks (isa/armv7m_scsport.py);
+        the anchors the machine keeps as long as the engine."""
+        from kalloc_machine.isa.armv7m_scsport import ScsPort
+
+        return ScsPort(machine, self).map()
+
     def unmodelled(self, offset: int, what: str) -> None:
         self.report(f"{what} {register_name(offset)} ({SCS_BASE + offset:#010x}) in the System Control "
                     "Space: not modelled by this machine (docs/architecture.md, 'The Cortex-M machine')")

@@ -1,0 +1,60 @@
+"""The System Control Space's MMIO as raw ctypes callbacks: a SysTick tick's eight stores, cheaper.
+
+A tick of the Cortex-M SDK (firmware/arm/systick.c) stores to the SCS eight times: the
+dispatcher's `kalloc_timer_cancel` (SYST_CSR, ICSR.PENDSTCLR) and the handler's
+`kalloc_timer_set` (CSR, ICSR, then `systick_period`'s CSR, RVR, CVR, CSR). Through the
+binding's `mmio_map` each crossed two Python frames of the binding (an exception guard and a
+user-data adapter) and `Machine._mmio_write` before `Scs.write`. `ScsPort(machine, scs)` maps
+the SCS window with `rawmmio.map_raw` (guarded both ways, as timerport.py maps the CLINT):
+its `read` and `write` are the ctypes callbacks themselves and do what `Machine._mmio_read` /
+`_mmio_write` do for the SCS: a read is `Scs.read`; a store that pokes (starts or moves the
+SysTick count) and whose deadline falls inside the running slice cuts the slice after itself
+(`IdleSled.cut`), so the count is stamped at the store's exact time.
+
+Invariants:
+ 1. No exception crosses the ctypes boundary: each callback hands it to `rawmmio.escape`.
+ 2. The SCS's registers change only through `Scs.write` (isa/armv7m_scs.py, invariant 1);
+    nothing else changes here but through `IdleSled.cut`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kalloc_machine.rawmmio import escape, map_raw
+
+if TYPE_CHECKING:
+    from kalloc_machine.isa.armv7m_scs import Scs
+    from kalloc_machine.machine import Machine
+
+
+class ScsPort:
+    """The raw MMIO callbacks of one machine's System Control Space (module docstring)."""
+
+    def __init__(self, machine: Machine, scs: Scs) -> None:
+        self.machine, self.scs = machine, scs
+
+    def map(self) -> list[Any]:
+        """Map the SCS window; the ctypes anchors to keep as long as the engine."""
+        s, m = self.scs, self.machine
+        return map_raw(m.uc, s.base, s.size, self.read, self.write, guarded=True, guarded_read=True)
+
+    def read(self, _handle: Any, offset: int, size: int, _key: Any) -> int:
+        try:
+            return self.scs.read(offset, size)
+        except BaseException as exc:
+            escape(self.machine.uc, exc)
+            return 0
+
+    def write(self, _handle: Any, offset: int, size: int, value: int, _key: Any) -> None:
+        s, m = self.scs, self.machine
+        try:
+            s.write(offset, size, value)
+            if not s.poked:
+                return
+            s.poked = False
+            deadline = s.deadline()
+            if deadline is not None and deadline < m.loop.slice_end:
+                m.sled.cut(replay=False, device=s)
+        except BaseException as exc:
+            escape(m.uc, exc)
