@@ -123,9 +123,9 @@ def test_a_timer_tick_costs_the_compute_loop_three_slices() -> None:
 
 
 def test_unicorn_miscounts_a_slice_that_ends_inside_an_it_block() -> None:
-    """Why Cortex-M keeps its ramp after a return (runloop.py): Unicorn 2.1.4 resumes a Thumb IT
-    block cut by the count differently from a run through it, so slice boundaries move results.
-    When this fails, the engine is fixed and Cortex-M can take its burst back too."""
+    """Unicorn 2.1.4 runs a Thumb IT block to its end when a count runs out inside it, so slices that
+    trust their count drift (here by one instruction); the machine reads the engine's own count
+    instead (rawcount.py, tests/machine/test_armv7m_it_slices.py). When this fails, the engine changed."""
     from unicorn import arm_const as ac
 
     # adds r0,#1; cmp r1,#0; ite ne; movne r2,#0; andeq.w r2,r2,#1; cmp r0,r3; bne (the demo's loop)
