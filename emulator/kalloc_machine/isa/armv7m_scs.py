@@ -196,6 +196,15 @@ class Scs(Device):
         else:
             self.zero_at = now + 1 + self.rvr if self.rvr else None
 
+    @property
+    def unstamped(self) -> bool:
+        """A store started the count and its exact time is not given yet (`stamp`)."""
+        return self._unstamped
+
+    def zero_after(self, now: int) -> int:
+        """When the count started at `now` reaches 0 (a stamp's deadline; never: a huge time)."""
+        return now + 1 + self.rvr if self.rvr else 1 << 64
+
     def stamp(self, now: int) -> None:
         if self._unstamped:
             self._unstamped = False

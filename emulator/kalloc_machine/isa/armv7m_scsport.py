@@ -11,6 +11,16 @@ its `read` and `write` are the ctypes callbacks themselves and do what `Machine.
 SysTick count) and whose deadline falls inside the running slice cuts the slice after itself
 (`IdleSled.cut`), so the count is stamped at the store's exact time.
 
+In place (`_stamp_in_place`): the store that starts SysTick's count (SDK: each
+`kalloc_timer_set`, once a tick) is stamped inside the callback at its exact time, the slice's
+start + the instructions Unicorn counted so far, the store included (rawcount.py), instead of
+cutting the slice: no boundary, no sled. Only where the cut's boundary would do nothing else:
+the slice is not already stopping or ending, no exception is pending in the SCS (the boundary
+would take it), the boundaries' devices change nothing before their deadlines (`due_only`), and
+the new deadline falls after the slice's end. It counts as the cut it replaces (`RunLoop.cuts`,
+the report's `exact_cuts`). Otherwise the store cuts as before. A cut's redirect into the sled
+is lost inside a Thumb IT block (Unicorn checks no exit request there); the stamp in place is not.
+
 Invariants:
  1. No exception crosses the ctypes boundary: each callback hands it to `rawmmio.escape`.
  2. The SCS's registers change only through `Scs.write` (isa/armv7m_scs.py, invariant 1);
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kalloc_machine.rawcount import counter
 from kalloc_machine.rawmmio import escape, map_raw
 
 if TYPE_CHECKING:
@@ -33,6 +44,7 @@ class ScsPort:
 
     def __init__(self, machine: Machine, scs: Scs) -> None:
         self.machine, self.scs = machine, scs
+        self._counter = counter(machine.uc)  # the engine's instruction count (rawcount.py), or None
 
     def map(self) -> list[Any]:
         """Map the SCS window; the ctypes anchors to keep as long as the engine."""
@@ -54,7 +66,25 @@ class ScsPort:
                 return
             s.poked = False
             deadline = s.deadline()
-            if deadline is not None and deadline < m.loop.slice_end:
+            if deadline is not None and deadline < m.loop.slice_end and not self._stamp_in_place():
                 m.sled.cut(replay=False, device=s)
         except BaseException as exc:
             escape(m.uc, exc)
+
+    def _stamp_in_place(self) -> bool:
+        """Stamp SysTick's start here, at the store's exact time, when the cut's boundary would do
+        nothing else (module docstring, "In place"); False: nothing done, the caller cuts."""
+        s, m = self.scs, self.machine
+        loop, sled, ctr = m.loop, m.sled, self._counter
+        if ctr is None or not s.unstamped or sled.stop is not None or not sled.running or sled.redirects:
+            return False
+        if loop.ending is not None or loop.interrupted or s.pending():
+            return False
+        if not all(d is s or getattr(d, "due_only", False) for d in loop.serviced):
+            return False
+        now = m.clock.now + int(ctr.value)  # the slice's start + its instructions up to this store
+        if s.zero_after(now) < loop.slice_end:
+            return False  # the new deadline needs a boundary inside this slice: the cut makes it
+        s.stamp(now)
+        loop.cuts += 1
+        return True
