@@ -1,0 +1,123 @@
+"""The fast path's ring replayed record by record with the magazine layer's hit work inline
+(issue 14, fifth session): the same state, record for record, as FastPath.replay's calls of
+`Magazines.hit_alloc` / `hit_free`, without two Python calls and their lookups per record.
+
+`replay_inline(fp, head, start)` applies records start.. in order and returns how many it
+applied; it stops BEFORE a record it does not take (anything the mirror contradicts: a frame
+count, a class, a free of an object not live for that api and class, a push on a full
+magazine, an allocation that is not the top of its magazine, a gfp the blob never writes),
+and the caller's per-record path replays from there, which files the exact report. It takes
+no record at all (returns `start`) while slab listeners are registered (each record is one
+of their events). So both paths end in the same state and a report is the same bytes
+(tests/machine/test_fastreplay.py, tests/machine/test_fastpath_proof.py).
+
+What the hit functions do that is inline here, per record (kalloc.percpu): an allocation
+marks its slot live with its site and a new live record (and forgets a freed page-level
+record at its address); a free deletes the live record (and its kmemleak / ksize marks),
+writes the slot's free site, freed size and kind and marks it OBJ_PERCPU; the caches'
+allocation and free totals are added up once per drain.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
+from kalloc.live import LiveRecord, new_record
+from kalloc.percpu import SERVED_MAX
+from kalloc.slab import OBJ_LIVE, OBJ_PERCPU, Slab
+
+_FRAMES = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # by n, 1..16
+assert (KIND_KMALLOC, KIND_MALLOC) == (0, 1)  # a record's api bit is the kind
+
+
+def watched(live: Any) -> bool:
+    """Whether the live table has listeners that want slab objects (each record is an event)."""
+    return bool(live.listeners and live.slab_listeners())
+
+
+def intern(sites: dict[bytes, int], key: bytes, stack: tuple[int, ...], handles: dict[tuple[int, ...], int],
+           save: Any) -> int:  # fmt: skip
+    """The replay's `handles.get(stack) or save(stack)`, remembered by the frames' raw bytes
+    (a stack the depot refused, handle 0, is not: its every save counts in `dropped`)."""
+    site: int = handles.get(stack) or save(stack)
+    if site:
+        sites[key] = site
+    return site
+
+
+def replay_inline(fp: Any, head: int, start: int, ring: int, record: int,
+                  gfp_malloc: int, bad_gfp: int) -> int:  # fmt: skip  # long: the hot loop, inline
+    """Apply records start..head-1 in order; the index of the first one not applied."""
+    mags = fp.mags
+    if watched(mags.live):
+        return start
+    buf, records, page_owner, live = fp.buf, mags.records, mags.page_owner, mags.live
+    freed, not_leak, ksized = live.freed, live.not_leak, live.ksized
+    lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
+    handles, save = fp.depot.handles, fp.depot.save
+    nclass = len(lists)
+    allocs, frees = [0] * nclass, [0] * nclass
+    frames, new, live_rec = _FRAMES, new_record, LiveRecord
+    words = fp.words  # the window as 32-bit words: the ring's fields in four strided slices
+    b, e = (ring + record * start) // 4, (ring + record * head) // 4
+    step = record // 4
+    fields = zip(range(ring + record * start, ring + record * head, record), words[b:e:step].tolist(),
+                 words[b + 1 : e : step].tolist(), words[b + 2 : e : step].tolist(),
+                 words[b + 3 : e : step].tolist(), strict=True)  # fmt: skip
+    lo = ring + record * start - 16  # raw[off - lo:] is the frames of the record at `off`
+    raw = bytes(buf[lo + 16 : ring + record * head])
+    sites = fp.sites
+    i = start
+    try:
+        for off, w0, addr, gfp, n in fields:
+            ci = w0 >> 4 & 15
+            if not 0 < n <= 16 or ci >= nclass:
+                return i
+            mag = lists[ci]
+            slab = page_owner.get(addr >> 12)
+            if w0 & 1:
+                rec = records.get(addr)
+                if (rec is None or rec[1] != (w0 >> 1 & 1) or not isinstance(slab, Slab)
+                        or slab.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
+                    return i
+                key = raw[off - lo : off - lo + 4 * n]
+                site = sites.get(key)
+                if site is None:
+                    site = intern(sites, key, frames[n](key, 0), handles, save)
+                j = (addr - slab.base) // slab.cache.stride
+                del records[addr]
+                if not_leak:
+                    not_leak.discard(addr)
+                if ksized:
+                    ksized.discard(addr)
+                slab.free_site[j] = site
+                slab.freed_size[j] = rec[0]
+                slab.freed_kind[j] = rec[1]
+                slab.obj[j] = OBJ_PERCPU
+                frees[ci] += 1
+                mag.append(addr)
+            else:
+                size = w0 >> 8
+                if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
+                        and not gfp & bad_gfp and (not w0 & 2 or gfp == 0)):  # fmt: skip
+                    return i
+                key = raw[off - lo : off - lo + 4 * n]
+                site = sites.get(key)
+                if site is None:
+                    site = intern(sites, key, frames[n](key, 0), handles, save)
+                mag.pop()
+                j = (addr - slab.base) // slab.cache.stride  # type: ignore[union-attr]  # a magazine's object
+                slab.obj[j] = OBJ_LIVE  # type: ignore[union-attr]
+                slab.alloc_site[j] = site  # type: ignore[union-attr]
+                allocs[ci] += 1
+                if freed:
+                    freed.pop(addr, None)
+                records[addr] = new(live_rec, (size, 1, site, gfp_malloc) if w0 & 2 else (size, 0, site, gfp))
+            i += 1
+        return i
+    finally:
+        for ci, cache in enumerate(caches):
+            cache.total_allocs += allocs[ci]
+            cache.total_frees += frees[ci]
