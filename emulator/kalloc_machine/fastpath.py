@@ -220,6 +220,14 @@ class FastPath:
     def deadline(self) -> int | None:
         return None
 
+    def before_switch(self) -> None:
+        """IrqState.watchers: an interrupt is taken or returns. A return's drain runs before the
+        depth falls: a handler's records (a scribbled allowed word) fail the depth check."""
+        self.drain()
+
+    def after_switch(self) -> None:
+        self.set_allowed()
+
     # -- replay --------------------------------------------------------------------------------
 
     def drain(self) -> None:
@@ -406,45 +414,13 @@ def install(session: Any) -> tuple[FastPath | None, str | None]:
     return fp, None
 
 
-def _clear_after(fp: FastPath, ka: Any, name: str) -> None:
-    """ka.<name>(addr, ...) clears addr's byte: after it, addr may be free or another object."""
-    call = getattr(ka, name)
-
-    def wrapped(addr: int, *args: Any) -> Any:
-        fp.on_free(addr)
-        return call(addr, *args)
-
-    setattr(ka, name, wrapped)
-
-
 def _wire(fp: FastPath, session: Any) -> None:
-    """The drains: hypercalls, slice boundaries, context changes, filed errors; the defer."""
-    m, irq = session.machine, session.machine.irq_state
-    fp.mags.on_alloc, fp.mags.on_free = fp.on_alloc, fp.on_free
-    _clear_after(fp, session.ka, "krealloc")  # the paths that free a magazine class's object
-    _clear_after(fp, session.ka, "realloc")  # without kfree / free (Slub.free directly)
+    """The drains: hypercalls, slice boundaries, context changes (IrqState.watchers), filed errors
+    (Machine.before_error); the defer; the magazines' hooks (the byte map)."""
+    m = session.machine
+    fp.mags.on_alloc, fp.mags.on_free = fp.on_alloc, fp.on_free  # (krealloc / realloc: Magazines.left)
     m.on_hypercall = fp.doorbell
     m.loop.timed.append(fp)
     m.loop.defer = fp.in_window
-    entered, returned, report, fatal = irq.entered, m.sled.on_exception_return, m.report, m.fatal
-
-    def on_entered() -> None:
-        fp.drain()
-        entered()
-        fp.set_allowed()
-
-    def on_returned(pc: int) -> None:  # the CPU's return ran (sled.py); irq_state's has not yet:
-        fp.drain()  # a handler's records (a scribbled allowed word) fail the drain's depth check
-        if returned is not None:
-            returned(pc)
-        fp.set_allowed()
-
-    def on_report(err: Any) -> None:
-        fp.drain()
-        report(err)
-
-    def on_fatal(err: Any, reason: str = "fatal") -> None:
-        fp.drain()
-        fatal(err, reason)
-
-    irq.entered, m.sled.on_exception_return, m.report, m.fatal = on_entered, on_returned, on_report, on_fatal
+    m.irq_state.watchers.append(fp)
+    m.before_error.append(fp.drain)
