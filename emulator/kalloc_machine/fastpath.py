@@ -47,7 +47,7 @@ from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
 from kalloc.percpu import SERVED_MAX, Magazines
 from kalloc.physmem import anonymous_buffer
 from kalloc.slab import Slab
-from kalloc_machine.fastreplay import replay_inline
+from kalloc_machine.fastreplay import replay_inline, valid_w0
 from kalloc_machine.sdk import sdk_dir
 
 # long-module: one contract with fastpath.S (layout, patch, replay, wiring), read side by side
@@ -127,8 +127,8 @@ class FastPath:
     def __init__(self, session: Any, mags: Magazines, buf: memoryview, banks: list[Any]) -> None:
         m = self.machine = session.machine
         self.session, self.mags, self.buf = session, mags, buf
-        self.words = buf.cast("I")
         self.sites: dict[bytes, int] = {}  # a record's frames, raw -> depot handle (fastreplay.intern)
+        self.valid_w0 = valid_w0(mags)
         self.bridge = session.bridge
         self.serve = session.bridge.__call__  # a bound method: no slot_tp_call per hypercall
         self.irq_state = m.irq_state  # (not `irq`: the run loop reads a device's `irq` line)

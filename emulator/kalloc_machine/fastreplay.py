@@ -21,6 +21,7 @@ allocation and free totals are added up once per drain.
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from typing import Any
 
 from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
@@ -47,77 +48,89 @@ def intern(sites: dict[bytes, int], key: bytes, stack: tuple[int, ...], handles:
     return site
 
 
+def valid_w0(mags: Any) -> frozenset[int]:
+    """Every first word the blob writes (fastpath.S): an allocation of size 1..SERVED_MAX in its
+    class, a free of a class the magazines serve, either api. Another (bits the blob leaves
+    zero, a class past the table, a size out of its class) is the per-record path's to judge."""
+    sizes = range(1, SERVED_MAX + 1)
+    allocs = {size << 8 | mags.class_of[size] << 4 | api << 1 for size in sizes for api in (0, 1)}
+    return frozenset(allocs | {ci << 4 | api << 1 | 1 for ci in range(len(mags.mags)) for api in (0, 1)})
+
+
 def replay_inline(fp: Any, head: int, start: int, ring: int, record: int,
-                  gfp_malloc: int, bad_gfp: int) -> int:  # fmt: skip  # long: the hot loop, inline
+                  gfp_malloc: int, bad_gfp: int) -> int:  # fmt: skip
     """Apply records start..head-1 in order; the index of the first one not applied."""
     mags = fp.mags
     if watched(mags.live):
         return start
-    buf, records, page_owner, live = fp.buf, mags.records, mags.page_owner, mags.live
-    freed, not_leak, ksized = live.freed, live.not_leak, live.ksized
-    lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
-    handles, save = fp.depot.handles, fp.depot.save
-    nclass = len(lists)
-    allocs, frees = [0] * nclass, [0] * nclass
-    frames, new, live_rec = _FRAMES, new_record, LiveRecord
-    words = fp.words  # the window as 32-bit words: the ring's fields in four strided slices
-    b, e = (ring + record * start) // 4, (ring + record * head) // 4
-    step = record // 4
-    fields = zip(range(ring + record * start, ring + record * head, record), words[b:e:step].tolist(),
-                 words[b + 1 : e : step].tolist(), words[b + 2 : e : step].tolist(),
-                 words[b + 3 : e : step].tolist(), strict=True)  # fmt: skip
-    lo = ring + record * start - 16  # raw[off - lo:] is the frames of the record at `off`
-    raw = bytes(buf[lo + 16 : ring + record * head])
-    sites = fp.sites
-    i = start
+    raw = bytes(fp.buf[ring + record * start : ring + record * head])  # record k - start at record * k
+    done = start
     try:
-        for off, w0, addr, gfp, n in fields:
-            ci = w0 >> 4 & 15
-            if not 0 < n <= 16 or ci >= nclass:
-                return i
-            mag = lists[ci]
-            slab = page_owner.get(addr >> 12)
-            if w0 & 1:
-                rec = records.get(addr)
-                if (rec is None or rec[1] != (w0 >> 1 & 1) or not isinstance(slab, Slab)
-                        or slab.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
-                    return i
-                key = raw[off - lo : off - lo + 4 * n]
-                site = sites.get(key)
-                if site is None:
-                    site = intern(sites, key, frames[n](key, 0), handles, save)
-                j = (addr - slab.base) // slab.cache.stride
-                del records[addr]
-                if not_leak:
-                    not_leak.discard(addr)
-                if ksized:
-                    ksized.discard(addr)
-                slab.free_site[j] = site
-                slab.freed_size[j] = rec[0]
-                slab.freed_kind[j] = rec[1]
-                slab.obj[j] = OBJ_PERCPU
-                frees[ci] += 1
-                mag.append(addr)
+        done = start + _loop(fp, raw, head - start, record, gfp_malloc, bad_gfp)
+        return done
+    finally:  # the caches' totals of the records applied (Counter: one C loop over their first bytes)
+        caches = mags.caches
+        for op, count in Counter(raw[0 : record * (done - start) : record]).items():
+            if op & 1:
+                caches[op >> 4].total_frees += count
             else:
-                size = w0 >> 8
-                if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
-                        and not gfp & bad_gfp and (not w0 & 2 or gfp == 0)):  # fmt: skip
-                    return i
-                key = raw[off - lo : off - lo + 4 * n]
-                site = sites.get(key)
-                if site is None:
-                    site = intern(sites, key, frames[n](key, 0), handles, save)
-                mag.pop()
-                j = (addr - slab.base) // slab.cache.stride  # type: ignore[union-attr]  # a magazine's object
-                slab.obj[j] = OBJ_LIVE  # type: ignore[union-attr]
-                slab.alloc_site[j] = site  # type: ignore[union-attr]
-                allocs[ci] += 1
-                if freed:
-                    freed.pop(addr, None)
-                records[addr] = new(live_rec, (size, 1, site, gfp_malloc) if w0 & 2 else (size, 0, site, gfp))
-            i += 1
-        return i
-    finally:
-        for ci, cache in enumerate(caches):
-            cache.total_allocs += allocs[ci]
-            cache.total_frees += frees[ci]
+                caches[op >> 4].total_allocs += count
+
+
+def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
+          bad_gfp: int) -> int:  # fmt: skip  # long: the hot loop, inline
+    """The first `count` records of `raw` applied in order; how many were."""
+    mags = fp.mags
+    records, page_owner, live = mags.records, mags.page_owner, mags.live
+    freed, not_leak, ksized = live.freed, live.not_leak, live.ksized
+    lists, limit, caches, valid = mags.mags, mags.limit, mags.caches, fp.valid_w0
+    handles, save = fp.depot.handles, fp.depot.save
+    frames, new, live_rec = _FRAMES, new_record, LiveRecord
+    words = memoryview(raw).cast("I")  # the fields of every record: four strided slices
+    step = record // 4
+    end = step * count
+    fields = zip(range(16, 16 + record * count, record), words[0:end:step].tolist(),
+                 words[1:end:step].tolist(), words[2:end:step].tolist(), words[3:end:step].tolist(),
+                 strict=True)  # fmt: skip
+    sites = fp.sites
+    for at, w0, addr, gfp, n in fields:  # at: the record's frames in raw
+        if w0 not in valid or not 0 < n <= 16:
+            return (at - 16) // record
+        mag = lists[w0 >> 4 & 15]
+        slab = page_owner.get(addr >> 12)
+        if w0 & 1:
+            rec = records.get(addr)
+            if (rec is None or rec[1] != (w0 >> 1 & 1) or not isinstance(slab, Slab)
+                    or slab.cache is not caches[w0 >> 4 & 15] or len(mag) >= limit):  # fmt: skip
+                return (at - 16) // record
+            key = raw[at : at + 4 * n]
+            site = sites.get(key)
+            if site is None:
+                site = intern(sites, key, frames[n](key, 0), handles, save)
+            j = (addr - slab.base) // slab.cache.stride
+            del records[addr]
+            if not_leak:
+                not_leak.discard(addr)
+            if ksized:
+                ksized.discard(addr)
+            slab.free_site[j] = site
+            slab.freed_size[j] = rec[0]
+            slab.freed_kind[j] = rec[1]
+            slab.obj[j] = OBJ_PERCPU
+            mag.append(addr)
+        else:
+            if not (mag and mag[-1] == addr and (not gfp or not (w0 & 2 or gfp & bad_gfp))):
+                return (at - 16) // record
+            key = raw[at : at + 4 * n]
+            site = sites.get(key)
+            if site is None:
+                site = intern(sites, key, frames[n](key, 0), handles, save)
+            mag.pop()
+            j = (addr - slab.base) // slab.cache.stride  # type: ignore[union-attr]  # a magazine's object
+            slab.obj[j] = OBJ_LIVE  # type: ignore[union-attr]
+            slab.alloc_site[j] = site  # type: ignore[union-attr]
+            if freed:
+                freed.pop(addr, None)
+            size = w0 >> 8
+            records[addr] = new(live_rec, (size, 1, site, gfp_malloc) if w0 & 2 else (size, 0, site, gfp))
+    return count
