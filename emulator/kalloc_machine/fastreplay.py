@@ -83,6 +83,7 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
     mags = fp.mags
     records, page_owner, live = mags.records, mags.page_owner, mags.live
     freed, not_leak, ksized = live.freed, live.not_leak, live.ksized
+    marks = bool(not_leak or ksized)  # (neither changes during a drain)
     lists, limit, caches, valid = mags.mags, mags.limit, mags.caches, fp.valid_w0
     handles, save = fp.depot.handles, fp.depot.save
     frames, new, live_rec = _FRAMES, new_record, LiveRecord
@@ -96,12 +97,13 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
     for at, w0, addr, gfp, n in fields:  # at: the record's frames in raw
         if w0 not in valid or not 0 < n <= 16:
             return (at - 16) // record
-        mag = lists[w0 >> 4 & 15]
+        ci = w0 >> 4 & 15
+        mag = lists[ci]
         slab = page_owner.get(addr >> 12)
         if w0 & 1:
             rec = records.get(addr)
             if (rec is None or rec[1] != (w0 >> 1 & 1) or not isinstance(slab, Slab)
-                    or slab.cache is not caches[w0 >> 4 & 15] or len(mag) >= limit):  # fmt: skip
+                    or slab.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
                 return (at - 16) // record
             key = raw[at : at + 4 * n]
             site = sites.get(key)
@@ -109,9 +111,8 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
                 site = intern(sites, key, frames[n](key, 0), handles, save)
             j = (addr - slab.base) // slab.cache.stride
             del records[addr]
-            if not_leak:
+            if marks:
                 not_leak.discard(addr)
-            if ksized:
                 ksized.discard(addr)
             slab.free_site[j] = site
             slab.freed_size[j] = rec[0]
