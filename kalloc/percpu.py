@@ -77,10 +77,12 @@ class Magazines:
         self.dirty: set[int] = set()
         self.malloc_max = min(SERVED_MAX, ka.libc_api.small_max)
         self.refills = self.flushes = 0
-        # the machine's fast path: told of every object a Python hit hands out or takes back (its byte map)
+        # the machine's fast path: told of every object a Python hit hands out or takes back, or that
+        # krealloc / realloc may free (`left`): its byte map
         self.on_alloc: Callable[[int, int, int], None] | None = None
         self.on_free: Callable[[int], None] | None = None
         self._kmalloc, self._kfree, self._malloc, self._free = ka.kmalloc, ka.kfree, ka.malloc, ka.free
+        self._krealloc, self._realloc = ka.krealloc, ka.realloc
 
     # ================================================================ the API faces
 
@@ -121,6 +123,22 @@ class Magazines:
                 self.push(ci, addr, rec, caller[1], owner)  # type: ignore[arg-type]
                 return
         self._free(addr, caller)
+
+    def krealloc(self, addr: int, size: int, gfp: int, caller: Caller = TASK) -> int | None:
+        """KmallocApi.krealloc; its old object leaves the magazines' reach first (`left`)."""
+        self.left(addr)
+        return self._krealloc(addr, size, gfp, caller)
+
+    def realloc(self, addr: int, size: int, caller: Caller = TASK) -> int | None:
+        """LibcApi.realloc; its old object leaves the magazines' reach first (`left`)."""
+        self.left(addr)
+        return self._realloc(addr, size, caller)
+
+    def left(self, addr: int) -> None:
+        """An object a path other than `push` may free or resize (krealloc, realloc: Slub.free
+        directly): `on_free` is told, so the fast path's map no longer offers it."""
+        if self.on_free is not None:
+            self.on_free(addr)
 
     # ================================================================ the layer
 
@@ -287,6 +305,7 @@ def enable(ka: Kalloc, limit: int = DEFAULT_LIMIT, batch: int | None = None) -> 
         raise ValueError(f"a magazine holds at least 1 object (got {limit})")
     mags = Magazines(ka, limit, batch)
     ka.kmalloc, ka.kfree, ka.malloc, ka.free = mags.kmalloc, mags.kfree, mags.malloc, mags.free  # type: ignore[method-assign]
+    ka.krealloc, ka.realloc = mags.krealloc, mags.realloc  # type: ignore[method-assign]
     ka.pages.register_shrinker(mags.shrink)
     ka.statistics.tunables = mags.tunables()
     ka.magazines = mags

@@ -47,6 +47,7 @@ from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
 from kalloc.percpu import SERVED_MAX, Magazines
 from kalloc.physmem import anonymous_buffer
 from kalloc.slab import Slab
+from kalloc_machine.fastreplay import replay_inline, valid_w0
 from kalloc_machine.sdk import sdk_dir
 
 # long-module: one contract with fastpath.S (layout, patch, replay, wiring), read side by side
@@ -126,8 +127,10 @@ class FastPath:
     def __init__(self, session: Any, mags: Magazines, buf: memoryview, banks: list[Any]) -> None:
         m = self.machine = session.machine
         self.session, self.mags, self.buf = session, mags, buf
+        self.sites: dict[bytes, int] = {}  # a record's frames, raw -> depot handle (fastreplay.intern)
+        self.valid_w0 = valid_w0(mags)
         self.bridge = session.bridge
-        self._serve = session.bridge.__call__  # a bound method: no slot_tp_call per hypercall
+        self.serve = session.bridge.__call__  # a bound method: no slot_tp_call per hypercall
         self.irq_state = m.irq_state  # (not `irq`: the run loop reads a device's `irq` line)
         self.depot = session.ka.depot
         self.records = session.ka.live.records
@@ -201,7 +204,7 @@ class FastPath:
         """The hypercall: drain, serve it, write back what the slow path changed."""
         if _W.unpack_from(self.buf, H_HEAD)[0]:
             self.drain()
-        self._serve(service, block)
+        self.serve(service, block)
         if self.mags.dirty:
             self.sync()
 
@@ -214,10 +217,18 @@ class FastPath:
         if _W.unpack_from(self.buf, H_HEAD)[0] and not self.in_window():
             self.drain()
 
+    def before_switch(self) -> None:
+        """IrqState.watchers: an interrupt is taken or returns. A return's drain runs before the
+        depth falls: a handler's records (a scribbled allowed word) fail the depth check."""
+        self.drain()
+
+    def after_switch(self) -> None:
+        self.set_allowed()
+
     # -- replay --------------------------------------------------------------------------------
 
-    def drain(self) -> None:  # long: the replay loop, inline (the hot part of the fast path)
-        """Replay the ring through the magazine layer's hit functions; a contradiction ends it."""
+    def drain(self) -> None:
+        """Replay the ring (fastreplay.py inline; from a record it does not take, `replay`)."""
         if self._draining:
             return
         buf = self.buf
@@ -233,50 +244,63 @@ class FastPath:
                 return self.fail(f"records made at interrupt depth {self.irq_state.depth}")
             if buf[H_CAP:MAGS] != self.header:
                 return self.fail("its header, class table or magazine addresses changed")
-            mags, records, page_owner = self.mags, self.records, self.page_owner
-            lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
-            handles, save = self.depot.handles, self.depot.save
-            hit_alloc, hit_free = mags.hit_alloc, mags.hit_free
-            nclass = len(lists)
-            head4, frames = _HEAD4, _FRAMES
-            for off in range(RING, RING + RECORD * head, RECORD):  # record i at RING + RECORD * i
-                w0, addr, gfp, n = head4(buf, off)
-                if not 0 < n <= 16:
-                    return self.fail(f"record {_nth(off)} has {n} frames")
-                stack = frames[n](buf, off + 16)
-                site = handles.get(stack) or save(stack)
-                ci = w0 >> 4 & 15
-                if ci >= nclass:
-                    return self.fail(f"record {_nth(off)} names class {ci}")
-                mag = lists[ci]
-                if w0 & 1:
-                    live = records.get(addr)
-                    owner = page_owner.get(addr >> 12)
-                    if (live is None or live[1] != (w0 >> 1 & 1) or not isinstance(owner, Slab)
-                            or owner.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
-                        return self.fail(
-                            f"record {_nth(off)}: a free of {addr:#x}, not a live object it serves"
-                        )
-                    hit_free(addr, live, site, owner)
-                    mag.append(addr)
-                else:
-                    size = w0 >> 8
-                    if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
-                            and not gfp & _BAD_GFP and (not w0 & 2 or gfp == 0)):  # fmt: skip
-                        return self.fail(
-                            f"record {_nth(off)}: an allocation of {addr:#x} the magazines did not hold"
-                        )
-                    mag.pop()
-                    if w0 & 2:
-                        hit_alloc(addr, size, KIND_MALLOC, site, _GFP_MALLOC)
-                    else:
-                        hit_alloc(addr, size, KIND_KMALLOC, site, gfp)
+            done = self.inline(head, 0)
+            if done < head and not self.replay(head, done):
+                return None
             self.served += head
             _W.pack_into(buf, H_HEAD, 0)
             self.check_counts()
         finally:
             self._draining = False
         return None
+
+    def inline(self, head: int, start: int) -> int:
+        """fastreplay.replay_inline: records start.. replayed inline; the first one it left."""
+        return replay_inline(self, head, start, RING, RECORD, _GFP_MALLOC, _BAD_GFP)
+
+    def replay(self, head: int, start: int = 0) -> bool:  # long: the replay loop (the exact path)
+        """Replay records start.. through the magazine layer's hit functions (the reference the
+        inline replay keeps to); a contradiction fails the fast path (`fail`: one report)."""
+        buf = self.buf
+        mags, records, page_owner = self.mags, self.records, self.page_owner
+        lists, limit, class_of, caches = mags.mags, mags.limit, mags.class_of, mags.caches
+        handles, save = self.depot.handles, self.depot.save
+        hit_alloc, hit_free = mags.hit_alloc, mags.hit_free
+        nclass = len(lists)
+        head4, frames = _HEAD4, _FRAMES
+        for off in range(RING + RECORD * start, RING + RECORD * head, RECORD):  # record i at RING + RECORD*i
+            w0, addr, gfp, n = head4(buf, off)
+            if not 0 < n <= 16:
+                return self.failed(f"record {_nth(off)} has {n} frames")
+            stack = frames[n](buf, off + 16)
+            site = handles.get(stack) or save(stack)
+            ci = w0 >> 4 & 15
+            if ci >= nclass:
+                return self.failed(f"record {_nth(off)} names class {ci}")
+            mag = lists[ci]
+            if w0 & 1:
+                live = records.get(addr)
+                owner = page_owner.get(addr >> 12)
+                if (live is None or live[1] != (w0 >> 1 & 1) or not isinstance(owner, Slab)
+                        or owner.cache is not caches[ci] or len(mag) >= limit):  # fmt: skip
+                    return self.failed(
+                        f"record {_nth(off)}: a free of {addr:#x}, not a live object it serves"
+                    )
+                hit_free(addr, live, site, owner)
+                mag.append(addr)
+            else:
+                size = w0 >> 8
+                if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
+                        and not gfp & _BAD_GFP and (not w0 & 2 or gfp == 0)):  # fmt: skip
+                    return self.failed(
+                        f"record {_nth(off)}: an allocation of {addr:#x} the magazines did not hold"
+                    )
+                mag.pop()
+                if w0 & 2:
+                    hit_alloc(addr, size, KIND_MALLOC, site, _GFP_MALLOC)
+                else:
+                    hit_alloc(addr, size, KIND_KMALLOC, site, gfp)
+        return True
 
     def check_counts(self) -> None:
         """Every magazine's count in the window equals the mirror's (invariant 2); not while the
@@ -313,6 +337,10 @@ class FastPath:
             struct.pack_into(f"<{len(mag) + 1}I", buf, at, len(mag), *mag)
         mags.dirty.clear()
         self.syncs += 1
+
+    def failed(self, what: str) -> bool:
+        self.fail(what)
+        return False
 
     def fail(self, what: str) -> None:
         """The window contradicts the replay: one report, the wrappers unpatched, slow from now on."""
@@ -383,45 +411,13 @@ def install(session: Any) -> tuple[FastPath | None, str | None]:
     return fp, None
 
 
-def _clear_after(fp: FastPath, ka: Any, name: str) -> None:
-    """ka.<name>(addr, ...) clears addr's byte: after it, addr may be free or another object."""
-    call = getattr(ka, name)
-
-    def wrapped(addr: int, *args: Any) -> Any:
-        fp.on_free(addr)
-        return call(addr, *args)
-
-    setattr(ka, name, wrapped)
-
-
 def _wire(fp: FastPath, session: Any) -> None:
-    """The drains: hypercalls, slice boundaries, context changes, filed errors; the defer."""
-    m, irq = session.machine, session.machine.irq_state
-    fp.mags.on_alloc, fp.mags.on_free = fp.on_alloc, fp.on_free
-    _clear_after(fp, session.ka, "krealloc")  # the paths that free a magazine class's object
-    _clear_after(fp, session.ka, "realloc")  # without kfree / free (Slub.free directly)
+    """The drains: hypercalls, slice boundaries, context changes (IrqState.watchers), filed errors
+    (Machine.before_error); the defer; the magazines' hooks (the byte map)."""
+    m = session.machine
+    fp.mags.on_alloc, fp.mags.on_free = fp.on_alloc, fp.on_free  # (krealloc / realloc: Magazines.left)
     m.on_hypercall = fp.doorbell
     m.loop.add_timed(fp)
     m.loop.defer = fp.in_window
-    entered, returned, report, fatal = irq.entered, m.sled.on_exception_return, m.report, m.fatal
-
-    def on_entered() -> None:
-        fp.drain()
-        entered()
-        fp.set_allowed()
-
-    def on_returned(pc: int) -> None:  # the CPU's return ran (sled.py); irq_state's has not yet:
-        fp.drain()  # a handler's records (a scribbled allowed word) fail the drain's depth check
-        if returned is not None:
-            returned(pc)
-        fp.set_allowed()
-
-    def on_report(err: Any) -> None:
-        fp.drain()
-        report(err)
-
-    def on_fatal(err: Any, reason: str = "fatal") -> None:
-        fp.drain()
-        fatal(err, reason)
-
-    irq.entered, m.sled.on_exception_return, m.report, m.fatal = on_entered, on_returned, on_report, on_fatal
+    m.irq_state.watchers.append(fp)
+    m.before_error.append(fp.drain)

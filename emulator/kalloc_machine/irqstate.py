@@ -46,7 +46,7 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import unicorn
 
@@ -58,6 +58,14 @@ if TYPE_CHECKING:
     from kalloc_machine.isa import Isa
 
 UNKNOWN = -1  # `word` when the machine has no prediction the bridge may take unchecked
+
+
+class ContextWatcher(Protocol):
+    """Told of each context change the machine sees (IrqState.watchers)."""
+
+    def before_switch(self) -> None: ...
+
+    def after_switch(self) -> None: ...
 
 
 class IrqState:
@@ -75,6 +83,8 @@ class IrqState:
         self.max_depth = 0
         self.reads = 0  # mask reads from the CPU
         self.return_pcs: list[int] = []  # the return instructions marked (RISC-V's mrets)
+        # told before and after each context change (the fast path drains, then re-arms: fastpath.py)
+        self.watchers: list[ContextWatcher] = []
 
     def install(self, firmware: Firmware) -> None:
         """Mark every return instruction of the ELF's code that lies in memory (module docstring)."""
@@ -92,12 +102,16 @@ class IrqState:
 
     def entered(self) -> None:
         """The run loop took an interrupt (Isa.enter_interrupt, with the mask set): a boundary."""
+        for w in self.watchers:
+            w.before_switch()
         depth = self.depth = self.depth + 1
         self.entries += 1
         if depth > self.max_depth:
             self.max_depth = depth
         self.mie, self.saved = False, True
         self.word = depth << CTX_DEPTH_SHIFT
+        for w in self.watchers:
+            w.after_switch()
 
     def resync(self) -> None:
         """A run starts or resumes: forget the mask (the CPU context may have been restored)."""
@@ -119,6 +133,8 @@ class IrqState:
     def returned(self, pc: int) -> None:
         """The CPU returned from an interrupt (to pc), seen by the interrupt hook: Isa.return_intno
         (Cortex-M's EXC_RETURN, RISC-V's marked mret, performed by Isa.exception_return)."""
+        for w in self.watchers:
+            w.before_switch()
         self.returns += 1
         if self.depth:
             self.depth -= 1
@@ -128,6 +144,8 @@ class IrqState:
         self.saved = True
         word = self.depth << CTX_DEPTH_SHIFT | (CTX_MIE if mie else 0)
         self.word = word if mie is not None and word else UNKNOWN
+        for w in self.watchers:
+            w.after_switch()
 
     def as_dict(self) -> dict[str, int]:
         """What it counted (tests, debugging)."""

@@ -87,6 +87,7 @@ class Machine:
         self.seed = seed
         self.clock = Clock()
         self.errors = ErrorLog()  # deduplicated and capped as filed (report/errorlog.py)
+        self.before_error: list[Callable[[], None]] = []  # called before an error is filed (fastpath.py)
         self.on_hypercall: Callable[[int, int], None] = self._no_hypercall_handler
         self.on_uc_error: UcErrorHook | None = None
         self.uc = unicorn.Uc(self.isa.uc_arch, self.isa.uc_mode)
@@ -182,12 +183,16 @@ class Machine:
     def report(self, err: KallocError) -> None:
         """Record a non-fatal error (counted on its first twin, or suppressed past the cap: ErrorLog).
         Safe from any callback."""
+        for fn in self.before_error:
+            fn()
         self.errors.add(err)
 
     def fatal(self, err: KallocError, reason: str = "fatal") -> None:
         """Record an error that ends the run (with `reason`: "fault" for a stack overflow). Safe
         from any callback: inside a slice the CPU goes to the idle sled (sled.end), so the run's
         instruction count stays exact; the run never resumes."""
+        for fn in self.before_error:
+            fn()
         self.errors.append(err)
         if self.loop.ending is None:
             self.loop.ending = reason

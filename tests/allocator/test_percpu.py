@@ -121,3 +121,18 @@ def test_malloc_outside_task_context_is_reported_and_served_as_libc_does() -> No
     irq = Caller(Context.IRQ, 0, 1)
     assert ka.malloc(40, irq) is not None and plain.malloc(40, irq) is not None
     assert [e.kind for e in ka.reports] == [e.kind for e in plain.reports] == ["invalid-context"]
+
+
+def test_krealloc_and_realloc_tell_that_their_object_left_the_magazines_reach() -> None:
+    """Magazines.left (issue 14, fifth session): krealloc / realloc free or resize their old object
+    through Slub directly, so the layer tells `on_free` first (the fast path's byte map)."""
+    ka, mags = magazines()
+    told: list[int] = []
+    mags.on_free = told.append
+    k = ka.kmalloc(24, G.GFP_KERNEL)
+    m = ka.malloc(40)
+    assert k and m and not told
+    k2 = ka.krealloc(k, 200, G.GFP_KERNEL)
+    m2 = ka.realloc(m, 300)
+    assert told == [k, m] and k2 and m2 and k2 != k and m2 != m
+    assert ka.krealloc.__self__ is mags and ka.realloc.__self__ is mags  # type: ignore[attr-defined]
