@@ -15,7 +15,9 @@ In place (`_stamp_in_place`): the store that starts SysTick's count (SDK: each
 `kalloc_timer_set`, once a tick) is stamped inside the callback at its exact time, the slice's
 start + the instructions Unicorn counted so far, the store included (rawcount.py), instead of
 cutting the slice: no boundary, no sled. Only where the cut's boundary would do nothing else:
-the slice is not already stopping or ending, no exception is pending in the SCS (the boundary
+the slice is not already stopping or ending nor a READ_WINDOW (runloop.py: the cut would end
+the window, so a later mtime read in it would be cut and exact, not read at the window's
+start), no exception is pending in the SCS (the boundary
 would take it), the boundaries' devices change nothing before their deadlines (`due_only`), and
 the new deadline falls after the slice's end. It counts as the cut it replaces (`RunLoop.cuts`,
 the report's `exact_cuts`). Otherwise the store cuts as before. A cut's redirect into the sled
@@ -78,8 +80,8 @@ class ScsPort:
         loop, sled, ctr = m.loop, m.sled, self._counter
         if ctr is None or not s.unstamped or sled.stop is not None or not sled.running or sled.redirects:
             return False
-        if loop.ending is not None or loop.interrupted or s.pending():
-            return False
+        if loop.ending is not None or loop.interrupted or loop.read_exact or s.pending():
+            return False  # (a READ_WINDOW slice: the cut ends the window, later mtime reads cut again)
         if not all(d is s or getattr(d, "due_only", False) for d in loop.serviced):
             return False
         now = m.clock.now + int(ctr.value)  # the slice's start + its instructions up to this store
