@@ -18,6 +18,7 @@ Invariants:
  1. `count` and the engine's limit agree while no sled `mret` has run in the slice (`move_end`
     is only called then: the engine counted firmware instructions only).
  2. The engine counter is read only inside or right after a counted emu_start.
+ 3. A snapshot never copies it (`__deepcopy__`): a copy's counter would not be the engine's.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class CountedRun:
         reader = getattr(isa, "overrun_reader", None)
         self.overrun: Callable[[int], int] | None = reader(uc) if reader is not None else None
         self._emu = _engine_count(uc) if movable else None  # movable: the machine has a CLINT (RV32)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CountedRun:
+        """Bound to its engine (the counter's address): a snapshot shares it as it shares the engine
+        (snapshot.py); its `count` means something only inside a slice."""
+        return self
 
     @property
     def movable(self) -> bool:
