@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kalloc_machine.runloop import RunLoop
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, RunOutcome, Session
 
@@ -99,6 +100,21 @@ def test_a_budget_ending_at_each_instruction_is_quantum_free(name: str, start: i
         b = report_bytes(run(name, max_instructions=n, quantum=100)[1])
         assert a == b, f"{name}: budget {n}: the report depends on the quantum"
         assert json.loads(a)["instructions"] == n
+
+
+@pytest.mark.parametrize("name", ["tests/hostile_raw_clint_widths", "tests/hostile_raw_clint_wfi",
+                                  "tests/hostile_raw_clint_storm"])  # fmt: skip
+@pytest.mark.parametrize("quantum", [100_000, 100])
+def test_reads_in_place_are_those_of_the_cut(name: str, quantum: int) -> None:
+    """The reference: every mtime read cut and replayed at a boundary (read_boundary off). The
+    boundary taken in place must give the same report, byte for byte, under every hostile read."""
+    def once() -> str:
+        return report_bytes(run(name, quantum=quantum, max_instructions=400_000)[1])
+
+    fast = once()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RunLoop, "read_boundary", lambda self: False)
+        assert once() == fast
 
 
 # -- the command line: wall clock, Ctrl-C, memory -----------------------------------------------------
