@@ -108,6 +108,7 @@ def test_a_budget_ending_at_each_instruction_is_quantum_free(name: str, start: i
 def test_reads_in_place_are_those_of_the_cut(name: str, quantum: int) -> None:
     """The reference: every mtime read cut and replayed at a boundary (read_boundary off). The
     boundary taken in place must give the same report, byte for byte, under every hostile read."""
+
     def once() -> str:
         return report_bytes(run(name, quantum=quantum, max_instructions=400_000)[1])
 
@@ -177,7 +178,8 @@ def test_the_cli_json_is_the_same_bytes_twice(name: str, tmp_path: Path) -> None
     texts = []
     for i in range(2):
         path = tmp_path / f"r{i}.json"
-        status, out, err, _ = kalloc_run(str(prebuilt(name)), "--max-instructions", "300000", "--json", str(path))
+        status, out, err, _ = kalloc_run(str(prebuilt(name)), "--max-instructions", "300000",
+                                         "--json", str(path))  # fmt: skip
         no_traceback(out, err)
         assert status in (0, 66)
         texts.append(path.read_bytes())

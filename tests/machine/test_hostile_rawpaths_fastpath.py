@@ -67,7 +67,8 @@ def test_a_fault_filed_while_the_ring_holds_a_record() -> None:
     [err] = out.report["errors"]
     assert err["kind"] == "cpu-fault" and "unmapped address 0x0" in err["message"] and err["symbol"] == "main"
     _, off = run(2, fastpath="off")
-    assert out.report["allocator"]["totals"]["live_objects"] == off.report["allocator"]["totals"]["live_objects"]
+    live = out.report["allocator"]["totals"]["live_objects"]
+    assert live == off.report["allocator"]["totals"]["live_objects"]
     allocator_serves(s)
     assert report_bytes(run(2)[1]) == report_bytes(out)
 
@@ -91,9 +92,10 @@ def test_after_the_ring_is_found_corrupt_the_slow_path_runs_the_wrappers_intact(
     assert out.report["end"] == "exit"
 
 
-@pytest.mark.xfail(strict=True, reason="D_findings.md F1: a timer interrupt deferred while the PC is in the "
-                   "blob (RunLoop.defer) waits for a boundary outside the window, whose slices double up to the "
-                   "quantum: 3,703,468 instructions at quantum 100000, 208,965 at 333, 23,681 at 100")  # fmt: skip
+@pytest.mark.xfail(strict=True, reason="D_findings.md F1: a timer interrupt deferred while the PC is in "
+                   "the blob (RunLoop.defer) waits for a boundary outside the window, whose slices double up "
+                   "to the quantum: 3,703,468 instructions at quantum 100000, 208,965 at 333, "
+                   "23,681 at 100")  # fmt: skip
 def test_the_fast_path_report_is_the_same_for_every_quantum() -> None:
     reports = {report_bytes(run(0, quantum=q)[1]) for q in (100_000, 333, 100)}
     assert len(reports) == 1
