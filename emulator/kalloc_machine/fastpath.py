@@ -190,8 +190,12 @@ class FastPath:
         return None
 
     def unpatch(self) -> None:
+        """The wrappers' own bytes back, and Unicorn's translations of the patch dropped: a block
+        already translated from the patch would run again otherwise (a stale `auipc` at free+0)."""
+        uc = self.machine.uc
         for addr, code in self.patched.items():
-            self.machine.uc.mem_write(addr, code)
+            uc.mem_write(addr, code)
+            uc.ctl_remove_cache(addr, addr + len(code))
         self.patched.clear()
         _W.pack_into(self.buf, H_ALLOWED, 0)
 

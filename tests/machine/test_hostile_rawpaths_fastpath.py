@@ -83,10 +83,9 @@ def test_a_ring_scribbled_at_an_interrupt_is_one_report_and_no_traceback() -> No
     assert report_bytes(run(1)[1]) == report_bytes(out)
 
 
-@pytest.mark.xfail(strict=True, reason="D_findings.md F2: FastPath.unpatch writes the wrappers back with "
-                   "uc.mem_write but leaves Unicorn's translated patch cached: the task runs a stale auipc, "
-                   "skips free's `add sp,-64`, and main later returns to 0 (cpu-fault)")  # fmt: skip
 def test_after_the_ring_is_found_corrupt_the_slow_path_runs_the_wrappers_intact() -> None:
+    """D_findings.md F2: unpatch wrote the wrappers back but left Unicorn's translated patch cached: the
+    task ran a stale auipc, skipped free's `add sp,-64`, and main later returned to 0 (cpu-fault)."""
     _, out = run(1)
     assert not [e for e in out.report["errors"] if e["kind"] == "cpu-fault"]
     assert out.report["end"] == "exit"
