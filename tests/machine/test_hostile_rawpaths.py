@@ -127,9 +127,13 @@ def _sigint_default() -> None:  # a background job inherits SIGINT ignored: kall
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def kalloc_run(*args: str, sigint_after: float | None = None) -> tuple[int, str, str, float]:
-    """`kalloc run ARGS` in a subprocess (optionally Ctrl-C after a delay): status, out, err, wall."""
-    proc = subprocess.Popen([sys.executable, "-c", _KALLOC, "run", *args], stdout=subprocess.PIPE,
+Ran = tuple[int, str, str, float]  # status, stdout, stderr, wall seconds
+
+
+def kalloc_run(*args: str, sigint_after: float | None = None, command: str = "run") -> Ran:
+    """`kalloc COMMAND ARGS` (run by default) in a subprocess (optionally Ctrl-C after a delay):
+    status, out, err, wall."""
+    proc = subprocess.Popen([sys.executable, "-c", _KALLOC, command, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)  # fmt: skip
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -182,5 +186,20 @@ def test_the_cli_json_is_the_same_bytes_twice(name: str, tmp_path: Path) -> None
                                          "--json", str(path))  # fmt: skip
         no_traceback(out, err)
         assert status in (0, 66)
+        texts.append(path.read_bytes())
+    assert texts[0] == texts[1]
+
+
+def test_a_campaign_over_the_hostile_firmware_is_the_same_bytes_for_any_workers(tmp_path: Path) -> None:
+    texts = []
+    for workers in (1, 2):
+        path = tmp_path / f"c{workers}.json"
+        status, out, err, _ = kalloc_run(str(prebuilt("tests/hostile_raw_clint_wfi")),
+                                         str(prebuilt("tests/hostile_raw_clint_storm")), "--seeds", "3",
+                                         "--irq-every", "997", "--irq-jitter", "50", "--max-instructions",
+                                         "200000", "--workers", str(workers), "--json", str(path),
+                                         command="campaign")  # fmt: skip
+        no_traceback(out, err)
+        assert status == 0 and "no bug found" in out, err
         texts.append(path.read_bytes())
     assert texts[0] == texts[1]
