@@ -342,9 +342,29 @@ class IdleSled:
             return False
         isa, faults = self.isa, self.faults
         pc = isa.pc(uc)
-        self.fault(faults.cpu_fault(f"{isa.fault_name(isa.undefined_intno)}: {faults.instruction_at(pc)}"
-                                    f"{faults.not_code(pc)}", pc))  # fmt: skip
+        err = faults.cpu_fault(f"{isa.fault_name(isa.undefined_intno)}: {faults.instruction_at(pc)}"
+                               f"{faults.not_code(pc)}", pc)  # fmt: skip
+        if self._unsendable(uc):
+            return self._raise(err)
+        self.fault(err)
         return True
+
+    def _unsendable(self, uc: unicorn.Uc) -> bool:
+        """A fault here cannot go to the sled: a PC written now would be lost (a Thumb IT block:
+        Isa.redirect_lost), or a fault already ended this slice and the CPU is back (its redirect
+        was lost). Handled as taken, the faulting instruction would run again, and again."""
+        stop = self.stop
+        return (stop is not None and stop.reason not in ("cut", "wfi", "break")) or self.isa.redirect_lost(uc)
+
+    def _raise(self, err: KallocError) -> bool:
+        """The fault the sled cannot take: filed if it is the slice's first (as `fault`), and the
+        hook declines it, so emu_start raises (the slice counts to its start: RunResult.exact False)."""
+        stop = self.stop
+        if stop is None or stop.reason in ("cut", "wfi", "break"):
+            self.errors.append(err)
+            self._faulted = True
+            self.stop = SliceStop("fault", pc=self.isa.pc(self.uc))
+        return False
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         """An unmapped or protected access: reported and sent to the sled (exact), except a
@@ -352,6 +372,8 @@ class IdleSled:
         self.mem_fault = fault = (access, addr, size, self.isa.pc(uc))
         if not self.running or access == unicorn.UC_MEM_WRITE_PROT or self.translated:
             return False  # under translation, mapping a page here does not stop the CPU: raise
+        if self._unsendable(uc):
+            return self._raise(self.faults.access_error(*fault))
         if access in _UNMAPPED:  # map a page over it, so the access does not raise (release)
             base, end = addr & ~(PAGE - 1), (addr + max(size, 1) + PAGE - 1) & ~(PAGE - 1)
             try:

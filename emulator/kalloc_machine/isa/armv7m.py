@@ -193,6 +193,12 @@ class ArmV7M:
         pc: int = got[0] if got is not None else uc.reg_read(ac.UC_ARM_REG_PC)
         return pc & ~1
 
+    def redirect_lost(self, uc: unicorn.Uc) -> bool:
+        """From a hook: is the CPU inside a Thumb IT block (xPSR's IT bits, 26:25 and 15:10, not
+        zero)? There Unicorn 2.1.4 runs the block to its end and a PC written now is lost
+        (rawcount.py): a fault cannot be sent to the idle sled, nor a slice cut."""
+        return bool(int(uc.reg_read(ac.UC_ARM_REG_XPSR)) & 0x0600_FC00)
+
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
         """pc | 1 through the library's uc_reg_write, not the binding's (a cut sends the CPU to the sled
         from a callback: uc_reg_write, unlike the batch write, keeps a PC written there)."""

@@ -289,6 +289,10 @@ class RiscV32:
                 rc.UC_RISCV_REG_MEPC, rc.UC_RISCV_REG_MCAUSE)  # fmt: skip
         return dict(zip(("mstatus", "mie", "mtvec", "mepc", "mcause"), uc.reg_read_batch(regs), strict=False))
 
+    def redirect_lost(self, uc: unicorn.Uc) -> bool:
+        """A PC written from a hook always takes on RV32 (no IT blocks)."""
+        return False
+
     def pc(self, uc: unicorn.Uc) -> int:  # one untyped ctypes call (rawregs.batch_reader): every boundary
         reader = self._pc_reader
         if reader is None or reader[0] is not uc:

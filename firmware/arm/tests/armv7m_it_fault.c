@@ -1,0 +1,50 @@
+/*
+ * armv7m_it_fault.c — faulting and detected accesses made by a conditional instruction inside a
+ * Thumb IT block, on the stm32f4 board. Unicorn 2.1.4 forbids a stop inside an IT block
+ * (isa/../rawcount.py), so the machine's exact stop at such an access must still hold.
+ * `mode` (written by the test before the run):
+ *  1 `streq` to an unmapped address inside an IT block: one cpu-fault at that store
+ *  2 `streq` into a vfree()d vmalloc area inside an IT block: one page-fault report
+ *  3 `ldreq` from a kfree()d object inside an IT block (poison/KASAN modes report it)
+ * After the access the firmware prints and exits 0, so a lost stop shows as a run that goes on.
+ */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kalloc.h"
+
+volatile uint32_t mode = 0x100;
+
+__attribute__((noipa)) static void store_if(int cond, volatile uint32_t *p, uint32_t v)
+{
+    __asm__ volatile("cmp %0, #1\n\tite eq\n\tstreq %1, [%2]\n\taddne %1, %1, #1\n"
+                     : : "r"(cond), "r"(v), "r"(p) : "cc", "memory");
+}
+
+__attribute__((noipa)) static uint32_t load_if(int cond, volatile uint32_t *p)
+{
+    uint32_t v = 7;
+    __asm__ volatile("cmp %1, #1\n\tite eq\n\tldreq %0, [%2]\n\taddne %0, %0, #1\n"
+                     : "+r"(v) : "r"(cond), "r"(p) : "cc", "memory");
+    return v;
+}
+
+int main(void)
+{
+    uint32_t m = mode & 0xff;
+    if (m == 1) {
+        store_if(1, (volatile uint32_t *)0x70000000u, 5);
+    } else if (m == 2) {
+        uint32_t *area = vmalloc(8192);
+        area[3] = 1;
+        vfree(area);
+        store_if(1, area + 100, 5);
+    } else if (m == 3) {
+        uint32_t *obj = kmalloc(64, GFP_KERNEL);
+        obj[2] = 9;
+        kfree(obj);
+        printf("read %u\n", (unsigned)load_if(1, obj + 2));
+    }
+    printf("went on after the access (mode %u)\n", (unsigned)m);
+    return 0;
+}
