@@ -5,24 +5,19 @@ something ends the run; `Machine.run()` calls `RunLoop.run()`. It owns the CPU-s
 state between slices; the hooks that end a slice early live with the idle sled
 (sled.py), which the machine's MMIO callbacks also use to cut a slice.
 
-Time: `machine.instructions` is the machine's clock: instructions executed plus idle
-time skipped in `wfi`. Each slice is `emu_start(pc, until, count=n)` with
-n = min(burst, next device deadline - now, budget left); devices are serviced and
-interrupts delivered only between slices (docs/architecture.md). The burst is the quantum (100k
-by default: a counted slice runs ~6x slower than free-running, and each boundary costs
-a few register reads), shortened where short slices pay (`_next_count`): after a wfi,
-after a device cut or an interrupt entry (DEVICE_BURST, doubling), and while an
-interrupt is pending but masked by the ISA's global mask (mstatus.MIE), so it is taken
-within a few instructions of being unmasked. A handler's return to task code (irqstate.py
-sees it in the interrupt hook) gives the task back the burst it had when the interrupt
-came: a timer tick costs a compute loop two slices (entry to the end of the handler's read
-window, its return included; the rest to the next deadline), not a ramp of ten. On
-Cortex-M too: Unicorn 2.1.4 runs a Thumb IT block to its end when a slice's count runs out
-inside it, so each slice takes the instructions the engine really counted (rawcount.py,
-`ArmV7M.overrun_reader`) and slice boundaries move nothing; where that counter cannot be
-read, Cortex-M keeps its ramp.
-Each slice runs in `CountedRun` (slicecount.py): its emu_starts, the sled's `mret` and
-Unicorn's counter. Idling in wfi: `WfiIdle` (wfiidle.py).
+Time: `machine.instructions` is the machine's clock: instructions executed plus idle time skipped in
+`wfi`. Each slice is `emu_start(pc, until, count=n)` with n = min(burst, next device deadline - now,
+budget left); devices are serviced and interrupts delivered only between slices. The burst is the
+quantum (100k by default), shortened where short slices pay (`_next_count`): after a wfi, a device
+cut or an interrupt entry (DEVICE_BURST, doubling); while an interrupt waits for the ISA's global
+mask (from 1, doubling: taken within a few instructions of the unmasking); while `defer` holds it
+back (the PC in the fast path's blob: DEFER_BURST steps, never doubled, so the quantum moves
+nothing). A handler's return to task code gives the task back the burst it had when the interrupt
+came: a timer tick costs a compute loop two slices (entry to the end of the handler's read window,
+its return included; the rest to the next deadline). On Cortex-M too: Unicorn 2.1.4 runs a Thumb IT
+block to its end when a slice's count runs out inside it, so each slice takes the instructions the
+engine really counted (rawcount.py, `ArmV7M.overrun_reader`); where that counter cannot be read,
+Cortex-M keeps its ramp. Slices run in `CountedRun` (slicecount.py); wfi: `WfiIdle` (wfiidle.py).
 
 Reads: an mtime read outside a READ_WINDOW slice is exact without a cut where the cut's
 boundary would do nothing (`read_boundary`, from timerport.py: no interrupt pending, serviced
@@ -31,13 +26,13 @@ counter gives the load's time, the callback does the cut's, the boundary's and t
 bookkeeping and moves the running emu_start's end to the window's (`CountedRun.move_end`).
 Boundaries, `Clock.now` and every read are those of the cut (tests/machine/test_read_boundary.py).
 
-Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early).
-Faults are exact too: traps, refused accesses, page faults, fatal reports, Ctrl-C and
-the wall clock inside a slice end it through the sled (sled.py, "Faults"): `instructions`
-counts up to and including the faulting instruction. Only a slice that raises out of
-`emu_start` (a write into the sled; an exception no hook saw) or a redirect the CPU lost
-(Ctrl-C just before `emu_start`) counts to the slice's start (a lower bound, off by less
-than a quantum, deterministic), with `RunResult.exact` False.
+Cuts and exact stops: sled.py (the idle sled counts a slice that a hook ended early). Faults
+are exact too: traps, refused accesses, page faults, fatal reports, Ctrl-C and the wall clock
+inside a slice end it through the sled (sled.py, "Faults"): `instructions` counts up to and
+including the faulting instruction. Only a slice that raises out of `emu_start` (a write into
+the sled; an exception no hook saw; a fault inside a Thumb IT block) or a redirect the CPU lost
+(Ctrl-C just before `emu_start`) counts to the slice's start (a lower bound, off by less than a
+quantum, deterministic), with `RunResult.exact` False.
 
 Run reasons (RunResult.reason): "exit" (ecall exit; exit_code = a0, signed),
 "panic" (ecall panic), "fault" (CPU fault), "fatal" (a fatal report: bad ecall, bad
@@ -79,6 +74,7 @@ WFI_BURST = 256  # first slice after a wfi: an idle loop's wake-up work is short
 # First slice after an interrupt entry or a device cut: a cut burns the rest of its slice in the
 # sled and handlers touch devices soon after entry; starting small and doubling bounds that burn.
 DEVICE_BURST = 256
+DEFER_BURST = 16  # steps while `defer` holds an interrupt back (the PC in the blob): never doubled
 # After an mtime read at an exact boundary, the next slice is this short and its mtime reads are
 # not cut: kalloc_now() reads hi, lo, hi, each within READ_WINDOW instructions of the first.
 READ_WINDOW = 64
@@ -127,7 +123,7 @@ class RunLoop:
         until = self.sled.call_stops[0] - 1  # odd: PC never equals it (slicecount.py)
         movable = m.clint is not None and self.scs is None  # RV32: the CLINT's reads take boundaries in place
         self.counted = CountedRun(self.uc, self.isa, self.sled, until, movable=movable)
-        self._masked_burst, self._was_masked = 1, False  # next slice while an interrupt waits for the mask
+        self._masked_burst, self._was_masked, self._deferred = 1, False, False  # a waiting interrupt's
         self._read_window = False  # the next slice must be a READ_WINDOW
         self.interrupted, self.wall_deadline = False, float("inf")  # interrupt(); perf_counter() limit
         self.on_poll: Callable[[int], None] | None = None  # every POLL_SLICES slices: kalloc run's progress
@@ -207,7 +203,8 @@ class RunLoop:
         ext, timer = ext and ext_en, timer and timer_en
         if not (ext or timer):
             return False
-        if not isa.interrupts_enabled(self.uc) or (self.defer is not None and self.defer()):
+        self._deferred = self.defer is not None and self.defer()  # the PC is in the fast path's blob
+        if not isa.interrupts_enabled(self.uc) or self._deferred:
             return True
         if ext:
             isa.enter_interrupt(self.uc, isa.external_cause)
@@ -234,6 +231,9 @@ class RunLoop:
         up to the quantum; while an interrupt waits for the global mask, from 1 instruction,
         doubling: it is taken within a few instructions of the `csrsi mstatus` that unmasks it."""
         was_masked, self._was_masked = self._was_masked, masked
+        if self._deferred:  # fixed steps out of the blob: the same boundaries whatever the quantum
+            self._deferred = self._was_masked = False
+            return min(DEFER_BURST, self.machine.quantum)
         if masked:
             self._masked_burst = min(2 * self._masked_burst, self.machine.quantum) if was_masked else 1
             return self._masked_burst

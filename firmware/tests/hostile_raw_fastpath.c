@@ -62,8 +62,12 @@ int main(void)
         void *old;
         unsigned long flags;
 
-        if (mode == 1 && i % 5u == 4u && WINDOW[HEAD])
-            WINDOW[RING0 + (WINDOW[HEAD] - 1) * RECORD_WORDS + 3] = 0xdeadbeefu; /* its frame count */
+        if (mode == 1 && i % 5u == 4u) {
+            uint32_t head = WINDOW[HEAD]; /* read once: a boundary's drain may empty the ring at any time */
+
+            if (head)
+                WINDOW[RING0 + (head - 1) * RECORD_WORDS + 3] = 0xdeadbeefu; /* its frame count */
+        }
         if (mode == 2 && ticks == 5u)
             *(volatile uint32_t *)(uintptr_t)p = *(volatile uint32_t *)0; /* the record still in the ring */
         local_irq_save(flags);

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, RunOutcome, Session
 
@@ -50,7 +49,8 @@ def test_a_handler_frees_an_object_whose_record_is_still_in_the_ring() -> None:
     object. Clean, like the run without the fast path, and the same bytes twice."""
     s, out = run(0)
     assert out.exit_status == 0 and out.report["end"] == "exit" and out.report["errors"] == []
-    assert out.report["fastpath"]["served"] > 1000 and out.report["fastpath"]["corrupt"] is None
+    # (served was > 1000 while a tick deferred in the blob waited up to a quantum: F1, fixed)
+    assert out.report["fastpath"]["served"] > 100 and out.report["fastpath"]["corrupt"] is None
     assert out.report["interrupts"]["lines"] == {"0": 40}
     assert out.report["allocator"]["totals"]["live_objects"] == 0 and out.report["leaks"]["count"] == 0
     allocator_serves(s)
@@ -91,10 +91,9 @@ def test_after_the_ring_is_found_corrupt_the_slow_path_runs_the_wrappers_intact(
     assert out.report["end"] == "exit"
 
 
-@pytest.mark.xfail(strict=True, reason="D_findings.md F1: a timer interrupt deferred while the PC is in "
-                   "the blob (RunLoop.defer) waits for a boundary outside the window, whose slices double up "
-                   "to the quantum: 3,703,468 instructions at quantum 100000, 208,965 at 333, "
-                   "23,681 at 100")  # fmt: skip
 def test_the_fast_path_report_is_the_same_for_every_quantum() -> None:
+    """D_findings.md F1: a timer interrupt deferred while the PC is in the blob (RunLoop.defer) waited
+    for a boundary outside the window, in slices doubling up to the quantum: 3,703,468 instructions
+    at quantum 100000, 208,965 at 333, 23,681 at 100. Now DEFER_BURST steps: one report."""
     reports = {report_bytes(run(0, quantum=q)[1]) for q in (100_000, 333, 100)}
     assert len(reports) == 1
