@@ -18,8 +18,9 @@ import unicorn
 from kalloc_machine.rawcount import counter
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
-from kalloc_machine.tools.benchkit import MODES, bench_elf, poke
 from unicorn import arm_const as ac
+
+from tests.machine.ticking import ticking
 
 CODE = 0x1000
 # adds r0,#1; cmp r1,#0; ite ne; movne r2,#0; andeq.w r2,r2,#1; cmp r0,r3; bne (7 instructions, one skipped)
@@ -93,20 +94,8 @@ def test_it_blocks_under_a_ticking_timer_give_one_report_for_every_quantum() -> 
 def test_a_return_gives_the_task_its_burst_on_cortex_m_too() -> None:
     """bench.elf's compute loop on stm32f4 with SysTick every 100k instructions: a tick costs a few
     slices (entry, the handler up to and with its return, the task's own burst), not a ramp of ~10."""
-    s = Session(RunOptions(firmware=bench_elf("stm32f4"), board="stm32f4", sanitize="off"))
-    poke(s, "bench_mode", MODES["compute_irq"])
-    poke(s, "bench_iters", 4000)
-    poke(s, "bench_timer_period", 100_000)
-    uc, slices = s.machine.uc, [0]
-    start = uc.emu_start
-
-    def counted(begin: int, until: int, timeout: int = 0, count: int = 0) -> None:
-        slices[0] += 1
-        start(begin, until, timeout, count)
-
-    uc.emu_start = counted  # type: ignore[method-assign]
-    out = s.run()
+    _s, out, slices = ticking("stm32f4")
     assert out.exit_status == 0
     ticks = out.result.irq_counts[0]  # SysTick is reported as the timer line
     assert ticks >= 9
-    assert slices[0] <= 4 * ticks + 12
+    assert slices <= 4 * ticks + 12

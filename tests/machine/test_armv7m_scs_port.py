@@ -14,7 +14,8 @@ import unicorn
 from kalloc_machine.isa.armv7m_scs import SCS_BASE
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
-from kalloc_machine.tools.benchkit import MODES, bench_elf, poke
+
+from tests.machine.ticking import ticking
 
 
 def test_the_scs_window_is_not_mapped_through_the_binding(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,20 +42,8 @@ def test_a_systick_start_is_stamped_in_place_not_cut() -> None:
     kalloc_timer_set is stamped inside its store (no boundary, no sled), so a tick costs about two
     slices (was three: the store cut one); it still counts as an exact cut in the report. (The
     times are the cut's: the tick digest of test_armv7m_it_slices.py is unchanged.)"""
-    s = Session(RunOptions(firmware=bench_elf("stm32f4"), board="stm32f4", sanitize="off"))
-    poke(s, "bench_mode", MODES["compute_irq"])
-    poke(s, "bench_iters", 4000)
-    poke(s, "bench_timer_period", 100_000)
-    uc, slices = s.machine.uc, [0]
-    start = uc.emu_start
-
-    def counted(begin: int, until: int, timeout: int = 0, count: int = 0) -> None:
-        slices[0] += 1
-        start(begin, until, timeout, count)
-
-    uc.emu_start = counted  # type: ignore[method-assign]
-    out = s.run()
+    _s, out, slices = ticking("stm32f4")
     ticks = out.result.irq_counts[0]
     assert out.exit_status == 0 and ticks >= 9
-    assert slices[0] <= 2 * ticks + 4
+    assert slices <= 2 * ticks + 4
     assert out.report["interrupts"]["exact_cuts"] == ticks + 1  # the first start's, then one a tick

@@ -23,6 +23,8 @@ from kalloc_machine.session import RunOptions, RunOutcome, Session
 from kalloc_machine.tools.benchkit import MODES, bench_elf, poke
 from unicorn import riscv_const as rc
 
+from tests.machine.ticking import ticking
+
 MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_MPP = 0x8, 0x80, 0x1800
 MRET = (0x3020_0073).to_bytes(4, "little")
 ADDI_A0 = (0x0015_0513).to_bytes(4, "little")  # addi a0, a0, 1: counts the instructions run
@@ -94,28 +96,11 @@ def test_a_marked_mret_reads_as_mret_in_reports() -> None:
     assert s.machine.faults.instruction_at(pc) == "mret"
 
 
-def _ticking(board: str, **options: Any) -> tuple[Session, RunOutcome, int]:
-    """bench.elf's compute loop with the timer every 100k instructions: (session, outcome, slices)."""
-    s = Session(RunOptions(firmware=bench_elf(board), board=board, sanitize="off", **options))
-    poke(s, "bench_mode", MODES["compute_irq"])
-    poke(s, "bench_iters", 4000)
-    poke(s, "bench_timer_period", 100_000)
-    uc, slices = s.machine.uc, [0]
-    start = uc.emu_start
-
-    def counted(begin: int, until: int, timeout: int = 0, count: int = 0) -> None:
-        slices[0] += 1
-        start(begin, until, timeout, count)
-
-    uc.emu_start = counted  # type: ignore[method-assign]
-    return s, s.run(), slices[0]
-
-
 def test_a_timer_tick_costs_the_compute_loop_three_slices() -> None:
     """Entry to the handler's first device access, the rest of the handler with its return, then
     the task's own burst to the next deadline (was ~10: slices restarted at 256 and doubled). The
     second is two emu_starts: the sled's real mret ran in it, counted (sled.py, "Returns")."""
-    _s, out, slices = _ticking("default")
+    _s, out, slices = ticking("default")
     assert out.exit_status == 0
     ticks = out.result.irq_counts[0]
     assert ticks >= 9
@@ -150,8 +135,8 @@ def test_unicorn_miscounts_a_slice_that_ends_inside_an_it_block() -> None:
 @pytest.mark.parametrize("board", ["default", "stm32f4"])
 def test_the_slicing_does_not_change_the_run(board: str) -> None:
     """Time is executed instructions: a quantum of 3,001 gives the same report as the default."""
-    _s, out, slices = _ticking(board)
-    _s2, small, many = _ticking(board, quantum=3001)
+    _s, out, slices = ticking(board)
+    _s2, small, many = ticking(board, quantum=3001)
     assert many > 3 * slices
     assert {**small.report, "options": None} == {**out.report, "options": None}  # options: the quantum
 
