@@ -245,8 +245,8 @@ class Mmu:
 
     def _sink(self, vaddr: int, entry: Any, err: KallocError | None) -> bool:
         """End the slice with `err`, exactly, and let the access land in the sink (module docstring)."""
-        if err is not None:
-            self.machine.sled.fault(err)
+        if err is not None and not self.machine.sled.fault(err):
+            return False  # an IT block: no sled; the refused fill makes emu_start raise (sled.fault)
         entry.paddr = self.sink | (vaddr & (PAGE - 1))
         entry.perms = PROT_RWX
         return True

@@ -282,8 +282,8 @@ class RunLoop:
                 self._burst = max(self._burst, self._task_burst)
             return self.ending
         in_sled = sled.leave()
-        if in_sled is None:
-            in_sled, self._exact = 0, False  # the redirect was lost (Ctrl-C before emu_start): it ran out
+        if in_sled is None:  # the redirect was lost (Ctrl-C; an IT block): it ran out, the CPU goes on
+            in_sled, self._exact, stop.pc, stop.replay = 0, False, isa.pc(uc), False  # where it stands
         self.clock.now = start + count - in_sled - lost
         if stop.reason == "cut":
             return self._after_cut(stop)

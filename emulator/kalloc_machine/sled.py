@@ -183,13 +183,18 @@ class IdleSled:
         """Is pc a wfi of the image, still carrying the machine's mark (not rewritten since)?"""
         return pc in self.wfi_pcs and self.phys.read(pc, len(self.isa.idle_mark)) == self.isa.idle_mark
 
-    def enter(self) -> None:
-        """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept)."""
+    def enter(self) -> bool:
+        """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept); False,
+        nothing written, inside a Thumb IT block, where the PC would be lost (Isa.redirect_lost):
+        the slice runs on, the firmware's registers untouched, and its boundary sees no sled."""
         uc = self.uc
+        if self.isa.redirect_lost(uc):
+            return False
         if self._saved is None:
             self._saved = self._counter()
         write_batch(uc, (self.isa.sled_counter,), (0,))
         self.isa.set_pc(uc, self.base)
+        return True
 
     def _counter(self) -> int:
         """The sled_counter register (one untyped ctypes call: rawregs.batch_reader)."""
@@ -237,15 +242,17 @@ class IdleSled:
         if self.running and self.stop is None:
             self.stop_slice(reason, self.isa.pc(self.uc))
 
-    def fault(self, err: KallocError, reason: str = "fault") -> None:
+    def fault(self, err: KallocError, reason: str = "fault") -> bool:
         """From a hook: the instruction at the PC faulted; file `err` and end the slice exactly
-        here (the first fault of a slice wins; a later one in the same slice is not filed)."""
+        here (the first fault of a slice wins; a later one in the same slice is not filed).
+        False: filed, but the CPU could not be sent to the sled (an IT block): the hook must
+        decline the access so that emu_start raises."""
         if self.stop is not None and self.stop.reason not in ("cut", "wfi", "break"):
-            return
+            return not self.isa.redirect_lost(self.uc)
         self.errors.append(err)
         self._faulted = True
         self.stop = SliceStop(reason, pc=self.isa.pc(self.uc))
-        self.enter()
+        return self.enter()
 
     def flush_on_release(self) -> None:
         """A hook pointed an access at the fault sink without `fault` (a trap's fatal report,

@@ -30,7 +30,8 @@ def test_an_unmapped_store_in_an_it_block_is_one_cpu_fault(sanitize: str) -> Non
     report = run(1, sanitize)
     assert report["end"] == "fault"
     assert [(e["kind"], e["message"]) for e in report["errors"]] == [
-        ("cpu-fault", "write of 4 bytes at unmapped address 0x70000000")]
+        ("cpu-fault", "write of 4 bytes at unmapped address 0x70000000")
+    ]
 
 
 def test_a_store_after_vfree_in_an_it_block_is_one_page_fault() -> None:
@@ -38,3 +39,16 @@ def test_a_store_after_vfree_in_an_it_block_is_one_page_fault() -> None:
     assert report["end"] == "fault"
     assert [e["kind"] for e in report["errors"]] == ["page-fault"]
     assert "a use after vfree" in report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("quantum", [100_000, 3001, 997])
+def test_a_device_store_in_an_it_block_leaves_the_firmware_as_the_cpu_would(quantum: int) -> None:
+    """`it eq; streq` starting SysTick (GCC's `if (x) SYST->CSR = 7;`): the store's cut cannot send
+    the CPU to the sled inside the block, so the slice runs on. Before, the sled's entry zeroed r12
+    (the firmware read 0, not 77) and at quantum 997 the code after the store ran twice."""
+    s = Session(RunOptions(firmware=str(prebuilt("armv7m/tests/armv7m_it_fault")), board="stm32f4",
+                           sanitize="off", timeout_s=20.0, quantum=quantum))  # fmt: skip
+    s.machine.phys.write_u32(s.firmware.symbol_addr("mode"), 4)
+    out = s.run()
+    assert "r12 77 after 1\n" in s.machine.uart_output()
+    assert out.exit_status == 0 and out.report["errors"] == []

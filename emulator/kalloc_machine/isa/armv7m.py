@@ -194,10 +194,13 @@ class ArmV7M:
         return pc & ~1
 
     def redirect_lost(self, uc: unicorn.Uc) -> bool:
-        """From a hook: is the CPU inside a Thumb IT block (xPSR's IT bits, 26:25 and 15:10, not
-        zero)? There Unicorn 2.1.4 runs the block to its end and a PC written now is lost
-        (rawcount.py): a fault cannot be sent to the idle sled, nor a slice cut."""
-        return bool(int(uc.reg_read(ac.UC_ARM_REG_XPSR)) & 0x0600_FC00)
+        """From a hook: is the CPU inside a Thumb IT block? There Unicorn 2.1.4 runs the block to
+        its end and a PC written now is lost (rawcount.py): a fault cannot be sent to the idle
+        sled, nor a slice cut. xPSR's IT bits (26:25, 15:10) say so where the engine synced them
+        (a memory fault); in an MMIO callback they read 0, so the code before the PC is read too."""
+        if int(uc.reg_read(ac.UC_ARM_REG_XPSR)) & 0x0600_FC00:
+            return True
+        return in_it_block(uc, self.pc(uc))
 
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
         """pc | 1 through the library's uc_reg_write, not the binding's (a cut sends the CPU to the sled
@@ -311,3 +314,29 @@ class ArmV7M:
 
 
 Cpu = ArmV7M  # the name isa_for() looks up
+
+
+def in_it_block(uc: unicorn.Uc, pc: int) -> bool:
+    """Does an IT instruction in the 16 bytes before pc cover the instruction at pc (its block of
+    1-4 instructions, walked forward by their sizes)? A halfword that only looks like an IT (the
+    second half of a 32-bit instruction) can answer True: the caller then lets the slice run on,
+    which is inexact, never wrong."""
+    lo = max(pc - 16, 0)
+    try:
+        code = bytes(uc.mem_read(lo, pc - lo))
+    except unicorn.UcError:
+        return False
+    end = len(code)
+    for back in range(2, end + 1, 2):
+        hw = int.from_bytes(code[end - back : end - back + 2], "little")
+        if hw & 0xFF00 != 0xBF00 or not hw & 0xF:
+            continue
+        at = end - back + 2  # the block's first instruction; its length: 4 - the mask's trailing zeros
+        for _ in range(5 - (hw & -hw & 0xF).bit_length()):
+            if at >= end:
+                if at == end:
+                    return True
+                break
+            at += insn_size(code[at : at + 2]) if at + 2 <= end else 2
+    return False
+

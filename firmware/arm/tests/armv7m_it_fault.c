@@ -6,6 +6,8 @@
  *  1 `streq` to an unmapped address inside an IT block: one cpu-fault at that store
  *  2 `streq` into a vfree()d vmalloc area inside an IT block: one page-fault report
  *  3 `ldreq` from a kfree()d object inside an IT block (poison/KASAN modes report it)
+ *  4 `streq` starting SysTick inside an IT block (a device cut): r12 and the code after it
+ *    must run once, as on the CPU (prints r12 and how many times the line after ran)
  * After the access the firmware prints and exits 0, so a lost stop shows as a run that goes on.
  */
 #include <stdint.h>
@@ -29,6 +31,26 @@ __attribute__((noipa)) static uint32_t load_if(int cond, volatile uint32_t *p)
     return v;
 }
 
+static volatile uint32_t after;
+
+static void on_tick(unsigned int irq, void *arg)
+{
+    (void)irq;
+    (void)arg;
+    *(volatile uint32_t *)0xE000E010u = 0; /* SYST_CSR: stop */
+}
+
+__attribute__((noipa)) static uint32_t start_systick_if(int cond)
+{
+    uint32_t r12;
+
+    *(volatile uint32_t *)0xE000E014u = 200u; /* SYST_RVR */
+    __asm__ volatile("mov r12, #77\n\tcmp %1, #1\n\tit eq\n\tstreq %2, [%3]\n\tmov %0, r12\n"
+                     : "=r"(r12) : "r"(cond), "r"(7u), "r"(0xE000E010u) : "r12", "cc", "memory");
+    after++;
+    return r12;
+}
+
 int main(void)
 {
     uint32_t m = mode & 0xff;
@@ -44,6 +66,12 @@ int main(void)
         obj[2] = 9;
         kfree(obj);
         printf("read %u\n", (unsigned)load_if(1, obj + 2));
+    } else if (m == 4) {
+        request_irq(KALLOC_IRQ_TIMER, on_tick, 0);
+        uint32_t r12 = start_systick_if(1);
+        printf("r12 %u after %u\n", (unsigned)r12, (unsigned)after);
+        if (r12 != 77u || after != 1u)
+            return 3;
     }
     printf("went on after the access (mode %u)\n", (unsigned)m);
     return 0;
