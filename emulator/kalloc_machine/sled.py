@@ -184,9 +184,8 @@ class IdleSled:
         return pc in self.wfi_pcs and self.phys.read(pc, len(self.isa.idle_mark)) == self.isa.idle_mark
 
     def enter(self) -> bool:
-        """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept); False,
-        nothing written, inside a Thumb IT block, where the PC would be lost (Isa.redirect_lost):
-        the slice runs on, the firmware's registers untouched, and its boundary sees no sled."""
+        """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept); False, nothing
+        written, in a Thumb IT block (Isa.redirect_lost: the PC would be lost; the slice runs on)."""
         uc = self.uc
         if self.isa.redirect_lost(uc):
             return False
@@ -244,9 +243,8 @@ class IdleSled:
 
     def fault(self, err: KallocError, reason: str = "fault") -> bool:
         """From a hook: the instruction at the PC faulted; file `err` and end the slice exactly
-        here (the first fault of a slice wins; a later one in the same slice is not filed).
-        False: filed, but the CPU could not be sent to the sled (an IT block): the hook must
-        decline the access so that emu_start raises."""
+        here (the first fault of a slice wins; a later one is not filed). False: not sent to the
+        sled (an IT block): the hook must decline the access so that emu_start raises."""
         if self.stop is not None and self.stop.reason not in ("cut", "wfi", "break"):
             return not self.isa.redirect_lost(self.uc)
         self.errors.append(err)
@@ -357,15 +355,13 @@ class IdleSled:
         return True
 
     def _unsendable(self, uc: unicorn.Uc) -> bool:
-        """A fault here cannot go to the sled: a PC written now would be lost (a Thumb IT block:
-        Isa.redirect_lost), or a fault already ended this slice and the CPU is back (its redirect
-        was lost). Handled as taken, the faulting instruction would run again, and again."""
+        """A fault here cannot go to the sled: in a Thumb IT block (Isa.redirect_lost), or a fault
+        already ended this slice and the CPU is back. Taken, the instruction would run again and again."""
         stop = self.stop
         return (stop is not None and stop.reason not in ("cut", "wfi", "break")) or self.isa.redirect_lost(uc)
 
     def _raise(self, err: KallocError) -> bool:
-        """The fault the sled cannot take: filed if it is the slice's first (as `fault`), and the
-        hook declines it, so emu_start raises (the slice counts to its start: RunResult.exact False)."""
+        """A fault the sled cannot take: filed if the slice's first; declined: emu_start raises (inexact)."""
         stop = self.stop
         if stop is None or stop.reason in ("cut", "wfi", "break"):
             self.errors.append(err)
