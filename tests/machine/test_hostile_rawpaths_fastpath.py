@@ -6,8 +6,9 @@ The firmware is firmware/tests/hostile_raw_fastpath.c (`--fastpath on --sanitize
 task mallocs through the blob and hands the object to the timer handler with no hypercall in
 between, so the handler frees an object whose record is still in the ring (mode 0); the task
 scribbles the newest record just before the interrupt comes (mode 1); a fault is filed while
-the ring holds a record (mode 2). Two tests are strict xfails for bugs written down in
-/work/notes/D_findings.md (F1, F2): they turn into failures (XPASS) once fixed.
+the ring holds a record (mode 2). firmware/tests/hostile_raw_fastpath_unpatch.c lands ticks on
+every instruction of an unpatched prologue. /work/notes/D_findings.md has findings F1 and F2
+(both fixed: their tests fail without the fixes).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, RunOutcome, Session
 
 from kalloc.gfp import GFP_KERNEL
 
 ELF = "tests/hostile_raw_fastpath"
+UNPATCH_ELF = "tests/hostile_raw_fastpath_unpatch"
 
 
 def run(mode: int, fastpath: str = "on", **options: Any) -> tuple[Session, RunOutcome]:
@@ -83,12 +86,43 @@ def test_a_ring_scribbled_at_an_interrupt_is_one_report_and_no_traceback() -> No
     assert report_bytes(run(1)[1]) == report_bytes(out)
 
 
-def test_after_the_ring_is_found_corrupt_the_slow_path_runs_the_wrappers_intact() -> None:
-    """D_findings.md F2: unpatch wrote the wrappers back but left Unicorn's translated patch cached: the
-    task ran a stale auipc, skipped free's `add sp,-64`, and main later returned to 0 (cpu-fault)."""
-    _, out = run(1)
-    assert not [e for e in out.report["errors"] if e["kind"] == "cpu-fault"]
-    assert out.report["end"] == "exit"
+class EntryPcs:
+    """An IrqState watcher: the task's PC at each interrupt entry (mepc), as an offset from `base`."""
+
+    def __init__(self, s: Session, base: int) -> None:
+        self.machine, self.base = s.machine, base
+        self.pcs: set[int] = set()
+        s.machine.irq_state.watchers.append(self)
+
+    def before_switch(self) -> None:
+        pass
+
+    def after_switch(self) -> None:
+        m = self.machine
+        if m.irq_state.depth == 1:
+            self.pcs.add(m.isa.read_csrs(m.uc)["mepc"] - self.base)
+
+
+@pytest.mark.parametrize("quantum", [100_000, 333])
+def test_a_tick_inside_an_unpatched_prologue_runs_the_wrappers_own_code(quantum: int) -> None:
+    """D_findings.md F2, deterministic (hostile_raw_fastpath_unpatch.c): free ran patched (Unicorn
+    translated `auipc t0; jalr` as one block), the ring is found corrupt and unpatched, then ticks land
+    on every instruction of free's prologue. uc_mem_write keeps translated blocks, so without
+    unpatch's ctl_remove_cache the tick after the stale `auipc` resumes at free+4 in free's own code,
+    `add sp,sp,-64` never ran, and main returns to 0 (cpu-fault, 65). The leak is the corrupt ring's:
+    its records are dropped, the first object's free among them."""
+    options = RunOptions(firmware=str(prebuilt(UNPATCH_ELF)), sanitize="off", fastpath="on", quantum=quantum)
+    s = Session(options)
+    free = s.firmware.symbol_addr("free")
+    assert free is not None
+    entries = EntryPcs(s, free)
+    out = s.run()
+    assert [e["kind"] for e in out.report["errors"]] == ["bad-hypercall", "leak"]
+    assert "header, class table or magazine addresses changed" in out.report["fastpath"]["corrupt"]
+    assert (out.exit_status, out.report["end"]) == (64, "exit")
+    assert out.report["interrupts"]["lines"] == {"0": 64}
+    assert 4 in entries.pcs  # a tick at free+4, where the stale block's `auipc` ends: the sweep reaches it
+    allocator_serves(s)
 
 
 def test_the_fast_path_report_is_the_same_for_every_quantum() -> None:
