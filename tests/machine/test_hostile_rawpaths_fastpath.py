@@ -7,12 +7,14 @@ task mallocs through the blob and hands the object to the timer handler with no 
 between, so the handler frees an object whose record is still in the ring (mode 0); the task
 scribbles the newest record just before the interrupt comes (mode 1); a fault is filed while
 the ring holds a record (mode 2). firmware/tests/hostile_raw_fastpath_unpatch.c lands ticks on
-every instruction of an unpatched prologue. /work/notes/D_findings.md has findings F1 and F2
-(both fixed: their tests fail without the fixes).
+every instruction of an unpatched prologue (F2); hostile_raw_fastpath_midpatch.c lands one between
+the patch's two instructions as the ring is found corrupt (F5). /work/notes/D_findings.md has
+findings F1 and F2 (both fixed: their tests fail without the fixes); F5 is a strict xfail.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -24,6 +26,8 @@ from kalloc.gfp import GFP_KERNEL
 
 ELF = "tests/hostile_raw_fastpath"
 UNPATCH_ELF = "tests/hostile_raw_fastpath_unpatch"
+MIDPATCH_ELF = "tests/hostile_raw_fastpath_midpatch"
+DELTAS = range(1, 49)  # hostile_raw_fastpath_midpatch: the timer deltas tried, one run each
 
 
 def run(mode: int, fastpath: str = "on", **options: Any) -> tuple[Session, RunOutcome]:
@@ -123,6 +127,46 @@ def test_a_tick_inside_an_unpatched_prologue_runs_the_wrappers_own_code(quantum:
     assert out.report["interrupts"]["lines"] == {"0": 64}
     assert 4 in entries.pcs  # a tick at free+4, where the stale block's `auipc` ends: the sweep reaches it
     allocator_serves(s)
+
+
+@functools.cache
+def midpatch_runs() -> dict[int, tuple[int, RunOutcome]]:
+    """hostile_raw_fastpath_midpatch for each delta: (the first tick's task PC - free, the outcome)."""
+    runs = {}
+    for delta in DELTAS:
+        s = Session(RunOptions(firmware=str(prebuilt(MIDPATCH_ELF)), sanitize="off", fastpath="on"))
+        addr, free = s.firmware.symbol_addr("delta"), s.firmware.symbol_addr("free")
+        assert addr is not None and free is not None
+        s.machine.phys.write_u32(addr, delta)
+        entries = EntryPcs(s, free)
+        out = s.run()
+        [pc] = entries.pcs  # one tick
+        runs[delta] = (pc, out)
+    return runs
+
+
+def test_one_delta_lands_the_tick_between_the_patchs_two_instructions() -> None:
+    """The F5 firmware reaches its point: a tick at free+4 (after the patch's `auipc`, before its
+    `jalr`), with the ring corrupt; ticks elsewhere go on slow as the docs say."""
+    runs = midpatch_runs()
+    assert any(pc == 4 for pc, _ in runs.values())
+    for pc, out in runs.values():
+        assert out.report["fastpath"]["corrupt"] is not None
+        if pc != 4:
+            assert (out.exit_status, out.report["end"]) == (64, "exit")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="F5: unpatch leaves a PC at a patch's second instruction (fastpath.py)"
+)
+def test_a_ring_found_corrupt_with_the_task_between_the_patchs_instructions_goes_on_slow() -> None:
+    """F5 (helper C, session 18): the drain at the tick's entry unpatches while the task's PC is at
+    free+4; the return resumes there in free's own code, so `add sp,sp,-64` never ran and main
+    returns to 0 (cpu-fault, 65). A fix: unpatch moves such a PC (a task's mepc) to the trampoline,
+    which runs the 8 displaced bytes and jumps to free+8."""
+    for pc, out in midpatch_runs().values():
+        assert not [e for e in out.report["errors"] if e["kind"] == "cpu-fault"], pc
+        assert out.report["end"] == "exit"
 
 
 def test_the_fast_path_report_is_the_same_for_every_quantum() -> None:
