@@ -28,40 +28,15 @@ from typing import Any
 import pytest
 from kalloc_machine.runloop import RunLoop
 from kalloc_machine.sdk import prebuilt
-from kalloc_machine.session import RunOptions, RunOutcome, Session
+from kalloc_machine.session import RunOutcome, Session
 
-from kalloc.gfp import GFP_KERNEL
-
-QUANTA = (100_000, 333, 100)
-
-
-def run(name: str, **options: Any) -> tuple[Session, RunOutcome]:
-    s = Session(RunOptions(firmware=str(prebuilt(name)), **options))
-    return s, s.run()
-
-
-def report_bytes(out: RunOutcome) -> str:
-    """The JSON report with the quantum left out of its options (the one thing that may differ)."""
-    r = dict(out.report)
-    r["options"] = {k: v for k, v in r["options"].items() if k != "quantum"}
-    return json.dumps(r, sort_keys=True)
+from tests.machine import hostile
+from tests.machine.hostile import QUANTA, allocator_serves, report_bytes, run
 
 
 def same_for_every_quantum(name: str, **options: Any) -> tuple[Session, RunOutcome]:
-    """Run with each quantum (the default twice): one report, byte for byte; the last run."""
-    reports = set()
-    for q in (*QUANTA, QUANTA[0]):
-        s, out = run(name, quantum=q, **options)
-        reports.add(report_bytes(out))
-    assert len(reports) == 1, f"{name}: {len(reports)} different reports for quanta {QUANTA}"
-    return s, out
-
-
-def allocator_serves(s: Session) -> None:
-    s.ka.check()
-    p = s.ka.kmalloc(100, GFP_KERNEL)
-    s.ka.kfree(p)
-    s.ka.check()
+    """hostile.same_for_every_quantum with the default quantum twice (also the same run to run)."""
+    return hostile.same_for_every_quantum(name, quanta=(*QUANTA, QUANTA[0]), **options)
 
 
 def test_every_width_and_offset_of_the_clint_is_clean_and_quantum_free() -> None:

@@ -19,44 +19,20 @@ import time
 from typing import Any
 
 import pytest
-from kalloc_machine.sdk import prebuilt
-from kalloc_machine.session import RunOptions, RunOutcome, Session
+from kalloc_machine.session import RunOutcome, Session
 
-from kalloc.gfp import GFP_KERNEL
+from tests.machine import hostile
+from tests.machine.hostile import QUANTA, allocator_serves, report_bytes
 
 ELF = "armv7m/tests/hostile_raw_systick"
-QUANTA = (100_000, 333, 100)
 
 
 def build(mode: int, **options: Any) -> Session:
-    s = Session(RunOptions(firmware=str(prebuilt(ELF)), board="stm32f4", **options))
-    addr = s.firmware.symbol_addr("hostile_mode")
-    assert addr is not None
-    s.machine.phys.write_u32(addr, mode)
-    return s
-
-
-def report_bytes(out: RunOutcome) -> str:
-    r = dict(out.report)
-    r["options"] = {k: v for k, v in r["options"].items() if k != "quantum"}
-    return json.dumps(r, sort_keys=True)
+    return hostile.session(ELF, {"hostile_mode": mode}, board="stm32f4", **options)
 
 
 def same_for_every_quantum(mode: int, **options: Any) -> tuple[Session, RunOutcome]:
-    reports = set()
-    for q in QUANTA:
-        s = build(mode, quantum=q, **options)
-        out = s.run()
-        reports.add(report_bytes(out))
-    assert len(reports) == 1, f"mode {mode}: {len(reports)} different reports for quanta {QUANTA}"
-    return s, out
-
-
-def allocator_serves(s: Session) -> None:
-    s.ka.check()
-    p = s.ka.kmalloc(64, GFP_KERNEL)
-    s.ka.kfree(p)
-    s.ka.check()
+    return hostile.same_for_every_quantum(ELF, {"hostile_mode": mode}, board="stm32f4", **options)
 
 
 def test_systick_reprogrammed_from_its_handler_is_quantum_free() -> None:

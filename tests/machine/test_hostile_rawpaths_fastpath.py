@@ -7,48 +7,29 @@ task mallocs through the blob and hands the object to the timer handler with no 
 between, so the handler frees an object whose record is still in the ring (mode 0); the task
 scribbles the newest record just before the interrupt comes (mode 1); a fault is filed while
 the ring holds a record (mode 2). firmware/tests/hostile_raw_fastpath_unpatch.c lands ticks on
-every instruction of an unpatched prologue (F2); hostile_raw_fastpath_midpatch.c lands one between
-the patch's two instructions as the ring is found corrupt (F5). /work/notes/D_findings.md has
+every instruction of an unpatched prologue (mode 0, F2), or one between the patch's two
+instructions as the ring is found corrupt (mode 1, F5). /work/notes/D_findings.md has
 findings F1 and F2 (both fixed: their tests fail without the fixes); F5 is a strict xfail.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 import pytest
-from kalloc_machine.sdk import prebuilt
-from kalloc_machine.session import RunOptions, RunOutcome, Session
+from kalloc_machine.session import RunOutcome, Session
 
-from kalloc.gfp import GFP_KERNEL
+from tests.machine import hostile
+from tests.machine.hostile import QUANTA, allocator_serves, report_bytes
 
 ELF = "tests/hostile_raw_fastpath"
 UNPATCH_ELF = "tests/hostile_raw_fastpath_unpatch"
-MIDPATCH_ELF = "tests/hostile_raw_fastpath_midpatch"
-DELTAS = range(1, 49)  # hostile_raw_fastpath_midpatch: the timer deltas tried, one run each
+DELTAS = range(1, 49)  # hostile_raw_fastpath_unpatch mode 1: the timer deltas tried, one run each
 
 
 def run(mode: int, fastpath: str = "on", **options: Any) -> tuple[Session, RunOutcome]:
-    s = Session(RunOptions(firmware=str(prebuilt(ELF)), sanitize="off", fastpath=fastpath, **options))
-    addr = s.firmware.symbol_addr("mode")
-    assert addr is not None
-    s.machine.phys.write_u32(addr, mode)
-    return s, s.run()
-
-
-def report_bytes(out: RunOutcome) -> str:
-    r = dict(out.report)
-    r["options"] = {k: v for k, v in r["options"].items() if k != "quantum"}
-    return json.dumps(r, sort_keys=True)
-
-
-def allocator_serves(s: Session) -> None:
-    s.ka.check()
-    p = s.ka.kmalloc(40, GFP_KERNEL)
-    s.ka.kfree(p)
-    s.ka.check()
+    return hostile.run(ELF, {"mode": mode}, sanitize="off", fastpath=fastpath, **options)
 
 
 def test_a_handler_frees_an_object_whose_record_is_still_in_the_ring() -> None:
@@ -109,14 +90,13 @@ class EntryPcs:
 
 @pytest.mark.parametrize("quantum", [100_000, 333])
 def test_a_tick_inside_an_unpatched_prologue_runs_the_wrappers_own_code(quantum: int) -> None:
-    """D_findings.md F2, deterministic (hostile_raw_fastpath_unpatch.c): free ran patched (Unicorn
+    """D_findings.md F2, deterministic (hostile_raw_fastpath_unpatch.c mode 0): free ran patched (Unicorn
     translated `auipc t0; jalr` as one block), the ring is found corrupt and unpatched, then ticks land
     on every instruction of free's prologue. uc_mem_write keeps translated blocks, so without
     unpatch's ctl_remove_cache the tick after the stale `auipc` resumes at free+4 in free's own code,
     `add sp,sp,-64` never ran, and main returns to 0 (cpu-fault, 65). The leak is the corrupt ring's:
     its records are dropped, the first object's free among them."""
-    options = RunOptions(firmware=str(prebuilt(UNPATCH_ELF)), sanitize="off", fastpath="on", quantum=quantum)
-    s = Session(options)
+    s = hostile.session(UNPATCH_ELF, {"mode": 0}, sanitize="off", fastpath="on", quantum=quantum)
     free = s.firmware.symbol_addr("free")
     assert free is not None
     entries = EntryPcs(s, free)
@@ -131,13 +111,12 @@ def test_a_tick_inside_an_unpatched_prologue_runs_the_wrappers_own_code(quantum:
 
 @functools.cache
 def midpatch_runs() -> dict[int, tuple[int, RunOutcome]]:
-    """hostile_raw_fastpath_midpatch for each delta: (the first tick's task PC - free, the outcome)."""
+    """hostile_raw_fastpath_unpatch mode 1 for each delta: (the tick's task PC - free, the outcome)."""
     runs = {}
     for delta in DELTAS:
-        s = Session(RunOptions(firmware=str(prebuilt(MIDPATCH_ELF)), sanitize="off", fastpath="on"))
-        addr, free = s.firmware.symbol_addr("delta"), s.firmware.symbol_addr("free")
-        assert addr is not None and free is not None
-        s.machine.phys.write_u32(addr, delta)
+        s = hostile.session(UNPATCH_ELF, {"mode": 1, "delta": delta}, sanitize="off", fastpath="on")
+        free = s.firmware.symbol_addr("free")
+        assert free is not None
         entries = EntryPcs(s, free)
         out = s.run()
         [pc] = entries.pcs  # one tick
@@ -173,5 +152,5 @@ def test_the_fast_path_report_is_the_same_for_every_quantum() -> None:
     """D_findings.md F1: a timer interrupt deferred while the PC is in the blob (RunLoop.defer) waited
     for a boundary outside the window, in slices doubling up to the quantum: 3,703,468 instructions
     at quantum 100000, 208,965 at 333, 23,681 at 100. Now DEFER_BURST steps: one report."""
-    reports = {report_bytes(run(0, quantum=q)[1]) for q in (100_000, 333, 100)}
+    reports = {report_bytes(run(0, quantum=q)[1]) for q in QUANTA}
     assert len(reports) == 1
