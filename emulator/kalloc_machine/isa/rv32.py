@@ -3,8 +3,9 @@
 Holds what the machine needs to know about this CPU: Unicorn's arch/mode, the ABI
 register names, the trap entry (at slice boundaries) and the CSRs gating interrupts, the
 `ecall` convention, Unicorn's interrupt numbers, instruction lengths, decoding for reports
-(capstone; loads and stores for fault addresses), the `wfi`/counter-CSR scan of an ELF's
-code, the idle sled's encoding, and the frame-pointer backtrace walk and call convention.
+(capstone; loads and stores for fault addresses: isa/rv32_decode.py, with the encodings the
+machine writes), the `wfi`/counter-CSR scan of an ELF's code, the idle sled, and the
+frame-pointer backtrace (its walk: isa/rv32_unwind.py) and call convention.
 
 Data: registers are read in one `reg_read_batch` call (a Python `reg_read` costs ~1-2 µs:
 registers are read only at boundaries, faults and ecalls).
@@ -15,7 +16,7 @@ Invariants:
     mstatus.MPIE ← MIE, MIE ← 0, MPP ← M, pc ← mtvec (base + 4*code when vectored).
     Every `mret` of the ELF is marked (RETURN_MARK, irqstate.py): it traps, counts as one, and
     `exception_return` performs it (M-mode only: MIE ← MPIE, MPIE ← 1, MPP ← U, priv ← MPP).
- 3. `walk_frames` (and so `backtrace`) never raises: a frame it cannot read ends the walk.
+ 3. `backtrace` never raises (rv32_unwind.py's invariant 1).
 """
 
 from __future__ import annotations
@@ -28,7 +29,20 @@ import unicorn
 from unicorn import riscv_const as rc
 
 from kalloc_machine.isa import CodeScan, ReadCode, ReadU32
+from kalloc_machine.isa.rv32_decode import (
+    COUNTER_CSRS,
+    IDLE_MARK,
+    MRET,
+    NONDETERMINISTIC,
+    NOP,
+    RETURN_MARK,
+    SLED_COUNT,
+    WFI,
+    effective_access,
+    jal_x0,
+)
 from kalloc_machine.isa.rv32_entry import TrapImage
+from kalloc_machine.isa.rv32_unwind import walk_frames
 from kalloc_machine.memlayout import IDLE_SLED_BASE
 from kalloc_machine.rawregs import batch_reader, read_batch, word_reader, write_batch
 
@@ -61,7 +75,6 @@ EXCEPTION_NAMES: dict[int, str] = {
     15: "store page fault",
 }
 
-# long-module: one ISA's whole port (registers, trap entry and its two returns, sled, scans, decoding)
 ABI_NAMES: tuple[str, ...] = (
     "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1",
     "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7",
@@ -69,22 +82,7 @@ ABI_NAMES: tuple[str, ...] = (
     "t3", "t4", "t5", "t6",
 )  # fmt: skip
 
-# CSR reads whose values are not deterministic or not available on this machine
-# (docs/abi.md): rdcycle/rdinstret read host counters, rdtime is illegal.
-COUNTER_CSRS = {0xC00: "rdcycle", 0xC01: "rdtime", 0xC02: "rdinstret",
-                0xC80: "rdcycleh", 0xC81: "rdtimeh", 0xC82: "rdinstreth"}  # fmt: skip
-
-NONDETERMINISTIC = "reads a host counter (not deterministic)"
-WFI = (0x1050_0073).to_bytes(4, "little")
-NOP = (0x0000_0013).to_bytes(4, "little")  # addi x0, x0, 0
-MRET = (0x3020_0073).to_bytes(4, "little")  # the return from a machine-mode trap
-RETURN_MARK = (0x0000_100B).to_bytes(4, "little")  # on every mret (irqstate.py): custom-0, traps as IDLE_MARK
 PRIV_M = 3  # UC_RISCV_REG_PRIV's encoding of machine mode (U = 0, S = 1)
-# The machine's mark on every `wfi` of the loaded image (sled.py): a word of the custom-0
-# opcode space, which the base ISA reserves for extensions this CPU lacks, so it traps as
-# an illegal instruction, through UC_HOOK_INTR: no code hook, nothing per instruction.
-IDLE_MARK = (0x0000_000B).to_bytes(4, "little")
-SLED_COUNT = (0x001F_8F93).to_bytes(4, "little")  # addi t6, t6, 1: the sled's lap counter
 # Unicorn 2.1.4's Uc has reg_read_batch/reg_write_batch (from RegStateManager), which
 # mypy's view of the package lacks: the methods that batch take `uc` as this alias.
 BatchUc = Any
@@ -100,86 +98,6 @@ _FINISH_READ = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MEPC)
 _PC = (rc.UC_RISCV_REG_PC,)
 _STATUS = (rc.UC_RISCV_REG_MSTATUS, rc.UC_RISCV_REG_MIE)  # a boundary's interrupt delivery
 _NO_IMAGE: Any = object()  # TrapImage.locate found nothing on this engine: register writes
-
-
-def jal_x0(offset: int) -> bytes:
-    """`jal x0, offset` (a plain jump), encoded."""
-    imm = offset & 0x1F_FFFF
-    insn = (0x6F | ((imm >> 20) & 1) << 31 | ((imm >> 1) & 0x3FF) << 21
-            | ((imm >> 11) & 1) << 20 | ((imm >> 12) & 0xFF) << 12)  # fmt: skip
-    return insn.to_bytes(4, "little")
-
-
-def _sext(v: int, bits: int) -> int:
-    return v - (1 << bits) if v >> (bits - 1) & 1 else v
-
-
-def effective_access(h: int, word: int) -> tuple[int, int, int] | None:
-    """(base register number, offset, width) of a load, store or AMO, or None.
-
-    `h` is the first halfword at the pc, `word` the 32-bit instruction (or `h` again for a compressed
-    one). A fill hook only learns the *page*; the report names the byte, from base register and offset.
-    """
-    if h & 3 == 3:
-        op, f3, rs1 = word & 0x7F, (word >> 12) & 7, (word >> 15) & 31
-        if op == 0x03:
-            return rs1, _sext(word >> 20, 12), {0: 1, 1: 2, 2: 4, 4: 1, 5: 2}.get(f3, 4)
-        if op == 0x23:
-            return rs1, _sext(((word >> 25) << 5) | ((word >> 7) & 31), 12), 1 << (f3 & 3)
-        if op == 0x2F:  # lr/sc/amo: the address is rs1
-            return rs1, 0, 4
-        return None
-    quad, f3 = h & 3, h >> 13
-    if quad == 0 and f3 in (2, 6):  # c.lw, c.sw
-        off = ((h >> 10) & 7) << 3 | ((h >> 6) & 1) << 2 | ((h >> 5) & 1) << 6
-        return 8 + ((h >> 7) & 7), off, 4
-    if quad == 2 and f3 in (2, 6):  # c.lwsp, c.swsp: sp-relative (prologues' and epilogues' own)
-        lwsp = ((h >> 12) & 1) << 5 | ((h >> 4) & 7) << 2 | ((h >> 2) & 3) << 6
-        return 2, lwsp if f3 == 2 else ((h >> 9) & 0xF) << 2 | ((h >> 7) & 3) << 6, 4
-    return None
-
-
-def walk_frames(
-    read_u32: ReadU32,
-    pc: int,
-    ra: int,
-    fp: int,
-    depth: int = 16,
-    in_ram: Callable[[int], bool] | None = None,
-    is_code: Callable[[int], bool] | None = None,
-) -> list[int]:
-    """Raw PCs: pc, then the return address of each frame up the s0 chain.
-
-    RISC-V GCC with -fno-omit-frame-pointer keeps the saved ra at fp-4 and the
-    caller's fp at fp-8, except in a leaf function, which saves only s0, at fp-4.
-    With `is_code`, a first frame whose [fp-4] is not code is taken for a leaf:
-    its caller is `ra` and the next frame pointer is [fp-4]. The walk stops at
-    fp == 0, a frame outside RAM (`in_ram` false or `read_u32` raising), a
-    misaligned fp, a zero return address, or a caller fp that does not grow
-    (frames live higher up the stack). When no frame could be read, `ra` is the
-    only caller.
-    """
-    pcs = [pc]
-    first = True
-    while fp and len(pcs) < depth:
-        if fp & 3 or (in_ram is not None and not in_ram(fp - 8)):
-            break
-        try:
-            ret, nxt = read_u32(fp - 4), read_u32(fp - 8)
-        except (ValueError, IndexError):
-            break
-        if first and is_code is not None and not is_code(ret) and is_code(ra):
-            ret, nxt = ra, ret  # a leaf frame: [fp-4] is the caller's fp
-        first = False
-        if not ret:
-            break
-        pcs.append(ret)
-        if nxt <= fp:
-            break
-        fp = nxt
-    if len(pcs) == 1 and ra:
-        pcs.append(ra)
-    return pcs
 
 
 class RiscV32:
