@@ -28,16 +28,13 @@ import capstone
 import unicorn
 from unicorn import riscv_const as rc
 
-from kalloc_machine.isa import CodeScan, ReadCode, ReadU32
+from kalloc_machine.isa import CodeScan, ReadCode, ReadU32, rv32_decode
 from kalloc_machine.isa.rv32_decode import (
-    COUNTER_CSRS,
     IDLE_MARK,
     MRET,
-    NONDETERMINISTIC,
     NOP,
     RETURN_MARK,
     SLED_COUNT,
-    WFI,
     effective_access,
     jal_x0,
 )
@@ -300,44 +297,12 @@ class RiscV32:
 
     def scan_code(self, ranges: Sequence[tuple[int, bytes]]) -> CodeScan:
         """Every `wfi` (the machine idles there) and the first read of each counter CSR."""
-        md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
-        md.skipdata = True
-        idle: list[int] = []
-        seen: dict[str, int] = {}
-        for base, code in ranges:
-            for addr, size, mnemonic, _ops in md.disasm_lite(code, base):
-                if size != 4:
-                    continue
-                word = code[addr - base : addr - base + 4]
-                if word == WFI:
-                    idle.append(addr)
-                elif mnemonic.startswith(("csr", "rd")):
-                    insn = int.from_bytes(word, "little")
-                    csr, funct3 = insn >> 20, (insn >> 12) & 7
-                    if (insn & 0x7F) == 0x73 and funct3 in (2, 6) and csr in COUNTER_CSRS:
-                        seen.setdefault(COUNTER_CSRS[csr], addr)
-        hazards = []
-        for what, addr in sorted(seen.items(), key=lambda kv: kv[1]):
-            why = "is illegal on this machine" if "time" in what else NONDETERMINISTIC
-            hazards.append((addr, what, why))
-        return idle, hazards
+        return rv32_decode.scan_code(ranges)
 
     def scan_returns(self, ranges: Sequence[tuple[int, bytes]]) -> list[int]:
-        """Every `mret` of the code sections at an instruction start (walked by instruction length:
-        each is overwritten with RETURN_MARK, so bytes that only look like one are not); kept in
-        `returns` for `disassemble` and `exception_return`."""
-        found: list[int] = []
-        for base, code in ranges:
-            last = code.rfind(MRET)
-            at = 0
-            while 0 <= at <= last:
-                h = code[at] | code[at + 1] << 8 if at + 1 < len(code) else 0
-                if h & 3 != 3:
-                    at += 2
-                    continue
-                if code[at : at + 4] == MRET:
-                    found.append(base + at)
-                at += 4 if h & 0x1F != 0x1F else 6 if h & 0x3F == 0x1F else 8  # 48/64-bit: not RV32IMAC's
+        """Every `mret` of the code sections at an instruction start (rv32_decode.scan_returns);
+        kept in `returns` for `disassemble` and `exception_return`."""
+        found = rv32_decode.scan_returns(ranges)
         self.returns = frozenset(found)
         return found
 

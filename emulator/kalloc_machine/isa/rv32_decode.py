@@ -1,15 +1,24 @@
 """RV32IMAC instruction words for the RISC-V `Isa` (isa/rv32.py), without an engine: the
 encodings the machine writes into the image and the idle sled (the `wfi` and `mret` marks, nop,
-the sled's lap counter and its jump back), the counter CSRs an ELF must not read, and the load /
-store decode a fault report names its byte from (`effective_access`).
+the sled's lap counter and its jump back), the counter CSRs an ELF must not read, the load /
+store decode a fault report names its byte from (`effective_access`), and the scans of an ELF's
+code: every `wfi` and the first read of each counter CSR (`scan_code`), every `mret` (`scan_returns`).
 
 Invariants:
  1. IDLE_MARK and RETURN_MARK are custom-0 words (reserved for extensions this CPU lacks): they
     trap as illegal instructions, through UC_HOOK_INTR, with no code hook.
  2. `effective_access` never raises: an instruction it does not decode is None.
+ 3. `scan_returns` finds an `mret` only at an instruction start (walked by length from each
+    section's start), so bytes that only look like one are never marked.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+import capstone
+
+from kalloc_machine.isa import CodeScan
 
 # CSR reads whose values are not deterministic or not available on this machine
 # (docs/abi.md): rdcycle/rdinstret read host counters, rdtime is illegal.
@@ -63,3 +72,46 @@ def effective_access(h: int, word: int) -> tuple[int, int, int] | None:
         lwsp = ((h >> 12) & 1) << 5 | ((h >> 4) & 7) << 2 | ((h >> 2) & 3) << 6
         return 2, lwsp if f3 == 2 else ((h >> 9) & 0xF) << 2 | ((h >> 7) & 3) << 6, 4
     return None
+
+
+def scan_code(ranges: Sequence[tuple[int, bytes]]) -> CodeScan:
+    """Every `wfi` (the machine idles there) and the first read of each counter CSR."""
+    md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
+    md.skipdata = True
+    idle: list[int] = []
+    seen: dict[str, int] = {}
+    for base, code in ranges:
+        for addr, size, mnemonic, _ops in md.disasm_lite(code, base):
+            if size != 4:
+                continue
+            word = code[addr - base : addr - base + 4]
+            if word == WFI:
+                idle.append(addr)
+            elif mnemonic.startswith(("csr", "rd")):
+                insn = int.from_bytes(word, "little")
+                csr, funct3 = insn >> 20, (insn >> 12) & 7
+                if (insn & 0x7F) == 0x73 and funct3 in (2, 6) and csr in COUNTER_CSRS:
+                    seen.setdefault(COUNTER_CSRS[csr], addr)
+    hazards = []
+    for what, addr in sorted(seen.items(), key=lambda kv: kv[1]):
+        why = "is illegal on this machine" if "time" in what else NONDETERMINISTIC
+        hazards.append((addr, what, why))
+    return idle, hazards
+
+
+def scan_returns(ranges: Sequence[tuple[int, bytes]]) -> list[int]:
+    """Every `mret` of the code sections at an instruction start (walked by instruction length:
+    each is overwritten with RETURN_MARK, so bytes that only look like one are not)."""
+    found: list[int] = []
+    for base, code in ranges:
+        last = code.rfind(MRET)
+        at = 0
+        while 0 <= at <= last:
+            h = code[at] | code[at + 1] << 8 if at + 1 < len(code) else 0
+            if h & 3 != 3:
+                at += 2
+                continue
+            if code[at : at + 4] == MRET:
+                found.append(base + at)
+            at += 4 if h & 0x1F != 0x1F else 6 if h & 0x3F == 0x1F else 8  # 48/64-bit: not RV32IMAC's
+    return found
