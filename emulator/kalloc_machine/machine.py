@@ -116,6 +116,7 @@ class Machine:
         self.sled.on_exception_return = self.irq_state.returned  # Isa.return_intno (EXC_RETURN, mret)
         self.loop = RunLoop(self)
         self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them
+        self._fatal_pc = -1  # the pc of the instruction whose `fatal` ended the run
         self.report_interrupts = False  # True: an interrupted run returns its result (kalloc run)
         self.isa.set_pc(self.uc, firmware.entry)
 
@@ -191,6 +192,11 @@ class Machine:
         """Record an error that ends the run (with `reason`: "fault" for a stack overflow). Safe
         from any callback: inside a slice the CPU goes to the idle sled (sled.end), so the run's
         instruction count stays exact; the run never resumes."""
+        if self.sled.running:  # one instruction, one report: Unicorn splits a misaligned store into
+            pc = self.isa.pc(self.uc)  # bytes, one callback each (an SCS register, the doorbell); after
+            if self.loop.ending is not None and (pc == self._fatal_pc or self.sled.holds(pc)):
+                return  # the first, the PC is the sled's (or, in an IT block, still the store's)
+            self._fatal_pc = pc
         for fn in self.before_error:
             fn()
         self.errors.append(err)
@@ -273,10 +279,18 @@ class Machine:
         dev.write(offset, size, value)
         if dev.poked:
             dev.poked = False
-            deadline = dev.deadline()
-            # a DMA start is always cut, so the transfer is timed from the exact store
-            if deadline is not None and (deadline < self.loop.slice_end or dev is self.dma):
-                self.sled.cut(replay=False, device=dev)
+            self.deadline_moved(dev, dev.deadline())
+
+    def deadline_moved(self, dev: Device, deadline: int | None, in_place: Callable[[], bool] | None = None,
+                       ) -> None:  # fmt: skip
+        """From the MMIO callback of a store that moved `dev`'s deadline (every device's, the raw ports'
+        too: timerport.py, isa/armv7m_scsport.py): the one rule of sled.py's "Cuts". A deadline before
+        the running slice's end cuts the slice after the store (`IdleSled.cut`), so the device is
+        stamped at the store's exact time, unless `in_place` stamped it there and says so (SysTick's
+        start); a DMA start is always cut, so the transfer is timed from the exact store."""
+        if (deadline is not None and (deadline < self.loop.slice_end or dev is self.dma)
+                and (in_place is None or not in_place())):  # fmt: skip
+            self.sled.cut(replay=False, device=dev)
 
     def _doorbell(self, _uc: Any, offset: int, size: int, value: int, _ud: Any) -> None:
         # the ctypes callback itself (rawmmio.map_raw, guarded): no exception leaves it but by `escape`

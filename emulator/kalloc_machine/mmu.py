@@ -82,6 +82,7 @@ if TYPE_CHECKING:
 PROT_RWX = unicorn.UC_PROT_ALL
 PROT_RW = unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE
 PROT_X = unicorn.UC_PROT_EXEC
+_FETCH = unicorn.UC_MEM_FETCH
 _VERB = {unicorn.UC_MEM_READ: "read", unicorn.UC_MEM_WRITE: "write", unicorn.UC_MEM_FETCH: "fetch"}
 _NEEDS = {unicorn.UC_MEM_READ: unicorn.UC_PROT_READ, unicorn.UC_MEM_WRITE: unicorn.UC_PROT_WRITE,
           unicorn.UC_MEM_FETCH: unicorn.UC_PROT_EXEC}  # fmt: skip
@@ -93,6 +94,21 @@ _STATE_TEXT = {
     "hole": "a part of the vmalloc window that was never mapped",
     "mapped": "a mapped page (the TLB entry was stale)",
 }
+
+
+def _settling(fill: Callable[[Any, int, int, Any, Any], bool], settle: Callable[[], None]) -> Any:
+    """`fill` (a TLB-fill callback), then for a load or store `settle` (Isa.hook_settler: the IT state
+    the engine restored for an access inside an IT block, put back; it raises nothing). Not for a
+    fetch: that fill comes while a block of code is translated, where the CPU's IT state is the
+    block's real one (zeroing it made a failed `biclt` at an interrupted block's start run)."""
+
+    def settled(handle: Any, vaddr: int, access: int, entry: Any, key: Any) -> bool:
+        ok = fill(handle, vaddr, access, entry, key)
+        if access != _FETCH:
+            settle()
+        return ok
+
+    return settled
 
 
 def flush_tlb(uc: unicorn.Uc) -> None:
@@ -129,7 +145,12 @@ class Mmu:
         self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # in 2.1.4, not in mypy's view
         self.traps: list[tuple[int, int]] = []
         self._hooks: list[int] = []
-        self.raw = RawFill.create(self.uc, self._raw_fill)  # None: the binding's hook_add (rawfill.py)
+        # Cortex-M: a fill inside a Thumb IT block leaves the engine's IT state restored: settled after
+        # each (isa/armv7m_it.py, 2); RV32 installs the fill functions themselves
+        self._settle = settle = machine.isa.hook_settler(self.uc)
+        self._fill_cb = self._fill if settle is None else _settling(self._fill, settle)
+        raw_cb = self._raw_fill if settle is None else _settling(self._raw_fill, settle)
+        self.raw = RawFill.create(self.uc, raw_cb)  # None: the binding's hook_add (rawfill.py)
         self._hook_around_traps()
         vm.on_unmap.append(self._on_unmap)
 
@@ -144,7 +165,7 @@ class Mmu:
                 self._hooks.append(
                     raw.add(at, lo - 1)
                     if raw is not None
-                    else self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill, None, at, lo - 1)
+                    else self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill_cb, None, at, lo - 1)
                 )
             at = hi
 
@@ -170,7 +191,9 @@ class Mmu:
             sled.flush_on_release()  # the page now points at the sink (a fatal report: no sled.fault)
             return self._sink(vaddr, entry, None)
 
-        self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, fill, None, lo, hi - 1)
+        settle = self._settle
+        hook = fill if settle is None else _settling(fill, settle)
+        self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, hook, None, lo, hi - 1)
         self.traps.append((lo, hi))
         self._hook_around_traps()
         flush_tlb(self.uc)  # no entry of the pages may predate the trap
@@ -246,7 +269,7 @@ class Mmu:
     def _sink(self, vaddr: int, entry: Any, err: KallocError | None) -> bool:
         """End the slice with `err`, exactly, and let the access land in the sink (module docstring)."""
         if err is not None and not self.machine.sled.fault(err):
-            return False  # an IT block: no sled; the refused fill makes emu_start raise (sled.fault)
+            return False  # declined (sled.fault: e.g. an IT block): the refused fill makes emu_start raise
         entry.paddr = self.sink | (vaddr & (PAGE - 1))
         entry.perms = PROT_RWX
         return True

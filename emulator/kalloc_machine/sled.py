@@ -160,6 +160,7 @@ class IdleSled:
         self.return_at = self.base + SLED_LEN * isa.sled_step if insn else None
         self.redirects = 0  # marked returns sent to return_at since the run loop zeroed it
         self._read_counter: Callable[[], tuple[int, ...] | None] | None = None  # `_counter`
+        self.it_blocks = isa.it_blocks  # else redirect_lost is never asked (RV32 pays nothing)
 
     def install(self, wfi_pcs: list[int]) -> None:
         """Map the idle sled, mark every wfi of the loaded image, add the CPU-side hooks."""
@@ -183,11 +184,12 @@ class IdleSled:
         """Is pc a wfi of the image, still carrying the machine's mark (not rewritten since)?"""
         return pc in self.wfi_pcs and self.phys.read(pc, len(self.isa.idle_mark)) == self.isa.idle_mark
 
-    def enter(self) -> bool:
+    def enter(self, synced: bool = False) -> bool:
         """Point the CPU into the sled, its lap counter zeroed (the firmware's value kept); False, nothing
-        written, in a Thumb IT block (Isa.redirect_lost: the PC would be lost; the slice runs on)."""
+        written, in a Thumb IT block (Isa.redirect_lost: the PC would be lost; the slice runs on).
+        synced: called from a fault, fill or interrupt hook (the engine synced the CPU state)."""
         uc = self.uc
-        if self.isa.redirect_lost(uc):
+        if self.it_blocks and self.isa.redirect_lost(uc, synced):
             return False
         if self._saved is None:
             self._saved = self._counter()
@@ -242,15 +244,19 @@ class IdleSled:
             self.stop_slice(reason, self.isa.pc(self.uc))
 
     def fault(self, err: KallocError, reason: str = "fault") -> bool:
-        """From a hook: the instruction at the PC faulted; file `err` and end the slice exactly
-        here (the first fault of a slice wins; a later one is not filed). False: not sent to the
-        sled (an IT block): the hook must decline the access so that emu_start raises."""
-        if self.stop is not None and self.stop.reason not in ("cut", "wfi", "break"):
-            return not self.isa.redirect_lost(self.uc)
+        """From a fault, fill or interrupt hook: the instruction at the PC faulted. Files `err` if it
+        is the slice's first fault (a later one is not filed) and sends the CPU into the sled, so the
+        slice ends exactly here. False, "decline": the CPU is not on its way to the sled (a Thumb IT
+        block, Isa.redirect_lost, or an earlier stop's redirect was lost): the hook must decline the
+        access so that emu_start raises (one report, its count a lower bound); taken, the
+        instruction would run on, again and again. The one place of this rule (mmu.py asks it)."""
+        stop = self.stop
+        if stop is not None and stop.reason not in ("cut", "wfi", "break"):
+            return self._saved is not None  # a second access of the faulting instruction: take it
         self.errors.append(err)
         self._faulted = True
         self.stop = SliceStop(reason, pc=self.isa.pc(self.uc))
-        return self.enter()
+        return self.enter(synced=True)
 
     def flush_on_release(self) -> None:
         """A hook pointed an access at the fault sink without `fault` (a trap's fatal report,
@@ -316,7 +322,7 @@ class IdleSled:
             text = f"{isa.fault_name(intno)}: {faults.instruction_at(pc)}{faults.not_code(pc)}"
             self.fault(faults.cpu_fault(text, pc))
             return
-        self.enter()
+        self.enter(synced=True)
 
     def _exception_return(self, uc: unicorn.Uc) -> bool:
         """A return from an interrupt, performed (Isa.exception_return) or sent to the real one at
@@ -347,27 +353,8 @@ class IdleSled:
             return False
         isa, faults = self.isa, self.faults
         pc = isa.pc(uc)
-        err = faults.cpu_fault(f"{isa.fault_name(isa.undefined_intno)}: {faults.instruction_at(pc)}"
-                               f"{faults.not_code(pc)}", pc)  # fmt: skip
-        if self._unsendable(uc):
-            return self._raise(err)
-        self.fault(err)
-        return True
-
-    def _unsendable(self, uc: unicorn.Uc) -> bool:
-        """A fault here cannot go to the sled: in a Thumb IT block (Isa.redirect_lost), or a fault
-        already ended this slice and the CPU is back. Taken, the instruction would run again and again."""
-        stop = self.stop
-        return (stop is not None and stop.reason not in ("cut", "wfi", "break")) or self.isa.redirect_lost(uc)
-
-    def _raise(self, err: KallocError) -> bool:
-        """A fault the sled cannot take: filed if the slice's first; declined: emu_start raises (inexact)."""
-        stop = self.stop
-        if stop is None or stop.reason in ("cut", "wfi", "break"):
-            self.errors.append(err)
-            self._faulted = True
-            self.stop = SliceStop("fault", pc=self.isa.pc(self.uc))
-        return False
+        text = f"{isa.fault_name(isa.undefined_intno)}: {faults.instruction_at(pc)}{faults.not_code(pc)}"
+        return self.fault(faults.cpu_fault(text, pc))
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         """An unmapped or protected access: reported and sent to the sled (exact), except a
@@ -375,17 +362,14 @@ class IdleSled:
         self.mem_fault = fault = (access, addr, size, self.isa.pc(uc))
         if not self.running or access == unicorn.UC_MEM_WRITE_PROT or self.translated:
             return False  # under translation, mapping a page here does not stop the CPU: raise
-        if self._unsendable(uc):
-            return self._raise(self.faults.access_error(*fault))
         if access in _UNMAPPED:  # map a page over it, so the access does not raise (release)
             base, end = addr & ~(PAGE - 1), (addr + max(size, 1) + PAGE - 1) & ~(PAGE - 1)
             try:
                 uc.mem_map(base, end - base, unicorn.UC_PROT_ALL)
             except UcError:  # part of it is mapped after all: leave it to the UcError
                 return False
-            self.scratch.append((base, end - base))
-        self.fault(self.faults.access_error(*fault))
-        return True
+            self.scratch.append((base, end - base))  # (declined: unmapped at the boundary all the same)
+        return self.fault(self.faults.access_error(*fault))
 
     def memory_fault_error(self, exc: UcError, on_uc_error: UcErrorHook | None) -> KallocError:
         """The error for a slice that raised: `on_uc_error` first (a refused TLB fill is a

@@ -13,7 +13,8 @@ aligned 32-bit accesses the SDK makes inline and leave every other access to `Cl
 What they do is exactly what `Machine._mmio_read` / `_mmio_write` do for the CLINT (tests/
 machine/test_timer_port.py runs firmware both ways): an mtime read outside a read window
 cuts the slice and is replayed at the boundary (`IdleSled.cut(replay=True)`), where time is
-exact; a store that moves the deadline before the slice's end cuts the slice after itself.
+exact; a store that moves the deadline before the slice's end cuts the slice after itself
+(`Machine.deadline_moved`, the rule's one place for every device).
 
 Invariants:
  1. No exception crosses the ctypes boundary: each callback hands it to `rawmmio.escape`.
@@ -75,7 +76,6 @@ class TimerPort:
                 if not c.poked:
                     return
             c.poked = False
-            if c.mtimecmp != c.NEVER and c.mtimecmp < m.loop.slice_end:  # the deadline moved into the slice
-                m.sled.cut(replay=False, device=c)
+            m.deadline_moved(c, c.mtimecmp)  # (NEVER is past every slice's end)
         except BaseException as exc:
             escape(m.uc, exc)

@@ -247,9 +247,16 @@ class Kasan:
         hi = max(b.end for b in phys.banks)
         # (base, buf) per region, highest first: the hook picks the first base <= addr.
         self._rv = [(r.base, r.buf) for r in sorted(self.shadow.regions, key=lambda r: -r.base)]
-        self.machine.uc.hook_add(
-            unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, self._on_access, None, lo, hi - 1
-        )
+        uc, isa = self.machine.uc, getattr(self.machine, "isa", None)
+        settle = isa.hook_settler(uc) if isa is not None else None  # Cortex-M: IT state (armv7m_it.py)
+        check = self._on_access
+
+        def settled(uc: Any, access: int, addr: int, size: int, value: int, ud: Any) -> None:
+            check(uc, access, addr, size, value, ud)
+            settle()  # type: ignore[misc]  # (installed only with one)
+
+        hook = check if settle is None else settled
+        uc.hook_add(unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, hook, None, lo, hi - 1)
 
     def _on_access(self, uc: Any, access: int, addr: int, size: int, value: int, _ud: Any) -> None:
         for base, buf in self._rv:

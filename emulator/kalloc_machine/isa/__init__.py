@@ -156,6 +156,7 @@ class Isa(Protocol):
     undefined_intno: int
     frame_chain: bool
     code_bit: int
+    it_blocks: bool  # a PC written from a hook can be lost (Thumb IT blocks): the sled asks redirect_lost
 
     # setup
     def setup(self, uc: Uc) -> None: ...
@@ -169,7 +170,8 @@ class Isa(Protocol):
     def read_csrs(self, uc: Uc) -> dict[str, int]: ...
     def pc(self, uc: Uc) -> int: ...
     def set_pc(self, uc: Uc, pc: int) -> None: ...
-    def redirect_lost(self, uc: Uc) -> bool: ...  # from a hook: would a PC written now be lost (IT block)
+    def redirect_lost(self, uc: Uc, synced: bool) -> bool: ...  # from a hook: would a PC written now be lost
+    def hook_settler(self, uc: Uc) -> Callable[[], None] | None: ...  # a memory hook's last call (IT state)
 
     # interrupts
     def interrupts_enabled(self, uc: Uc) -> bool: ...

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import unicorn
@@ -61,6 +62,7 @@ from kalloc_machine.devices import Clock
 from kalloc_machine.isa import CodeScan, Isa, ReadCode, ReadU32
 from kalloc_machine.isa import armv7m_exc as exc
 from kalloc_machine.isa.armv7m_decode import IDLE_MARK, ThumbDecoder, idle_sled, insn_size
+from kalloc_machine.isa.armv7m_it import ItBlocks
 from kalloc_machine.isa.armv7m_scs import Scs
 from kalloc_machine.isa.armv7m_unwind import Unwinder, walk_cfi
 from kalloc_machine.rawcount import counter
@@ -119,6 +121,7 @@ class ArmV7M:
     sled_counter = ac.UC_ARM_REG_R12
     sled_base = SLED_BASE
     code_bit = 1  # the Thumb bit every PC given to Unicorn carries
+    it_blocks = True  # a PC written from a hook can be lost (redirect_lost)
 
     def __init__(self) -> None:
         self.unwind = Unwinder()
@@ -127,6 +130,7 @@ class ArmV7M:
         self.scs = Scs(Clock(), None, None, self.reports.append)  # replaced by the machine's
         self._pc_reader: tuple[Any, Any] | None = None  # (engine, rawregs.batch_reader of its PC): `pc`
         self._pc_value = ctypes.c_uint32()  # `set_pc`'s argument
+        self.it = ItBlocks()  # Thumb IT blocks seen from hooks (isa/armv7m_it.py)
 
     def core_devices(self, machine: Any) -> list[Any]:
         """The System Control Space (NVIC, SysTick, SCB) of the machine's CPU (isa/armv7m_scs.py).
@@ -137,6 +141,7 @@ class ArmV7M:
             machine.fatal(machine.faults.cpu_fault(message, self.pc(uc)), "fault")
 
         self.scs = scs = Scs(machine.clock, machine.intc, machine.clint, report)
+        self.it.read_code = machine.phys.read  # the code before a PC, without the engine (armv7m_it.py)
         table = machine.firmware.symbol_addr(exc.VECTOR_TABLE)
         sizes = [size for addr, size, name in machine.firmware.symtab.entries if name == exc.VECTOR_TABLE]
         if table is not None and sizes and sizes[0]:
@@ -193,14 +198,17 @@ class ArmV7M:
         pc: int = got[0] if got is not None else uc.reg_read(ac.UC_ARM_REG_PC)
         return pc & ~1
 
-    def redirect_lost(self, uc: unicorn.Uc) -> bool:
+    def redirect_lost(self, uc: unicorn.Uc, synced: bool) -> bool:
         """From a hook: is the CPU inside a Thumb IT block? There Unicorn 2.1.4 runs the block to
         its end and a PC written now is lost (rawcount.py): a fault cannot be sent to the idle
-        sled, nor a slice cut. xPSR's IT bits (26:25, 15:10) say so where the engine synced them
-        (a memory fault); in an MMIO callback they read 0, so the code before the PC is read too."""
-        if int(uc.reg_read(ac.UC_ARM_REG_XPSR)) & 0x0600_FC00:
-            return True
-        return in_it_block(uc, self.pc(uc))
+        sled, nor a slice cut. `synced` (a fault, fill or interrupt hook): xPSR's IT bits say so;
+        else (an MMIO callback) the code before the PC, memoized (isa/armv7m_it.py)."""
+        return self.it.lost(uc, 0 if synced else self.pc(uc), synced)
+
+    def hook_settler(self, uc: unicorn.Uc) -> Callable[[], None]:
+        """What a memory hook (UC_HOOK_MEM_READ/WRITE) calls last: the IT bits the engine restored
+        for an access inside an IT block back to zero (isa/armv7m_it.py, 2)."""
+        return partial(self.it.settle, uc)
 
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
         """pc | 1 through the library's uc_reg_write, not the binding's (a cut sends the CPU to the sled
@@ -314,29 +322,3 @@ class ArmV7M:
 
 
 Cpu = ArmV7M  # the name isa_for() looks up
-
-
-def in_it_block(uc: unicorn.Uc, pc: int) -> bool:
-    """Does an IT instruction in the 16 bytes before pc cover the instruction at pc (its block of
-    1-4 instructions, walked forward by their sizes)? A halfword that only looks like an IT (the
-    second half of a 32-bit instruction) can answer True: the caller then lets the slice run on,
-    which is inexact, never wrong."""
-    lo = max(pc - 16, 0)
-    try:
-        code = bytes(uc.mem_read(lo, pc - lo))
-    except unicorn.UcError:
-        return False
-    end = len(code)
-    for back in range(2, end + 1, 2):
-        hw = int.from_bytes(code[end - back : end - back + 2], "little")
-        if hw & 0xFF00 != 0xBF00 or not hw & 0xF:
-            continue
-        at = end - back + 2  # the block's first instruction; its length: 4 - the mask's trailing zeros
-        for _ in range(5 - (hw & -hw & 0xF).bit_length()):
-            if at >= end:
-                if at == end:
-                    return True
-                break
-            at += insn_size(code[at : at + 2]) if at + 2 <= end else 2
-    return False
-

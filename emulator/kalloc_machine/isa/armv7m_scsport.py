@@ -9,7 +9,7 @@ the SCS window with `rawmmio.map_raw` (guarded both ways, as timerport.py maps t
 its `read` and `write` are the ctypes callbacks themselves and do what `Machine._mmio_read` /
 `_mmio_write` do for the SCS: a read is `Scs.read`; a store that pokes (starts or moves the
 SysTick count) and whose deadline falls inside the running slice cuts the slice after itself
-(`IdleSled.cut`), so the count is stamped at the store's exact time.
+(`Machine.deadline_moved`, the rule's one place), so the count is stamped at the store's exact time.
 
 In place (`_stamp_in_place`): the store that starts SysTick's count (SDK: each
 `kalloc_timer_set`, once a tick) is stamped inside the callback at its exact time, the slice's
@@ -47,6 +47,7 @@ class ScsPort:
     def __init__(self, machine: Machine, scs: Scs) -> None:
         self.machine, self.scs = machine, scs
         self._counter = counter(machine.uc)  # the engine's instruction count (rawcount.py), or None
+        self._in_place = self._stamp_in_place  # bound once: Machine.deadline_moved's alternative to a cut
 
     def map(self) -> list[Any]:
         """Map the SCS window; the ctypes anchors to keep as long as the engine."""
@@ -67,9 +68,7 @@ class ScsPort:
             if not s.poked:
                 return
             s.poked = False
-            deadline = s.deadline()
-            if deadline is not None and deadline < m.loop.slice_end and not self._stamp_in_place():
-                m.sled.cut(replay=False, device=s)
+            m.deadline_moved(s, s.deadline(), self._in_place)
         except BaseException as exc:
             escape(m.uc, exc)
 

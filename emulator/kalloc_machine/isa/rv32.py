@@ -128,6 +128,7 @@ class RiscV32:
     frame_chain = True  # the hypercall stub's fp heads an s0 chain the bridge walks in RAM
     undefined_intno = -1  # an illegal instruction traps through the interrupt hook (intno 2)
     code_bit = 0
+    it_blocks = False  # no Thumb IT blocks: the sled never asks redirect_lost
 
     def __init__(self) -> None:
         self._cs: Any = None  # capstone, opened on the first disassembly
@@ -204,9 +205,13 @@ class RiscV32:
                 rc.UC_RISCV_REG_MEPC, rc.UC_RISCV_REG_MCAUSE)  # fmt: skip
         return dict(zip(("mstatus", "mie", "mtvec", "mepc", "mcause"), uc.reg_read_batch(regs), strict=False))
 
-    def redirect_lost(self, uc: unicorn.Uc) -> bool:
-        """A PC written from a hook always takes on RV32 (no IT blocks)."""
+    def redirect_lost(self, uc: unicorn.Uc, synced: bool) -> bool:
+        """A PC written from a hook always takes on RV32 (no IT blocks: `it_blocks`, never asked)."""
         return False
+
+    def hook_settler(self, uc: unicorn.Uc) -> None:
+        """A memory hook leaves RV32's state as translated code assumes: nothing to call."""
+        return None
 
     def pc(self, uc: unicorn.Uc) -> int:  # one untyped ctypes call (rawregs.batch_reader): every boundary
         reader = self._pc_reader

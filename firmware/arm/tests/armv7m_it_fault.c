@@ -8,6 +8,8 @@
  *  3 `ldreq` from a kfree()d object inside an IT block (poison/KASAN modes report it)
  *  4 `streq` starting SysTick inside an IT block (a device cut): r12 and the code after it
  *    must run once, as on the CPU (prints r12 and how many times the line after ran)
+ *  5 `streq` then `ldreq` on a live kmalloc() object inside IT blocks: clean under every mode
+ *    (under hook-mode KASAN the engine's restored IT state made the firmware skip an instruction)
  * After the access the firmware prints and exits 0, so a lost stop shows as a run that goes on.
  */
 #include <stdint.h>
@@ -72,6 +74,12 @@ int main(void)
         printf("r12 %u after %u\n", (unsigned)r12, (unsigned)after);
         if (r12 != 77u || after != 1u)
             return 3;
+    } else if (m == 5) {
+        uint32_t *obj = kmalloc(64, GFP_KERNEL);
+        store_if(1, obj + 3, 11);
+        printf("stored %u\n", (unsigned)obj[3]);
+        printf("read %u\n", (unsigned)load_if(1, obj + 3));
+        kfree(obj);
     }
     printf("went on after the access (mode %u)\n", (unsigned)m);
     return 0;
