@@ -19,8 +19,8 @@ from kalloc_machine.session import RunOptions, Session
 from kalloc import Caller, Context
 
 HOT_PATH = [
-    "LibcServices.svc_malloc", "LibcApi.malloc", "Slub.alloc",
-    "VirtualPointerGuards.svc_free", "LibcServices.svc_free", "LibcApi.free", "Slub.free",
+    "LibcServices.svc_malloc", "LibcApi.malloc", "SlubPaths.alloc",  # Slub's object paths (kalloc.slubpaths)
+    "VirtualPointerGuards.svc_free", "LibcServices.svc_free", "LibcApi.free", "SlubPaths.free",
 ]  # fmt: skip
 
 
