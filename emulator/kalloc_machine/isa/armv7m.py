@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 import unicorn
@@ -208,7 +207,7 @@ class ArmV7M:
     def hook_settler(self, uc: unicorn.Uc) -> Callable[[], None]:
         """What a memory hook (UC_HOOK_MEM_READ/WRITE) calls last: the IT bits the engine restored
         for an access inside an IT block back to zero (isa/armv7m_it.py, 2)."""
-        return partial(self.it.settle, uc)
+        return self.it.settler(uc)
 
     def set_pc(self, uc: unicorn.Uc, pc: int) -> None:
         """pc | 1 through the library's uc_reg_write, not the binding's (a cut sends the CPU to the sled

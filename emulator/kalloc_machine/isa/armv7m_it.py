@@ -105,9 +105,19 @@ class ItBlocks:
     def settle(self, uc: unicorn.Uc) -> None:
         """From a memory hook: zero the IT bits the engine restored for an access inside a block
         (module docstring, 2); nothing written outside one. Raises nothing (it runs in callbacks)."""
-        try:
-            x = self.xpsr(uc)
-            if x & IT_BITS:
-                uc.reg_write(ac.UC_ARM_REG_EPSR, x & ~IT_BITS)
-        except unicorn.UcError:
-            pass  # the engine refused the read or the write: the state stays as the engine left it
+        self.settler(uc)()
+
+    def settler(self, uc: unicorn.Uc) -> Callable[[], None]:
+        """`settle` bound to one engine, its xPSR read bound once (every hooked access calls it)."""
+        read = batch_reader(uc, _XPSR)
+
+        def settle() -> None:
+            try:
+                got = read()
+                x = int(got[0]) if got is not None else int(uc.reg_read(ac.UC_ARM_REG_XPSR))
+                if x & IT_BITS:
+                    uc.reg_write(ac.UC_ARM_REG_EPSR, x & ~IT_BITS)
+            except unicorn.UcError:
+                pass  # the engine refused the read or the write: the state stays as the engine left it
+
+        return settle
