@@ -158,7 +158,7 @@ class FastPath:
         words = {H_CAP: RING_CAP, H_STLO: stack.base + 8, H_STHI: stack.base + stack.size,
                  H_LIMIT: mags.limit, H_MMAX: mags.malloc_max, H_BADGFP: _BAD_GFP,
                  H_NCLASS: len(mags.caches)}  # fmt: skip
-        for i, (lo, hi, at) in enumerate(self.ranges[:2]):
+        for i, (lo, hi, at) in enumerate(sorted(self.ranges, key=lambda r: r[0] - r[1])):  # the larger first
             at_i = H_RANGES + 12 * i
             words.update({at_i: lo, at_i + 4: hi, at_i + 8: WINDOW + at})
         for off, value in words.items():
@@ -299,7 +299,7 @@ class FastPath:
             else:
                 size = w0 >> 8
                 if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
-                        and not gfp & _BAD_GFP and (not w0 & 2 or gfp == 0)):  # fmt: skip
+                        and (w0 & 2 or not gfp & _BAD_GFP)):  # fmt: skip  # (w2: kmalloc's alone)
                     return self.failed(
                         f"record {_nth(off)}: an allocation of {addr:#x} the magazines did not hold"
                     )

@@ -120,7 +120,7 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
             slab.obj[j] = OBJ_PERCPU
             mag.append(addr)
         else:
-            if not (mag and mag[-1] == addr and (not gfp or not (w0 & 2 or gfp & bad_gfp))):
+            if not (mag and mag[-1] == addr and (w0 & 2 or not gfp & bad_gfp)):  # (malloc: w2 stale)
                 return (at - 16) // record
             key = raw[at : at + 4 * n]
             site = sites.get(key)
