@@ -67,9 +67,9 @@ MAX_WINDOW = 0xF800_0000 - WINDOW  # the idle sled's window starts there
 ENTRIES = ("malloc", "free", "kmalloc", "kfree")  # the blob's jump table, in this order
 _PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv",
                       "c.li", "nop", "c.nop"})  # what a prologue may move to a trampoline: no PC, no t0
-# a record (fastpath.S): w0, object, gfp, frames n, then n return addresses (two unpacks: measured
-# cheaper than one unpack of all and a slice, no per-field subscripts)
-_HEAD4 = struct.Struct("<4I").unpack_from
+# a record (fastpath.S): w0 (its frame count n in the top byte), object, gfp, (unused), then n return
+# addresses (two unpacks: measured cheaper than one unpack of all and a slice, no per-field subscripts)
+_HEAD3 = struct.Struct("<3I").unpack_from
 _FRAMES = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # by n, 1..16
 _W = struct.Struct("<I")
 _BAD_GFP = (~G.KNOWN_MASK | G.DMA | G.ZERO) & 0xFFFF_FFFF
@@ -275,9 +275,10 @@ class FastPath:
         handles, save = self.depot.handles, self.depot.save
         hit_alloc, hit_free = mags.hit_alloc, mags.hit_free
         nclass = len(lists)
-        head4, frames = _HEAD4, _FRAMES
+        head3, frames = _HEAD3, _FRAMES
         for off in range(RING + RECORD * start, RING + RECORD * head, RECORD):  # record i at RING + RECORD*i
-            w0, addr, gfp, n = head4(buf, off)
+            w0, addr, gfp = head3(buf, off)
+            n = w0 >> 24
             if not 0 < n <= 16:
                 return self.failed(f"record {_nth(off)} has {n} frames")
             stack = frames[n](buf, off + 16)
@@ -297,7 +298,7 @@ class FastPath:
                 hit_free(addr, live, site, owner)
                 mag.append(addr)
             else:
-                size = w0 >> 8
+                size = w0 >> 8 & 0xFFFF
                 if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
                         and (w0 & 2 or not gfp & _BAD_GFP)):  # fmt: skip  # (w2: kmalloc's alone)
                     return self.failed(
