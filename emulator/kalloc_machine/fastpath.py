@@ -72,6 +72,7 @@ _PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "s
 _HEAD3 = struct.Struct("<3I").unpack_from
 _FRAMES = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # by n, 1..16
 _W = struct.Struct("<I")
+_MEPC = unicorn.riscv_const.UC_RISCV_REG_MEPC  # the fast path is RV32 only (why_off)
 _BAD_GFP = (~G.KNOWN_MASK | G.DMA | G.ZERO) & 0xFFFF_FFFF
 _TASK = Context.TASK
 _GFP_MALLOC = G.GFP_KERNEL
@@ -195,11 +196,19 @@ class FastPath:
 
     def unpatch(self) -> None:
         """The wrappers' own bytes back, and Unicorn's translations of the patch dropped: a block
-        already translated from the patch would run again otherwise (a stale `auipc` at free+0)."""
+        already translated from the patch would run again otherwise (a stale `auipc` at free+0).
+        A task stopped between the patch's two instructions (the PC, or mepc under an interrupt,
+        at entry + 4) is sent back to the entry: its own first instructions never ran, and the
+        patch's `auipc` only clobbered t0, dead at a function's entry."""
         uc = self.machine.uc
+        pc, mepc = uc.reg_read(unicorn.riscv_const.UC_RISCV_REG_PC), uc.reg_read(_MEPC)
         for addr, code in self.patched.items():
             uc.mem_write(addr, code)
             uc.ctl_remove_cache(addr, addr + len(code))
+            if pc == addr + 4:
+                uc.reg_write(unicorn.riscv_const.UC_RISCV_REG_PC, addr)
+            if mepc == addr + 4:
+                uc.reg_write(_MEPC, addr)
         self.patched.clear()
         _W.pack_into(self.buf, H_ALLOWED, 0)
 
