@@ -38,7 +38,9 @@ def test_a_handler_frees_an_object_whose_record_is_still_in_the_ring() -> None:
     s, out = run(0)
     assert out.exit_status == 0 and out.report["end"] == "exit" and out.report["errors"] == []
     # (served was > 1000 while a tick deferred in the blob waited up to a quantum: F1, fixed)
-    assert out.report["fastpath"]["served"] > 100 and out.report["fastpath"]["corrupt"] is None
+    # (and a tick deferred in the blob is retried every 16 instructions: 237 served with the fifth
+    # session's blob, 50 with the sixth's shorter one, ~1 task malloc per tick)
+    assert out.report["fastpath"]["served"] > 40 and out.report["fastpath"]["corrupt"] is None
     assert out.report["interrupts"]["lines"] == {"0": 40}
     assert out.report["allocator"]["totals"]["live_objects"] == 0 and out.report["leaks"]["count"] == 0
     allocator_serves(s)
