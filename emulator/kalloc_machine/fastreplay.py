@@ -49,9 +49,11 @@ def intern(sites: dict[bytes, int], key: bytes, stack: tuple[int, ...], handles:
 
 
 def valid_w0(mags: Any) -> frozenset[int]:
-    """Every first word the blob writes (fastpath.S): an allocation of size 1..SERVED_MAX in its
-    class, a free of a class the magazines serve, either api. Another (bits the blob leaves
-    zero, a class past the table, a size out of its class) is the per-record path's to judge."""
+    """Every first word the blob writes (fastpath.S), its frame count (the top byte) aside: an
+    allocation of size 1..SERVED_MAX in its class, a free of a class the magazines serve, either
+    api. Another (bits the blob leaves zero, a class past the table, a size out of its class) is
+    the per-record path's to judge. (The frame count is not in the set: a set of every count,
+    ~66k words that share their low bits, measured slower per lookup; `_loop` checks it.)"""
     sizes = range(1, SERVED_MAX + 1)
     allocs = {size << 8 | mags.class_of[size] << 4 | api << 1 for size in sizes for api in (0, 1)}
     return frozenset(allocs | {ci << 4 | api << 1 | 1 for ci in range(len(mags.mags)) for api in (0, 1)})
@@ -91,13 +93,16 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
     step = record // 4
     end = step * count
     fields = zip(range(16, 16 + record * count, record), words[0:end:step].tolist(),
-                 words[1:end:step].tolist(), words[2:end:step].tolist(), words[3:end:step].tolist(),
-                 strict=True)  # fmt: skip
+                 words[1:end:step].tolist(), words[2:end:step].tolist(), raw[3 : record * count : record],
+                 strict=True)  # fmt: skip  # (the last: w0's top byte, its frames, without a shift)
     sites = fp.sites
     for at, w0, addr, gfp, n in fields:  # at: the record's frames in raw
-        if w0 not in valid or not 0 < n <= 16:
+        lo = w0 & 0xFFFFFF
+        if lo not in valid:
             return (at - 16) // record
-        ci = w0 >> 4 & 15
+        # n, its frames, is checked only where the key is new: a known key is 4 * (1..16) bytes long,
+        # and the 4 * n bytes from a record's frames are more than 64 for any other n but 0 (b"")
+        ci = lo >> 4 & 15
         mag = lists[ci]
         slab = page_owner.get(addr >> 12)
         if w0 & 1:
@@ -108,6 +113,8 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
             key = raw[at : at + 4 * n]
             site = sites.get(key)
             if site is None:
+                if not 0 < n <= 16:
+                    return (at - 16) // record
                 site = intern(sites, key, frames[n](key, 0), handles, save)
             j = (addr - slab.base) // slab.cache.stride
             del records[addr]
@@ -120,11 +127,13 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
             slab.obj[j] = OBJ_PERCPU
             mag.append(addr)
         else:
-            if not (mag and mag[-1] == addr and (not gfp or not (w0 & 2 or gfp & bad_gfp))):
+            if not (mag and mag[-1] == addr and (w0 & 2 or not gfp & bad_gfp)):  # (malloc: w2 stale)
                 return (at - 16) // record
             key = raw[at : at + 4 * n]
             site = sites.get(key)
             if site is None:
+                if not 0 < n <= 16:
+                    return (at - 16) // record
                 site = intern(sites, key, frames[n](key, 0), handles, save)
             mag.pop()
             j = (addr - slab.base) // slab.cache.stride  # type: ignore[union-attr]  # a magazine's object
@@ -132,6 +141,6 @@ def _loop(fp: Any, raw: bytes, count: int, record: int, gfp_malloc: int,
             slab.alloc_site[j] = site  # type: ignore[union-attr]
             if freed:
                 freed.pop(addr, None)
-            size = w0 >> 8
+            size = lo >> 8
             records[addr] = new(live_rec, (size, 1, site, gfp_malloc) if w0 & 2 else (size, 0, site, gfp))
     return count

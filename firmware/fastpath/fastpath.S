@@ -18,7 +18,9 @@
  * A served call: pop (alloc) or push (free) the class's magazine, set or clear the
  * object's byte in the per-granule map, append one 128-byte record to the ring:
  *   w0 = op (0 alloc, 1 free) | api << 1 (0 kmalloc/kfree, 1 malloc/free)
- *        | class << 4 | size << 8        w1 = object   w2 = gfp   w3 = frames
+ *        | class << 4 | size << 8 | frames << 24        w1 = object
+ *   w2 = gfp, a kmalloc's only; w3 unused (words the blob does not write keep what they
+ *        held: Python reads w2 for kmalloc records alone, never w3)
  *   w4.. = return addresses: ra, then each frame's [fp-4] (the slow path's walk)
  * and commits it by storing the ring head last. Python replays the ring.
  */
@@ -90,8 +92,10 @@ _start:
 .endm
 
 /* The frame-pointer walk of bridge/callsite.py chain(ra, fp = sp at entry), into the
- * record's w4..; w3 = frames. A frame whose words lie below sp + 8 (where the wrapper's
- * own frame would be, which the slow path reads) goes to \slow. Clobbers t1, t2, t6, a4, a7. */
+ * record's w4..; a4 = frames << 24 (the caller ors it into w0). A frame whose words lie below sp + 8 (where the wrapper's
+ * own frame would be, which the slow path reads) goes to \slow. Only the first frame is
+ * checked against the bank's low end and sp + 8: each later one lies above it (a frame
+ * pointer that does not grow ends the walk), so it passes both. Clobbers t1, t2, t6, a4, a7. */
 .macro WALK slow
     sw ra, 16(a3)
     addi a4, a3, 20          /* next slot */
@@ -102,38 +106,30 @@ _start:
     bltu sp, t1, 8f
     bgtu sp, t2, 8f
     mv a7, s0
-7:  beqz a7, 8f
-    addi t6, a3, 80
-    bgeu a4, t6, 8f          /* 16 frames */
+    beqz a7, 8f
     andi t6, a7, 3
     bnez t6, 8f
     bltu a7, t1, 8f
     bgtu a7, t2, 8f
     addi t6, sp, 8
     bltu a7, t6, \slow
-    lw t6, -4(a7)
+    addi t1, a3, 80          /* the end of 16 frames */
+7:  lw t6, -4(a7)
     beqz t6, 8f
     sw t6, 0(a4)
     addi a4, a4, 4
     lw t6, -8(a7)
-    beqz t6, 9f
-    bleu t6, a7, 8f
-9:  mv a7, t6
-    j 7b
+    beqz t6, 8f
+    bleu t6, a7, 8f          /* frames grow up the stack */
+    mv a7, t6
+    bgeu a4, t1, 8f          /* 16 frames */
+    andi t6, a7, 3
+    bnez t6, 8f
+    bleu a7, t2, 7b
 8:  sub a4, a4, a3
-    addi a4, a4, -16
-    srli a4, a4, 2
-    sw a4, 12(a3)
+    addi a4, a4, -16         /* 4 * frames */
+    slli a4, a4, 22
 .endm
-
-malloc_fast:
-    li t3, 1
-    lui t0, %hi(W)
-    lw t1, H_MMAX(t0)
-    addi t2, a0, -1
-    bgeu t2, t1, slow_alloc
-    li a7, 0
-    j alloc_common
 
 kmalloc_fast:
     li t3, 0
@@ -144,9 +140,16 @@ kmalloc_fast:
     addi t2, a0, -1
     li t1, KMAX
     bgeu t2, t1, slow_alloc
-    mv a7, a1
+    j alloc_common
 
-/* t0 window, t2 size - 1, t3 api, a7 gfp */
+malloc_fast:
+    li t3, 2
+    lui t0, %hi(W)
+    lw t1, H_MMAX(t0)
+    addi t2, a0, -1
+    bgeu t2, t1, slow_alloc
+
+/* t0 window, t2 size - 1, t3 api << 1 (a1 kmalloc's gfp) */
 alloc_common:
     lw t1, H_ALLOWED(t0)
     beqz t1, slow_alloc
@@ -169,18 +172,21 @@ alloc_common:
     MAPADDR a6, a5, slow_alloc
     RECORD slow_alloc
     slli t6, t1, 4
-    slli t2, t3, 1
-    or t6, t6, t2
+    or t6, t6, t3            /* class << 4 | api << 1 */
+    addi t1, t1, 1
+    slli t2, t3, 3
+    or t3, t1, t2            /* t3: the map byte, class + 1 | api << 4 */
     slli t2, a0, 8
-    or t6, t6, t2
-    sw t6, 0(a3)
+    or a0, t6, t2            /* a0: w0 but its frames (the result from here on) */
     sw a6, 4(a3)
-    sw a7, 8(a3)
-    addi t1, t1, 1           /* map byte: class + 1 | api << 4 */
-    slli t2, t3, 4
-    or a0, t1, t2            /* a0 is the result from here on: keep the byte in a0 */
+    andi t2, a0, 2
+    bnez t2, 1f
+    sw a1, 8(a3)             /* kmalloc's gfp */
+1:
     WALK slow_alloc_a0
-    sb a0, 0(a5)
+    or a0, a0, a4
+    sw a0, 0(a3)
+    sb t3, 0(a5)
     addi t5, t5, -1
     sw t5, 0(t4)
     addi a2, a2, 1
@@ -189,8 +195,8 @@ alloc_common:
     li a6, 0                 /* no second copy of the pointer: the leak scan reads registers */
     ret
 
-slow_alloc_a0:               /* a0 was reused: give the size back (record w0 >> 8) */
-    lw a0, 0(a3)
+slow_alloc_a0:               /* a0 and t3 were reused: give the api and the size back (from w0) */
+    andi t3, a0, 2
     srli a0, a0, 8
 slow_alloc:
     bnez t3, 1f
@@ -199,13 +205,13 @@ slow_alloc:
 1:  lw t0, H_TRAMP+0(t0)
     jr t0
 
-free_fast:
-    li t3, 1
+kfree_fast:
+    li t3, 0
     lui t0, %hi(W)
     j free_common
 
-kfree_fast:
-    li t3, 0
+free_fast:
+    li t3, 1
     lui t0, %hi(W)
 
 /* t0 window, t3 api, a0 the object */
@@ -228,14 +234,14 @@ free_common:
     lw t6, H_LIMIT(t0)
     bgeu t5, t6, slow_free   /* full: the slow path flushes */
     RECORD slow_free
-    slli t6, t1, 4
+    slli a6, t1, 4
     slli t2, t3, 1
-    or t6, t6, t2
-    ori t6, t6, 1
-    sw t6, 0(a3)
+    or a6, a6, t2
+    ori a6, a6, 1            /* a6: w0 but its frames */
     sw a0, 4(a3)
-    sw zero, 8(a3)
     WALK slow_free
+    or a6, a6, a4
+    sw a6, 0(a3)
     sb zero, 0(a5)
     slli t6, t5, 2
     add t6, t6, t4

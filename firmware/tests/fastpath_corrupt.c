@@ -57,7 +57,7 @@ int main(void)
         WINDOW[MAG32 + WINDOW[MAG32]] = (uint32_t)(uintptr_t)&local;
         break;
     case 3:
-        WINDOW[RING0 + 3] = 0xdeadbeef;
+        WINDOW[RING0] = (WINDOW[RING0] & 0x00ffffffu) | 0xde000000u; /* w0's top byte: its frame count */
         break;
     case 4:
         WINDOW[0x100 / 4] = 0x05050505;

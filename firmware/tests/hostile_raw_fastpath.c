@@ -66,7 +66,7 @@ int main(void)
             uint32_t head = WINDOW[HEAD]; /* read once: a boundary's drain may empty the ring at any time */
 
             if (head)
-                WINDOW[RING0 + (head - 1) * RECORD_WORDS + 3] = 0xdeadbeefu; /* its frame count */
+                WINDOW[RING0 + (head - 1) * RECORD_WORDS] = 0xdeadbeefu; /* w0: its frame count 0xde */
         }
         if (mode == 2 && ticks == 5u)
             *(volatile uint32_t *)(uintptr_t)p = *(volatile uint32_t *)0; /* the record still in the ring */

@@ -25,9 +25,11 @@ FIRMWARE = ("bench/churn_kalloc", "tests/fastpath_program", "tests/double_free",
             "tests/summary_mix", "tests/realloc_inplace_site", "tests/irq_race")  # fmt: skip
 
 
-def report(name: str, inline: bool, scribble: tuple[int, int, int] | None = None, mode: int = 0) -> dict:
+def report(name: str, inline: bool, scribble: tuple[int, int, int] | None = None, mode: int = 0,
+           keep: int = 0) -> dict:  # fmt: skip
     """The report of `name` under --fastpath on; `scribble` = (record, word, value) written into
-    the ring of the first drain that holds more than `record` records, before it replays."""
+    the ring of the first drain that holds more than `record` records, before it replays (the
+    word's bits in `keep` kept)."""
     session = Session(RunOptions(firmware=str(prebuilt(name)), sanitize="off", fastpath="on"))
     if mode:
         session.machine.phys.write(session.firmware.symbol_addr("mode") or 0, mode.to_bytes(4, "little"))
@@ -40,7 +42,8 @@ def report(name: str, inline: bool, scribble: tuple[int, int, int] | None = None
         head = struct.unpack_from("<I", fp.buf, fastpath.H_HEAD)[0]
         if scribble is not None and head > scribble[0]:
             record, word, value = scribble
-            struct.pack_into("<I", fp.buf, fastpath.RING + fastpath.RECORD * record + 4 * word, value)
+            at = fastpath.RING + fastpath.RECORD * record + 4 * word
+            struct.pack_into("<I", fp.buf, at, struct.unpack_from("<I", fp.buf, at)[0] & keep | value)
             scribble = None
         drain()
 
@@ -58,8 +61,8 @@ def test_inline_replay_reports_as_the_hit_functions(name: str) -> None:
 @pytest.mark.parametrize("record, word, value", [
     (5, 1, 0x1234_5678),  # an object no magazine holds / not live
     (5, 0, 0xFFFF_FFF1),  # a class past the table
-    (5, 3, 0),  # no frames
-    (5, 2, 0x1000_0000),  # a gfp the blob never writes
+    (5, 0, 0x1100_0001),  # 17 frames (w0's top byte)
+    (5, 0, 0x0000_000C),  # bits the blob leaves zero (w2, a gfp, is read for kmalloc records alone)
     (5, 0, 0x0000_0101),  # a free's size bits
 ])  # fmt: skip
 def test_a_record_scribbled_mid_ring_is_the_same_one_report(record: int, word: int, value: int) -> None:
@@ -70,6 +73,18 @@ def test_a_record_scribbled_mid_ring_is_the_same_one_report(record: int, word: i
     assert comparable(on) == comparable(ref)
     corrupt = [e for e in on["errors"] if "fast path's ring is corrupt" in e["message"]]
     assert len(corrupt) == 1 and f"record {record}" in corrupt[0]["message"]
+
+
+@pytest.mark.parametrize("frames", [0, 17, 255])
+def test_a_record_with_a_bad_frame_count_and_a_good_rest_is_the_same_one_report(frames: int) -> None:
+    """w0's top byte (the frame count, sixth session) is checked only where a record's key is new:
+    any count but 1..16 gives a key no record had, so the inline loop stops there too."""
+    scribble = (5, 0, frames << 24)
+    on = report("bench/churn_kalloc", inline=True, scribble=scribble, keep=0x00FF_FFFF)
+    ref = report("bench/churn_kalloc", inline=False, scribble=scribble, keep=0x00FF_FFFF)
+    assert comparable(on) == comparable(ref)
+    corrupt = [e for e in on["errors"] if "fast path's ring is corrupt" in e["message"]]
+    assert len(corrupt) == 1 and f"record 5 has {frames} frames" in corrupt[0]["message"]
 
 
 def test_the_churn_replays_without_the_hit_functions(monkeypatch: pytest.MonkeyPatch) -> None:
