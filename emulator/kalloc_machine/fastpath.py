@@ -420,6 +420,7 @@ def install(session: Any) -> tuple[FastPath | None, str | None]:
     for lo, hi, perms in ((0, CODE, rw), (CODE, RING, rx), (RING, size, rw)):  # the code: no writes
         m.uc.mem_map_ptr(WINDOW + lo, hi - lo, perms, ctypes.addressof(anchor) + lo)
         session.mmu.map_identity(WINDOW + lo, WINDOW + hi, perms)
+    m.sled.uncover(WINDOW, WINDOW + size)  # mapped: no memory hook over its stores (sled._cover)
     fp = FastPath(session, session.ka.magazines, memoryview(raw), banks)
     why = fp.patch(session.firmware)
     if why is not None:

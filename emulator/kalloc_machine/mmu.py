@@ -13,7 +13,9 @@ around the trapped pages:
     a trapped page                 the trap's handler for a load or store (the access
                                    lands in the fault sink), identity --x for a fetch
     everywhere else                identity, with the permissions of what lives there:
-                                   RAM rwx, devices and doorbells rw-, the idle sled --x,
+                                   RAM rwx (rw- to a data access of a page the CPU
+                                   never fetched from: `_exec_or_data`), devices and
+                                   doorbells rw-, the idle sled --x,
                                    unmapped addresses (and the sled's fault_sink) none
 
 Nothing is ever mapped lazily: the hook only reads the tables, never adds to them.
@@ -138,6 +140,7 @@ class Mmu:
         self.hole = inside[0] if inside else (0, 0)
         self._bank_of = machine.phys.bank_of
         self._granted: dict[int, int] = {}  # (page << 2 | access & 3) -> perms, identity pages only
+        self._code: set[int] = set()  # physical pages the CPU has fetched from (data fills keep x)
         self.sink = machine.sled.fault_sink  # the sled's window's last page (sled.py)
         self.uc.mem_map(self.sink, PAGE, PROT_RWX)  # where a faulting access lands (module docstring)
         machine.sled.on_release.append(self._flush_after_fault)
@@ -242,7 +245,7 @@ class Mmu:
                 self.fault = (vaddr, _VERB.get(access, "access"), self.machine.isa.pc(uc))
                 return self._sink(vaddr, entry, self.page_fault(None))
             entry.paddr = (pfn << PAGE_SHIFT) | (vaddr & 0xFFF)
-            entry.perms = PROT_RWX
+            entry.perms = self._exec_or_data(pfn, access, PROT_RWX)
             return True
         entry.paddr = vaddr
         perms = PROT_RWX if self._bank_of(vaddr) is not None else 0  # nothing there: no access
@@ -255,9 +258,29 @@ class Mmu:
                 return self._sink(vaddr, entry, self._access_error(vaddr, access))
             perms = perms or PROT_RWX  # a probe, not the CPU's fetch (below): as before, identity
         else:
-            self._granted[key] = perms  # the identity map and the banks never change: same answer
+            perms = self._exec_or_data(vaddr >> PAGE_SHIFT, access, perms)
+            self._granted[key] = perms  # the same answer until the page is fetched from (_exec_or_data)
         entry.perms = perms
         return True
+
+    def _exec_or_data(self, pfn: int, access: int, perms: int) -> int:
+        """The permissions a fill grants a page that may hold code: a data fill of a page the CPU
+        never fetched from gets rw-, a fetch rwx (and marks the page). Unicorn 2.1.4 sends every
+        store through an entry that can execute down its slow path (cputlb.c, notdirty_write: the
+        check for self-modifying code), never marking it dirty; without x only the first store
+        does: ~10x cheaper (docs/performance.md, "Stores and the TLB"). A page once fetched from
+        is rwx to data fills too (its stores check translated code, as before): its rw- grants
+        are forgotten and the TLB flushed after the slice that first fetched from it."""
+        if perms != PROT_RWX:
+            return perms
+        if access == unicorn.UC_MEM_FETCH:
+            if pfn not in self._code:
+                self._code.add(pfn)
+                for data in (unicorn.UC_MEM_READ, unicorn.UC_MEM_WRITE):
+                    self._granted.pop(pfn << 2 | (data & 3), None)
+                self.machine.sled.flush_on_release()
+            return PROT_RWX
+        return PROT_RWX if pfn in self._code else PROT_RW
 
     def _fetching(self, page: int) -> bool:
         """A fetch fill is the CPU's own when the page holds the PC (or the rest of an instruction

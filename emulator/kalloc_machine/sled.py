@@ -170,7 +170,7 @@ class IdleSled:
         if self.return_at is not None and self.return_insn:
             uc.mem_write(self.return_at, self.return_insn)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
-        uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._on_mem_fault)
+        self._cover(self.phys.outside())  # not RAM: mapped rwx, the hook never fires there (_cover)
         if isa.undefined_intno >= 0:  # an ISA whose undefined instructions no interrupt reports
             uc.hook_add(unicorn.UC_HOOK_INSN_INVALID, self._on_invalid)
         marked = []
@@ -355,6 +355,21 @@ class IdleSled:
         pc = isa.pc(uc)
         text = f"{isa.fault_name(isa.undefined_intno)}: {faults.instruction_at(pc)}{faults.not_code(pc)}"
         return self.fault(faults.cpu_fault(text, pc))
+
+    def uncover(self, lo: int, hi: int) -> None:
+        """[lo, hi) is mapped memory besides RAM (the fast path's window): the memory-fault hook
+        leaves it too (_cover)."""
+        self._cover([(a, b) for s_lo, s_hi in self._spans
+                     for a, b in ((s_lo, min(s_hi, lo - 1)), (max(s_lo, hi), s_hi)) if a <= b])  # fmt: skip
+
+    def _cover(self, spans: list[tuple[int, int]]) -> None:
+        """The memory-fault hook over exactly `spans` (inclusive): Unicorn 2.1.4 sends every store
+        to a page any memory hook covers down its slow path (performance.md, "Stores and the TLB")."""
+        for h in getattr(self, "_fault_hooks", ()):
+            self.uc.hook_del(h)
+        kinds = unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT
+        self._spans, self._fault_hooks = spans, [self.uc.hook_add(kinds, self._on_mem_fault, None, lo, hi)
+                                                 for lo, hi in spans]  # fmt: skip
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         """An unmapped or protected access: reported and sent to the sled (exact), except a
