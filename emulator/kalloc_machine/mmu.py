@@ -38,13 +38,10 @@ has no per-page flush in its API; unmaps are rare (vfree, arena trim).
 
 Cost (docs/architecture.md, "Virtual memory"; docs/performance.md, "The always-on memory
 hooks"): one Python call per TLB miss, ~2 µs (the callback is the ctypes one itself,
-rawfill.py: no binding wrappers). Compute code misses rarely; memory-heavy code
-misses more, mostly on stores: QEMU's TLB is direct-mapped (256 entries) and its victim TLB
-matches a store only on an exact comparator, so two pages 1 MiB apart (page numbers equal
-mod 256: the TLSF workload's stack and heap) evict each other (17k fills in 100k iterations,
-~5% of its run). Leaving RAM to Unicorn's own fill (a hook ranged around the banks) was
-tried and is slower: its C fill grants only the access's own permission, so a page that is
-read and written refills on every alternation. The mode is always on for `kalloc run`.
+rawfill.py: no binding wrappers). QEMU's TLB is direct-mapped (256 entries): pages 1 MiB
+apart evict each other (the TLSF workload's stack and heap: 17k fills in 100k iterations).
+Unicorn's own fill was tried and is slower: it grants only the access's own permission, so
+a page read and written refills on every alternation. Always on for `kalloc run`.
 
 Invariants:
  1. A fill inside the windows returns a physical page only for a mapped PTE.
@@ -140,7 +137,7 @@ class Mmu:
         self.hole = inside[0] if inside else (0, 0)
         self._bank_of = machine.phys.bank_of
         self._granted: dict[int, int] = {}  # (page << 2 | access & 3) -> perms, identity pages only
-        self._code: set[int] = set()  # physical pages the CPU has fetched from (data fills keep x)
+        self.code_pages: set[int] = set()  # physical pages the CPU has fetched from (data fills keep x)
         self.sink = machine.sled.fault_sink  # the sled's window's last page (sled.py)
         self.uc.mem_map(self.sink, PAGE, PROT_RWX)  # where a faulting access lands (module docstring)
         machine.sled.on_release.append(self._flush_after_fault)
@@ -274,13 +271,13 @@ class Mmu:
         if perms != PROT_RWX:
             return perms
         if access == unicorn.UC_MEM_FETCH:
-            if pfn not in self._code:
-                self._code.add(pfn)
+            if pfn not in self.code_pages:
+                self.code_pages.add(pfn)
                 for data in (unicorn.UC_MEM_READ, unicorn.UC_MEM_WRITE):
                     self._granted.pop(pfn << 2 | (data & 3), None)
                 self.machine.sled.flush_on_release()
             return PROT_RWX
-        return PROT_RWX if pfn in self._code else PROT_RW
+        return PROT_RWX if pfn in self.code_pages else PROT_RW
 
     def _fetching(self, page: int) -> bool:
         """A fetch fill is the CPU's own when the page holds the PC (or the rest of an instruction
@@ -382,6 +379,12 @@ class Mmu:
         """One more machine window outside the banks, identity-mapped with `perms` (issue 14:
         the fast path's window, kalloc_machine/fastpath.py). Before the run: nothing was refused there."""
         self._identity.append((lo, hi, perms))
+
+    def grant(self, vaddr: int, access: int) -> int:
+        """The permissions a fill of `vaddr` for `access` (UC_MEM_*) grants now (tests)."""
+        entry = type("Entry", (), {"paddr": 0, "perms": 0})()
+        self._fill(self.uc, vaddr, access, entry, None)
+        return int(entry.perms)
 
     def stats(self) -> dict[str, int]:
         """Deterministic counters for the JSON report. `self.fills` is left out: Unicorn's

@@ -359,7 +359,7 @@ class IdleSled:
     def uncover(self, lo: int, hi: int) -> None:
         """[lo, hi) is mapped memory besides RAM (the fast path's window): the memory-fault hook
         leaves it too (_cover)."""
-        self._cover([(a, b) for s_lo, s_hi in self._spans
+        self._cover([(a, b) for s_lo, s_hi in self.fault_spans
                      for a, b in ((s_lo, min(s_hi, lo - 1)), (max(s_lo, hi), s_hi)) if a <= b])  # fmt: skip
 
     def _cover(self, spans: list[tuple[int, int]]) -> None:
@@ -368,8 +368,8 @@ class IdleSled:
         for h in getattr(self, "_fault_hooks", ()):
             self.uc.hook_del(h)
         kinds = unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT
-        self._spans, self._fault_hooks = spans, [self.uc.hook_add(kinds, self._on_mem_fault, None, lo, hi)
-                                                 for lo, hi in spans]  # fmt: skip
+        self.fault_spans = spans
+        self._fault_hooks = [self.uc.hook_add(kinds, self._on_mem_fault, None, lo, hi) for lo, hi in spans]
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         """An unmapped or protected access: reported and sent to the sled (exact), except a
