@@ -56,6 +56,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import unicorn
@@ -381,9 +382,8 @@ class Mmu:
         self._identity.append((lo, hi, perms))
 
     def grant(self, vaddr: int, access: int) -> int:
-        """The permissions a fill of `vaddr` for `access` (UC_MEM_*) grants now (tests)."""
-        entry = type("Entry", (), {"paddr": 0, "perms": 0})()
-        self._fill(self.uc, vaddr, access, entry, None)
+        """What a fill of `vaddr` for `access` grants: a real fill (counted; a fetch marks the page)."""
+        self._fill(self.uc, vaddr, access, entry := SimpleNamespace(paddr=0, perms=0), None)
         return int(entry.perms)
 
     def stats(self) -> dict[str, int]:

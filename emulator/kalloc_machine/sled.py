@@ -152,6 +152,7 @@ class IdleSled:
         self.running = False
         self.scratch: list[tuple[int, int]] = []  # pages mapped over an unmapped access (release)
         self.on_release: list[Callable[[], None]] = []  # after a slice a fault ended (mmu: TLB flush)
+        self.fault_spans: dict[tuple[int, int], int] = {}  # the memory-fault hook: (lo, hi) -> handle
         self._faulted = False
         self.translated = False  # mmu.py's fill hook sees faults first (the memory hook then never maps)
         # RISC-V: a real `mret` after the sled's code, where a marked one is sent ("Returns")
@@ -365,11 +366,10 @@ class IdleSled:
     def _cover(self, spans: list[tuple[int, int]]) -> None:
         """The memory-fault hook over exactly `spans` (inclusive): Unicorn 2.1.4 sends every store
         to a page any memory hook covers down its slow path (performance.md, "Stores and the TLB")."""
-        for h in getattr(self, "_fault_hooks", ()):
+        for h in self.fault_spans.values():
             self.uc.hook_del(h)
-        kinds = unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT
-        self.fault_spans = spans
-        self._fault_hooks = [self.uc.hook_add(kinds, self._on_mem_fault, None, lo, hi) for lo, hi in spans]
+        kinds, add = unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self.uc.hook_add
+        self.fault_spans = {(lo, hi): add(kinds, self._on_mem_fault, None, lo, hi) for lo, hi in spans}
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         """An unmapped or protected access: reported and sent to the sled (exact), except a

@@ -247,8 +247,8 @@ class Kasan:
         hi = max(b.end for b in phys.banks)
         # (base, buf) per region, highest first: the hook picks the first base <= addr.
         self._rv = [(r.base, r.buf) for r in sorted(self.shadow.regions, key=lambda r: -r.base)]
-        uc, isa = self.machine.uc, getattr(self.machine, "isa", None)
-        settle = isa.hook_settler(uc) if isa is not None else None  # Cortex-M: IT state (armv7m_it.py)
+        uc = self.machine.uc
+        settle = self.machine.isa.hook_settler(uc)  # Cortex-M: IT state (armv7m_it.py); RV32: None
         check = self._on_access
 
         def settled(uc: Any, access: int, addr: int, size: int, value: int, ud: Any) -> None:
