@@ -10,6 +10,8 @@ Invariants:
  1. The bench never fails a run for a missed target: it marks it MISSED; exit status 0.
     A board that cannot be loaded is one line, status 3, before anything is measured.
  2. `--json -` writes only the JSON to stdout (the table goes to stderr).
+ 3. A timed figure's value is on this process's CPU clock (time.thread_time), its wall-clock
+    value in the column (and JSON key) beside it: kalloc_machine.tools.benchkit `Span`.
 """
 
 from __future__ import annotations
@@ -50,12 +52,13 @@ def bench_cmd(board: str, reps: int, quick: bool, only: tuple[str, ...], json_pa
     with steps("benchmarking: steps", color=color) as bar:  # on a terminal only (kalloc.cli.progress)
         figures = run_suite(settings, list(parts), tick=bar.done)
     table = Table(title=f"kalloc bench (board {board}, {settings.reps} interleaved repetitions, medians)")
-    for col in ("figure", "value", "target", "", "note"):
+    for col in ("figure", "value (CPU time)", "target", "", "wall clock", "note"):
         table.add_column(col)
     for f in figures:
         value = "n/a" if f.value is None else f"{f.value:.3g} {f.unit}"
         mark = "" if f.ok is None else ("ok" if f.ok else "MISSED")
-        table.add_row(f.name, value, f.target, mark, f.note)
+        wall = "" if f.wall is None else f"{f.wall:.3g}"
+        table.add_row(f.name, value, f.target, mark, wall, f.note)
     out = err if json_path == "-" else console(color)  # piped: the table whole, one line a row
     out.print(table)
     if json_path:

@@ -4,7 +4,8 @@ The machines are shared and noisy, so nothing here is an absolute promise: every
 figure compares two things timed in the same run, in interleaved repetitions
 (A B A B ...), and reports the median. The workloads are the firmware
 firmware/tests/bench.c; the bench pokes its mode and iteration count into RAM
-and times the machine's run (RunResult.wall_s, emulation only). Each workload
+and times the machine's run (emulation only) on two clocks, this thread's CPU time (the
+figure's value) and the wall clock (beside it: tools/benchkit.py `Span`). Each workload
 runs at two iteration counts and the difference is taken, so boot, exit and
 report costs cancel.
 
@@ -42,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -58,9 +58,13 @@ from kalloc_machine.tools.benchkit import (
     CALLS_PER_ITER,
     BenchSettings,
     Figure,
+    Span,
+    Stopwatch,
     interleaved,
+    median,
     per_iter,
     rounds,
+    timed_run,
 )
 from kalloc_machine.tools.benchmachine import bench_emulation, bench_machine, bench_memory_hooks
 from kalloc_machine.tools.campaign_bench import bench_campaign
@@ -69,7 +73,7 @@ from kalloc_machine.tools.campaign_bench import bench_campaign
 def bench_allocation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     """The floor's figures (`floor_figures`) and each allocation's cost per operation against the
     call with its call site, all in the same interleaved rounds, each ratio taken per round."""
-    runs: dict[str, Callable[[], float]] = {
+    runs: dict[str, Callable[[], Span]] = {
         "empty": partial(per_iter, "empty", s, iters=s.floor_iters),
         "nop": partial(per_iter, "nop", s, iters=s.floor_iters),
         "bare": partial(per_iter, "nop", s, bare=True, iters=s.floor_iters),
@@ -88,44 +92,49 @@ def bench_allocation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]
     }
     for mode, calls in CALLS_PER_ITER.items():
         per_op = [(t - e) / calls for t, e in zip(got[mode], got["loop"], strict=True)]
-        each = [op / c for op, c in zip(per_op, site, strict=True) if c > 0]
-        ratio = statistics.median(each) if each else None
+        each = [op / c for op, c in zip(per_op, site, strict=True) if c.positive]
+        ratio = median(each) if each else None
         target = targets.get(mode)
-        ok = None if target is None or ratio is None else ratio <= target
         mark = f"≤ {target}" if target else ""
-        figs.append(Figure(f"{labels[mode]} per operation / hypercall with call site", ratio, "×", mark, ok,
-                           f"{statistics.median(per_op) * 1e6:.2f} µs per operation; median of per-round "
-                           "ratios"))  # fmt: skip
+        figs.append(Figure.timed(f"{labels[mode]} per operation / hypercall with call site", ratio, "×", mark,
+                                 None if target is None else partial(_at_most, target),
+                                 f"{median(per_op).cpu * 1e6:.2f} µs per operation; median of per-round "
+                                 "ratios"))  # fmt: skip
     return figs
 
 
-def floor_figures(got: dict[str, list[float]]) -> tuple[list[Figure], list[float]]:
+def _at_most(target: float, value: float) -> bool:
+    return value <= target
+
+
+def floor_figures(got: dict[str, list[Span]]) -> tuple[list[Figure], list[Span]]:
     """The hypercall floor against a bare MMIO callback, and the call with its call site (the
     denominator of the per-operation rows: every allocation service walks its site), from the
     rounds' runs (empty, nop, bare, site: longer runs, BenchSettings.floor_iters); with the site
     floor of each round in seconds. A ratio is taken per round (each run minus that round's
     empty loop) and the median over rounds reported (docs/performance.md, the floor's method)."""
     per = {k: [t - e for t, e in zip(got[k], got["empty"], strict=True)] for k in ("nop", "bare", "site")}
-    floor, bare, site = (statistics.median(per[k]) for k in ("nop", "bare", "site"))
+    floor, bare, site = (median(per[k]) for k in ("nop", "bare", "site"))
 
-    def ratio(of: str) -> tuple[float | None, str]:
-        each = [a / b for a, b in zip(per[of], per["bare"], strict=True) if b > 0]
-        spread = f"median of per-round ratios ({min(each):.3g}–{max(each):.3g})" if each else "no round"
-        return (statistics.median(each) if each else None), spread
+    def ratio(of: str) -> tuple[Span | None, str]:
+        each = [a / b for a, b in zip(per[of], per["bare"], strict=True) if b.positive]
+        cpu = [r.cpu for r in each]
+        spread = f"median of per-round ratios ({min(cpu):.3g}–{max(cpu):.3g})" if each else "no round"
+        return (median(each) if each else None), spread
 
     (floor_ratio, floor_spread), (site_ratio, site_spread) = ratio("nop"), ratio("site")
     figs = [
-        Figure("hypercall floor (empty round trip)", floor * 1e6, "µs",
-               note="NOP through the bridge (block decode, context, dispatch, result; NOP reads no caller: "
-                    "no call-site walk) minus the bare loop"),
-        Figure("bare doorbell (Unicorn MMIO callback, no bridge)", bare * 1e6, "µs",
-               note="the binding's mmio_map, a Python callback that returns: the reference under the bridge"),
-        Figure("hypercall floor / bare doorbell", floor_ratio, "×", "≤ 2.0",
-               None if floor_ratio is None else floor_ratio <= 2.0,
-               f"kalloc's part of a call: block, context, dispatch, result; {floor_spread}"),
-        Figure("hypercall with call site (NOP served as an allocation service is)", site * 1e6, "µs",
-               note="the floor plus the call-site walk, its depot handle and Caller"),
-        Figure("hypercall with call site / bare doorbell", site_ratio, "×", note=site_spread),
+        Figure.timed("hypercall floor (empty round trip)", floor * 1e6, "µs",
+                     note="NOP through the bridge (block decode, context, dispatch, result; NOP reads no "
+                          "caller: no call-site walk) minus the bare loop"),
+        Figure.timed("bare doorbell (Unicorn MMIO callback, no bridge)", bare * 1e6, "µs",
+                     note="the binding's mmio_map, a Python callback that returns: the reference under the "
+                          "bridge"),
+        Figure.timed("hypercall floor / bare doorbell", floor_ratio, "×", "≤ 2.0", partial(_at_most, 2.0),
+                     f"kalloc's part of a call: block, context, dispatch, result; {floor_spread}"),
+        Figure.timed("hypercall with call site (NOP served as an allocation service is)", site * 1e6, "µs",
+                     note="the floor plus the call-site walk, its depot handle and Caller"),
+        Figure.timed("hypercall with call site / bare doorbell", site_ratio, "×", note=site_spread),
     ]  # fmt: skip
     return figs, per["site"]
 
@@ -133,13 +142,13 @@ def floor_figures(got: dict[str, list[float]]) -> tuple[list[Figure], list[float
 def bench_sanitizers(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     """The demo under each sanitizer vs off; compiled KASAN runs the demo's KASAN build."""
 
-    def demo_run(mode: str, firmware: str) -> Callable[[], float]:
-        def run() -> float:
+    def demo_run(mode: str, firmware: str) -> Callable[[], Span]:
+        def run() -> Span:
             session = Session(RunOptions(firmware=firmware, board=s.board, sanitize=mode))
-            result = session.machine.run()
+            span, result = timed_run(session)
             if result.exit_code != 0:
                 raise RuntimeError(f"demo under {mode} failed: {result.reason}")
-            return result.wall_s
+            return span
 
         return run
 
@@ -156,8 +165,8 @@ def bench_sanitizers(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]
     }
     figs = []
     for key, target in targets.items():
-        ratio = med[key] / med["off"]
-        figs.append(Figure(labels[key], ratio, "×", f"≤ {target:g}", ratio <= target))
+        figs.append(Figure.timed(labels[key], med[key] / med["off"], "×", f"≤ {target:g}",
+                                 partial(_at_most, target)))
     figs[1].note = "the KASAN build also executes its inline checks (more instructions)"
     return figs
 
@@ -191,11 +200,11 @@ def bench_scale(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
         b256 = _board_file(Path(tmp), 256)
 
-        def boot(board: str) -> Callable[[], float]:
-            def run() -> float:
-                t = time.perf_counter()
+        def boot(board: str) -> Callable[[], Span]:
+            def run() -> Span:
+                watch = Stopwatch()
                 Session(RunOptions(board=board))
-                return time.perf_counter() - t
+                return watch.elapsed()
 
             return run
 
@@ -208,10 +217,10 @@ def bench_scale(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
             s.reps,
             tick,
         )
-    figs = [Figure(f"boot + allocator setup, {k} MiB board", v, "s", "< 1" if k == "1024" else "",
-                   v < 1.0 if k == "1024" else None) for k, v in med.items()]  # fmt: skip
-    ratio = cost["big"] / cost["small"]
-    figs.append(Figure("kmalloc+kfree cost, 1 GiB board / 16 MiB board", ratio, "×", "≤ 1.5", ratio <= 1.5))
+    figs = [Figure.timed(f"boot + allocator setup, {k} MiB board", v, "s", "< 1" if k == "1024" else "",
+                         partial(_below, 1.0) if k == "1024" else None) for k, v in med.items()]  # fmt: skip
+    figs.append(Figure.timed("kmalloc+kfree cost, 1 GiB board / 16 MiB board", cost["big"] / cost["small"],
+                             "×", "≤ 1.5", partial(_at_most, 1.5)))  # fmt: skip
     tiny, big = _rss_after_boot("tiny"), _rss_after_boot("big")
     figs.append(
         Figure(
@@ -222,6 +231,10 @@ def bench_scale(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
         )
     )
     return figs  # fmt: skip
+
+
+def _below(target: float, value: float) -> bool:
+    return value < target
 
 
 def bench_utilization(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
@@ -278,10 +291,12 @@ def run_suite(settings: BenchSettings, only: list[str] | None = None, tick: Call
 def to_json(settings: BenchSettings) -> str:
     data: dict[str, Any] = {
         "settings": {"board": settings.board, "sanitize": settings.sanitize, "reps": settings.reps,
-                     "iters": list(settings.iters), "firmware": "tests/bench.elf, demo.elf"},
+                     "iters": list(settings.iters), "firmware": "tests/bench.elf, demo.elf",
+                     "clock": "cpu (time.thread_time); wall (time.perf_counter) in each figure's 'wall'"},
         "machine": {"python": sys.version.split()[0], "cpus": os.cpu_count()},
         "figures": [
-            {"name": f.name, "value": f.value, "unit": f.unit, "target": f.target, "ok": f.ok, "note": f.note}
+            {"name": f.name, "value": f.value, "unit": f.unit, "target": f.target, "ok": f.ok, "note": f.note,
+             "wall": f.wall}
             for f in settings.figures
         ],
     }  # fmt: skip

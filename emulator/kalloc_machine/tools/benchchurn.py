@@ -27,7 +27,7 @@ from typing import Any
 
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
-from kalloc_machine.tools.benchkit import BenchSettings, Figure, interleaved, poke
+from kalloc_machine.tools.benchkit import BenchSettings, Figure, Span, interleaved, poke, timed_run
 
 # picolibc's nano-malloc walks its free list: ~5,000 instructions an iteration, 0.6 G at 110k
 MAX_INSTRUCTIONS = 4_000_000_000
@@ -79,16 +79,16 @@ COMPARISONS = [
 ]  # fmt: skip
 
 
-def run_churn(churn: Churn, iters: int, board: str) -> tuple[float, int]:
-    """(machine wall seconds, instructions) of one run of the workload."""
+def run_churn(churn: Churn, iters: int, board: str) -> tuple[Span, int]:
+    """(the machine's run time on both clocks, instructions) of one run of the workload."""
     opts = RunOptions(firmware=str(prebuilt(churn.elf)), board=board, sanitize=churn.sanitize,
                       max_instructions=MAX_INSTRUCTIONS, timeout_s=600.0, **churn.options)  # fmt: skip
     session = Session(opts)
     poke(session, "churn_iters", iters)
-    result = session.machine.run()
+    span, result = timed_run(session)
     if result.exit_code != 0 or result.errors:
         raise RuntimeError(f"{churn.elf} ({churn.sanitize}) failed: {result.reason} {result.errors[:1]}")
-    return result.wall_s, result.instructions
+    return span, result.instructions
 
 
 def bench_churn(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
@@ -97,8 +97,8 @@ def bench_churn(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     lo, hi = s.churn_iters if s.iters[0] >= 100 else (100, 2100)
     instructions: dict[str, float] = {}
 
-    def per_op(key: str) -> Callable[[], float]:
-        def sample() -> float:
+    def per_op(key: str) -> Callable[[], Span]:
+        def sample() -> Span:
             t_lo, n_lo = run_churn(CHURNS[key], lo, s.board)
             t_hi, n_hi = run_churn(CHURNS[key], hi, s.board)
             instructions[key] = (n_hi - n_lo) / (hi - lo)
@@ -109,9 +109,9 @@ def bench_churn(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     med = interleaved({key: per_op(key) for key in CHURNS}, s.reps, tick)
     figs = []
     for c in COMPARISONS:
-        ratio = med[c.slow] / med[c.fast] if med[c.fast] > 0 else None
-        note = (f"{c.slow} {med[c.slow] * 1e6:.2f} µs, {c.fast} {med[c.fast] * 1e6:.2f} µs per iteration "
-                f"(free + malloc); firmware instructions per iteration: {c.slow} "
+        ratio = med[c.slow] / med[c.fast] if med[c.fast].positive else None
+        note = (f"{c.slow} {med[c.slow].cpu * 1e6:.2f} µs, {c.fast} {med[c.fast].cpu * 1e6:.2f} µs per "
+                f"iteration (free + malloc); firmware instructions per iteration: {c.slow} "
                 f"{instructions[c.slow]:.0f}, {c.fast} {instructions[c.fast]:.0f}")  # fmt: skip
-        figs.append(Figure(c.name, ratio, "×", c.target, None if ratio is None else c.ok(ratio), note))
+        figs.append(Figure.timed(c.name, ratio, "×", c.target, c.ok, note))
     return figs

@@ -1,21 +1,32 @@
-"""What every `kalloc bench` figure is made of: the settings, a figure, one timed run of the
-bench firmware (firmware/tests/bench.c), and interleaved medians.
+"""What every `kalloc bench` figure is made of: the settings, a figure, a timed span on two
+clocks, one timed run of the bench firmware (firmware/tests/bench.c), and interleaved medians.
+
+Two clocks time every span (`Span`): the wall clock (`time.perf_counter`) and the CPU time of
+this thread (`time.thread_time`), which does not count the time the OS gave other processes.
+A figure's value is taken on the CPU clock and its wall-clock value is kept beside it
+(`Figure.wall`); at rest the two agree, under load the CPU clock moves far less
+(docs/performance.md, "Issue 14, seventh session: the bench").
 
 Invariants:
  1. No figure is a single timing: `interleaved` takes the median over `reps` rounds,
     the samplers interleaved within each round (A B A B ...): machines are shared and noisy.
- 2. `run_bench` times the machine's run only (RunResult.wall_s): boot and report are not in it.
+ 2. `run_bench` times the machine's run only (`timed_run`: `Machine.run`, both clocks around the
+    same call): boot and report are not in it.
+ 3. Both sides of a ratio are measured the same way: the same span, the same clock; a `Span`'s
+    arithmetic is per clock, so a figure computed from Spans is that figure on each clock.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from kalloc_machine.memlayout import DOORBELL_BASE, DOORBELL_SIZE
+from kalloc_machine.runresult import RunResult
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 
@@ -33,14 +44,85 @@ MODES = {
 CALLS_PER_ITER = {"kmalloc": 2, "cache": 2, "pages": 2, "malloc": 3}
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A quantity on both clocks: seconds of a timed span, or anything computed from such spans
+    (a difference, a rate, a ratio), each clock's value computed from that clock's spans only."""
+
+    wall: float  # time.perf_counter
+    cpu: float  # time.thread_time: this thread's CPU time
+
+    @staticmethod
+    def _pair(other: Span | float) -> tuple[float, float]:
+        return (other.wall, other.cpu) if isinstance(other, Span) else (other, other)
+
+    def __add__(self, other: Span | float) -> Span:
+        w, c = self._pair(other)
+        return Span(self.wall + w, self.cpu + c)
+
+    def __sub__(self, other: Span | float) -> Span:
+        w, c = self._pair(other)
+        return Span(self.wall - w, self.cpu - c)
+
+    def __mul__(self, other: Span | float) -> Span:
+        w, c = self._pair(other)
+        return Span(self.wall * w, self.cpu * c)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Span | float) -> Span:
+        w, c = self._pair(other)
+        return Span(self.wall / w, self.cpu / c)
+
+    def __rtruediv__(self, other: float) -> Span:
+        return Span(other / self.wall, other / self.cpu)
+
+    @property
+    def positive(self) -> bool:
+        """Both clocks above zero (a difference of two runs that rose above the noise on both)."""
+        return self.wall > 0 and self.cpu > 0
+
+
+def median_span(values: Sequence[Span]) -> Span:
+    """The median of each clock separately."""
+    return Span(statistics.median(v.wall for v in values), statistics.median(v.cpu for v in values))
+
+
+class Stopwatch:
+    """Both clocks started together: `elapsed()` is the span since (the same span on each)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
+
+    def elapsed(self) -> Span:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        return Span(wall - self.wall, cpu - self.cpu)
+
+
+def timed_run(session: Session) -> tuple[Span, RunResult]:
+    """The machine's run of `session` on both clocks (emulation only: the Session is built)."""
+    watch = Stopwatch()
+    result = session.machine.run()
+    return watch.elapsed(), result
+
+
 @dataclass(slots=True)
 class Figure:
     name: str
-    value: float | None
+    value: float | None  # on the CPU clock when the figure is a timing (`wall` set)
     unit: str
     target: str = ""
     ok: bool | None = None
     note: str = ""
+    wall: float | None = None  # the same figure on the wall clock (None: not a timing, or wall only)
+
+    @classmethod
+    def timed(cls, name: str, value: Span | None, unit: str, target: str = "",
+              ok: Callable[[float], bool] | None = None, note: str = "") -> Figure:  # fmt: skip
+        """A figure measured on both clocks: its value (and target check) on the CPU clock."""
+        if value is None:
+            return cls(name, None, unit, target, None, note)
+        return cls(name, value.cpu, unit, target, None if ok is None else ok(value.cpu), note, value.wall)
 
 
 @dataclass(slots=True)
@@ -81,8 +163,8 @@ def poke(session: Session, symbol: str, value: int) -> None:
 def run_bench(
     mode: str, iters: int, *, board: str, sanitize: str, period: int = 100_000, bare: bool = False,
     site: bool = False,
-) -> tuple[float, int]:
-    """(machine wall seconds, instructions) of one bench run.
+) -> tuple[Span, int]:
+    """(the machine's run time on both clocks, instructions) of one bench run.
 
     bare: the doorbell page is mapped again through the Unicorn binding's own `mmio_map`,
     with a Python callback that does nothing for the NOP (the other services still reach
@@ -99,10 +181,10 @@ def run_bench(
     poke(session, "bench_mode", MODES[mode])
     poke(session, "bench_iters", iters)
     poke(session, "bench_timer_period", period)
-    result = session.machine.run()
+    span, result = timed_run(session)
     if result.exit_code != 0 or result.errors:
         raise RuntimeError(f"bench mode {mode} failed: {result.reason} {result.errors[:1]}")
-    return result.wall_s, result.instructions
+    return span, result.instructions
 
 
 def bare_doorbell(session: Session) -> None:
@@ -120,26 +202,32 @@ def bare_doorbell(session: Session) -> None:
 def per_iter(
     mode: str, s: BenchSettings, board: str | None = None, bare: bool = False, site: bool = False,
     iters: tuple[int, int] | None = None,
-) -> float:
+) -> Span:
     lo, hi = iters or s.iters
     t_lo, _ = run_bench(mode, lo, board=board or s.board, sanitize=s.sanitize, bare=bare, site=site)
     t_hi, _ = run_bench(mode, hi, board=board or s.board, sanitize=s.sanitize, bare=bare, site=site)
     return (t_hi - t_lo) / (hi - lo)
 
 
-def interleaved(
-    samplers: dict[str, Callable[[], float]], reps: int, tick: Callable[[], None]
-) -> dict[str, float]:
+T = TypeVar("T", float, Span)
+
+
+def median(values: Sequence[T]) -> T:
+    """The median of floats, or of Spans clock by clock."""
+    if values and isinstance(values[0], Span):
+        return median_span(values)  # type: ignore[arg-type,return-value]
+    return statistics.median(values)  # type: ignore[return-value,type-var]
+
+
+def interleaved(samplers: dict[str, Callable[[], T]], reps: int, tick: Callable[[], None]) -> dict[str, T]:
     """Median of each sampler over `reps` rounds, the samplers interleaved within each round."""
-    return {k: statistics.median(v) for k, v in rounds(samplers, reps, tick).items()}
+    return {k: median(v) for k, v in rounds(samplers, reps, tick).items()}
 
 
-def rounds(
-    samplers: dict[str, Callable[[], float]], reps: int, tick: Callable[[], None]
-) -> dict[str, list[float]]:
+def rounds(samplers: dict[str, Callable[[], T]], reps: int, tick: Callable[[], None]) -> dict[str, list[T]]:
     """Each sampler's samples over `reps` rounds, the samplers interleaved within each round (the
     i-th samples of all samplers were taken one after the other: a ratio can be taken per round)."""
-    samples: dict[str, list[float]] = {k: [] for k in samplers}
+    samples: dict[str, list[T]] = {k: [] for k in samplers}
     for _ in range(reps):
         for key, fn in samplers.items():
             samples[key].append(fn())

@@ -23,7 +23,6 @@ Invariants:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,13 @@ from kalloc_machine.tools.benchkit import (
     MODES,
     BenchSettings,
     Figure,
+    Span,
+    Stopwatch,
     bench_elf,
     interleaved,
     poke,
     run_bench,
+    timed_run,
 )
 
 _SP = {"rv32imac": UC_RISCV_REG_SP, "armv7m": UC_ARM_REG_SP}  # the stack pointer: not in the Isa protocol
@@ -73,54 +75,59 @@ class RawCall:
         self.stack_top = first.end - 16
         self.quantum = quantum
 
-    def call(self, arg: int) -> float:
-        """Seconds spent in `emu_start` slices running function(arg) to its return."""
+    def call(self, arg: int) -> Span:
+        """Time spent in `emu_start` slices running function(arg) to its return (both clocks)."""
         uc, isa = self.uc, self.isa
         uc.reg_write(_SP[isa.name], self.stack_top)
         isa.call_setup(uc, self.entry, (arg,), self.sentinel)
         pc, sentinel, quantum, bit = self.entry, self.sentinel, self.quantum, isa.code_bit
-        start = time.perf_counter()
+        watch = Stopwatch()
         try:
             while pc != sentinel:
                 uc.emu_start(pc | bit, sentinel, count=quantum)
                 pc = isa.pc(uc)
         except UcError as exc:
             raise RuntimeError(f"raw Unicorn stopped at {pc:#x}: {exc}") from None
-        return time.perf_counter() - start
+        return watch.elapsed()
 
 
 def bench_emulation(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
-    def speed(mode: str) -> Callable[[], float]:
-        def run() -> float:
-            wall, instr = run_bench(
+    def speed(mode: str) -> Callable[[], Span]:
+        def run() -> Span:
+            span, instr = run_bench(
                 mode, s.compute_iters, board=s.board, sanitize=s.sanitize, period=s.timer_period
             )
-            return instr / wall
+            return instr / span
 
         return run
 
     lo, hi = s.compute_iters, 5 * s.compute_iters  # hi: ~25M instructions, a tenth of a second raw
     raw = RawCall(bench_elf(s.board), s.board, "bench_compute", load_board(s.board).cpu.quantum)
 
-    def kalloc_diff() -> float:
+    def kalloc_diff() -> Span:
         return run_bench("compute", hi, board=s.board, sanitize="off")[0] - run_bench(
             "compute", lo, board=s.board, sanitize="off")[0]  # fmt: skip
 
-    def raw_diff() -> float:
+    def raw_diff() -> Span:
         return raw.call(hi) - raw.call(lo)
 
     med = interleaved({"plain": speed("compute"), "irq": speed("compute_irq"), "kalloc": kalloc_diff,
                         "raw": raw_diff}, s.reps, tick)  # fmt: skip
-    ratio = med["irq"] / med["plain"]
-    engine = med["raw"] / med["kalloc"] if med["kalloc"] > 0 else None
+    engine = med["raw"] / med["kalloc"] if med["kalloc"].positive else None
     return [
-        Figure("emulation speed, timer ticking / no interrupts", ratio, "×", "≥ 0.8", ratio >= 0.8,
-               f"{med['plain'] / 1e6:.1f} M instr/s without, timer every {s.timer_period} instructions"),
-        Figure("emulation speed, kalloc run (sanitize off) / raw Unicorn slices", engine, "×", "≥ 0.9",
-               None if engine is None else engine >= 0.9,
-               "the same compute loop of tests/bench.elf; raw: emu_start(count=quantum) slices, no hooks "
-               "(tools/benchmachine.py)"),
+        Figure.timed("emulation speed, timer ticking / no interrupts", med["irq"] / med["plain"], "×",
+                     "≥ 0.8", _at_least(0.8),
+                     f"{med['plain'].cpu / 1e6:.1f} M instr/s without, timer every {s.timer_period} "
+                     "instructions"),
+        Figure.timed("emulation speed, kalloc run (sanitize off) / raw Unicorn slices", engine, "×",
+                     "≥ 0.9", _at_least(0.9),
+                     "the same compute loop of tests/bench.elf; raw: emu_start(count=quantum) slices, "
+                     "no hooks (tools/benchmachine.py)"),
     ]  # fmt: skip
+
+
+def _at_least(target: float) -> Callable[[float], bool]:
+    return lambda value: value >= target
 
 
 class _NoTranslation:
@@ -168,36 +175,38 @@ def bench_memory_hooks(s: BenchSettings, tick: Callable[[], None]) -> list[Figur
     lo, hi = s.churn_iters if s.iters[0] >= 100 else (100, 600)
     elf = str(prebuilt(CHURNS["tlsf"].elf, load_board(s.board).cpu.isa))
 
-    def speed(translation: bool, guard: bool) -> Callable[[], float]:
-        def run(n: int) -> tuple[float, int]:
+    def speed(translation: bool, guard: bool) -> Callable[[], Span]:
+        def run(n: int) -> tuple[Span, int]:
             opts = RunOptions(firmware=elf, board=s.board, sanitize="off")
             session = _session_without(opts, translation=translation, guard=guard)
             poke(session, "churn_iters", n)
-            result = session.machine.run()
-            return result.wall_s, result.instructions
+            span, result = timed_run(session)
+            return span, result.instructions
 
-        def sample() -> float:
+        def sample() -> Span:
             (t_lo, n_lo), (t_hi, n_hi) = run(lo), run(hi)
-            return (n_hi - n_lo) / (t_hi - t_lo) if t_hi > t_lo else 0.0
+            return (n_hi - n_lo) / (t_hi - t_lo) if (t_hi - t_lo).positive else Span(0.0, 0.0)
 
         return sample
 
     samplers = {"all": speed(True, True), "none": speed(False, False), "no_guard": speed(True, False),
                 "memhook": speed(False, True)}  # fmt: skip
     med = interleaved(samplers, s.reps, tick)
-    note = (f"{med['all'] / 1e6:.1f} M instr/s with every hook, {med['none'] / 1e6:.1f} M with none; "
+    note = (f"{med['all'].cpu / 1e6:.1f} M instr/s with every hook, {med['none'].cpu / 1e6:.1f} M with none; "
             f"TLSF workload, {hi - lo} iterations")  # fmt: skip
 
-    def ratio(a: str, b: str) -> float | None:
-        return med[a] / med[b] if med[b] else None
+    def ratio(a: str, b: str) -> Span | None:
+        return med[a] / med[b] if med[b].positive else None
 
     return [
-        Figure("memory-heavy firmware speed, translation (TLB-fill hook) on / off", ratio("all", "none"), "×",
-               note=note + "; on: with the guard trapped in it, off: neither"),
-        Figure("memory-heavy firmware speed, stack guard hook on / off", ratio("all", "no_guard"), "×",
-               note="trapped in the TLB-fill hook (its page refused): no memory hook"),
-        Figure("memory-heavy firmware speed, stack guard as a ranged memory hook on / off",
-               ratio("memhook", "none"), "×", note="the fallback: no translation, or an unaligned guard"),
+        Figure.timed("memory-heavy firmware speed, translation (TLB-fill hook) on / off",
+                     ratio("all", "none"), "×",
+                     note=note + "; on: with the guard trapped in it, off: neither"),
+        Figure.timed("memory-heavy firmware speed, stack guard hook on / off", ratio("all", "no_guard"), "×",
+                     note="trapped in the TLB-fill hook (its page refused): no memory hook"),
+        Figure.timed("memory-heavy firmware speed, stack guard as a ranged memory hook on / off",
+                     ratio("memhook", "none"), "×",
+                     note="the fallback: no translation, or an unaligned guard"),
     ]  # fmt: skip
 
 
@@ -205,14 +214,14 @@ def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     """What the machine's always-on parts cost: translation (UC_TLB_VIRTUAL) and snapshots."""
     from kalloc_machine.tools.harness import Target
 
-    def compute(translate: bool) -> Callable[[], float]:
-        def run() -> float:
+    def compute(translate: bool) -> Callable[[], Span]:
+        def run() -> Span:
             opts = RunOptions(firmware=bench_elf(s.board), board=s.board, sanitize="off")
             session = _session_without(opts, translation=translate)
             poke(session, "bench_mode", MODES["compute"])
             poke(session, "bench_iters", s.compute_iters)
-            result = session.machine.run()
-            return result.instructions / result.wall_s
+            span, result = timed_run(session)
+            return result.instructions / span
 
         return run
 
@@ -220,21 +229,21 @@ def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
     target.run_to("main")
     snap = target.snapshot()
 
-    def boot() -> float:
-        t = time.perf_counter()
+    def boot() -> Span:
+        watch = Stopwatch()
         Target(RunOptions(board=s.board)).run_to("main")
-        return time.perf_counter() - t
+        return watch.elapsed()
 
-    def restore() -> float:
-        t = time.perf_counter()
+    def restore() -> Span:
+        watch = Stopwatch()
         target.restore(snap)
-        return time.perf_counter() - t
+        return watch.elapsed()
 
     med = interleaved({"on": compute(True), "off": compute(False), "boot": boot, "restore": restore},
                        s.reps, tick)  # fmt: skip
     return [
-        Figure("emulation speed, translation (UC_TLB_VIRTUAL) on / off", med["on"] / med["off"], "×",
-               note="compute loop; the TLB-fill hook runs per page miss, not per access"),
-        Figure("snapshot restore vs boot to main (demo)", med["boot"] / med["restore"], "× faster",
-               note=f"boot {med['boot'] * 1e3:.1f} ms, restore {med['restore'] * 1e3:.1f} ms"),
+        Figure.timed("emulation speed, translation (UC_TLB_VIRTUAL) on / off", med["on"] / med["off"], "×",
+                     note="compute loop; the TLB-fill hook runs per page miss, not per access"),
+        Figure.timed("snapshot restore vs boot to main (demo)", med["boot"] / med["restore"], "× faster",
+                     note=f"boot {med['boot'].cpu * 1e3:.1f} ms, restore {med['restore'].cpu * 1e3:.1f} ms"),
     ]  # fmt: skip
