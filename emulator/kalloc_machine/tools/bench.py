@@ -22,7 +22,9 @@ Figures (issue "Benchmarks", targets beside them):
  5. scale: boot time of 16 MiB / 256 MiB / 1 GiB boards (1 GiB < 1 s), kmalloc cost
     on 1 GiB vs 16 MiB (≤ 1.5×), resident memory per GiB of emulated RAM;
  6. utilization of trace replays: the default replay heap over the shipped traces (kalloc replay);
- 7. the machine's always-on parts: translation on vs off, snapshot restore vs boot;
+ 7. the machine's always-on parts: translation on vs off, snapshot restore vs boot; the memory
+    hooks on a memory-heavy firmware, and a store's cost by its TLB entry's permission (rwx
+    against rw-: a raw Unicorn loop, tools/benchstores.py);
  8. campaigns: runs/s with 1 and 2 local workers and a 2-worker Dask LocalCluster, a campaign
     run vs a plain `kalloc run` (snapshot restore vs boot): tools/campaign_bench.py.
 

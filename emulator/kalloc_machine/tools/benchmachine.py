@@ -49,6 +49,7 @@ from kalloc_machine.tools.benchkit import (
     run_bench,
     timed_run,
 )
+from kalloc_machine.tools.benchstores import bench_stores
 
 _SP = {"rv32imac": UC_RISCV_REG_SP, "armv7m": UC_ARM_REG_SP}  # the stack pointer: not in the Isa protocol
 
@@ -168,7 +169,10 @@ def bench_memory_hooks(s: BenchSettings, tick: Callable[[], None]) -> list[Figur
     allocation-heavy workload (tools/benchchurn.py; one hypercall, then loads and stores only,
     built for the board's ISA), with translation (the TLB-fill hook, which also traps the
     stack guard's page) and the stack guard each left out; without translation the guard can
-    only be its fallback, a ranged memory hook (bridge/stackguard.py), measured beside."""
+    only be its fallback, a ranged memory hook (bridge/stackguard.py), measured beside. Since
+    data fills are rw- (issue 14, sixth session) translation on / off is no longer the fill
+    hook's cost alone: off, Unicorn's own TLB maps RAM rwx and every store takes the slow
+    path (the raw store loop, tools/benchstores.py, measures that part alone)."""
     from kalloc_machine.board import load_board
     from kalloc_machine.tools.benchchurn import CHURNS
 
@@ -198,16 +202,20 @@ def bench_memory_hooks(s: BenchSettings, tick: Callable[[], None]) -> list[Figur
     def ratio(a: str, b: str) -> Span | None:
         return med[a] / med[b] if med[b].positive else None
 
-    return [
+    figs = [
         Figure.timed("memory-heavy firmware speed, translation (TLB-fill hook) on / off",
                      ratio("all", "none"), "×",
-                     note=note + "; on: with the guard trapped in it, off: neither"),
+                     note=note + "; on: data pages filled rw- (stores inline after a page's first), "
+                          "the guard trapped in the fill; off: Unicorn's own TLB, RAM rwx (every store "
+                          "the slow path), no guard"),
         Figure.timed("memory-heavy firmware speed, stack guard hook on / off", ratio("all", "no_guard"), "×",
                      note="trapped in the TLB-fill hook (its page refused): no memory hook"),
         Figure.timed("memory-heavy firmware speed, stack guard as a ranged memory hook on / off",
                      ratio("memhook", "none"), "×",
-                     note="the fallback: no translation, or an unaligned guard"),
+                     note="the fallback: no translation, or an unaligned guard (both sides without "
+                          "translation)"),
     ]  # fmt: skip
+    return figs + bench_stores(s, tick)  # the raw store loop (tools/benchstores.py)
 
 
 def bench_machine(s: BenchSettings, tick: Callable[[], None]) -> list[Figure]:
