@@ -117,6 +117,8 @@ class Machine:
         self.loop = RunLoop(self)
         self._calls = 0  # hypercalls so far: the wall clock is read every WALL_POLL_CALLS of them
         self._fatal_pc = -1  # the pc of the instruction whose `fatal` ended the run
+        # Cortex-M: the IT state the engine's own fill of the doorbell page restored, put back (mmu.py)
+        self.doorbell_settle: Callable[[], None] | None = None
         self.report_interrupts = False  # True: an interrupted run returns its result (kalloc run)
         self.isa.set_pc(self.uc, firmware.entry)
 
@@ -270,6 +272,8 @@ class Machine:
     # -- MMIO callbacks (record and queue only; invariant 1) ---------------------------------
 
     def _mmio_read(self, uc: unicorn.Uc, offset: int, size: int, dev: Device | None) -> int:
+        if dev is None and self.doorbell_settle is not None:  # a doorbell read (mmu.py, "Doorbell")
+            self.doorbell_settle()
         if dev is self.clint and dev is not None and dev.is_mtime(offset) and not self.loop.read_exact:
             self.sled.cut(replay=True)  # the load runs again at a boundary, where time is exact
             return 0
@@ -295,6 +299,8 @@ class Machine:
     def _doorbell(self, _uc: Any, offset: int, size: int, value: int, _ud: Any) -> None:
         # the ctypes callback itself (rawmmio.map_raw, guarded): no exception leaves it but by `escape`
         try:
+            if self.doorbell_settle is not None:
+                self.doorbell_settle()
             if offset & 3 or size != 4:
                 self.fatal(BadArgumentError(
                     f"doorbell store of {size} bytes at offset {offset:#x}: a hypercall is one 32-bit `sw` "

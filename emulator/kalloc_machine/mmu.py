@@ -39,8 +39,10 @@ the entry's flagged address with the bare page), so the doorbell is filled again
 any page of its TLB index was used: a firmware whose hot data shares that index (the
 churn workload's, page 0x8000_0000) took one Python fill per hypercall. A fetch there
 (not executable: a jump into the doorbells) reaches a UC_HOOK_MEM_FETCH_PROT hook on the
-page, which makes the fill hook's report and ends the slice the same way. Cortex-M keeps
-the hook there: its fills settle the IT state (below), the engine's would not.
+page, which makes the fill hook's report and ends the slice the same way. On Cortex-M the
+engine's fill of a store inside an IT block leaves the IT state restored, as the hook's
+would (below): the doorbell's callbacks settle it (`Machine.doorbell_settle`), where the
+state can be read in place (isa/armv7m_condexec.py: one word, no call); else the hook stays.
 
 Every unmap of the windows flushes the whole TLB (`Vmalloc.on_unmap`): a stale entry
 would let the CPU keep touching a page that went back to the buddy allocator. Unicorn
@@ -114,6 +116,12 @@ def _settling(fill: Callable[[Any, int, int, Any, Any], bool], settle: Callable[
     return settled
 
 
+def _settles_in_place(machine: Machine) -> bool:
+    """Does the ISA settle the IT state in place (isa/armv7m_condexec.py: a word read, no call)?"""
+    it = getattr(machine.isa, "it", None)  # Cortex-M's ItBlocks
+    return it is not None and it.cell(machine.uc) is not None
+
+
 def flush_tlb(uc: unicorn.Uc) -> None:
     """Drop every entry of the CPU's soft TLB (the python bindings have no wrapper for it)."""
     uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)
@@ -155,8 +163,11 @@ class Mmu:
         self._fill_cb = self._fill if settle is None else _settling(self._fill, settle)
         raw_cb = self._raw_fill if settle is None else _settling(self._raw_fill, settle)
         self.raw = RawFill.create(self.uc, raw_cb)  # None: the binding's hook_add (rawfill.py)
-        # RV32: the doorbells' fills are left to the engine (no hook there: module docstring, "Doorbell")
-        self.engine_fills = [] if settle is not None else [(DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE)]
+        # the doorbells' fills are left to the engine (no hook there: module docstring, "Doorbell")
+        in_place = settle is None or _settles_in_place(machine)
+        self.engine_fills = [(DOORBELL_BASE, DOORBELL_BASE + DOORBELL_SIZE)] if in_place else []
+        if settle is not None and in_place:
+            machine.doorbell_settle = settle  # Cortex-M: the doorbell's callbacks settle instead
         self._hook_around_traps()
         for lo, hi in self.engine_fills:  # a fetch there: the fill hook's report (docstring, "Doorbell")
             self.uc.hook_add(unicorn.UC_HOOK_MEM_FETCH_PROT, self._engine_fetch, None, lo, hi - 1)

@@ -18,7 +18,9 @@ note on handling of the condexec (IT) bits"). Two things follow for the machine:
     firmware skipped one (an `ldreq` from the heap under --sanitize=kasan, then a `printf`
     whose format pointer was never loaded). `ItBlocks.settle(uc)`, called at the end of such a
     hook, writes the bits back to zero, what the translated code assumes (tests/machine/
-    test_armv7m_it_hooks.py). Checked on Unicorn 2.1.4 only (pinned in pyproject).
+    test_armv7m_it_hooks.py). Checked on Unicorn 2.1.4 only (pinned in pyproject). The state is
+    read and cleared in place, one word of the engine's memory (armv7m_condexec.py: located once
+    per process, checked per engine), else through xPSR (a library call, ~6 k host instructions).
 
 Invariant: `lost` and `settle` read no guest memory but the 16 bytes before the PC, and write
 nothing but xPSR's IT bits, only when they are set.
@@ -32,6 +34,7 @@ from typing import Any
 import unicorn
 from unicorn import arm_const as ac
 
+from kalloc_machine.isa.armv7m_condexec import Cell, condexec
 from kalloc_machine.isa.armv7m_decode import insn_size
 from kalloc_machine.rawregs import batch_reader
 
@@ -77,6 +80,7 @@ class ItBlocks:
         self.read_code = read_code
         self.known: dict[bytes, bool] = {}  # it_covers by the code before a PC
         self._xpsr: tuple[Any, Callable[[], tuple[int, ...] | None]] | None = None  # (engine, reader)
+        self._cell: tuple[Any, Cell | None] | None = None  # (engine, its IT state in place)
 
     def xpsr(self, uc: unicorn.Uc) -> int:
         """xPSR (one untyped ctypes call: rawregs.batch_reader)."""
@@ -86,10 +90,18 @@ class ItBlocks:
         got = reader[1]()
         return int(got[0]) if got is not None else int(uc.reg_read(ac.UC_ARM_REG_XPSR))
 
+    def cell(self, uc: unicorn.Uc) -> Cell | None:
+        """The engine's IT state in place (armv7m_condexec.py), located once per engine, or None."""
+        got = self._cell
+        if got is None or got[0] is not uc:
+            got = self._cell = (uc, condexec(uc))
+        return got[1]
+
     def lost(self, uc: unicorn.Uc, pc: int, synced: bool) -> bool:
         """Inside an IT block? (module docstring, 1)"""
         if synced:
-            return bool(self.xpsr(uc) & IT_BITS)
+            cell = self.cell(uc)
+            return bool(cell.value if cell is not None else self.xpsr(uc) & IT_BITS)
         lo = max(pc - WINDOW, 0)
         try:
             if self.read_code is None:
@@ -108,7 +120,16 @@ class ItBlocks:
         self.settler(uc)()
 
     def settler(self, uc: unicorn.Uc) -> Callable[[], None]:
-        """`settle` bound to one engine, its xPSR read bound once (every hooked access calls it)."""
+        """`settle` bound to one engine (every hooked access calls it): the engine's IT state read and
+        cleared in place where it was located (armv7m_condexec.py), else its xPSR read bound once."""
+        cell = self.cell(uc)
+        if cell is not None:
+
+            def settle_in_place() -> None:
+                if cell.value:
+                    cell.value = 0
+
+            return settle_in_place
         read = batch_reader(uc, _XPSR)
 
         def settle() -> None:
