@@ -12,9 +12,10 @@ Where it lives is found once per process on a scratch Thumb engine (as rawcount.
 engine's counter): r0-r12 set to distinct values are found as a run of words in the memory a
 pointer of the engine struct (`uc->cpu`) points into, which gives (the pointer's offset in the
 engine struct, the distance from what it points to to the registers: `env`); then two IT states
-written through EPSR are found at one offset of `env` only. Memory is read only inside mappings
-/proc/self/maps lists readable. Each engine is checked before its cell is handed out (its r0-r3
-read back through the pointer equal the library's), else None: callers keep the register path.
+written through EPSR are found at one offset of `env` only. Memory is read only inside the
+anonymous mappings /proc/self/maps lists readable (~15 ms, most of it the scratch engines). Each
+engine is checked before its cell is handed out (its r0-r3 read back through the pointer equal
+the library's), else None: callers keep the register path.
 
 Invariant: the cell lives no longer than its engine (the caller keeps it beside the engine; a
 snapshot shares it, `Cell.__deepcopy__`); nothing but `condexec_bits` is ever written through it.
@@ -42,12 +43,14 @@ _T_BIT = 1 << 24
 
 
 def _readable() -> tuple[list[int], list[int]]:
-    """(starts, ends) of the readable mappings of this process, sorted."""
+    """(starts, ends) of the readable anonymous mappings (heap and mmap'd, where an engine's CPU
+    lives; not a file's: the library's code and data) of this process, sorted."""
     spans = []
     with open("/proc/self/maps") as maps:
         for line in maps:
-            addrs, perms = line.split()[:2]
-            if perms[0] == "r":
+            fields = line.split()
+            addrs, perms = fields[:2]
+            if perms[0] == "r" and (len(fields) < 6 or fields[5] == "[heap]"):
                 lo, hi = (int(a, 16) for a in addrs.split("-"))
                 spans.append((lo, hi))
     spans.sort()
