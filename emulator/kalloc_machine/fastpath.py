@@ -1,20 +1,10 @@
 """The fast path in firmware (issue 14, part 3): kalloc.percpu's magazines served by a blob
 of RV32 code in a window of the machine, replayed by Python from a ring.
 
-Under `--fastpath on` (and only then) `install(session)` maps the window (host memory,
-`mem_map_ptr`, so Python reads and writes it without Unicorn calls), copies the blob
-(firmware/build/fastpath/fastpath.bin, source firmware/fastpath/fastpath.S) into it and
-patches the first 8 bytes of `malloc`, `free`, `kmalloc` and `kfree` in the loaded image
-with `auipc t0; jalr x0` into the blob. The blob's fallback for each is a trampoline in
-the window: the 8 displaced bytes verbatim, then a jump to the wrapper + 8, so the slow
-path sees the registers (ra, s0, sp, arguments) it sees without the fast path.
-
-    window (WINDOW = 0xF402_0000)
-    +0x0000  header words (fastpath.S's H_*), class table at +0x100, magazines at +0x200
-    +0x1000  the blob; trampolines at +0x1800
-    +0x2000  the ring: RING_CAP records of 128 bytes (fastpath.S's header comment)
-    +0xE0000 (MAP) one byte per 8-byte granule of each heap bank: class + 1 | api << 4 of a live
-             object the blob may free (0: not fast-freeable: the slow path decides)
+Under `--fastpath on` (and only then) `install(session)` maps the window, writes its layout
+and patches the allocation wrappers into the blob (kalloc_machine/fastwindow.py: the layout,
+the contract with firmware/fastpath/fastpath.S, the patches and trampolines); this module
+holds what happens during the run: the drains, the replay, the write-back, the failure.
 
 The ring is drained (`drain`: each record replayed with the magazine layer's own hit
 functions, validated against the mirror) before every hypercall, at every slice boundary
@@ -32,12 +22,8 @@ Invariants:
 
 from __future__ import annotations
 
-import ctypes
 import struct
 from typing import Any
-
-import capstone
-import unicorn
 
 from kalloc import gfp as G
 from kalloc import percpu
@@ -45,35 +31,31 @@ from kalloc.config import Caller, Context
 from kalloc.errors import BadArgumentError
 from kalloc.kinds import KIND_KMALLOC, KIND_MALLOC
 from kalloc.percpu import SERVED_MAX, Magazines
-from kalloc.physmem import anonymous_buffer
 from kalloc.slab import Slab
 from kalloc_machine.fastreplay import replay_inline, valid_w0
-from kalloc_machine.sdk import sdk_dir
+from kalloc_machine.fastwindow import (
+    BAD_GFP,
+    H_ALLOWED,
+    H_CAP,
+    H_HEAD,
+    MAGS,
+    MAX_LIMIT,
+    RECORD,
+    RING,
+    RING_CAP,
+    WINDOW,
+    WORD,
+    map_ranges,
+    map_window,
+    patch_wrappers,
+    unpatch_wrappers,
+    write_layout,
+)
 
-# long-module: one contract with fastpath.S (layout, patch, replay, wiring), read side by side
-WINDOW = 0xF402_0000  # below the idle sled, above vmalloc space (memlayout); 0xF400_0000 shares
-# a TLB index with the firmware's first text page (last session's finding)
-H_ALLOWED, H_HEAD, H_CAP, H_STLO, H_STHI, H_LIMIT, H_MMAX, H_BADGFP, H_NCLASS = range(4, 40, 4)
-H_RANGES, H_MAGS, H_TRAMP, CLASSTAB, MAGS = 0x28, 0x40, 0x80, 0x100, 0x200
-CODE, TRAMPS, RING = 0x1000, 0x1800, 0x2000
-MAP = 0xE_0000  # (issue 14, sixth session) not 0x8000 after the ring: Unicorn's TLB is direct-mapped
-# by page number mod 256, and there the default board's map of its top MiB (the slab pages the
-# churn's objects live in) shared indices with the header and ring pages: 0.45 fills per churn
-# iteration; here it lands on indices 224..255, past the objects' own pages: 0.08 (TLSF 0.19)
-RING_CAP = 192  # records: 24 KiB
-RECORD = 128
-MAX_LIMIT = (CODE - MAGS) // 4 // 11 - 1  # magazine entries that fit the header page
-MAX_WINDOW = 0xF800_0000 - WINDOW  # the idle sled's window starts there
-ENTRIES = ("malloc", "free", "kmalloc", "kfree")  # the blob's jump table, in this order
-_PC_FREE = frozenset({"c.addi16sp", "c.addi", "c.swsp", "c.addi4spn", "addi", "sw", "c.sw", "c.mv", "mv",
-                      "c.li", "nop", "c.nop"})  # what a prologue may move to a trampoline: no PC, no t0
 # a record (fastpath.S): w0 (its frame count n in the top byte), object, gfp, (unused), then n return
 # addresses (two unpacks: measured cheaper than one unpack of all and a slice, no per-field subscripts)
 _HEAD3 = struct.Struct("<3I").unpack_from
 _FRAMES = [struct.Struct(f"<{n}I").unpack_from for n in range(17)]  # by n, 1..16
-_W = struct.Struct("<I")
-_MEPC = unicorn.riscv_const.UC_RISCV_REG_MEPC  # the fast path is RV32 only (why_off)
-_BAD_GFP = (~G.KNOWN_MASK | G.DMA | G.ZERO) & 0xFFFF_FFFF
 _TASK = Context.TASK
 _GFP_MALLOC = G.GFP_KERNEL
 assert (KIND_KMALLOC, KIND_MALLOC) == (0, 1)  # a record's api bit is the kind
@@ -105,27 +87,6 @@ def why_off(options: Any, session: Any) -> str | None:
     return None
 
 
-def jump(pc: int, target: int) -> bytes:
-    """auipc t0, hi; jalr x0, lo(t0): pc -> target, anywhere in 32 bits."""
-    off = (target - pc) & 0xFFFF_FFFF
-    hi = ((off + 0x800) >> 12) & 0xFFFFF
-    lo = (off - (hi << 12)) & 0xFFF
-    return struct.pack("<II", hi << 12 | 5 << 7 | 0x17, lo << 20 | 5 << 15 | 0x67)
-
-
-def displaced(code: bytes) -> str | None:
-    """Why the 8 bytes at a wrapper's entry cannot move to a trampoline (None: they can)."""
-    md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV32 | capstone.CS_MODE_RISCVC)
-    size = 0
-    for insn in md.disasm(code, 0):
-        if insn.mnemonic not in _PC_FREE or "t0" in insn.op_str:
-            return f"its prologue has `{insn.mnemonic} {insn.op_str}`"
-        size += insn.size
-        if size >= 8:
-            break
-    return None if size == 8 else "its prologue does not end on an instruction at 8 bytes"
-
-
 class FastPath:
     """The window, the patches and the replay of one run (module docstring)."""
 
@@ -140,8 +101,7 @@ class FastPath:
         self.depot = session.ka.depot
         self.records = session.ka.live.records
         self.page_owner = session.ka.live.page_owner
-        self.ranges = [(b.base, b.base + b.size, MAP + sum(x.size for x in banks[:i]) // 8)
-                       for i, b in enumerate(banks)]  # fmt: skip
+        self.ranges = map_ranges(banks)
         self.patched: dict[int, bytes] = {}
         self.served = self.drains = self.syncs = 0
         self.corrupt: str | None = None
@@ -152,74 +112,27 @@ class FastPath:
     # -- building ------------------------------------------------------------------------------
 
     def layout(self, stack: Any) -> None:
-        """Write the header, class table, magazines (empty) and the blob."""
-        buf, mags = self.buf, self.mags
-        blob = (sdk_dir() / "build" / "fastpath" / "fastpath.bin").read_bytes()
-        buf[CODE : CODE + len(blob)] = blob
-        words = {H_CAP: RING_CAP, H_STLO: stack.base + 8, H_STHI: stack.base + stack.size,
-                 H_LIMIT: mags.limit, H_MMAX: mags.malloc_max, H_BADGFP: _BAD_GFP,
-                 H_NCLASS: len(mags.caches)}  # fmt: skip
-        for i, (lo, hi, at) in enumerate(sorted(self.ranges, key=lambda r: r[0] - r[1])):  # the larger first
-            at_i = H_RANGES + 12 * i
-            words.update({at_i: lo, at_i + 4: hi, at_i + 8: WINDOW + at})
-        for off, value in words.items():
-            _W.pack_into(buf, off, value)
-        for size in range(1, SERVED_MAX + 1, 8):
-            buf[CLASSTAB + (size - 1) // 8] = mags.class_of[size]
-        self.mag_at = [MAGS + ci * 4 * (mags.limit + 1) for ci in range(len(mags.caches))]
-        for ci, at in enumerate(self.mag_at):
-            _W.pack_into(buf, H_MAGS + 4 * ci, WINDOW + at)
-        self.header = bytes(buf[H_CAP:MAGS])  # the words only the machine writes: checked at each drain
+        """Write the header, class table, magazines (empty) and the blob (fastwindow.write_layout)."""
+        self.mag_at, self.header = write_layout(self.buf, self.mags, self.ranges, stack)
         self.set_allowed()
 
     def patch(self, firmware: Any) -> str | None:
         """Patch the wrappers the ELF links (all of them or none); why not, or None when patched."""
-        uc, plan = self.machine.uc, []
-        for i, name in enumerate(ENTRIES):
-            addr = firmware.symbol_addr(name)
-            if addr is None:  # --gc-sections dropped it: nothing calls it
-                continue
-            code = bytes(uc.mem_read(addr, 8))
-            why = displaced(code)
-            if why is not None:
-                return f"`{name}`: {why}"
-            tramp = TRAMPS + 16 * i
-            self.buf[tramp : tramp + 16] = code + jump(WINDOW + tramp + 8, addr + 8)
-            _W.pack_into(self.buf, H_TRAMP + 4 * i, WINDOW + tramp)
-            plan.append((addr, code, jump(addr, WINDOW + CODE + 4 * i)))
-        if not plan:
-            return "the ELF has none of malloc, free, kmalloc, kfree"
-        for addr, code, patch in plan:
-            uc.mem_write(addr, patch)
-            self.patched[addr] = code
-        return None
+        return patch_wrappers(self.machine.uc, self.buf, firmware, self.patched)
 
     def unpatch(self) -> None:
-        """The wrappers' own bytes back, and Unicorn's translations of the patch dropped: a block
-        already translated from the patch would run again otherwise (a stale `auipc` at free+0).
-        A task stopped between the patch's two instructions (the PC, or mepc under an interrupt,
-        at entry + 4) is sent back to the entry: its own first instructions never ran, and the
-        patch's `auipc` only clobbered t0, dead at a function's entry."""
-        uc = self.machine.uc
-        pc, mepc = uc.reg_read(unicorn.riscv_const.UC_RISCV_REG_PC), uc.reg_read(_MEPC)
-        for addr, code in self.patched.items():
-            uc.mem_write(addr, code)
-            uc.ctl_remove_cache(addr, addr + len(code))
-            if pc == addr + 4:
-                uc.reg_write(unicorn.riscv_const.UC_RISCV_REG_PC, addr)
-            if mepc == addr + 4:
-                uc.reg_write(_MEPC, addr)
-        self.patched.clear()
-        _W.pack_into(self.buf, H_ALLOWED, 0)
+        """The wrappers' own bytes back (fastwindow.unpatch_wrappers: a task stopped inside a patch
+        is sent back to the wrapper's entry); slow from here on."""
+        unpatch_wrappers(self.machine.uc, self.buf, self.patched)
 
     # -- the machine's events ------------------------------------------------------------------
 
     def set_allowed(self) -> None:
-        _W.pack_into(self.buf, H_ALLOWED, int(bool(self.patched) and self.irq_state.depth == 0))
+        WORD.pack_into(self.buf, H_ALLOWED, int(bool(self.patched) and self.irq_state.depth == 0))
 
     def doorbell(self, service: int, block: int) -> None:
         """The hypercall: drain, serve it, write back what the slow path changed."""
-        if _W.unpack_from(self.buf, H_HEAD)[0]:
+        if WORD.unpack_from(self.buf, H_HEAD)[0]:
             self.drain()
         self.serve(service, block)
         if self.mags.dirty:
@@ -231,7 +144,7 @@ class FastPath:
 
     def service(self, now: int) -> None:
         """A slice boundary (the run loop's timed devices): drain when the PC is outside."""
-        if _W.unpack_from(self.buf, H_HEAD)[0] and not self.in_window():
+        if WORD.unpack_from(self.buf, H_HEAD)[0] and not self.in_window():
             self.drain()
 
     def before_switch(self) -> None:
@@ -249,7 +162,7 @@ class FastPath:
         if self._draining:
             return
         buf = self.buf
-        head = _W.unpack_from(buf, H_HEAD)[0]
+        head = WORD.unpack_from(buf, H_HEAD)[0]
         if not head:
             return
         self._draining = True
@@ -265,7 +178,7 @@ class FastPath:
             if done < head and not self.replay(head, done):
                 return None
             self.served += head
-            _W.pack_into(buf, H_HEAD, 0)
+            WORD.pack_into(buf, H_HEAD, 0)
             self.check_counts()
         finally:
             self._draining = False
@@ -273,7 +186,7 @@ class FastPath:
 
     def inline(self, head: int, start: int) -> int:
         """fastreplay.replay_inline: records start.. replayed inline; the first one it left."""
-        return replay_inline(self, head, start, RING, RECORD, _GFP_MALLOC, _BAD_GFP)
+        return replay_inline(self, head, start, RING, RECORD, _GFP_MALLOC, BAD_GFP)
 
     def replay(self, head: int, start: int = 0) -> bool:  # long: the replay loop (the exact path)
         """Replay records start.. through the magazine layer's hit functions (the reference the
@@ -309,7 +222,7 @@ class FastPath:
             else:
                 size = w0 >> 8 & 0xFFFF
                 if not (0 < size <= SERVED_MAX and class_of[size] == ci and mag and mag[-1] == addr
-                        and (w0 & 2 or not gfp & _BAD_GFP)):  # fmt: skip  # (w2: kmalloc's alone)
+                        and (w0 & 2 or not gfp & BAD_GFP)):  # fmt: skip  # (w2: kmalloc's alone)
                     return self.failed(
                         f"record {_nth(off)}: an allocation of {addr:#x} the magazines did not hold"
                     )
@@ -326,7 +239,7 @@ class FastPath:
         if self.in_window():
             return
         for ci, mag in enumerate(self.mags.mags):
-            if _W.unpack_from(self.buf, self.mag_at[ci])[0] != len(mag):
+            if WORD.unpack_from(self.buf, self.mag_at[ci])[0] != len(mag):
                 self.fail(f"magazine {ci} holds a count the replay does not")
                 return
 
@@ -366,7 +279,7 @@ class FastPath:
             self.corrupt = what
             self.machine.report(BadArgumentError(f"the fast path's ring is corrupt: {what}; the run goes on"
                                                  " without the fast path"))  # fmt: skip
-        _W.pack_into(self.buf, H_HEAD, 0)
+        WORD.pack_into(self.buf, H_HEAD, 0)
         self.unpatch()
         self.mags.dirty.update(range(len(self.mags.mags)))
 
@@ -405,23 +318,10 @@ def install(session: Any) -> tuple[FastPath | None, str | None]:
     if why is not None:
         return None, why
     m = session.machine
-    banks = list(m.phys.banks)
-    size = MAP + sum(b.size for b in banks) // 8
-    size = (size + 0xFFFF) & ~0xFFFF
-    if len(banks) > 2 or size > MAX_WINDOW:
-        return None, "the board's RAM does not fit the fast path's map"
-    taken = [(b.base, b.base + b.size) for b in banks] + [(d.base, d.base + d.size) for d in m.devices]
-    if any(a < WINDOW + size and b > WINDOW for a, b in taken):
-        return None, "the board has something in the fast path's window"
-    raw = anonymous_buffer(size)
-    anchor = ctypes.c_char.from_buffer(raw)
-    m.host_buffers += [raw, anchor]
-    rw, rx = unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE, unicorn.UC_PROT_READ | unicorn.UC_PROT_EXEC
-    for lo, hi, perms in ((0, CODE, rw), (CODE, RING, rx), (RING, size, rw)):  # the code: no writes
-        m.uc.mem_map_ptr(WINDOW + lo, hi - lo, perms, ctypes.addressof(anchor) + lo)
-        session.mmu.map_identity(WINDOW + lo, WINDOW + hi, perms)
-    m.sled.uncover(WINDOW, WINDOW + size)  # mapped: no memory hook over its stores (sled._cover)
-    fp = FastPath(session, session.ka.magazines, memoryview(raw), banks)
+    buf = map_window(session)
+    if isinstance(buf, str):
+        return None, buf
+    fp = FastPath(session, session.ka.magazines, buf, list(m.phys.banks))
     why = fp.patch(session.firmware)
     if why is not None:
         return None, why

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from kalloc_machine import fastpath
+from kalloc_machine import fastwindow
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
 
@@ -29,7 +29,7 @@ def test_off_maps_nothing_patches_nothing_and_reports_as_before() -> None:
     assert "fastpath" not in report and "percpu" not in report
     assert "fastpath" not in report["options"] and "percpu_cache" not in report["options"]
     regions = [(lo, hi) for lo, hi, _ in plain.machine.uc.mem_regions()]
-    assert not any(lo <= fastpath.WINDOW <= hi for lo, hi in regions)
+    assert not any(lo <= fastwindow.WINDOW <= hi for lo, hi in regions)
     assert plain.ka.magazines is None and plain.fastpath is None
     malloc = plain.firmware.symbol_addr("malloc") or 0
     assert bytes(plain.machine.uc.mem_read(malloc, 8)) == PROLOGUE  # the wrapper as linked
@@ -42,8 +42,8 @@ def test_on_patches_the_wrappers_and_maps_the_window() -> None:
     assert report["options"]["fastpath"] == "on"
     assert "tunables   32   16    0" in report["slabinfo"]  # the array caches' columns
     malloc = session.firmware.symbol_addr("malloc") or 0
-    entry = fastpath.WINDOW + fastpath.CODE
-    assert bytes(session.machine.uc.mem_read(malloc, 8)) == fastpath.jump(malloc, entry)
+    entry = fastwindow.WINDOW + fastwindow.CODE
+    assert bytes(session.machine.uc.mem_read(malloc, 8)) == fastwindow.jump(malloc, entry)
 
 
 @pytest.mark.parametrize("mode", [1, 2, 3, 4])
@@ -86,16 +86,16 @@ def test_modes_it_cannot_serve_keep_it_off_with_a_note(options: dict, why: str) 
 
 
 def test_a_prologue_that_reads_the_pc_cannot_move() -> None:
-    assert fastpath.displaced(PROLOGUE) is None  # the SDK's wrappers
-    assert "auipc" in (fastpath.displaced(bytes.fromhex("9702000013000000")) or "")  # auipc t0; nop
-    assert "8 bytes" in (fastpath.displaced(bytes.fromhex("3971130101ff130101ff")) or "")  # 2 + 4 + 4 bytes
+    assert fastwindow.displaced(PROLOGUE) is None  # the SDK's wrappers
+    assert "auipc" in (fastwindow.displaced(bytes.fromhex("9702000013000000")) or "")  # auipc t0; nop
+    assert "8 bytes" in (fastwindow.displaced(bytes.fromhex("3971130101ff130101ff")) or "")  # 2 + 4 + 4 bytes
 
 
 def test_the_jump_reaches_both_ways() -> None:
-    window = fastpath.WINDOW
-    for pc, target in ((0x8000_0168, window + fastpath.CODE), (window + 0x1808, 0x8000_0170)):
-        auipc, jalr = int.from_bytes(fastpath.jump(pc, target)[:4], "little"), int.from_bytes(
-            fastpath.jump(pc, target)[4:], "little")
+    window = fastwindow.WINDOW
+    for pc, target in ((0x8000_0168, window + fastwindow.CODE), (window + 0x1808, 0x8000_0170)):
+        auipc, jalr = int.from_bytes(fastwindow.jump(pc, target)[:4], "little"), int.from_bytes(
+            fastwindow.jump(pc, target)[4:], "little")
         hi = auipc >> 12 << 12
         lo = jalr >> 20
         lo -= (lo & 0x800) << 1

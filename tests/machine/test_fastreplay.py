@@ -14,7 +14,7 @@ import struct
 from typing import Any
 
 import pytest
-from kalloc_machine import fastpath
+from kalloc_machine import fastwindow
 from kalloc_machine.report.timing import comparable
 from kalloc_machine.sdk import prebuilt
 from kalloc_machine.session import RunOptions, Session
@@ -39,10 +39,10 @@ def report(name: str, inline: bool, scribble: tuple[int, int, int] | None = None
 
     def scribbled() -> None:
         nonlocal scribble
-        head = struct.unpack_from("<I", fp.buf, fastpath.H_HEAD)[0]
+        head = struct.unpack_from("<I", fp.buf, fastwindow.H_HEAD)[0]
         if scribble is not None and head > scribble[0]:
             record, word, value = scribble
-            at = fastpath.RING + fastpath.RECORD * record + 4 * word
+            at = fastwindow.RING + fastwindow.RECORD * record + 4 * word
             struct.pack_into("<I", fp.buf, at, struct.unpack_from("<I", fp.buf, at)[0] & keep | value)
             scribble = None
         drain()
