@@ -33,7 +33,6 @@ def test_time_off_the_cpu_is_in_the_wall_clock_only() -> None:
 
 
 def test_a_bench_run_whose_process_is_descheduled_keeps_its_cpu_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet, _ = run_bench("compute", 2000, board="default", sanitize="off")
     real_run = Machine.run
 
     def descheduled(self: Machine) -> Any:  # another process takes the core for 0.3 s mid-run
@@ -42,8 +41,8 @@ def test_a_bench_run_whose_process_is_descheduled_keeps_its_cpu_time(monkeypatch
 
     monkeypatch.setattr(Machine, "run", descheduled)
     loaded, _ = run_bench("compute", 2000, board="default", sanitize="off")
-    assert loaded.wall >= quiet.wall + 0.3
-    assert loaded.cpu < quiet.cpu + 0.1  # the run's own CPU time: not the 0.3 s
+    assert loaded.wall - loaded.cpu >= 0.29  # the 0.3 s off the CPU is in the wall clock only
+    assert loaded.cpu < 0.3  # the run's own CPU time (~10 ms)
 
 
 def test_figures_take_the_cpu_clock_and_keep_the_wall_clock_beside() -> None:
