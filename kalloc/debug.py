@@ -24,6 +24,9 @@ A slab slot of `stride` bytes, object at offset `left` (kalloc.slab):
     | red zone 0xcc | object: data, or 0x6b..0x6b 0xa5 when free | 0xcc ... |
     0             left                          left+req  left+size  stride
 
+FillViews keeps, per cache, the slices of its fresh|red-zone pattern that allocations of each
+size write (the slab paths' hot store under poison).
+
 Invariants (sanitize != "off"):
  1. Every byte of a slot outside [left, left+req) of a live object is 0xcc.
  2. A free (or quarantined) object of a cache without constructor holds
@@ -139,3 +142,21 @@ class Quarantine:
         self._fifo = kept
         self.nbytes = sum(e[-1] for e in kept)
         return out
+
+
+class FillViews(dict[int, memoryview]):
+    """views[n]: the `size` bytes an allocation of n bytes writes under poison with red zones (its
+    fresh fill, then its tail red zone), a slice of the cache's pat_fresh_rz made on first use and
+    kept: a dict hit costs less than slicing a memoryview. At most `size` entries; they go with the
+    cache's patterns (KmemCache.drop_patterns)."""
+
+    __slots__ = ("pattern", "size")
+
+    def __init__(self, pattern: memoryview, size: int) -> None:
+        super().__init__()
+        self.pattern = pattern
+        self.size = size
+
+    def __missing__(self, n: int) -> memoryview:
+        v = self[n] = self.pattern[self.size - n : 2 * self.size - n]
+        return v

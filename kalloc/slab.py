@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kalloc.debug import POISON_INUSE, RED_ACTIVE, free_pattern
+from kalloc.debug import POISON_INUSE, RED_ACTIVE, FillViews, free_pattern
 from kalloc.page import PAGE_SHIFT, PAGE_SIZE, get_order
 
 # Linux's kmem_cache_create() flags (include/linux/slab.h); values are Linux's.
@@ -233,6 +233,7 @@ class KmemCache:
         # A constructed object must keep its state while free: no poison (SLUB
         # sets __OBJECT_POISON only for caches without a ctor).
         self.poison = debug and ctor is None and not flags & SLAB_KALLOC_CTOR
+        self.poison_rz = self.poison and bool(self.redzone)  # the slab paths' usual debug case, inline
         self.left, self.stride = slot_layout(size, self.align, self.redzone)
         self.order = calculate_order(self.stride, max_order)
         self.slab_bytes = PAGE_SIZE << self.order
@@ -254,6 +255,8 @@ class KmemCache:
         self.pat_free = self.pat_rz_bytes = b""
         self.pat_fresh = self.pat_zero = self.pat_rz = self.pat_fresh_rz = memoryview(b"")
         self.pat_pad = self.template = b""
+        self.pat_free_cmp = self.pat_rz_left = bytearray()
+        self.fill_views = FillViews(memoryview(b""), 0)
 
     def build_patterns(self, debug: bool) -> None:
         """Byte patterns compared and written on the hot path, built with the cache's first slab.
@@ -273,6 +276,13 @@ class KmemCache:
         self.pat_fresh_rz = (memoryview(bytes([POISON_INUSE]) * size + bytes([RED_ACTIVE]) * size)
                              if self.poison and self.redzone else memoryview(b""))  # fmt: skip
         self.pat_pad = bytes([POISON_INUSE]) * (self.slab_bytes - self.nobjs * stride)
+        # compared with a view of guest memory on the hot paths: bytearray != memoryview is one
+        # memcmp through the buffer protocol (bytes.startswith parses its arguments on every call,
+        # bytes == memoryview compares byte by byte); a free also writes pat_free_cmp, so the bytes
+        # an allocation compares with are the ones a free wrote from (fewer host cache lines)
+        self.pat_free_cmp = bytearray(self.pat_free)
+        self.pat_rz_left = bytearray(self.pat_rz_bytes[:left])
+        self.fill_views = FillViews(self.pat_fresh_rz, size)
         if debug:
             slot = bytearray(self.pat_rz)
             if self.poison:

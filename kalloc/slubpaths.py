@@ -16,8 +16,9 @@ Data structure:
     live.page_owner[pfn] = slab      for every page of every slab
     all_caches: [KmemCache]          every cache (kept by kalloc.slub), what shrink() walks
 
-The object paths inline their helpers (forget, release, list moves, poison fill): they are the
-hot path of every slab allocation and free.
+The object paths inline their helpers (forget, release, list moves, poison fill, and under
+poison the usual case of the red-zone check): they are the hot path of every slab allocation
+and free.
 
 Invariants (kalloc.slab's, and):
  1. Every page of a slab maps to it in page_owner, and no page of a discarded slab does.
@@ -76,6 +77,7 @@ class SlubPaths:
         self.ksized = live.ksized
         self.page_owner = live.page_owner
         self.sanitizer = sanitizer
+        self.seen = sanitizer.seen  # bytes KASAN reported at the access: the checks' slow path skips them
         self.quarantine = quarantine
         self.by_handle: dict[int, KmemCache] = {}
         self.all_caches: list[KmemCache] = []
@@ -108,11 +110,11 @@ class SlubPaths:
         off = idx * cache.stride + cache.left
         addr = slab.base + off
         if self.debug:
-            if cache.poison and cache.redzone and not gfp & _ZERO:  # _prepare's usual case, inline
-                mv, osize = slab.mv, cache.size
-                if not cache.pat_free.startswith(mv[off : off + osize]):  # == without a copy (same length)
+            if cache.poison_rz and not gfp & _ZERO:  # _prepare's usual case, inline
+                mv, end = slab.mv, off + cache.size
+                if cache.pat_free_cmp != mv[off:end]:  # one memcmp, no copy (kalloc.slab build_patterns)
                     self.sanitizer.report_poison(cache, slab, idx, caller)
-                mv[off : off + osize] = cache.pat_fresh_rz[osize - size : 2 * osize - size]
+                mv[off:end] = cache.fill_views[size]  # the fresh fill and the tail red zone in one store
             else:
                 self._prepare(cache, slab, idx, off, size, gfp, caller)
         elif gfp & _ZERO:
@@ -176,9 +178,18 @@ class SlubPaths:
         off = addr - slab.base
         idx = off // cache.stride
         if self.debug:
-            self.sanitizer.check_redzones(cache, slab, idx, off, rec, caller)
-            if cache.poison:
-                slab.mv[off : off + cache.size] = cache.pat_free
+            if cache.poison_rz and not self.seen:  # check_redzones()'s usual case, inline: both intact
+                mv, left = slab.mv, cache.left
+                guard = cache.size if self.ksized and addr in self.ksized else rec[0]  # rec.size
+                if cache.pat_rz_left != mv[off - left : off] or not cache.pat_rz_bytes.startswith(
+                    mv[off + guard : off - left + cache.stride]
+                ):
+                    self.sanitizer.check_redzones(cache, slab, idx, off, rec, caller)  # report, repair
+                mv[off : off + cache.size] = cache.pat_free_cmp
+            else:
+                self.sanitizer.check_redzones(cache, slab, idx, off, rec, caller)
+                if cache.poison:
+                    slab.mv[off : off + cache.size] = cache.pat_free
         del self.records[addr]  # LiveTable.forget, inlined (the hot path)
         if self.not_leak:
             self.not_leak.discard(addr)
