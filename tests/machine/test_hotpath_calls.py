@@ -8,6 +8,7 @@ says how much Python runs per call, not how long it takes.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -31,11 +32,15 @@ def _python_calls(fn: Callable[[], Any]) -> list[str]:
         if event == "call":
             names.append(frame.f_code.co_qualname)
 
+    enabled = gc.isenabled()
+    gc.disable()  # a collection inside would run gc.callbacks (Hypothesis registers one): not the path
     sys.setprofile(profile)
     try:
         fn()
     finally:
         sys.setprofile(None)
+        if enabled:
+            gc.enable()
     return [n for n in names if not n.endswith("<locals>.pair")]
 
 
