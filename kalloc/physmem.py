@@ -71,17 +71,6 @@ class PhysMem:
             return self.banks[i]
         return None
 
-    def outside(self) -> list[tuple[int, int]]:
-        """Every address no bank holds, as inclusive (lo, hi) spans up to 2**64 - 1 (the ranges
-        of a hook that must not cover RAM: emulator/kalloc_machine/sled.py)."""
-        spans, at = [], 0
-        for b in self.banks:
-            if b.base > at:
-                spans.append((at, b.base - 1))
-            at = b.end
-        spans.append((at, 2**64 - 1))
-        return spans
-
     def contains(self, addr: int, n: int = 1) -> bool:
         """True when [addr, addr+n) lies inside one bank."""
         b = self.bank_of(addr)

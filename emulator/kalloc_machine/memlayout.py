@@ -56,3 +56,16 @@ VMALLOC_END = 0xF000_0000
 # run out; where the PC stops then tells exactly how many instructions ran before.
 IDLE_SLED_BASE = 0xF800_0000
 IDLE_SLED_SIZE = 0x1_0000
+
+
+def gaps(covered: list[tuple[int, int]], top: int) -> list[tuple[int, int]]:
+    """The spans of [0, top) that no half-open (lo, hi) of `covered` holds, as inclusive (lo, hi):
+    the ranges of a hook that must leave `covered` alone (Unicorn's hook ranges are inclusive)."""
+    out, at = [], 0
+    for lo, hi in sorted(covered):
+        if lo > at:
+            out.append((at, lo - 1))
+        at = max(at, hi)
+    if at < top:
+        out.append((at, top - 1))
+    return out

@@ -82,6 +82,7 @@ from kalloc_machine.memlayout import (
     PAGE_SHIFT,
     VMALLOC_END,
     VMALLOC_START,
+    gaps,
 )
 from kalloc_machine.mmureport import VERB, access_error, page_fault_error
 from kalloc_machine.rawfill import RawFill
@@ -178,15 +179,12 @@ class Mmu:
         raw = self.raw
         for h in self._hooks:
             raw.remove(h) if raw is not None and h in raw.handles else self.uc.hook_del(h)
-        self._hooks, at = [], 0
-        for lo, hi in [*sorted(self.traps + self.engine_fills), (1 << 32, 1 << 32)]:
-            if lo > at:
-                self._hooks.append(
-                    raw.add(at, lo - 1)
-                    if raw is not None
-                    else self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill_cb, None, at, lo - 1)
-                )
-            at = hi
+        self._hooks = [
+            raw.add(lo, hi)
+            if raw is not None
+            else self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._fill_cb, None, lo, hi)
+            for lo, hi in gaps(self.traps + self.engine_fills, 1 << 32)
+        ]
 
     def trap(self, lo: int, hi: int, handler: TrapHandler) -> bool:
         """Hand every load and store fill of the RAM pages [lo, hi) to `handler(page, access)`,

@@ -89,7 +89,7 @@ from unicorn import UcError
 
 from kalloc.errors import BadArgumentError, KallocError
 from kalloc_machine.bridge import abi
-from kalloc_machine.memlayout import IDLE_SLED_SIZE
+from kalloc_machine.memlayout import IDLE_SLED_SIZE, gaps
 from kalloc_machine.rawregs import batch_reader, write_batch
 
 if TYPE_CHECKING:
@@ -153,6 +153,7 @@ class IdleSled:
         self.scratch: list[tuple[int, int]] = []  # pages mapped over an unmapped access (release)
         self.on_release: list[Callable[[], None]] = []  # after a slice a fault ended (mmu: TLB flush)
         self.fault_spans: dict[tuple[int, int], int] = {}  # the memory-fault hook: (lo, hi) -> handle
+        self.mapped = [(b.base, b.end) for b in phys.banks]  # what the hook leaves: RAM, `uncover`'s spans
         self._faulted = False
         self.translated = False  # mmu.py's fill hook sees faults first (the memory hook then never maps)
         # RISC-V: a real `mret` after the sled's code, where a marked one is sent ("Returns")
@@ -171,7 +172,7 @@ class IdleSled:
         if self.return_at is not None and self.return_insn:
             uc.mem_write(self.return_at, self.return_insn)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
-        self._cover(self.phys.outside())  # not RAM: mapped rwx, the hook never fires there (_cover)
+        self._cover()  # not RAM: mapped rwx, the hook never fires there (_cover)
         if isa.undefined_intno >= 0:  # an ISA whose undefined instructions no interrupt reports
             uc.hook_add(unicorn.UC_HOOK_INSN_INVALID, self._on_invalid)
         marked = []
@@ -358,17 +359,17 @@ class IdleSled:
         return self.fault(faults.cpu_fault(text, pc))
 
     def uncover(self, lo: int, hi: int) -> None:
-        """[lo, hi) is mapped memory besides RAM (the fast path's window): the memory-fault hook
-        leaves it too (_cover)."""
-        self._cover([(a, b) for s_lo, s_hi in self.fault_spans
-                     for a, b in ((s_lo, min(s_hi, lo - 1)), (max(s_lo, hi), s_hi)) if a <= b])  # fmt: skip
+        """[lo, hi) is mapped besides RAM (the fast path's window): the memory-fault hook leaves it too."""
+        self.mapped.append((lo, hi))
+        self._cover()
 
-    def _cover(self, spans: list[tuple[int, int]]) -> None:
-        """The memory-fault hook over exactly `spans` (inclusive): Unicorn 2.1.4 sends every store
+    def _cover(self) -> None:
+        """The memory-fault hook over every address but `mapped`: Unicorn 2.1.4 sends every store
         to a page any memory hook covers down its slow path (performance.md, "Stores and the TLB")."""
         for h in self.fault_spans.values():
             self.uc.hook_del(h)
         kinds, add = unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self.uc.hook_add
+        spans = gaps(self.mapped, 2**64)
         self.fault_spans = {(lo, hi): add(kinds, self._on_mem_fault, None, lo, hi) for lo, hi in spans}
 
     def _on_mem_fault(self, uc: unicorn.Uc, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
