@@ -18,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -100,10 +101,20 @@ class Stopwatch:
 
 
 def timed_run(session: Session) -> tuple[Span, RunResult]:
-    """The machine's run of `session` on both clocks (emulation only: the Session is built)."""
-    watch = Stopwatch()
-    result = session.machine.run()
-    return watch.elapsed(), result
+    """The machine's run of `session` on both clocks (emulation only: the Session is built). As
+    `timeit` does, the garbage collector is off during the span (a collection first, outside it):
+    a full collection the process's earlier work made due (tens of ms in a pytest process) would
+    otherwise land in one run of a pair at random, and the difference of two runs can go negative."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        watch = Stopwatch()
+        result = session.machine.run()
+        return watch.elapsed(), result
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(slots=True)
